@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.26;
+
+import {PolicyClass} from "./OracleTypes.sol";
+
+/// @title ModelSpec
+/// @notice Checks the shape of a model spec and finds its fee class. The daemon parses the same
+/// grammar (oracle/protocol.py) and decides which deployments it names; the contract only refuses
+/// what no daemon could read, so a requester learns at once rather than after paying.
+///
+/// Grammar (ASCII, no spaces):
+///   spec   = target *( ";" option )
+///   target = "cheapest" / "fastest" / "best" / "ensemble:" DIGIT(2-9) / id *( "," id )   ; <= 8 ids
+///   id     = 1*( ALPHA / DIGIT / "." / "_" / "-" / "/" / ":" / "+" / at-sign )
+///   option = key "=" value ; key = 1*( a-z / "_" ) ; value = 1*( ALPHA / DIGIT / "." / "_" / "-" / "+" )
+/// Examples: "gpt-4o-2024-08-06", "claude-sonnet-4-5-20250929,gemini-2.5-pro",
+/// "cheapest;max_price=20000;needs=json_schema+seed", "ensemble:3".
+library ModelSpec {
+    /// @notice The spec breaks the grammar at byte `offset`.
+    error InvalidModelSpec(uint256 offset);
+
+    uint256 internal constant MAX_FALLBACKS = 8;
+
+    /// @return cls the fee class; `k` the ensemble size (1 unless Ensemble)
+    function parse(bytes calldata s) internal pure returns (PolicyClass cls, uint256 k) {
+        uint256 n = s.length;
+        uint256 end = _next(s, 0, n);
+        (cls, k) = _target(s[0:end]);
+        while (end < n) {
+            uint256 start = end + 1;
+            end = _next(s, start, n);
+            _option(s[start:end], start);
+        }
+    }
+
+    /// @dev Index of the next ";" at or after `i`, or `n`.
+    function _next(bytes calldata s, uint256 i, uint256 n) private pure returns (uint256) {
+        while (i < n && s[i] != ";") ++i;
+        return i;
+    }
+
+    function _target(bytes calldata t) private pure returns (PolicyClass, uint256) {
+        bytes32 h = keccak256(t);
+        if (h == keccak256("cheapest")) return (PolicyClass.Cheapest, 1);
+        if (h == keccak256("fastest")) return (PolicyClass.Fastest, 1);
+        if (h == keccak256("best")) return (PolicyClass.Best, 1);
+        if (t.length >= 9 && keccak256(t[0:9]) == keccak256("ensemble:")) {
+            if (t.length != 10 || t[9] < "2" || t[9] > "9") revert InvalidModelSpec(9);
+            return (PolicyClass.Ensemble, uint8(t[9]) - 0x30); // ASCII digit to its value
+        }
+        uint256 ids = 1;
+        uint256 idStart = 0;
+        for (uint256 i = 0; i < t.length; ++i) {
+            bytes1 c = t[i];
+            if (c == ",") {
+                if (i == idStart || ++ids > MAX_FALLBACKS) revert InvalidModelSpec(i);
+                idStart = i + 1;
+            } else if (!_isIdChar(c)) {
+                revert InvalidModelSpec(i);
+            }
+        }
+        if (t.length == idStart) revert InvalidModelSpec(t.length);
+        return (PolicyClass.Exact, 1);
+    }
+
+    function _option(bytes calldata o, uint256 offset) private pure {
+        uint256 i = 0;
+        while (i < o.length && (_isLower(o[i]) || o[i] == "_")) ++i;
+        if (i == 0 || i == o.length || o[i] != "=") revert InvalidModelSpec(offset + i);
+        uint256 valueStart = ++i;
+        for (; i < o.length; ++i) {
+            if (!_isValueChar(o[i])) revert InvalidModelSpec(offset + i);
+        }
+        if (i == valueStart) revert InvalidModelSpec(offset + i);
+    }
+
+    function _isLower(bytes1 c) private pure returns (bool) {
+        return c >= "a" && c <= "z";
+    }
+
+    function _isAlnum(bytes1 c) private pure returns (bool) {
+        return _isLower(c) || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9");
+    }
+
+    function _isValueChar(bytes1 c) private pure returns (bool) {
+        return _isAlnum(c) || c == "." || c == "_" || c == "-" || c == "+";
+    }
+
+    function _isIdChar(bytes1 c) private pure returns (bool) {
+        return _isValueChar(c) || c == "/" || c == ":" || c == "@";
+    }
+}

@@ -1,0 +1,674 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.26;
+
+import {OracleFixture} from "./utils/OracleFixture.sol";
+import {
+    NoopConsumer,
+    RecordingConsumer,
+    RevertingConsumer,
+    GasBurningConsumer,
+    HugeReturnConsumer,
+    ReentrantConsumer
+} from "./utils/Consumers.sol";
+import {Vm} from "./utils/Vm.sol";
+import {AIOracle} from "../src/AIOracle.sol";
+import {IAIOracle} from "../src/interfaces/IAIOracle.sol";
+import {ModelSpec} from "../src/ModelSpec.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {
+    RequestParams,
+    ResultType,
+    Commitment,
+    Response,
+    FeeSchedule,
+    Limits,
+    PolicyClass,
+    Status,
+    ReasonCode,
+    OracleTypes
+} from "../src/OracleTypes.sol";
+
+contract AIOracleRequestTest is OracleFixture {
+    function test_quote_follows_fee_schedule() public view {
+        uint256 expected = BASE_FEE + uint256(PER_OUTPUT_TOKEN) * 256 + uint256(PER_CALLBACK_GAS) * 300_000;
+        assertEq(oracle.quote("gpt-4o-2024-08-06", 256, 300_000), expected, "exact-model quote");
+    }
+
+    function test_quote_of_policy_classes() public view {
+        uint256 cheapest = 2 * BASE_FEE + uint256(PER_OUTPUT_TOKEN) * 10 + uint256(PER_CALLBACK_GAS) * 1_000;
+        assertEq(oracle.quote("cheapest;max_price=2000", 10, 1_000), cheapest, "cheapest class");
+        // ensemble:3 pays the model part three times, the callback once
+        uint256 ensemble = 3 * (5 * BASE_FEE + uint256(PER_OUTPUT_TOKEN) * 10) + uint256(PER_CALLBACK_GAS) * 1_000;
+        assertEq(oracle.quote("ensemble:3", 10, 1_000), ensemble, "ensemble class");
+    }
+
+    function test_request_escrows_fee_stores_commitment_and_emits_everything() public {
+        RequestParams memory p = textParams(address(consumer));
+        uint256 fee = quoteOf(p) + 1 wei; // overpaying is allowed and escrowed whole
+        vm.recordLogs();
+        vm.prank(REQUESTER);
+        bytes32 id = oracle.request{value: fee}(p);
+
+        assertEq(id, OracleTypes.requestId(block.chainid, address(oracle), REQUESTER, 0), "request id formula");
+        assertEq(oracle.commitments(id), keccak256(abi.encode(commitmentOf(p, REQUESTER, fee))), "commitment");
+        assertEq(address(oracle).balance, fee, "escrowed");
+        assertEq(uint256(oracle.nonces(REQUESTER)), 1, "nonce advanced");
+
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(logs.length, 1, "one event");
+        assertEq(logs[0].topics[0], IAIOracle.Requested.selector, "Requested");
+        assertEq(logs[0].topics[1], id, "id topic");
+        (uint64 nonce, uint256 loggedFee, RequestParams memory logged) =
+            abi.decode(logs[0].data, (uint64, uint256, RequestParams));
+        assertEq(uint256(nonce), 0, "nonce");
+        assertEq(loggedFee, fee, "fee");
+        assertEq(keccak256(abi.encode(logged)), keccak256(abi.encode(p)), "params round-trip");
+    }
+
+    function test_request_ids_differ_per_requester_nonce_and_deployment() public {
+        RequestParams memory p = textParams(address(consumer));
+        (bytes32 a,) = request(p);
+        (bytes32 b,) = request(p);
+        AIOracle other = new AIOracle(OWNER, defaultLimits());
+        vm.prank(REQUESTER);
+        bytes32 c = other.request{value: 1 ether}(p);
+        assertTrue(a != b && a != c && b != c, "ids unique");
+    }
+
+    function _expectRequestRevert(RequestParams memory p, uint256 value, bytes memory err) private {
+        vm.prank(REQUESTER);
+        vm.expectRevert(err);
+        oracle.request{value: value}(p);
+    }
+
+    function test_reverts_fee_below_quote() public {
+        RequestParams memory p = textParams(address(consumer));
+        uint256 q = quoteOf(p);
+        _expectRequestRevert(p, q - 1, abi.encodeWithSelector(IAIOracle.FeeBelowQuote.selector, q - 1, q));
+    }
+
+    function test_reverts_oversize_prompt() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.prompt = new bytes(8_193);
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.PromptTooLarge.selector, 8_193, 8_192));
+    }
+
+    function test_reverts_empty_prompt() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.prompt = "";
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.EmptyPrompt.selector));
+    }
+
+    function test_reverts_unknown_result_type() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.result.kind = 7;
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.UnknownResultType.selector, 7));
+    }
+
+    function test_reverts_callback_gas_above_maximum() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.callbackGasLimit = 2_000_001;
+        _expectRequestRevert(
+            p, 1 ether, abi.encodeWithSelector(IAIOracle.CallbackGasTooHigh.selector, 2_000_001, 2_000_000)
+        );
+    }
+
+    function test_reverts_nonsensical_uint_bounds() public {
+        RequestParams memory p = uintParams(address(consumer), 10, 9);
+        _expectRequestRevert(
+            p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidResultBounds.selector, uint8(ResultType.Uint))
+        );
+    }
+
+    function test_reverts_nonsensical_int_bounds() public {
+        RequestParams memory p = uintParams(address(consumer), uint256(int256(5)), uint256(int256(-5)));
+        p.result.kind = uint8(ResultType.Int);
+        _expectRequestRevert(
+            p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidResultBounds.selector, uint8(ResultType.Int))
+        );
+    }
+
+    function test_accepts_negative_int_bounds() public {
+        RequestParams memory p = uintParams(address(consumer), uint256(int256(-100)), uint256(int256(100)));
+        p.result.kind = uint8(ResultType.Int);
+        request(p);
+    }
+
+    function test_reverts_bounds_on_a_type_without_bounds() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.result.max = 5;
+        _expectRequestRevert(
+            p, 1 ether, abi.encodeWithSelector(IAIOracle.UnusedResultField.selector, uint8(ResultType.Text))
+        );
+    }
+
+    function test_reverts_text_without_size_or_above_limit() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.result.maxBytes = 0;
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidResultSize.selector, 0, 4_096));
+        p.result.maxBytes = 4_097;
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidResultSize.selector, 4_097, 4_096));
+    }
+
+    function test_reverts_choice_with_too_few_or_empty_labels() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.result.kind = uint8(ResultType.Choice);
+        p.result.maxBytes = 0;
+        p.result.labels = new string[](1);
+        p.result.labels[0] = "yes";
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidChoiceLabels.selector, 1, 16));
+        p.result.labels = new string[](2);
+        p.result.labels[0] = "yes";
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidChoiceLabels.selector, 2, 16));
+    }
+
+    function test_reverts_malformed_abi_type() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.result.kind = uint8(ResultType.Abi);
+        string[5] memory bad = ["string", "(string", "(string))", "(String)", "(uint8)(bool)"];
+        for (uint256 i = 0; i < bad.length; ++i) {
+            p.result.abiType = bad[i];
+            _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidAbiType.selector));
+        }
+        p.result.abiType = "(string,uint8[],(bool,int256))";
+        request(p);
+    }
+
+    function test_reverts_malformed_model_spec_naming_the_offset() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.modelSpec = "gpt 4o";
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(ModelSpec.InvalidModelSpec.selector, 3));
+        p.modelSpec = "a,,b";
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(ModelSpec.InvalidModelSpec.selector, 2));
+        p.modelSpec = "ensemble:1";
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(ModelSpec.InvalidModelSpec.selector, 9));
+        p.modelSpec = "cheapest;max_price";
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(ModelSpec.InvalidModelSpec.selector, 18));
+        p.modelSpec = "";
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(ModelSpec.InvalidModelSpec.selector, 0));
+    }
+
+    function test_reverts_model_spec_too_long() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.modelSpec = string(new bytes(257));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.ModelSpecTooLong.selector, 257, 256));
+    }
+
+    function test_reverts_zero_callback() public {
+        RequestParams memory p = textParams(address(0));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidCallback.selector));
+    }
+
+    function test_reverts_bad_deadline() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.deadline = uint64(block.timestamp);
+        uint256 latest = block.timestamp + 1 days;
+        _expectRequestRevert(
+            p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidDeadline.selector, block.timestamp, latest)
+        );
+        p.deadline = uint64(latest + 1);
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidDeadline.selector, latest + 1, latest));
+    }
+
+    function test_reverts_bad_max_tokens_and_temperature() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.maxTokens = 0;
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidMaxTokens.selector, 0, 8_192));
+        p.maxTokens = 10;
+        p.temperature = 201;
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidTemperature.selector, 201, 200));
+    }
+
+    function test_reverts_while_paused() public {
+        vm.prank(OWNER);
+        oracle.setPaused(true);
+        _expectRequestRevert(textParams(address(consumer)), 1 ether, abi.encodeWithSelector(IAIOracle.OraclePaused.selector));
+    }
+}
+
+contract AIOracleFulfillTest is OracleFixture {
+    function test_fulfill_delivers_result_and_credits_payee() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        Response memory r = success(id, c, abi.encode("hello"));
+        vm.prank(RELAYER);
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+
+        assertEq(consumer.calls(), 1, "called once");
+        assertEq(consumer.lastCaller(), address(oracle), "called by oracle");
+        assertEq(abi.decode(consumer.lastResult(), (string)), "hello", "decoded result");
+        assertEq(consumer.lastModelUsed(), r.modelUsed, "model used");
+        assertEq(consumer.lastReceiptHash(), r.receiptHash, "receipt hash");
+        assertEq(oracle.commitments(id), bytes32(0), "commitment deleted");
+        assertEq(oracle.balanceOf(PAYEE), c.fee, "payee credited");
+        assertEq(oracle.balanceOf(RELAYER), 0, "relayer not credited");
+    }
+
+    function test_fulfill_emits_fulfilled_with_hashes() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        Response memory r = success(id, c, abi.encode("hello"));
+        vm.recordLogs();
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        Vm.Log memory last = logs[logs.length - 1];
+        assertEq(last.topics[0], IAIOracle.Fulfilled.selector, "Fulfilled");
+        assertEq(last.topics[1], id, "id");
+        assertEq(last.topics[2], bytes32(uint256(uint160(signer))), "signer");
+        (uint8 status, uint16 reason, bytes32 resultHash, bytes32 modelUsed, bytes32 receiptHash, bool ok) =
+            abi.decode(last.data, (uint8, uint16, bytes32, bytes32, bytes32, bool));
+        assertEq(uint256(status), uint256(Status.Success), "status");
+        assertEq(uint256(reason), 0, "reason");
+        assertEq(resultHash, keccak256(r.result), "result hash");
+        assertEq(modelUsed, r.modelUsed, "model");
+        assertEq(receiptHash, r.receiptHash, "receipt");
+        assertTrue(ok, "callback ok");
+    }
+
+    function test_failure_status_is_delivered_with_reason() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        Response memory r = failure(id, c, ReasonCode.Malformed);
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+        assertEq(uint256(consumer.lastStatus()), uint256(Status.Failure), "failure status");
+        assertEq(uint256(consumer.lastReason()), uint256(ReasonCode.Malformed), "reason code");
+        assertEq(consumer.lastResult().length, 0, "no result");
+        assertEq(oracle.balanceOf(PAYEE), c.fee, "failure still pays the signer's payee");
+    }
+
+    function test_fulfill_exactly_once() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        Response memory r = success(id, c, abi.encode("hello"));
+        bytes memory sig = sign(SIGNER_KEY, r);
+        oracle.fulfill(r, c, sig);
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnknownRequest.selector, id));
+        oracle.fulfill(r, c, sig);
+        assertEq(consumer.calls(), 1, "one callback");
+        assertEq(oracle.balanceOf(PAYEE), c.fee, "paid once");
+    }
+
+    function test_rejects_unregistered_signer() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        Response memory r = success(id, c, abi.encode("x"));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnauthorizedSigner.selector, id));
+        oracle.fulfill(r, c, sign(OTHER_KEY, r));
+    }
+
+    function test_rejects_removed_signer() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        vm.prank(OWNER);
+        oracle.removeSigner(signer);
+        Response memory r = success(id, c, abi.encode("x"));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnauthorizedSigner.selector, id));
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+    }
+
+    function test_rejects_tampered_result() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        Response memory r = success(id, c, abi.encode("yes"));
+        bytes memory sig = sign(SIGNER_KEY, r);
+        r.result = abi.encode("no");
+        // the recovered address is some other key's: not a registered signer
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnauthorizedSigner.selector, id));
+        oracle.fulfill(r, c, sig);
+    }
+
+    function test_rejects_malformed_signature() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        Response memory r = success(id, c, abi.encode("x"));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InvalidSignature.selector, id));
+        oracle.fulfill(r, c, hex"1234");
+    }
+
+    function test_signature_for_another_chain_or_contract_is_rejected() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        Response memory r = success(id, c, abi.encode("x"));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnauthorizedSigner.selector, id));
+        oracle.fulfill(r, c, signFor(SIGNER_KEY, r, block.chainid + 1, address(oracle)));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnauthorizedSigner.selector, id));
+        oracle.fulfill(r, c, signFor(SIGNER_KEY, r, block.chainid, address(0xdead)));
+    }
+
+    function test_rejects_wrong_commitment() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        Commitment memory forged = c;
+        forged.fee = c.fee * 2;
+        Response memory r = success(id, forged, abi.encode("x"));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.CommitmentMismatch.selector, id));
+        oracle.fulfill(r, forged, sign(SIGNER_KEY, r));
+    }
+
+    function test_rejects_after_deadline() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        vm.warp(c.deadline + 1);
+        Response memory r = success(id, c, abi.encode("x"));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.RequestExpired.selector, id));
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+    }
+
+    function test_rejects_inconsistent_status() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        Response memory r = success(id, c, abi.encode("x"));
+        r.reasonCode = uint16(ReasonCode.Malformed); // success with a reason
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InvalidStatus.selector, id));
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+        r = failure(id, c, ReasonCode.None); // failure without a reason
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InvalidStatus.selector, id));
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+        r = success(id, c, "");
+        r.status = 0; // zero is never a status
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InvalidStatus.selector, id));
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+        r = failure(id, c, ReasonCode.Malformed);
+        r.reasonCode = uint16(type(ReasonCode).max) + 1; // unknown reason
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InvalidStatus.selector, id));
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+    }
+
+    function test_rejects_result_above_limit() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        Response memory r = success(id, c, new bytes(4_096 + 97));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.ResultTooLarge.selector, id));
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+    }
+
+    function test_callback_receives_exactly_its_gas_limit() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.callbackGasLimit = 400_000;
+        (bytes32 id, Commitment memory c) = request(p);
+        Response memory r = success(id, c, abi.encode("x"));
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+        uint256 atEntry = consumer.gasAtEntry();
+        assertLe(atEntry, 400_000, "never more than asked");
+        assertGe(atEntry, 400_000 - 1_000, "all of it, less the callee's own prologue");
+    }
+
+    function test_too_little_gas_for_the_callback_reverts_the_fulfillment() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.callbackGasLimit = 1_000_000;
+        (bytes32 id, Commitment memory c) = request(p);
+        Response memory r = success(id, c, abi.encode("x"));
+        bytes memory sig = sign(SIGNER_KEY, r);
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InsufficientGasForCallback.selector, id));
+        oracle.fulfill{gas: 900_000}(r, c, sig);
+        assertTrue(oracle.commitments(id) != bytes32(0), "still open");
+        oracle.fulfill{gas: 1_200_000}(r, c, sig);
+        assertEq(oracle.commitments(id), bytes32(0), "fulfilled with enough gas");
+    }
+
+    function _settlesDespite(address hostile) private {
+        RequestParams memory p = textParams(hostile);
+        p.callbackGasLimit = 200_000;
+        (bytes32 id, Commitment memory c) = request(p);
+        Response memory r = success(id, c, abi.encode("x"));
+        vm.recordLogs();
+        oracle.fulfill{gas: 1_000_000}(r, c, sign(SIGNER_KEY, r));
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        (,,,,, bool ok) = abi.decode(logs[logs.length - 1].data, (uint8, uint16, bytes32, bytes32, bytes32, bool));
+        assertTrue(!ok, "callback failure reported");
+        assertEq(oracle.commitments(id), bytes32(0), "settled");
+        assertEq(oracle.balanceOf(PAYEE), c.fee, "payee credited");
+    }
+
+    function test_reverting_callback_still_settles() public {
+        _settlesDespite(address(new RevertingConsumer()));
+    }
+
+    function test_gas_burning_callback_still_settles() public {
+        _settlesDespite(address(new GasBurningConsumer()));
+    }
+
+    function test_huge_return_data_is_not_copied() public {
+        _settlesDespite(address(new HugeReturnConsumer(true)));
+        // a successful call returning 200 KB: the fulfillment stays cheap because nothing is copied
+        HugeReturnConsumer returning = new HugeReturnConsumer(false);
+        RequestParams memory p = textParams(address(returning));
+        p.callbackGasLimit = 200_000;
+        (bytes32 id, Commitment memory c) = request(p);
+        Response memory r = success(id, c, abi.encode("x"));
+        bytes memory sig = sign(SIGNER_KEY, r);
+        uint256 before = gasleft();
+        oracle.fulfill(r, c, sig);
+        assertLe(before - gasleft(), 200_000 + 80_000, "no return-data copy cost");
+    }
+
+    function test_callback_to_address_without_code_settles_as_failed_callback() public {
+        _settlesDespite(address(0xC0FFEE));
+    }
+
+    function test_reentering_consumer_cannot_double_settle() public {
+        ReentrantConsumer reentrant = new ReentrantConsumer(oracle);
+        RequestParams memory p = textParams(address(reentrant));
+        p.callbackGasLimit = 500_000;
+        (bytes32 id, Commitment memory c) = request(p);
+        Response memory r = success(id, c, abi.encode("x"));
+        bytes memory sig = sign(SIGNER_KEY, r);
+        reentrant.arm(r, c, sig);
+        vm.warp(c.deadline); // still fulfillable; a cancel inside would need deadline < now anyway
+        oracle.fulfill(r, c, sig);
+        assertEq(reentrant.calls(), 1, "one callback");
+        assertTrue(!reentrant.reentrySucceeded(), "re-entry refused");
+        assertEq(oracle.balanceOf(PAYEE), c.fee, "paid once");
+        assertEq(oracle.balanceOf(REQUESTER), 0, "no refund");
+    }
+
+    function test_relayer_never_receives_the_fee() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        Response memory r = success(id, c, abi.encode("x"));
+        uint256 relayerBefore = RELAYER.balance;
+        vm.prank(RELAYER);
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+        assertEq(RELAYER.balance, relayerBefore, "relayer ETH unchanged");
+        assertEq(oracle.balanceOf(RELAYER), 0, "nothing credited to relayer");
+        vm.prank(RELAYER);
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.NothingToWithdraw.selector));
+        oracle.withdraw(payable(RELAYER));
+        vm.prank(PAYEE);
+        oracle.withdraw(payable(PAYEE));
+        assertEq(PAYEE.balance, c.fee, "payee withdrew the fee");
+    }
+
+    function test_fulfill_while_paused_reverts() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        vm.prank(OWNER);
+        oracle.setPaused(true);
+        Response memory r = success(id, c, abi.encode("x"));
+        bytes memory sig = sign(SIGNER_KEY, r);
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.OraclePaused.selector));
+        oracle.fulfill(r, c, sig);
+    }
+
+    function test_contract_digest_matches_spec_digest() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        Response memory r = success(id, c, abi.encode("x"));
+        assertEq(oracle.responseDigest(r), responseDigest(r, block.chainid, address(oracle)), "digest");
+    }
+}
+
+contract AIOracleBatchTest is OracleFixture {
+    function _batch(uint256 n)
+        internal
+        returns (Response[] memory rs, Commitment[] memory cs, bytes[] memory sigs)
+    {
+        rs = new Response[](n);
+        cs = new Commitment[](n);
+        sigs = new bytes[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            (bytes32 id, Commitment memory c) = request(uintParams(address(consumer), 0, 100));
+            rs[i] = success(id, c, abi.encode(i));
+            cs[i] = c;
+            sigs[i] = sign(SIGNER_KEY, rs[i]);
+        }
+    }
+
+    function test_batch_fulfills_all() public {
+        (Response[] memory rs, Commitment[] memory cs, bytes[] memory sigs) = _batch(5);
+        assertEq(oracle.fulfillBatch(rs, cs, sigs), 5, "five applied");
+        assertEq(consumer.calls(), 5, "five callbacks");
+        assertEq(oracle.balanceOf(PAYEE), cs[0].fee * 5, "five fees");
+    }
+
+    function test_batch_skips_settled_and_bad_items_without_sinking_the_rest() public {
+        (Response[] memory rs, Commitment[] memory cs, bytes[] memory sigs) = _batch(4);
+        oracle.fulfill(rs[1], cs[1], sigs[1]); // someone relayed item 1 first
+        sigs[2] = sign(OTHER_KEY, rs[2]); // item 2 signed by a stranger
+        vm.recordLogs();
+        assertEq(oracle.fulfillBatch(rs, cs, sigs), 2, "two applied");
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        uint256 skipped;
+        for (uint256 i = 0; i < logs.length; ++i) {
+            if (logs[i].topics[0] != IAIOracle.FulfillmentSkipped.selector) continue;
+            bytes4 reason = abi.decode(logs[i].data, (bytes4));
+            if (logs[i].topics[1] == rs[1].requestId) assertEq(reason, IAIOracle.UnknownRequest.selector, "1");
+            else if (logs[i].topics[1] == rs[2].requestId) assertEq(reason, IAIOracle.UnauthorizedSigner.selector, "2");
+            else fail("unexpected skip");
+            ++skipped;
+        }
+        assertEq(skipped, 2, "two skips");
+        assertTrue(oracle.commitments(rs[2].requestId) != bytes32(0), "item 2 still open");
+    }
+
+    function test_batch_same_request_twice_settles_once() public {
+        (Response[] memory rs, Commitment[] memory cs, bytes[] memory sigs) = _batch(2);
+        rs[1] = rs[0];
+        cs[1] = cs[0];
+        sigs[1] = sigs[0];
+        assertEq(oracle.fulfillBatch(rs, cs, sigs), 1, "one applied");
+        assertEq(oracle.balanceOf(PAYEE), cs[0].fee, "one fee");
+    }
+
+    function test_batch_length_mismatch_and_size() public {
+        (Response[] memory rs, Commitment[] memory cs,) = _batch(2);
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.LengthMismatch.selector));
+        oracle.fulfillBatch(rs, cs, new bytes[](1));
+        uint256 n = oracle.MAX_BATCH() + 1;
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.BatchTooLarge.selector, n, n - 1));
+        oracle.fulfillBatch(new Response[](n), new Commitment[](n), new bytes[](n));
+    }
+}
+
+contract AIOracleCancelTest is OracleFixture {
+    function test_cancel_after_deadline_refunds_requester() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        vm.warp(c.deadline + 1);
+        vm.prank(RELAYER); // anyone may cancel; the refund goes to the requester
+        oracle.cancel(id, c);
+        assertEq(oracle.balanceOf(REQUESTER), c.fee, "refund credited");
+        assertEq(oracle.commitments(id), bytes32(0), "closed");
+        uint256 before = REQUESTER.balance;
+        vm.prank(REQUESTER);
+        oracle.withdraw(payable(REQUESTER));
+        assertEq(REQUESTER.balance - before, c.fee, "refund withdrawn");
+    }
+
+    function test_cancel_before_deadline_reverts() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        vm.warp(c.deadline);
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.NotExpired.selector, id, c.deadline));
+        oracle.cancel(id, c);
+    }
+
+    function test_cancel_after_fulfill_reverts_and_vice_versa() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        Response memory r = success(id, c, abi.encode("x"));
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+        vm.warp(c.deadline + 1);
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnknownRequest.selector, id));
+        oracle.cancel(id, c);
+
+        (bytes32 id2, Commitment memory c2) = request(textParams(address(consumer)));
+        vm.warp(c2.deadline + 1);
+        oracle.cancel(id2, c2);
+        Response memory r2 = success(id2, c2, abi.encode("x"));
+        bytes memory sig2 = sign(SIGNER_KEY, r2);
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnknownRequest.selector, id2));
+        oracle.fulfill(r2, c2, sig2);
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnknownRequest.selector, id2));
+        oracle.cancel(id2, c2);
+    }
+
+    function test_cancel_with_forged_commitment_reverts() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        vm.warp(c.deadline + 1);
+        Commitment memory forged = c;
+        forged.requester = RELAYER;
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.CommitmentMismatch.selector, id));
+        oracle.cancel(id, forged);
+    }
+
+    function test_cancel_works_while_paused() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        vm.prank(OWNER);
+        oracle.setPaused(true);
+        vm.warp(c.deadline + 1);
+        oracle.cancel(id, c);
+        assertEq(oracle.balanceOf(REQUESTER), c.fee, "refund while paused");
+    }
+}
+
+contract AIOracleAdminTest is OracleFixture {
+    function test_only_owner_administers() public {
+        bytes memory err = abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, RELAYER);
+        vm.startPrank(RELAYER);
+        vm.expectRevert(err);
+        oracle.setSigner(RELAYER, RELAYER);
+        vm.expectRevert(err);
+        oracle.removeSigner(signer);
+        vm.expectRevert(err);
+        oracle.setFeeSchedule(0, FeeSchedule(0, 0, 0));
+        vm.expectRevert(err);
+        oracle.setLimits(defaultLimits());
+        vm.expectRevert(err);
+        oracle.setPaused(true);
+        vm.stopPrank();
+    }
+
+    function test_two_step_ownership() public {
+        vm.prank(OWNER);
+        oracle.transferOwnership(RELAYER);
+        assertEq(oracle.owner(), OWNER, "not yet");
+        vm.prank(RELAYER);
+        oracle.acceptOwnership();
+        assertEq(oracle.owner(), RELAYER, "accepted");
+    }
+
+    function test_admin_changes_emit_events() public {
+        vm.recordLogs();
+        vm.startPrank(OWNER);
+        oracle.setSigner(address(0x51), address(0x52));
+        oracle.removeSigner(address(0x51));
+        oracle.setFeeSchedule(4, FeeSchedule(1, 2, 3));
+        oracle.setLimits(defaultLimits());
+        oracle.setPaused(true);
+        vm.stopPrank();
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(logs.length, 5, "five events");
+        assertEq(logs[0].topics[0], IAIOracle.SignerSet.selector, "SignerSet");
+        assertEq(logs[1].topics[0], IAIOracle.SignerRemoved.selector, "SignerRemoved");
+        assertEq(logs[2].topics[0], IAIOracle.FeeScheduleSet.selector, "FeeScheduleSet");
+        assertEq(logs[3].topics[0], IAIOracle.LimitsSet.selector, "LimitsSet");
+        assertEq(logs[4].topics[0], IAIOracle.PausedSet.selector, "PausedSet");
+        assertTrue(oracle.paused(), "paused");
+    }
+
+    function test_admin_input_checks() public {
+        vm.startPrank(OWNER);
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InvalidPayee.selector));
+        oracle.setSigner(address(0x51), address(0));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnknownPolicyClass.selector, 5));
+        oracle.setFeeSchedule(5, FeeSchedule(1, 2, 3));
+        Limits memory l = defaultLimits();
+        l.maxChoiceLabels = 1;
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InvalidLimits.selector));
+        oracle.setLimits(l);
+        vm.stopPrank();
+    }
+
+    function test_set_limits_keeps_pause_state() public {
+        vm.startPrank(OWNER);
+        oracle.setPaused(true);
+        Limits memory l = defaultLimits();
+        l.maxPromptBytes = 100;
+        oracle.setLimits(l);
+        vm.stopPrank();
+        assertTrue(oracle.paused(), "still paused");
+        assertEq(uint256(oracle.limits().maxPromptBytes), 100, "limit changed");
+    }
+}

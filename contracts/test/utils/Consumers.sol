@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.26;
+
+import {IAIOracleConsumer} from "../../src/interfaces/IAIOracleConsumer.sol";
+import {AIOracle} from "../../src/AIOracle.sol";
+import {Response, Commitment} from "../../src/OracleTypes.sol";
+
+/// @notice Accepts every callback and does nothing (the gas-measurement consumer).
+contract NoopConsumer is IAIOracleConsumer {
+    function onOracleResult(bytes32, uint8, uint16, bytes calldata, bytes32, bytes32) external {}
+}
+
+/// @notice Records each callback and the gas it arrived with.
+contract RecordingConsumer is IAIOracleConsumer {
+    uint256 public calls;
+    bytes32 public lastRequestId;
+    uint8 public lastStatus;
+    uint16 public lastReason;
+    bytes public lastResult;
+    bytes32 public lastModelUsed;
+    bytes32 public lastReceiptHash;
+    uint256 public gasAtEntry;
+    address public lastCaller;
+
+    function onOracleResult(
+        bytes32 requestId,
+        uint8 status,
+        uint16 reasonCode,
+        bytes calldata result,
+        bytes32 modelUsed,
+        bytes32 receiptHash
+    ) external {
+        gasAtEntry = gasleft();
+        ++calls;
+        lastCaller = msg.sender;
+        lastRequestId = requestId;
+        lastStatus = status;
+        lastReason = reasonCode;
+        lastResult = result;
+        lastModelUsed = modelUsed;
+        lastReceiptHash = receiptHash;
+    }
+}
+
+contract RevertingConsumer is IAIOracleConsumer {
+    error No();
+
+    function onOracleResult(bytes32, uint8, uint16, bytes calldata, bytes32, bytes32) external pure {
+        revert No();
+    }
+}
+
+/// @notice Burns every unit of gas it is given.
+contract GasBurningConsumer is IAIOracleConsumer {
+    function onOracleResult(bytes32, uint8, uint16, bytes calldata, bytes32, bytes32) external pure {
+        while (true) {}
+    }
+}
+
+/// @notice Returns (or reverts with) a very large buffer, hoping the oracle copies it.
+contract HugeReturnConsumer is IAIOracleConsumer {
+    bool public immutable REVERTS;
+
+    constructor(bool reverts) {
+        REVERTS = reverts;
+    }
+
+    function onOracleResult(bytes32, uint8, uint16, bytes calldata, bytes32, bytes32) external view {
+        bool reverts = REVERTS;
+        assembly {
+            let size := 200000
+            if reverts { revert(0, size) }
+            return(0, size)
+        }
+    }
+}
+
+/// @notice Re-enters the oracle from its callback: fulfills the same request again, then cancels it.
+contract ReentrantConsumer is IAIOracleConsumer {
+    AIOracle public immutable ORACLE;
+    Response private _response;
+    Commitment private _commitment;
+    bytes private _signature;
+    bool public reentrySucceeded;
+    uint256 public calls;
+
+    constructor(AIOracle oracle) {
+        ORACLE = oracle;
+    }
+
+    function arm(Response calldata r, Commitment calldata c, bytes calldata signature) external {
+        _response = r;
+        _commitment = c;
+        _signature = signature;
+    }
+
+    function onOracleResult(bytes32 requestId, uint8, uint16, bytes calldata, bytes32, bytes32) external {
+        ++calls;
+        try ORACLE.fulfill(_response, _commitment, _signature) {
+            reentrySucceeded = true;
+        } catch {}
+        try ORACLE.cancel(requestId, _commitment) {
+            reentrySucceeded = true;
+        } catch {}
+    }
+}
