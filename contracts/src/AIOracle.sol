@@ -32,6 +32,10 @@ import {
 /// @dev Only a commitment (hash of {Commitment}) is stored per request. It is deleted before the
 /// callback, so neither re-entry nor a second relay can settle a request twice.
 contract AIOracle is IAIOracle, EIP712, Ownable2Step {
+    /// @notice EIP-712 type hashes, exposed so off-chain signers can check they agree.
+    bytes32 public constant RESPONSE_TYPEHASH = OracleTypes.RESPONSE_TYPEHASH;
+    bytes32 public constant OFFCHAIN_RESULT_TYPEHASH = OracleTypes.OFFCHAIN_RESULT_TYPEHASH;
+
     /// @notice Most responses in one {fulfillBatch}.
     uint256 public constant MAX_BATCH = 64;
 

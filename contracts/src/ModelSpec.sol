@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.26;
 
-import {PolicyClass} from "./OracleTypes.sol";
+import {OracleTypes, PolicyClass} from "./OracleTypes.sol";
 
 /// @title ModelSpec
 /// @notice Checks the shape of a model spec and finds its fee class. The daemon parses the same
@@ -18,8 +18,6 @@ import {PolicyClass} from "./OracleTypes.sol";
 library ModelSpec {
     /// @notice The spec breaks the grammar at byte `offset`.
     error InvalidModelSpec(uint256 offset);
-
-    uint256 internal constant MAX_FALLBACKS = 8;
 
     /// @return cls the fee class; `k` the ensemble size (1 unless Ensemble)
     function parse(bytes calldata s) internal pure returns (PolicyClass cls, uint256 k) {
@@ -53,7 +51,7 @@ library ModelSpec {
         for (uint256 i = 0; i < t.length; ++i) {
             bytes1 c = t[i];
             if (c == ",") {
-                if (i == idStart || ++ids > MAX_FALLBACKS) revert InvalidModelSpec(i);
+                if (i == idStart || ++ids > OracleTypes.MAX_MODEL_FALLBACKS) revert InvalidModelSpec(i);
                 idStart = i + 1;
             } else if (!_isIdChar(c)) {
                 revert InvalidModelSpec(i);

@@ -161,6 +161,8 @@ library OracleTypes {
     /// @dev Longest choice label and ABI type string, fixed so validation stays bounded.
     uint256 internal constant MAX_LABEL_BYTES = 64;
     uint256 internal constant MAX_ABI_TYPE_BYTES = 256;
+    /// @dev Most model ids in a fallback list.
+    uint256 internal constant MAX_MODEL_FALLBACKS = 8;
     /// @dev Temperature is in hundredths; 2.00 is the largest any supported provider accepts.
     uint16 internal constant MAX_TEMPERATURE = 200;
 

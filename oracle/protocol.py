@@ -1,0 +1,341 @@
+"""The on-chain protocol as the daemon sees it.
+
+Everything here is built on `oracle/abi/protocol.json`, which `make abi` generates from
+`contracts/src/OracleTypes.sol`: the EIP-712 domain and type strings, the enums, struct layouts and
+constants. The enums are spelled out below so type checkers know their members; importing this
+module fails loudly if they ever disagree with the generated file.
+
+    >>> spec = parse_model_spec("cheapest;max_price=20000")
+    >>> spec.policy, spec.options
+    (<PolicyClass.CHEAPEST: 1>, {'max_price': '20000'})
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from importlib.resources import files
+from typing import Any
+
+from eth_abi import encode
+from eth_utils import keccak, to_checksum_address
+
+PROTOCOL: dict[str, Any] = json.loads(files("oracle.abi").joinpath("protocol.json").read_text())
+
+UINT256_MOD = 2**256
+
+
+class ProtocolMismatch(RuntimeError):
+    """The Python view of the protocol disagrees with the generated protocol.json (run `make abi`)."""
+
+
+class ResultType(IntEnum):
+    TEXT = 0
+    BOOL = 1
+    UINT = 2
+    INT = 3
+    CHOICE = 4
+    JSON = 5
+    ABI = 6
+
+
+class Status(IntEnum):
+    NONE = 0
+    SUCCESS = 1
+    FAILURE = 2
+
+
+class ReasonCode(IntEnum):
+    NONE = 0
+    MALFORMED = 1
+    MODEL_REFUSED = 2
+    CONTENT_FILTERED = 3
+    TRUNCATED = 4
+    PROVIDERS_UNAVAILABLE = 5
+    DEADLINE_TOO_SHORT = 6
+    UNKNOWN_MODEL = 7
+    INVALID_MODEL_SPEC = 8
+    INVALID_PROMPT = 9
+    PROMPT_TOO_LARGE = 10
+    FEE_TOO_LOW = 11
+    BUDGET_EXHAUSTED = 12
+    PAYMENT_FAILED = 13
+    UNSUPPORTED = 14
+    INTERNAL_ERROR = 15
+
+
+class PolicyClass(IntEnum):
+    EXACT = 0
+    CHEAPEST = 1
+    FASTEST = 2
+    BEST = 3
+    ENSEMBLE = 4
+
+
+def _snake_upper(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper()
+
+
+def _check_enums() -> None:
+    for enum in (ResultType, Status, ReasonCode, PolicyClass):
+        generated = {_snake_upper(k): v for k, v in PROTOCOL["enums"][enum.__name__].items()}
+        ours = {m.name: m.value for m in enum}
+        if generated != ours:
+            raise ProtocolMismatch(f"{enum.__name__}: protocol.json has {generated}, protocol.py has {ours}")
+
+
+_check_enums()
+
+EIP712_NAME: str = PROTOCOL["eip712"]["name"]
+EIP712_VERSION: str = PROTOCOL["eip712"]["version"]
+RESPONSE_TYPE: str = PROTOCOL["types"]["Response"]["type"]
+RESPONSE_TYPEHASH: bytes = keccak(text=RESPONSE_TYPE)
+OFFCHAIN_RESULT_TYPE: str = PROTOCOL["types"]["OffchainResult"]["type"]
+OFFCHAIN_RESULT_TYPEHASH: bytes = keccak(text=OFFCHAIN_RESULT_TYPE)
+DOMAIN_TYPEHASH = keccak(text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
+
+MAX_LABEL_BYTES: int = PROTOCOL["constants"]["MAX_LABEL_BYTES"]
+MAX_ABI_TYPE_BYTES: int = PROTOCOL["constants"]["MAX_ABI_TYPE_BYTES"]
+MAX_MODEL_FALLBACKS: int = PROTOCOL["constants"]["MAX_MODEL_FALLBACKS"]
+MAX_TEMPERATURE: int = PROTOCOL["constants"]["MAX_TEMPERATURE"]
+
+
+def abi_type_of(struct: str) -> str:
+    """The ABI tuple type of a protocol struct, e.g. `abi_type_of("Commitment")`."""
+    return str(PROTOCOL["structs"][struct]["abi_type"])
+
+
+def _to_uint(value: int) -> int:
+    """Two's-complement bits of a signed bound, as the contract stores Int bounds in uint256."""
+    return value % UINT256_MOD
+
+
+def _to_int(value: int) -> int:
+    return value - UINT256_MOD if value >= 2**255 else value
+
+
+@dataclass(frozen=True)
+class ResultSpec:
+    """Bounds of a typed result. For INT, `min`/`max` are signed Python ints."""
+
+    kind: ResultType
+    max_bytes: int = 0
+    min: int = 0
+    max: int = 0
+    labels: tuple[str, ...] = ()
+    abi_type: str = ""
+
+    def to_abi(self) -> tuple[Any, ...]:
+        return (int(self.kind), self.max_bytes, _to_uint(self.min), _to_uint(self.max), list(self.labels),
+                self.abi_type)
+
+    @classmethod
+    def from_abi(cls, value: Sequence[Any]) -> ResultSpec:
+        kind, max_bytes, lo, hi, labels, abi_type = value
+        if kind == ResultType.INT:
+            lo, hi = _to_int(lo), _to_int(hi)
+        # An unknown kind can only come from a contract other than ours; keep the raw number visible.
+        return cls(ResultType(kind), max_bytes, lo, hi, tuple(labels), abi_type)
+
+
+@dataclass(frozen=True)
+class RequestParams:
+    callback: str
+    callback_gas_limit: int
+    deadline: int
+    max_tokens: int
+    temperature: int
+    seed: int
+    model_spec: str
+    prompt: bytes
+    result: ResultSpec
+
+    def to_abi(self) -> tuple[Any, ...]:
+        return (self.callback, self.callback_gas_limit, self.deadline, self.max_tokens, self.temperature,
+                self.seed, self.model_spec, self.prompt, self.result.to_abi())
+
+    @classmethod
+    def from_abi(cls, value: Sequence[Any]) -> RequestParams:
+        callback, gas, deadline, max_tokens, temperature, seed, model_spec, prompt, result = value
+        return cls(to_checksum_address(callback), gas, deadline, max_tokens, temperature, seed, model_spec,
+                   bytes(prompt), ResultSpec.from_abi(result))
+
+    def hash(self) -> bytes:
+        """keccak256(abi.encode(params)), the `paramsHash` of the commitment."""
+        return keccak(encode([abi_type_of("RequestParams")], [self.to_abi()]))
+
+
+@dataclass(frozen=True)
+class Commitment:
+    requester: str
+    callback: str
+    callback_gas_limit: int
+    deadline: int
+    fee: int
+    params_hash: bytes
+
+    @classmethod
+    def of(cls, requester: str, fee: int, params: RequestParams) -> Commitment:
+        return cls(requester, params.callback, params.callback_gas_limit, params.deadline, fee, params.hash())
+
+    def to_abi(self) -> tuple[Any, ...]:
+        return (self.requester, self.callback, self.callback_gas_limit, self.deadline, self.fee,
+                self.params_hash)
+
+    def hash(self) -> bytes:
+        """The value the oracle stores for an open request."""
+        return keccak(encode([abi_type_of("Commitment")], [self.to_abi()]))
+
+
+@dataclass(frozen=True)
+class Response:
+    request_id: bytes
+    commitment: bytes
+    status: Status
+    reason_code: ReasonCode
+    result: bytes
+    model_used: bytes
+    receipt_hash: bytes
+
+    def to_abi(self) -> tuple[Any, ...]:
+        return (self.request_id, self.commitment, int(self.status), int(self.reason_code), self.result,
+                self.model_used, self.receipt_hash)
+
+    def struct_hash(self) -> bytes:
+        return keccak(encode(
+            ["bytes32", "bytes32", "bytes32", "uint8", "uint16", "bytes32", "bytes32", "bytes32"],
+            [RESPONSE_TYPEHASH, self.request_id, self.commitment, int(self.status), int(self.reason_code),
+             keccak(self.result), self.model_used, self.receipt_hash],
+        ))
+
+
+@dataclass(frozen=True)
+class OffchainResult:
+    result_id: bytes
+    consumer: str
+    prompt_hash: bytes
+    status: Status
+    reason_code: ReasonCode
+    result: bytes
+    model_used: bytes
+    receipt_hash: bytes
+    valid_until: int
+
+    def to_abi(self) -> tuple[Any, ...]:
+        return (self.result_id, self.consumer, self.prompt_hash, int(self.status), int(self.reason_code),
+                self.result, self.model_used, self.receipt_hash, self.valid_until)
+
+    def struct_hash(self) -> bytes:
+        return keccak(encode(
+            ["bytes32", "bytes32", "address", "bytes32", "uint8", "uint16", "bytes32", "bytes32", "bytes32",
+             "uint64"],
+            [OFFCHAIN_RESULT_TYPEHASH, self.result_id, self.consumer, self.prompt_hash, int(self.status),
+             int(self.reason_code), keccak(self.result), self.model_used, self.receipt_hash, self.valid_until],
+        ))
+
+
+def request_id(chain_id: int, oracle: str, requester: str, nonce: int) -> bytes:
+    """Unique across chains, deployments and requesters: keccak(chainId, oracle, requester, nonce)."""
+    return keccak(encode(["uint256", "address", "address", "uint64"], [chain_id, oracle, requester, nonce]))
+
+
+def domain_separator(chain_id: int, oracle: str) -> bytes:
+    return keccak(encode(
+        ["bytes32", "bytes32", "bytes32", "uint256", "address"],
+        [DOMAIN_TYPEHASH, keccak(text=EIP712_NAME), keccak(text=EIP712_VERSION), chain_id, oracle],
+    ))
+
+
+def typed_data_digest(chain_id: int, oracle: str, struct_hash: bytes) -> bytes:
+    """EIP-712 digest under the oracle's domain: keccak(0x1901 || domainSeparator || structHash)."""
+    return keccak(b"\x19\x01" + domain_separator(chain_id, oracle) + struct_hash)
+
+
+def model_used(model_ids: Sequence[str]) -> bytes:
+    """The `modelUsed` field: keccak of the model id, or of the sorted ids joined by "," (ensemble)."""
+    if not model_ids:
+        raise ValueError("model_used needs at least one model id")
+    return keccak(text=",".join(sorted(model_ids)))
+
+
+# ---------------------------------------------------------------- model specs
+
+_POLICIES = {"cheapest": PolicyClass.CHEAPEST, "fastest": PolicyClass.FASTEST, "best": PolicyClass.BEST}
+_VALUE_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+")
+_ID_CHARS = _VALUE_CHARS | frozenset(b"/:@")
+_KEY_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz_")
+
+
+class InvalidModelSpec(ValueError):
+    """A model spec breaks the grammar; `offset` is the byte where, as the contract reports it."""
+
+    def __init__(self, spec: bytes, offset: int, why: str) -> None:
+        super().__init__(f"invalid model spec {spec!r} at byte {offset}: {why}")
+        self.offset = offset
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec: a policy, or an ordered list of exact model ids, plus options."""
+
+    policy: PolicyClass
+    models: tuple[str, ...] = ()
+    ensemble_size: int = 1
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def parse_model_spec(spec: str | bytes) -> ModelSpec:
+    """Parse the same grammar `contracts/src/ModelSpec.sol` checks, reporting the same offsets."""
+    raw = spec.encode() if isinstance(spec, str) else bytes(spec)
+    target, *option_segments = raw.split(b";")
+    parsed = _parse_target(raw, target)
+    options: dict[str, str] = {}
+    offset = len(target) + 1
+    for segment in option_segments:
+        key, value = _parse_option(raw, offset, offset + len(segment))
+        options[key] = value
+        offset += len(segment) + 1
+    return ModelSpec(parsed.policy, parsed.models, parsed.ensemble_size, options)
+
+
+def _parse_target(raw: bytes, t: bytes) -> ModelSpec:
+    if t.decode("ascii", "replace") in _POLICIES:
+        return ModelSpec(_POLICIES[t.decode()])
+    if t.startswith(b"ensemble:"):
+        if len(t) != 10 or not (ord("2") <= t[9] <= ord("9")):
+            raise InvalidModelSpec(raw, 9, "ensemble size must be one digit from 2 to 9")
+        return ModelSpec(PolicyClass.ENSEMBLE, ensemble_size=t[9] - ord("0"))
+    ids: list[str] = []
+    id_start = 0
+    for i, c in enumerate(t):
+        if c == ord(","):
+            if i == id_start:
+                raise InvalidModelSpec(raw, i, "empty model id")
+            ids.append(t[id_start:i].decode())
+            if len(ids) + 1 > MAX_MODEL_FALLBACKS:
+                raise InvalidModelSpec(raw, i, f"more than {MAX_MODEL_FALLBACKS} model ids")
+            id_start = i + 1
+        elif c not in _ID_CHARS:
+            raise InvalidModelSpec(raw, i, f"byte {c:#04x} not allowed in a model id")
+    if len(t) == id_start:
+        raise InvalidModelSpec(raw, len(t), "empty model id")
+    ids.append(t[id_start:].decode())
+    return ModelSpec(PolicyClass.EXACT, tuple(ids))
+
+
+def _parse_option(raw: bytes, start: int, end: int) -> tuple[str, str]:
+    i = start
+    while i < end and raw[i] in _KEY_CHARS:
+        i += 1
+    if i == start or i == end or raw[i] != ord("="):
+        raise InvalidModelSpec(raw, i, "an option is key=value with a key of a-z and _")
+    value_start = i + 1
+    for j in range(value_start, end):
+        if raw[j] not in _VALUE_CHARS:
+            raise InvalidModelSpec(raw, j, f"byte {raw[j]:#04x} not allowed in an option value")
+    if end == value_start:
+        raise InvalidModelSpec(raw, end, "empty option value")
+    return raw[start:i].decode(), raw[value_start:end].decode()
