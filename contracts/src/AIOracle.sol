@@ -149,8 +149,17 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
         uint256 n = responses.length;
         if (commitments_.length != n || signatures.length != n) revert LengthMismatch();
         if (n > MAX_BATCH) revert BatchTooLarge(n, MAX_BATCH);
+        uint256 freeMemory;
+        assembly ("memory-safe") {
+            freeMemory := mload(0x40)
+        }
         for (uint256 i = 0; i < n; ++i) {
             bytes4 err = _fulfill(responses[i], commitments_[i], signatures[i], cfg.maxResultBytes);
+            // Nothing an item leaves in memory is needed afterwards: reuse it, so a batch's memory (and
+            // its quadratic cost) stays the size of one item.
+            assembly ("memory-safe") {
+                mstore(0x40, freeMemory)
+            }
             if (err == bytes4(0)) {
                 ++fulfilled;
             } else {
@@ -189,7 +198,7 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
 
     function _emitFulfilled(Response calldata r, address signer, bytes32 resultHash, bool callbackSuccess) private {
         emit Fulfilled(
-            r.requestId, signer, r.status, r.reasonCode, resultHash, r.modelUsed, r.receiptHash, callbackSuccess
+            r.requestId, signer, r.status, r.reasonCode, resultHash, r.receiptHash, callbackSuccess
         );
     }
 
@@ -201,7 +210,7 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
     {
         ECDSA.RecoverError recoverError;
         (signer, recoverError,) =
-            ECDSA.tryRecover(_hashTypedDataV4(OracleTypes.responseStructHash(r, resultHash)), signature);
+            ECDSA.tryRecoverCalldata(_hashTypedDataV4(OracleTypes.responseStructHash(r, resultHash)), signature);
         if (recoverError != ECDSA.RecoverError.NoError) return (signer, InvalidSignature.selector);
         if (payeeOf[signer] == address(0)) return (signer, UnauthorizedSigner.selector);
     }
@@ -297,7 +306,7 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
         if (block.timestamp > result.validUntil) revert RequestExpired(result.resultId);
         ECDSA.RecoverError recoverError;
         (signer, recoverError,) =
-            ECDSA.tryRecover(_hashTypedDataV4(OracleTypes.offchainResultStructHash(result)), signature);
+            ECDSA.tryRecoverCalldata(_hashTypedDataV4(OracleTypes.offchainResultStructHash(result)), signature);
         if (recoverError != ECDSA.RecoverError.NoError) revert InvalidSignature(result.resultId);
         if (payeeOf[signer] == address(0)) revert UnauthorizedSigner(result.resultId);
     }

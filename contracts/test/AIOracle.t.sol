@@ -253,12 +253,11 @@ contract AIOracleFulfillTest is OracleFixture {
         assertEq(last.topics[0], IAIOracle.Fulfilled.selector, "Fulfilled");
         assertEq(last.topics[1], id, "id");
         assertEq(last.topics[2], bytes32(uint256(uint160(signer))), "signer");
-        (uint8 status, uint16 reason, bytes32 resultHash, bytes32 modelUsed, bytes32 receiptHash, bool ok) =
-            abi.decode(last.data, (uint8, uint16, bytes32, bytes32, bytes32, bool));
+        (uint8 status, uint16 reason, bytes32 resultHash, bytes32 receiptHash, bool ok) =
+            abi.decode(last.data, (uint8, uint16, bytes32, bytes32, bool));
         assertEq(uint256(status), uint256(Status.Success), "status");
         assertEq(uint256(reason), 0, "reason");
         assertEq(resultHash, keccak256(r.result), "result hash");
-        assertEq(modelUsed, r.modelUsed, "model");
         assertEq(receiptHash, r.receiptHash, "receipt");
         assertTrue(ok, "callback ok");
     }
@@ -401,7 +400,7 @@ contract AIOracleFulfillTest is OracleFixture {
         vm.recordLogs();
         oracle.fulfill{gas: 1_000_000}(r, c, sign(SIGNER_KEY, r));
         Vm.Log[] memory logs = vm.getRecordedLogs();
-        (,,,,, bool ok) = abi.decode(logs[logs.length - 1].data, (uint8, uint16, bytes32, bytes32, bytes32, bool));
+        (,,,, bool ok) = abi.decode(logs[logs.length - 1].data, (uint8, uint16, bytes32, bytes32, bool));
         assertTrue(!ok, "callback failure reported");
         assertEq(oracle.commitments(id), bytes32(0), "settled");
         assertEq(oracle.balanceOf(PAYEE), c.fee, "payee credited");

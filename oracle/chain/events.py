@@ -50,7 +50,6 @@ class FulfilledEvent:
     status: int
     reason_code: int
     result_hash: bytes
-    model_used: bytes
     receipt_hash: bytes
     callback_success: bool
 
@@ -72,8 +71,8 @@ def decode_fulfilled(log: Any) -> FulfilledEvent:
     if len(topics) != 3 or topics[0] != FULFILLED_TOPIC:
         raise EventDecodeError("not a Fulfilled event")
     try:
-        status, reason, result_hash, model_used, receipt_hash, ok = decode(_FULFILLED_DATA, data)
+        status, reason, result_hash, receipt_hash, ok = decode(_FULFILLED_DATA, data)
     except Exception as exc:
         raise EventDecodeError(f"Fulfilled event does not decode: {exc}") from exc
     return FulfilledEvent(topics[1], to_checksum_address(topics[2][12:]), status, reason, result_hash,
-                          model_used, receipt_hash, ok)
+                          receipt_hash, ok)

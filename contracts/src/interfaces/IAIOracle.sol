@@ -20,14 +20,14 @@ interface IAIOracle {
         RequestParams params
     );
 
-    /// @notice A request was answered. The fee went to the payee registered for `signer`.
+    /// @notice A request was answered. The fee went to the payee registered for `signer`. The receipt
+    /// behind `receiptHash` names the model(s) used and shows how the answer was made.
     event Fulfilled(
         bytes32 indexed requestId,
         address indexed signer,
         uint8 status,
         uint16 reasonCode,
         bytes32 resultHash,
-        bytes32 modelUsed,
         bytes32 receiptHash,
         bool callbackSuccess
     );

@@ -1,0 +1,51 @@
+"""Gas of fulfilling, measured as the `gasUsed` of real transactions on the local stack.
+
+Conditions (the ones the gas targets are stated for): the payee's balance is already non-zero, the
+consumer's callback is a no-op, and the result is 32 bytes (a uint256 with no zero bytes).
+"""
+
+from __future__ import annotations
+
+from eth_utils import keccak, to_checksum_address
+
+from oracle.devnet.answer import fulfill, fulfill_batch, requested_events, success_response
+from oracle.devnet.stack import LocalStack
+from oracle.protocol import RequestParams, ResultSpec, ResultType
+
+# Code that stops at once: a callback target that accepts every call and does nothing.
+NOOP_CODE = "0x00"
+NOOP_CONSUMER = to_checksum_address("0x000000000000000000000000000000000000a11c")
+SINGLE_TARGET = 55_000
+BATCH20_PER_RESPONSE_TARGET = 22_000
+_VALUE = int.from_bytes(keccak(b"a 32-byte result with no zero bytes"))
+
+
+def _request(stack: LocalStack, count: int) -> list[object]:
+    oracle = stack.contract("AIOracle")
+    now = stack.w3.eth.get_block("latest")["timestamp"]
+    params = RequestParams(
+        callback=NOOP_CONSUMER, callback_gas_limit=50_000, deadline=now + 3_600, max_tokens=16, temperature=0,
+        seed=0, model_spec="gpt-4o-2024-08-06", prompt=b"risk score?",
+        result=ResultSpec(ResultType.UINT, min=0, max=2**256 - 1),
+    )
+    fee = oracle.functions.quote(params.model_spec, params.max_tokens, params.callback_gas_limit).call()
+    events: list[object] = []
+    for _ in range(count):
+        receipt = stack.transact(oracle.functions.request(params.to_abi()), stack.keys.bots, value=fee)
+        events.extend(requested_events(receipt, stack.addresses["AIOracle"]))
+    return events
+
+
+def measure_fulfill_gas(stack: LocalStack) -> dict[str, int]:
+    stack.w3.provider.make_request("anvil_setCode", [NOOP_CONSUMER, NOOP_CODE])  # type: ignore[arg-type]
+    warmup, single, *batch = _request(stack, 22)
+    for event in (warmup, single):
+        response = success_response(event, _VALUE)  # type: ignore[arg-type]
+        receipt = fulfill(stack, event, response)  # type: ignore[arg-type]
+        if receipt["status"] != 1:
+            raise RuntimeError("fulfill reverted while measuring gas")
+    single_gas = int(receipt["gasUsed"])  # the second: the payee's balance was non-zero by then
+    receipt = fulfill_batch(stack, [(e, success_response(e, _VALUE)) for e in batch])  # type: ignore[arg-type]
+    if receipt["status"] != 1:
+        raise RuntimeError("fulfillBatch reverted while measuring gas")
+    return {"fulfill_single_gas": single_gas, "fulfill_batch20_per_response_gas": int(receipt["gasUsed"]) // 20}
