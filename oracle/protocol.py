@@ -330,7 +330,7 @@ def _parse_option(raw: bytes, start: int, end: int) -> tuple[str, str]:
     i = start
     while i < end and raw[i] in _KEY_CHARS:
         i += 1
-    if i == start or i == end or raw[i] != ord("="):
+    if i in (start, end) or raw[i] != ord("="):
         raise InvalidModelSpec(raw, i, "an option is key=value with a key of a-z and _")
     value_start = i + 1
     for j in range(value_start, end):

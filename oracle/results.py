@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from eth_abi import decode, encode
-from eth_abi.exceptions import EncodingError, ParseError
+from eth_abi.exceptions import ABITypeError, EncodingError, ParseError
 from eth_abi.grammar import TupleType, parse
 
 from oracle.protocol import MAX_ABI_TYPE_BYTES, ResultSpec, ResultType
@@ -32,11 +32,11 @@ def abi_components(abi_type: str) -> list[str]:
         raise ResultError(f"ABI type longer than {MAX_ABI_TYPE_BYTES} bytes")
     try:
         parsed = parse(abi_type)
-    except ParseError as exc:
-        raise ResultError(f"not an ABI type: {abi_type!r}") from exc
+        parsed.validate()
+    except (ParseError, ABITypeError) as exc:
+        raise ResultError(f"not a valid ABI type: {abi_type!r} ({exc})") from exc
     if not isinstance(parsed, TupleType) or parsed.is_array:
         raise ResultError(f"ABI result type must be a tuple, got {abi_type!r}")
-    parsed.validate()
     return [c.to_type_str() for c in parsed.components]
 
 
@@ -93,7 +93,7 @@ def encode_result(spec: ResultSpec, value: Any) -> bytes:
 def decode_result(spec: ResultSpec, data: bytes) -> Any:
     """The value a consumer contract would decode from `data`."""
     kind = spec.kind
-    if kind in (ResultType.TEXT,):
+    if kind == ResultType.TEXT:
         return decode(["string"], data)[0]
     if kind == ResultType.JSON:
         return json.loads(decode(["string"], data)[0])

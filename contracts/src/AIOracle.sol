@@ -461,7 +461,7 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
                 if (depth == 0) revert InvalidAbiType();
                 --depth;
                 if (depth == 0 && i != n - 1) revert InvalidAbiType();
-            } else if (!((c >= "a" && c <= "z") || (c >= "0" && c <= "9") || c == "," || c == "[" || c == "]")) {
+            } else if (!ModelSpec.isIn(ModelSpec.ABI_TYPE_CHARS, c)) {
                 revert InvalidAbiType();
             }
         }

@@ -53,7 +53,7 @@ library ModelSpec {
             if (c == ",") {
                 if (i == idStart || ++ids > OracleTypes.MAX_MODEL_FALLBACKS) revert InvalidModelSpec(i);
                 idStart = i + 1;
-            } else if (!_isIdChar(c)) {
+            } else if (!isIn(ID_CHARS, c)) {
                 revert InvalidModelSpec(i);
             }
         }
@@ -63,28 +63,26 @@ library ModelSpec {
 
     function _option(bytes calldata o, uint256 offset) private pure {
         uint256 i = 0;
-        while (i < o.length && (_isLower(o[i]) || o[i] == "_")) ++i;
+        while (i < o.length && isIn(KEY_CHARS, o[i])) ++i;
         if (i == 0 || i == o.length || o[i] != "=") revert InvalidModelSpec(offset + i);
         uint256 valueStart = ++i;
         for (; i < o.length; ++i) {
-            if (!_isValueChar(o[i])) revert InvalidModelSpec(offset + i);
+            if (!isIn(VALUE_CHARS, o[i])) revert InvalidModelSpec(offset + i);
         }
         if (i == valueStart) revert InvalidModelSpec(offset + i);
     }
 
-    function _isLower(bytes1 c) private pure returns (bool) {
-        return c >= "a" && c <= "z";
-    }
+    // Character classes as 256-bit sets indexed by byte value: one shift and one AND per byte.
+    uint256 internal constant LOWER = ((1 << 26) - 1) << 0x61; // a-z
+    uint256 internal constant UPPER = ((1 << 26) - 1) << 0x41; // A-Z
+    uint256 internal constant DIGIT = ((1 << 10) - 1) << 0x30; // 0-9
+    uint256 internal constant KEY_CHARS = LOWER | (1 << 0x5f); // a-z _
+    uint256 internal constant VALUE_CHARS = LOWER | UPPER | DIGIT | (1 << 0x2e) | (1 << 0x5f) | (1 << 0x2d) | (1 << 0x2b);
+    uint256 internal constant ID_CHARS = VALUE_CHARS | (1 << 0x2f) | (1 << 0x3a) | (1 << 0x40); // also / : and at-sign
+    /// @dev Characters of an ABI tuple type string besides parentheses: a-z 0-9 , [ ]
+    uint256 internal constant ABI_TYPE_CHARS = LOWER | DIGIT | (1 << 0x2c) | (1 << 0x5b) | (1 << 0x5d);
 
-    function _isAlnum(bytes1 c) private pure returns (bool) {
-        return _isLower(c) || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9");
-    }
-
-    function _isValueChar(bytes1 c) private pure returns (bool) {
-        return _isAlnum(c) || c == "." || c == "_" || c == "-" || c == "+";
-    }
-
-    function _isIdChar(bytes1 c) private pure returns (bool) {
-        return _isValueChar(c) || c == "/" || c == ":" || c == "@";
+    function isIn(uint256 set, bytes1 c) internal pure returns (bool) {
+        return (set >> uint8(c)) & 1 == 1;
     }
 }

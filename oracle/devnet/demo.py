@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from oracle.chain.events import decode_fulfilled, FULFILLED_TOPIC
+from oracle.chain.events import FULFILLED_TOPIC, decode_fulfilled
 from oracle.devnet.answer import fulfill, requested_events, success_response
 from oracle.devnet.stack import LocalStack
 from oracle.protocol import ResultType

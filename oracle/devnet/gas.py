@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from eth_utils import keccak, to_checksum_address
 
+from oracle.chain.events import RequestedEvent
 from oracle.devnet.answer import fulfill, fulfill_batch, requested_events, success_response
 from oracle.devnet.stack import LocalStack
 from oracle.protocol import RequestParams, ResultSpec, ResultType
@@ -20,7 +21,7 @@ BATCH20_PER_RESPONSE_TARGET = 22_000
 _VALUE = int.from_bytes(keccak(b"a 32-byte result with no zero bytes"))
 
 
-def _request(stack: LocalStack, count: int) -> list[object]:
+def _request(stack: LocalStack, count: int) -> list[RequestedEvent]:
     oracle = stack.contract("AIOracle")
     now = stack.w3.eth.get_block("latest")["timestamp"]
     params = RequestParams(
@@ -29,7 +30,7 @@ def _request(stack: LocalStack, count: int) -> list[object]:
         result=ResultSpec(ResultType.UINT, min=0, max=2**256 - 1),
     )
     fee = oracle.functions.quote(params.model_spec, params.max_tokens, params.callback_gas_limit).call()
-    events: list[object] = []
+    events: list[RequestedEvent] = []
     for _ in range(count):
         receipt = stack.transact(oracle.functions.request(params.to_abi()), stack.keys.bots, value=fee)
         events.extend(requested_events(receipt, stack.addresses["AIOracle"]))
@@ -40,12 +41,11 @@ def measure_fulfill_gas(stack: LocalStack) -> dict[str, int]:
     stack.w3.provider.make_request("anvil_setCode", [NOOP_CONSUMER, NOOP_CODE])  # type: ignore[arg-type]
     warmup, single, *batch = _request(stack, 22)
     for event in (warmup, single):
-        response = success_response(event, _VALUE)  # type: ignore[arg-type]
-        receipt = fulfill(stack, event, response)  # type: ignore[arg-type]
+        receipt = fulfill(stack, event, success_response(event, _VALUE))
         if receipt["status"] != 1:
             raise RuntimeError("fulfill reverted while measuring gas")
     single_gas = int(receipt["gasUsed"])  # the second: the payee's balance was non-zero by then
-    receipt = fulfill_batch(stack, [(e, success_response(e, _VALUE)) for e in batch])  # type: ignore[arg-type]
+    receipt = fulfill_batch(stack, [(e, success_response(e, _VALUE)) for e in batch])
     if receipt["status"] != 1:
         raise RuntimeError("fulfillBatch reverted while measuring gas")
     return {"fulfill_single_gas": single_gas, "fulfill_batch20_per_response_gas": int(receipt["gasUsed"]) // 20}

@@ -1,0 +1,55 @@
+# One entry point for a fresh machine: `make dev` runs the local stack, `make test` passes the tests.
+# Everything is installed from the package registries into .venv/ and contracts/node_modules/.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+NPM_STAMP := contracts/node_modules/.installed
+FORGE = $(firstword $(wildcard $(CURDIR)/contracts/node_modules/@foundry-rs/forge-*/bin/forge))
+# CI runs the fuzz/invariant profile sized for its budget; `make test-deep` runs the deep one.
+FOUNDRY_PROFILE ?= $(if $(CI),ci,default)
+
+.PHONY: dev test install abi lint typecheck forge-test pytest bench test-deep clean
+
+dev: install
+	$(PY) -m oracle dev
+
+test: install lint typecheck forge-test pytest
+
+install: $(PY_STAMP) $(NPM_STAMP)
+
+$(PY_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+$(NPM_STAMP): contracts/package.json contracts/package-lock.json
+	cd contracts && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+abi: install
+	$(PY) contracts/export_abi.py
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+forge-test: install
+	cd contracts && FOUNDRY_PROFILE=$(FOUNDRY_PROFILE) $(FORGE) test
+
+pytest: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m bench
+
+test-deep: install
+	cd contracts && FOUNDRY_PROFILE=deep $(FORGE) test
+
+clean:
+	rm -rf $(VENV) contracts/node_modules contracts/out contracts/cache

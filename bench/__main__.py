@@ -1,0 +1,20 @@
+"""Run every benchmark; exit non-zero if any target is missed."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import gas
+
+BENCHMARKS = {"gas": gas.main}
+
+
+def main() -> int:
+    failed = [name for name, run in BENCHMARKS.items() if run() != 0]
+    if failed:
+        print(f"targets missed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Writing a benchmark's figures, with the date and the machine they were measured on."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    system = f"{platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores, {system}, Python {platform.python_version()}"
+
+
+def write(name: str, figures: dict[str, Any], targets: dict[str, Any], missed: list[str]) -> Path:
+    """Write bench/results/<name>.json; `missed` names the figures that did not meet their target."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    report = {
+        **figures,
+        "targets": targets,
+        "missed": missed,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
+        "machine": machine(),
+    }
+    path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return path

@@ -1,0 +1,95 @@
+"""Python and Solidity agree on every hash, id and layout of the protocol (checked on anvil)."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+from eth_utils import keccak
+
+from oracle import protocol
+from oracle.chain.events import decode_requested
+from oracle.devnet import LocalStack
+from oracle.devnet.answer import requested_events
+from oracle.protocol import (
+    Commitment,
+    ReasonCode,
+    RequestParams,
+    Response,
+    ResultSpec,
+    ResultType,
+    Status,
+    request_id,
+    typed_data_digest,
+)
+
+
+def test_python_response_typehash_equals_the_contracts(stack: LocalStack) -> None:
+    oracle = stack.contract("AIOracle")
+    assert oracle.functions.RESPONSE_TYPEHASH().call() == protocol.RESPONSE_TYPEHASH
+    assert oracle.functions.OFFCHAIN_RESULT_TYPEHASH().call() == protocol.OFFCHAIN_RESULT_TYPEHASH
+    assert protocol.PROTOCOL["types"]["Response"]["typehash"] == "0x" + protocol.RESPONSE_TYPEHASH.hex()
+
+
+def test_domain_separator_and_digest_match(stack: LocalStack) -> None:
+    oracle = stack.contract("AIOracle")
+    address = stack.addresses["AIOracle"]
+    assert oracle.functions.domainSeparator().call() == protocol.domain_separator(stack.chain_id, address)
+    response = Response(os.urandom(32), os.urandom(32), Status.FAILURE, ReasonCode.TRUNCATED, os.urandom(77),
+                        os.urandom(32), os.urandom(32))
+    expected = typed_data_digest(stack.chain_id, address, response.struct_hash())
+    assert oracle.functions.responseDigest(response.to_abi()).call() == expected
+    # the digest binds the chain and the contract
+    assert typed_data_digest(stack.chain_id + 1, address, response.struct_hash()) != expected
+
+
+def _ask(stack: LocalStack, params: RequestParams) -> tuple[bytes, RequestParams, int]:
+    consumer = stack.contract("TypedResultsConsumer")
+    fee = stack.contract("AIOracle").functions.quote(params.model_spec, params.max_tokens,
+                                                     params.callback_gas_limit).call()
+    receipt = stack.transact(consumer.functions.ask(params.to_abi()), stack.keys.bots, value=fee + 5)
+    (event,) = requested_events(receipt, stack.addresses["AIOracle"])
+    return event.request_id, event.params, event.fee
+
+
+def _int_params(stack: LocalStack) -> RequestParams:
+    now = stack.w3.eth.get_block("latest")["timestamp"]
+    return RequestParams(
+        callback=stack.addresses["TypedResultsConsumer"], callback_gas_limit=500_000, deadline=now + 600,
+        max_tokens=32, temperature=70, seed=2**64 - 1, model_spec="claude-sonnet-4-5-20250929,gpt-4o-mini",
+        prompt="naïve prompt ✓".encode(), result=ResultSpec(ResultType.INT, min=-(2**255), max=-1),
+    )
+
+
+def test_event_decodes_to_the_params_sent_and_commitment_matches_storage(stack: LocalStack) -> None:
+    params = _int_params(stack)
+    rid, decoded, fee = _ask(stack, params)
+    assert decoded == params  # negative Int bounds, unicode prompt and all
+    consumer = stack.addresses["TypedResultsConsumer"]
+    nonce = stack.contract("AIOracle").functions.nonces(consumer).call() - 1
+    assert rid == request_id(stack.chain_id, stack.addresses["AIOracle"], consumer, nonce)
+    stored = stack.contract("AIOracle").functions.commitments(rid).call()
+    assert stored == Commitment.of(consumer, fee, params).hash()
+
+
+def test_requested_event_with_a_foreign_topic_is_refused() -> None:
+    log = {"topics": [keccak(b"Other()"), b"\0" * 32, b"\0" * 32, b"\0" * 32], "data": b""}
+    with pytest.raises(ValueError, match="not a Requested event"):
+        decode_requested(log)
+
+
+def test_truncated_requested_event_is_refused(stack: LocalStack) -> None:
+    _ask(stack, _int_params(stack))
+    logs = stack.w3.eth.get_logs({"address": stack.contract("AIOracle").address, "fromBlock": "latest"})
+    log = {"topics": logs[0]["topics"], "data": bytes(logs[0]["data"])[:100]}
+    with pytest.raises(ValueError, match="does not decode"):
+        decode_requested(log)
+
+
+def test_enum_drift_from_protocol_json_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
+    drifted = copy.deepcopy(protocol.PROTOCOL)
+    drifted["enums"]["ReasonCode"]["Malformed"] = 99
+    monkeypatch.setattr(protocol, "PROTOCOL", drifted)
+    with pytest.raises(protocol.ProtocolMismatch, match="ReasonCode"):
+        protocol._check_enums()

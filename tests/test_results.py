@@ -1,0 +1,68 @@
+"""Typed result encoding: values that fit are encoded as consumers decode them; hostile ones are refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from eth_abi import decode
+
+from oracle.protocol import ResultSpec, ResultType
+from oracle.results import ResultError, abi_components, decode_result, encode_result
+
+
+@pytest.mark.parametrize(
+    ("spec", "value"),
+    [
+        (ResultSpec(ResultType.TEXT, max_bytes=5), "héllo"[:4]),
+        (ResultSpec(ResultType.BOOL), False),
+        (ResultSpec(ResultType.UINT, min=5, max=5), 5),
+        (ResultSpec(ResultType.INT, min=-3, max=3), -3),
+        (ResultSpec(ResultType.CHOICE, labels=("a", "b")), 1),
+        (ResultSpec(ResultType.JSON, max_bytes=50), {"a": [1, True, None]}),
+        (ResultSpec(ResultType.ABI, max_bytes=1_000, abi_type="(string,uint8,string)"), ("s", 255, "r")),
+        (ResultSpec(ResultType.ABI, max_bytes=1_000, abi_type="(uint8[],(bool,int256))"), ((1, 2), (True, -1))),
+    ],
+)
+def test_round_trip(spec: ResultSpec, value: Any) -> None:
+    assert decode_result(spec, encode_result(spec, value)) == value
+
+
+def test_text_is_abi_encoded_string() -> None:
+    data = encode_result(ResultSpec(ResultType.TEXT, max_bytes=10), "hi")
+    assert decode(["string"], data) == ("hi",)
+
+
+@pytest.mark.parametrize(
+    ("spec", "value", "message"),
+    [
+        (ResultSpec(ResultType.TEXT, max_bytes=3), "four", "above the requested maximum"),
+        (ResultSpec(ResultType.TEXT, max_bytes=3), "é" * 2, "above the requested maximum"),  # bytes, not chars
+        (ResultSpec(ResultType.TEXT, max_bytes=9), 12, "expected text"),
+        (ResultSpec(ResultType.BOOL), 1, "true or false"),
+        (ResultSpec(ResultType.UINT, min=0, max=100), 101, "outside the requested bounds"),
+        (ResultSpec(ResultType.UINT, min=0, max=100), True, "expected an integer"),
+        (ResultSpec(ResultType.UINT, min=0, max=100), 5.0, "expected an integer"),
+        (ResultSpec(ResultType.INT, min=-1, max=1), -2, "outside the requested bounds"),
+        (ResultSpec(ResultType.CHOICE, labels=("a", "b")), 2, "index in"),
+        (ResultSpec(ResultType.CHOICE, labels=("a", "b")), -1, "index in"),
+        (ResultSpec(ResultType.JSON, max_bytes=4), {"long": 1}, "above the requested maximum"),
+        (ResultSpec(ResultType.ABI, max_bytes=999, abi_type="(uint8)"), (256,), "does not fit"),
+        (ResultSpec(ResultType.ABI, max_bytes=999, abi_type="(uint8,bool)"), (1,), "expected 2 values"),
+        (ResultSpec(ResultType.ABI, max_bytes=40, abi_type="(string)"), ("x" * 64,), "above the requested"),
+    ],
+)
+def test_values_that_do_not_fit_are_refused(spec: ResultSpec, value: Any, message: str) -> None:
+    with pytest.raises(ResultError, match=message):
+        encode_result(spec, value)
+
+
+def test_json_refuses_nan() -> None:
+    with pytest.raises(ValueError):
+        encode_result(ResultSpec(ResultType.JSON, max_bytes=50), float("nan"))
+
+
+@pytest.mark.parametrize("abi_type", ["uint8", "(uint7)", "(string", "(uint8)[2]", "x" * 300])
+def test_bad_abi_types_are_refused(abi_type: str) -> None:
+    with pytest.raises(ResultError):
+        abi_components(abi_type)
