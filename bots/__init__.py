@@ -1,0 +1,1 @@
+"""Ready-made bots built on the oracle package."""
