@@ -216,7 +216,7 @@ class Response:
 class OffchainResult:
     result_id: bytes
     consumer: str
-    prompt_hash: bytes
+    query_hash: bytes
     status: Status
     reason_code: ReasonCode
     result: bytes
@@ -225,14 +225,14 @@ class OffchainResult:
     valid_until: int
 
     def to_abi(self) -> tuple[Any, ...]:
-        return (self.result_id, self.consumer, self.prompt_hash, int(self.status), int(self.reason_code),
+        return (self.result_id, self.consumer, self.query_hash, int(self.status), int(self.reason_code),
                 self.result, self.model_used, self.receipt_hash, self.valid_until)
 
     def struct_hash(self) -> bytes:
         return keccak(encode(
             ["bytes32", "bytes32", "address", "bytes32", "uint8", "uint16", "bytes32", "bytes32", "bytes32",
              "uint64"],
-            [OFFCHAIN_RESULT_TYPEHASH, self.result_id, self.consumer, self.prompt_hash, int(self.status),
+            [OFFCHAIN_RESULT_TYPEHASH, self.result_id, self.consumer, self.query_hash, int(self.status),
              int(self.reason_code), keccak(self.result), self.model_used, self.receipt_hash, self.valid_until],
         ))
 

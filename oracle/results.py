@@ -106,3 +106,118 @@ def decode_result(spec: ResultSpec, data: bytes) -> Any:
     if kind == ResultType.ABI:
         return tuple(decode(abi_components(spec.abi_type), data))
     raise ResultError(f"unknown result type {kind}")
+
+
+# ---------------------------------------------------------------- what the model is asked for
+
+ANSWER_FIELD = "value"
+
+
+def _name(t: Any) -> str:
+    return str(t.to_type_str())
+
+
+def _schema_of(t: Any) -> dict[str, Any]:
+    if t.is_array:
+        dims = t.arrlist[-1]
+        item = _schema_of(t.item_type)
+        schema: dict[str, Any] = {"type": "array", "items": item}
+        if dims:
+            schema["minItems"] = schema["maxItems"] = dims[0]
+        return schema
+    if isinstance(t, TupleType):
+        items = [_schema_of(c) for c in t.components]
+        return {"type": "array", "prefixItems": items, "items": False, "minItems": len(items),
+                "maxItems": len(items)}
+    base, sub = t.base, t.sub
+    if base == "bool":
+        return {"type": "boolean"}
+    if base == "string":
+        return {"type": "string"}
+    if base == "address":
+        return {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}
+    if base == "bytes":
+        if sub:
+            return {"type": "string", "pattern": f"^0x[0-9a-fA-F]{{{2 * sub}}}$"}
+        return {"type": "string", "pattern": "^0x([0-9a-fA-F]{2})*$"}
+    if base in ("uint", "int"):
+        bits = sub or 256
+        lo, hi = (0, 2**bits - 1) if base == "uint" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        return {"type": "integer", "minimum": lo, "maximum": hi}
+    raise ResultError(f"ABI type {_name(t)} cannot be asked of a model")
+
+
+def json_schema(spec: ResultSpec) -> dict[str, Any]:
+    """The JSON schema of the model's answer: an object with one field, `value`, of the result type."""
+    kind = spec.kind
+    value: dict[str, Any]
+    if kind == ResultType.TEXT:
+        value = {"type": "string", "maxLength": spec.max_bytes}
+    elif kind == ResultType.BOOL:
+        value = {"type": "boolean"}
+    elif kind in (ResultType.UINT, ResultType.INT):
+        value = {"type": "integer", "minimum": spec.min, "maximum": spec.max}
+    elif kind == ResultType.CHOICE:
+        value = {"type": "string", "enum": list(dict.fromkeys(spec.labels))}
+    elif kind == ResultType.JSON:
+        value = {"type": ["object", "array", "string", "number", "boolean", "null"]}
+    elif kind == ResultType.ABI:
+        abi_components(spec.abi_type)  # refuses what cannot be encoded
+        value = _schema_of(parse(spec.abi_type))
+    else:
+        raise ResultError(f"unknown result type {kind}")
+    return {"type": "object", "properties": {ANSWER_FIELD: value}, "required": [ANSWER_FIELD],
+            "additionalProperties": False}
+
+
+def _abi_value(t: Any, v: Any) -> Any:
+    """JSON value -> the Python value eth_abi encodes for ABI type `t`."""
+    if t.is_array:
+        if not isinstance(v, list):
+            raise ResultError(f"expected a list for {_name(t)}")
+        return [_abi_value(t.item_type, x) for x in v]
+    if isinstance(t, TupleType):
+        if not isinstance(v, list) or len(v) != len(t.components):
+            raise ResultError(f"expected a list of {len(t.components)} for {_name(t)}")
+        return tuple(_abi_value(c, x) for c, x in zip(t.components, v, strict=True))
+    if t.base == "bytes":
+        if not isinstance(v, str) or not v.startswith("0x"):
+            raise ResultError(f"expected 0x-hex for {_name(t)}")
+        try:
+            return bytes.fromhex(v[2:])
+        except ValueError:
+            raise ResultError(f"not hex: {v!r}") from None
+    if t.base in ("uint", "int") and (isinstance(v, bool) or not isinstance(v, int)):
+        raise ResultError(f"expected an integer for {_name(t)}")
+    if t.base == "bool" and not isinstance(v, bool):
+        raise ResultError("expected true or false")
+    if t.base in ("string", "address") and not isinstance(v, str):
+        raise ResultError(f"expected a string for {_name(t)}")
+    return v
+
+
+def parse_answer(spec: ResultSpec, text: str) -> Any:
+    """The typed value in a model's JSON answer, or ResultError saying why it does not fit.
+
+    The answer is data: it is parsed, never interpreted. Encoding afterwards checks the bounds.
+    """
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ResultError("the answer is not JSON") from None
+    if not isinstance(document, dict) or ANSWER_FIELD not in document:
+        raise ResultError(f'the answer is not an object with a "{ANSWER_FIELD}" field')
+    value = document[ANSWER_FIELD]
+    kind = spec.kind
+    if kind == ResultType.CHOICE:
+        if not isinstance(value, str) or value not in spec.labels:
+            raise ResultError(f"{value!r} is not one of the labels")
+        return spec.labels.index(value)
+    if kind == ResultType.ABI:
+        return _abi_value(parse(spec.abi_type), value)
+    return value
+
+
+def answer_to_result(spec: ResultSpec, text: str) -> bytes:
+    """Model answer text -> the ABI bytes of the result, checked against the request's bounds."""
+    return encode_result(spec, parse_answer(spec, text))

@@ -138,6 +138,8 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
     /// @inheritdoc IAIOracle
     /// @notice Applies several signed responses. One that cannot be applied (already settled by someone
     /// else, expired, badly signed) is skipped with {FulfillmentSkipped}, so it cannot sink the rest.
+    /// Too little gas for a callback still reverts the whole batch ({InsufficientGasForCallback}):
+    /// send at least the sum of the callback gas limits plus the per-response overhead.
     /// @return fulfilled how many responses were applied
     function fulfillBatch(
         Response[] calldata responses,
@@ -269,12 +271,13 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
     // ------------------------------------------------------------------ refunds and withdrawals
 
     /// @inheritdoc IAIOracle
-    /// @notice After the deadline of an unanswered request, credits its fee back to the requester.
-    /// Anyone may call it; the refund always goes to the requester.
+    /// @notice After the deadline of an unanswered request, credits its fee back to the requester, who
+    /// alone may cancel (a consumer contract can then pass the refund on to whoever paid).
     function cancel(bytes32 requestId, Commitment calldata commitment) external {
         bytes32 stored = commitments[requestId];
         if (stored == bytes32(0)) revert UnknownRequest(requestId);
         if (stored != OracleTypes.commitmentHash(commitment)) revert CommitmentMismatch(requestId);
+        if (msg.sender != commitment.requester) revert NotRequester(requestId, msg.sender);
         if (block.timestamp <= commitment.deadline) revert NotExpired(requestId, commitment.deadline);
         delete commitments[requestId];
         balanceOf[commitment.requester] += commitment.fee;
@@ -295,14 +298,15 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
     // ------------------------------------------------------------------ off-chain results
 
     /// @inheritdoc IAIOracle
-    /// @notice Checks a result sold off-chain: signed by a registered signer, for the calling consumer
-    /// context given in `result.consumer`, still valid. Returns the signer; reverts otherwise.
-    /// Consumers record `resultId` themselves so each result is used once (see AIConsumer).
+    /// @notice Checks a result sold off-chain: named for the calling consumer, signed by a registered
+    /// signer, still valid. Returns the signer; reverts otherwise. Consumers record `resultId`
+    /// themselves so each result is used once (see AIConsumer).
     function verifyOffchainResult(OffchainResult calldata result, bytes calldata signature)
         external
         view
         returns (address signer)
     {
+        if (result.consumer != msg.sender) revert NotConsumer(result.consumer, msg.sender);
         if (block.timestamp > result.validUntil) revert RequestExpired(result.resultId);
         ECDSA.RecoverError recoverError;
         (signer, recoverError,) =

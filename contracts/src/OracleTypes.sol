@@ -58,7 +58,8 @@ enum PolicyClass {
 /// @notice Bounds of the typed result.
 /// @dev `kind` is a uint8 rather than `ResultType` so an unknown kind reverts with
 /// {IAIOracle.UnknownResultType} instead of the ABI decoder's bare revert.
-/// - Text, Json, Abi: `maxBytes` in 1..limit of the ABI-encoded result; min, max zero.
+/// - Text, Json: `maxBytes` in 1..limit, the most UTF-8 bytes of the text; Abi: the most bytes of the
+///   tuple's ABI encoding. min, max zero.
 /// - Uint: `min <= max` as uint256. Int: `int256(min) <= int256(max)` (two's-complement bits).
 /// - Choice: 2..limit `labels`, each 1..64 bytes; the result is the chosen index.
 /// - Abi: `abiType` a tuple type string such as "(string,uint8,string)".
@@ -111,11 +112,13 @@ struct Response {
 }
 
 /// @notice A result sold off-chain (agent API) that a consumer contract may accept once.
-/// @dev Bound to one consumer and one `resultId`; useless after `validUntil`.
+/// @dev Bound to one consumer and one `resultId`; useless after `validUntil`. `queryHash` is
+/// keccak256(abi.encode(modelSpec, prompt, resultSpec)) of the question answered, so a consumer can
+/// check the result answers the question it wants answered.
 struct OffchainResult {
     bytes32 resultId;
     address consumer;
-    bytes32 promptHash;
+    bytes32 queryHash;
     uint8 status;
     uint16 reasonCode;
     bytes result;
@@ -155,7 +158,7 @@ library OracleTypes {
     );
 
     bytes32 internal constant OFFCHAIN_RESULT_TYPEHASH = keccak256(
-        "OffchainResult(bytes32 resultId,address consumer,bytes32 promptHash,uint8 status,uint16 reasonCode,bytes result,bytes32 modelUsed,bytes32 receiptHash,uint64 validUntil)"
+        "OffchainResult(bytes32 resultId,address consumer,bytes32 queryHash,uint8 status,uint16 reasonCode,bytes result,bytes32 modelUsed,bytes32 receiptHash,uint64 validUntil)"
     );
 
     /// @dev Longest choice label and ABI type string, fixed so validation stays bounded.
@@ -205,7 +208,7 @@ library OracleTypes {
                 OFFCHAIN_RESULT_TYPEHASH,
                 r.resultId,
                 r.consumer,
-                r.promptHash,
+                r.queryHash,
                 r.status,
                 r.reasonCode,
                 keccak256(r.result),

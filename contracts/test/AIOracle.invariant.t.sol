@@ -176,7 +176,7 @@ contract OracleHandler is Test {
         (bytes32 id, Commitment memory c, bool ok) = _pick(seed);
         if (!ok) return;
         bool wasOpen = oracle.commitments(id) != bytes32(0);
-        vm.prank(STRANGER);
+        vm.prank(c.requester);
         try oracle.cancel(id, c) {
             ++settlements[id];
             if (!wasOpen) ++replaysAccepted;

@@ -547,7 +547,7 @@ contract AIOracleCancelTest is OracleFixture {
     function test_cancel_after_deadline_refunds_requester() public {
         (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
         vm.warp(c.deadline + 1);
-        vm.prank(RELAYER); // anyone may cancel; the refund goes to the requester
+        vm.prank(REQUESTER);
         oracle.cancel(id, c);
         assertEq(oracle.balanceOf(REQUESTER), c.fee, "refund credited");
         assertEq(oracle.commitments(id), bytes32(0), "closed");
@@ -560,7 +560,16 @@ contract AIOracleCancelTest is OracleFixture {
     function test_cancel_before_deadline_reverts() public {
         (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
         vm.warp(c.deadline);
+        vm.prank(REQUESTER);
         vm.expectRevert(abi.encodeWithSelector(IAIOracle.NotExpired.selector, id, c.deadline));
+        oracle.cancel(id, c);
+    }
+
+    function test_only_the_requester_cancels() public {
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        vm.warp(c.deadline + 1);
+        vm.prank(RELAYER);
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.NotRequester.selector, id, RELAYER));
         oracle.cancel(id, c);
     }
 
@@ -569,16 +578,19 @@ contract AIOracleCancelTest is OracleFixture {
         Response memory r = success(id, c, abi.encode("x"));
         oracle.fulfill(r, c, sign(SIGNER_KEY, r));
         vm.warp(c.deadline + 1);
+        vm.prank(REQUESTER);
         vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnknownRequest.selector, id));
         oracle.cancel(id, c);
 
         (bytes32 id2, Commitment memory c2) = request(textParams(address(consumer)));
         vm.warp(c2.deadline + 1);
+        vm.prank(REQUESTER);
         oracle.cancel(id2, c2);
         Response memory r2 = success(id2, c2, abi.encode("x"));
         bytes memory sig2 = sign(SIGNER_KEY, r2);
         vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnknownRequest.selector, id2));
         oracle.fulfill(r2, c2, sig2);
+        vm.prank(REQUESTER);
         vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnknownRequest.selector, id2));
         oracle.cancel(id2, c2);
     }
@@ -588,6 +600,7 @@ contract AIOracleCancelTest is OracleFixture {
         vm.warp(c.deadline + 1);
         Commitment memory forged = c;
         forged.requester = RELAYER;
+        vm.prank(RELAYER);
         vm.expectRevert(abi.encodeWithSelector(IAIOracle.CommitmentMismatch.selector, id));
         oracle.cancel(id, forged);
     }
@@ -597,6 +610,7 @@ contract AIOracleCancelTest is OracleFixture {
         vm.prank(OWNER);
         oracle.setPaused(true);
         vm.warp(c.deadline + 1);
+        vm.prank(REQUESTER);
         oracle.cancel(id, c);
         assertEq(oracle.balanceOf(REQUESTER), c.fee, "refund while paused");
     }

@@ -14,7 +14,7 @@ import {DevVotes} from "../src/devnet/DevVotes.sol";
 import {IGovernor} from "@openzeppelin/contracts/governance/IGovernor.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {
-    RequestParams, Commitment, Response, OffchainResult, Status, ReasonCode, OracleTypes
+    RequestParams, ResultSpec, ResultType, Commitment, Response, OffchainResult, Status, ReasonCode, OracleTypes
 } from "../src/OracleTypes.sol";
 
 contract GovernanceSummarizerTest is OracleFixture {
@@ -68,6 +68,31 @@ contract GovernanceSummarizerTest is OracleFixture {
         assertEq(uint256(s.risk), 35, "risk");
         assertEq(s.rationale, "Fee change only.", "rationale");
         assertEq(s.receiptHash, r.receiptHash, "receipt");
+    }
+
+    function test_first_summary_stands() public {
+        (bytes32 first, Commitment memory c1, uint256 proposalId) = _summarize();
+        (bytes32 second, Commitment memory c2,) = _summarize();
+        Response memory r1 = success(first, c1, abi.encode("Honest.", uint8(90), "Drains the treasury."));
+        Response memory r2 = success(second, c2, abi.encode("Kind.", uint8(1), "Nothing to see."));
+        oracle.fulfill(r1, c1, sign(SIGNER_KEY, r1));
+        oracle.fulfill(r2, c2, sign(SIGNER_KEY, r2));
+        assertEq(uint256(summarizer.summaryOf(proposalId).risk), 90, "first answer kept");
+        uint256 fee = summarizer.quote();
+        vm.prank(REQUESTER);
+        vm.expectRevert(abi.encodeWithSelector(GovernanceSummarizer.AlreadySummarized.selector, proposalId));
+        summarizer.summarize{value: fee}(targets, values, calldatas, DESCRIPTION);
+    }
+
+    function test_unanswered_fee_goes_back_to_whoever_paid() public {
+        (bytes32 id, Commitment memory c,) = _summarize();
+        vm.warp(c.deadline + 1);
+        uint256 before = REQUESTER.balance;
+        vm.prank(RELAYER); // anyone may trigger it; the fee only goes to the payer
+        summarizer.reclaimFee(id, c);
+        assertEq(REQUESTER.balance - before, c.fee, "refunded to the payer");
+        vm.expectRevert(abi.encodeWithSelector(AIConsumer.UnexpectedResult.selector, id));
+        summarizer.reclaimFee(id, c);
     }
 
     function test_text_not_matching_the_proposal_is_refused() public {
@@ -139,6 +164,48 @@ contract RiskSentinelTest is OracleFixture {
         vault.deposit{value: 1}();
     }
 
+    function test_requests_made_by_others_cannot_reach_the_vault() public {
+        // Anyone can name the sentinel as callback in a request of their own...
+        RequestParams memory p = uintParams(address(sentinel), 0, 100);
+        (bytes32 id, Commitment memory c) = request(p);
+        Response memory r = success(id, c, abi.encode(uint256(100)));
+        vm.recordLogs();
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        (,,,, bool ok) = abi.decode(logs[logs.length - 1].data, (uint8, uint16, bytes32, bytes32, bool));
+        // ...but the sentinel refuses a result for a request it did not make.
+        assertTrue(!ok, "callback refused");
+        assertTrue(!vault.paused(), "vault still open");
+        assertEq(sentinel.lastScore(), 0, "score untouched");
+    }
+
+    function test_a_late_older_answer_does_not_overrule_the_latest() public {
+        uint256 fee = sentinel.quote();
+        vm.recordLogs();
+        vm.prank(KEEPER);
+        sentinel.requestRiskCheck{value: fee}("calm market");
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        bytes32 oldId = logs[0].topics[1];
+        (, uint256 oldFee, RequestParams memory oldParams) = abi.decode(logs[0].data, (uint64, uint256, RequestParams));
+        _score(10); // a newer check is answered first
+        Commitment memory c = commitmentOf(oldParams, address(sentinel), oldFee);
+        Response memory r = success(oldId, c, abi.encode(uint256(99)));
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+        assertEq(sentinel.lastScore(), 10, "latest stands");
+        assertTrue(!vault.paused(), "not paused by the stale answer");
+    }
+
+    function test_sentinel_refuses_offchain_results() public {
+        OffchainResult memory r;
+        r.consumer = address(sentinel);
+        r.status = uint8(Status.Success);
+        r.result = abi.encode(uint256(100));
+        r.validUntil = uint64(block.timestamp + 60);
+        bytes memory sig = signOffchain(SIGNER_KEY, r);
+        vm.expectRevert(abi.encodeWithSelector(AIConsumer.OffchainResultsNotAccepted.selector));
+        sentinel.acceptSignedResult(r, sig);
+    }
+
     function test_only_keeper_asks() public {
         vm.deal(RELAYER, 1 ether);
         vm.prank(RELAYER);
@@ -155,55 +222,65 @@ contract OffchainResultTest is OracleFixture {
         typed = new TypedResultsConsumer(oracle);
     }
 
+    function _question() private pure returns (ResultSpec memory spec) {
+        spec.kind = uint8(ResultType.Text);
+        spec.maxBytes = 100;
+    }
+
     function _result(address consumer_) private view returns (OffchainResult memory) {
         return OffchainResult({
             resultId: keccak256("agent-query-1"),
             consumer: consumer_,
-            promptHash: keccak256("prompt"),
+            queryHash: typed.queryHash("cheapest", "What is 6 x 7?", _question()),
             status: uint8(Status.Success),
             reasonCode: 0,
-            result: abi.encode("forty-two"), // the consumer reads a result of unknown kind as text
+            result: abi.encode("forty-two"),
             modelUsed: keccak256("m"),
             receiptHash: keccak256("receipt"),
             validUntil: uint64(block.timestamp + 60)
         });
     }
 
-    function _sign(uint256 key, OffchainResult memory r) private view returns (bytes memory) {
-        bytes32 structHash = keccak256(
-            abi.encode(
-                OracleTypes.OFFCHAIN_RESULT_TYPEHASH, r.resultId, r.consumer, r.promptHash, r.status, r.reasonCode,
-                keccak256(r.result), r.modelUsed, r.receiptHash, r.validUntil
-            )
-        );
-        (uint8 v, bytes32 rr, bytes32 s) =
-            vm.sign(key, keccak256(abi.encodePacked("\x19\x01", oracle.domainSeparator(), structHash)));
-        return abi.encodePacked(rr, s, v);
-    }
-
-    function test_signed_result_is_accepted_once() public {
+    function test_signed_result_for_an_expected_question_is_accepted_once() public {
+        typed.expectOffchain("cheapest", "What is 6 x 7?", _question());
         OffchainResult memory r = _result(address(typed));
-        bytes memory sig = _sign(SIGNER_KEY, r);
+        bytes memory sig = signOffchain(SIGNER_KEY, r);
         typed.acceptSignedResult(r, sig);
-        assertTrue(typed.decoded(r.resultId).delivered, "delivered");
-        assertEq(typed.decoded(r.resultId).text, "forty-two", "decoded");
+        assertTrue(typed.decodedOffchain(r.resultId).delivered, "delivered");
+        assertEq(typed.decodedOffchain(r.resultId).text, "forty-two", "decoded");
+        assertTrue(!typed.decoded(r.resultId).delivered, "kept apart from on-chain requests");
         vm.expectRevert(abi.encodeWithSelector(AIConsumer.ResultAlreadyUsed.selector, r.resultId));
         typed.acceptSignedResult(r, sig);
     }
 
+    function test_signed_result_for_an_unexpected_question_is_refused() public {
+        OffchainResult memory r = _result(address(typed));
+        bytes memory sig = signOffchain(SIGNER_KEY, r);
+        vm.expectRevert(abi.encodeWithSelector(TypedResultsConsumer.UnexpectedQuery.selector, r.queryHash));
+        typed.acceptSignedResult(r, sig);
+    }
+
+    function test_oracle_verifies_only_for_the_named_consumer() public {
+        OffchainResult memory r = _result(address(typed));
+        bytes memory sig = signOffchain(SIGNER_KEY, r);
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.NotConsumer.selector, address(typed), address(this)));
+        oracle.verifyOffchainResult(r, sig);
+    }
+
     function test_result_for_another_consumer_is_refused() public {
         OffchainResult memory r = _result(address(0x1234));
-        bytes memory sig = _sign(SIGNER_KEY, r);
+        bytes memory sig = signOffchain(SIGNER_KEY, r);
         vm.expectRevert(abi.encodeWithSelector(AIConsumer.WrongConsumer.selector, address(0x1234)));
         typed.acceptSignedResult(r, sig);
     }
 
     function test_unregistered_signer_or_expired_result_is_refused() public {
+        typed.expectOffchain("cheapest", "What is 6 x 7?", _question());
         OffchainResult memory r = _result(address(typed));
-        bytes memory strangerSig = _sign(OTHER_KEY, r);
+        bytes memory strangerSig = signOffchain(OTHER_KEY, r);
         vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnauthorizedSigner.selector, r.resultId));
         typed.acceptSignedResult(r, strangerSig);
-        bytes memory sig = _sign(SIGNER_KEY, r);
+        bytes memory sig = signOffchain(SIGNER_KEY, r);
         vm.warp(r.validUntil + 1);
         vm.expectRevert(abi.encodeWithSelector(IAIOracle.RequestExpired.selector, r.resultId));
         typed.acceptSignedResult(r, sig);

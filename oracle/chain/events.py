@@ -1,4 +1,10 @@
-"""Decoding the oracle's events with eth_abi (no web3 contract objects on this path)."""
+"""Decoding the oracle's events with eth_abi (no web3 contract objects on this path).
+
+Logs come from the chain and are untrusted. The contract guarantees the model spec and ABI type are
+ASCII, but not that choice labels are valid UTF-8, so strings are decoded as bytes first: a request
+with undecodable text still decodes (and is refused with a reason) instead of being lost. The params
+hash is taken from the emitted bytes themselves, so it matches the contract's commitment exactly.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +15,64 @@ from eth_abi import decode
 from eth_utils import keccak, to_checksum_address
 
 from oracle.abi import input_types, signature
-from oracle.protocol import Commitment, RequestParams
+from oracle.protocol import Commitment, RequestParams, ResultSpec, ResultType
 
 REQUESTED_TOPIC = keccak(text=signature("AIOracle", "Requested"))
 FULFILLED_TOPIC = keccak(text=signature("AIOracle", "Fulfilled"))
 CANCELLED_TOPIC = keccak(text=signature("AIOracle", "Cancelled"))
 
-# Non-indexed inputs of Requested: nonce, fee, params.
-_REQUESTED_DATA = input_types("AIOracle", "Requested")[3:]
+# Non-indexed inputs of Requested are (nonce, fee, params); strings read as bytes (same encoding).
+_PARAMS_TYPE = input_types("AIOracle", "Requested")[5].replace("string", "bytes")
 _FULFILLED_DATA = input_types("AIOracle", "Fulfilled")[2:]
+_CANCELLED_DATA = input_types("AIOracle", "Cancelled")[2:]
+_ABI_OFFSET_WORD = (32).to_bytes(32, "big")
 
 
 class EventDecodeError(ValueError):
     """A log claiming to be one of ours does not decode; the message says what was wrong."""
 
 
-def _topics_and_data(log: Any) -> tuple[list[bytes], bytes]:
-    topics = [bytes(t) for t in log["topics"]]
-    data = log["data"]
-    return topics, bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
+def _hex_or_bytes(value: Any) -> bytes:
+    return bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
+
+
+def log_topics_and_data(log: Any) -> tuple[list[bytes], bytes]:
+    return [_hex_or_bytes(t) for t in log["topics"]], _hex_or_bytes(log["data"])
+
+
+def _text(raw: bytes, field: str, problems: list[str]) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.append(f"{field} is not valid UTF-8")
+        return raw.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class DecodedParams:
+    params: RequestParams
+    params_hash: bytes  # keccak256(abi.encode(params)) of the emitted bytes
+    problems: tuple[str, ...]  # text fields that are not valid UTF-8, for the refusal reason
+
+
+def decode_params(blob: bytes) -> DecodedParams:
+    """Decode `abi.encode(RequestParams)` (as stored), tolerating invalid UTF-8 in text fields."""
+    try:
+        (raw,) = decode([_PARAMS_TYPE], blob)
+    except Exception as exc:  # eth_abi raises several types; all mean "not decodable"
+        raise EventDecodeError(f"request params do not decode: {exc}") from exc
+    callback, gas, deadline, max_tokens, temperature, seed, spec, prompt, result = raw
+    kind, max_bytes, lo, hi, labels, abi_type = result
+    problems: list[str] = []
+    model_spec = _text(spec, "model spec", problems)
+    texts = tuple(_text(label, f"choice label {i}", problems) for i, label in enumerate(labels))
+    abi_text = _text(abi_type, "ABI type", problems)
+    if kind not in ResultType._value2member_map_:
+        raise EventDecodeError(f"unknown result type {kind}")
+    spec_obj = ResultSpec.from_abi((kind, max_bytes, lo, hi, texts, abi_text))
+    params = RequestParams(to_checksum_address(callback), gas, deadline, max_tokens, temperature, seed, model_spec,
+                           bytes(prompt), spec_obj)
+    return DecodedParams(params, keccak(blob), tuple(problems))
 
 
 @dataclass(frozen=True)
@@ -36,11 +81,18 @@ class RequestedEvent:
     requester: str
     nonce: int
     fee: int
-    params: RequestParams
+    params_blob: bytes  # abi.encode(params), as emitted
+    decoded: DecodedParams
+
+    @property
+    def params(self) -> RequestParams:
+        return self.decoded.params
 
     @property
     def commitment(self) -> Commitment:
-        return Commitment.of(self.requester, self.fee, self.params)
+        p = self.decoded.params
+        return Commitment(self.requester, p.callback, p.callback_gas_limit, p.deadline, self.fee,
+                          self.decoded.params_hash)
 
 
 @dataclass(frozen=True)
@@ -54,20 +106,34 @@ class FulfilledEvent:
     callback_success: bool
 
 
+@dataclass(frozen=True)
+class CancelledEvent:
+    request_id: bytes
+    requester: str
+    refund: int
+
+
 def decode_requested(log: Any) -> RequestedEvent:
-    topics, data = _topics_and_data(log)
+    topics, data = log_topics_and_data(log)
     if len(topics) != 4 or topics[0] != REQUESTED_TOPIC:
         raise EventDecodeError("not a Requested event")
     try:
-        nonce, fee, params = decode(_REQUESTED_DATA, data)
-        return RequestedEvent(topics[1], to_checksum_address(topics[2][12:]), nonce, fee,
-                              RequestParams.from_abi(params))
-    except Exception as exc:  # eth_abi raises several types; all mean "not decodable"
+        nonce, fee = decode(["uint64", "uint256"], data[:64])
+        offset = int.from_bytes(data[64:96], "big")
+    except Exception as exc:
         raise EventDecodeError(f"Requested event does not decode: {exc}") from exc
+    if offset != 96 or len(data) < 96:
+        raise EventDecodeError(f"Requested event does not decode: params at offset {offset}, not 96")
+    blob = _ABI_OFFSET_WORD + data[96:]
+    try:
+        decoded = decode_params(blob)
+    except EventDecodeError as exc:
+        raise EventDecodeError(f"Requested event does not decode: {exc}") from exc
+    return RequestedEvent(topics[1], to_checksum_address(topics[2][12:]), nonce, fee, blob, decoded)
 
 
 def decode_fulfilled(log: Any) -> FulfilledEvent:
-    topics, data = _topics_and_data(log)
+    topics, data = log_topics_and_data(log)
     if len(topics) != 3 or topics[0] != FULFILLED_TOPIC:
         raise EventDecodeError("not a Fulfilled event")
     try:
@@ -76,3 +142,14 @@ def decode_fulfilled(log: Any) -> FulfilledEvent:
         raise EventDecodeError(f"Fulfilled event does not decode: {exc}") from exc
     return FulfilledEvent(topics[1], to_checksum_address(topics[2][12:]), status, reason, result_hash,
                           receipt_hash, ok)
+
+
+def decode_cancelled(log: Any) -> CancelledEvent:
+    topics, data = log_topics_and_data(log)
+    if len(topics) != 3 or topics[0] != CANCELLED_TOPIC:
+        raise EventDecodeError("not a Cancelled event")
+    try:
+        (refund,) = decode(_CANCELLED_DATA, data)
+    except Exception as exc:
+        raise EventDecodeError(f"Cancelled event does not decode: {exc}") from exc
+    return CancelledEvent(topics[1], to_checksum_address(topics[2][12:]), refund)

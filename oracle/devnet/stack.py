@@ -131,7 +131,7 @@ class LocalStack:
         self.transact(votes.functions.mint(k.bots.address, s.votes_for_bots), k.owner)
         self.transact(votes.functions.delegate(k.bots.address), k.bots)
         governor_address = self.deploy("DevGovernor", votes_address)
-        self.deploy("GovernanceSummarizer", oracle_address, governor_address, "best", 1_000_000, 1_024, 4_096,
+        self.deploy("GovernanceSummarizer", oracle_address, governor_address, "best", 2_000_000, 1_024, 2_048,
                     3_600)
 
         vault_address = self.deploy("ExampleVault", k.owner.address)

@@ -12,7 +12,8 @@ import {RequestParams, ResultSpec, ResultType, Status} from "../OracleTypes.sol"
 /// @notice Stores an AI summary and risk score for each proposal of one Governor. Whoever asks passes
 /// the proposal's actions and description; the contract checks them against the Governor's
 /// `hashProposal`, so the text the model reads is provably the proposal's own.
-/// The result type is the ABI tuple `(string summary, uint8 risk, string rationale)`.
+/// The result type is the ABI tuple `(string summary, uint8 risk, string rationale)`. The first summary
+/// stored for a proposal stands, so nobody can pay to re-ask until a model gives a kinder answer.
 contract GovernanceSummarizer is AIConsumer {
     using Strings for uint256;
     using Strings for address;
@@ -39,6 +40,7 @@ contract GovernanceSummarizer is AIConsumer {
     mapping(bytes32 requestId => uint256 proposalId) public proposalOf;
 
     error UnknownProposal(uint256 proposalId);
+    error AlreadySummarized(uint256 proposalId);
 
     event SummaryRequested(uint256 indexed proposalId, bytes32 indexed requestId);
     event SummaryStored(uint256 indexed proposalId, uint8 risk, bytes32 modelUsed, bytes32 receiptHash);
@@ -75,6 +77,7 @@ contract GovernanceSummarizer is AIConsumer {
     ) external payable returns (bytes32 requestId) {
         uint256 proposalId = GOVERNOR.hashProposal(targets, values, calldatas, keccak256(bytes(description)));
         if (GOVERNOR.proposalSnapshot(proposalId) == 0) revert UnknownProposal(proposalId);
+        if (hasSummary[proposalId]) revert AlreadySummarized(proposalId);
 
         ResultSpec memory result;
         result.kind = uint8(ResultType.Abi);
@@ -91,7 +94,7 @@ contract GovernanceSummarizer is AIConsumer {
             prompt: _prompt(proposalId, targets, values, calldatas, description),
             result: result
         });
-        requestId = _requestAI(params, msg.value);
+        requestId = _requestAI(params, msg.value, msg.sender);
         proposalOf[requestId] = proposalId;
         emit SummaryRequested(proposalId, requestId);
     }
@@ -101,14 +104,15 @@ contract GovernanceSummarizer is AIConsumer {
     }
 
     /// @dev The proposal as plain text: its id, description and each action. It is data for the model;
-    /// the daemon's fixed system prompt says what to do with it.
+    /// the daemon's fixed system prompt says what to do with it. A proposal longer than the oracle's
+    /// prompt limit is cut with a marker rather than refused, so padding cannot dodge review.
     function _prompt(
         uint256 proposalId,
         address[] calldata targets,
         uint256[] calldata values,
         bytes[] calldata calldatas,
         string calldata description
-    ) private pure returns (bytes memory text) {
+    ) private view returns (bytes memory text) {
         text = abi.encodePacked("Governance proposal ", proposalId.toString(), "\nDescription:\n", description, "\nActions:");
         for (uint256 i = 0; i < targets.length; ++i) {
             text = abi.encodePacked(
@@ -123,6 +127,15 @@ contract GovernanceSummarizer is AIConsumer {
                 Strings.toHexString(calldatas[i])
             );
         }
+        uint256 limit = ORACLE.limits().maxPromptBytes;
+        if (text.length > limit) {
+            bytes memory marker = "\n[truncated]";
+            uint256 keep = limit - marker.length;
+            assembly ("memory-safe") {
+                mstore(text, keep)
+            }
+            text = bytes.concat(text, marker);
+        }
     }
 
     function _onOracleResult(
@@ -134,6 +147,7 @@ contract GovernanceSummarizer is AIConsumer {
         bytes32 receiptHash
     ) internal override {
         uint256 proposalId = proposalOf[requestId];
+        if (hasSummary[proposalId]) return;
         if (status != uint8(Status.Success)) {
             emit SummaryFailed(proposalId, reasonCode);
             return;

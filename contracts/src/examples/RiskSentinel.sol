@@ -65,7 +65,8 @@ contract RiskSentinel is AIConsumer, Ownable {
                 prompt: context,
                 result: result
             }),
-            msg.value
+            msg.value,
+            msg.sender
         );
         lastRequestId = requestId;
     }
@@ -78,6 +79,8 @@ contract RiskSentinel is AIConsumer, Ownable {
         bytes32,
         bytes32 receiptHash
     ) internal override {
+        // Only the latest check counts: an older answer arriving late must not overrule a newer one.
+        if (requestId != lastRequestId) return;
         if (status != uint8(Status.Success)) {
             emit RiskCheckFailed(requestId, reasonCode);
             return;

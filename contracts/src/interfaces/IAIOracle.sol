@@ -81,6 +81,8 @@ interface IAIOracle {
     // ----- errors: other -----
 
     error NotExpired(bytes32 requestId, uint256 deadline);
+    error NotRequester(bytes32 requestId, address caller);
+    error NotConsumer(address consumer, address caller);
     error NothingToWithdraw();
     error WithdrawFailed(address to);
     error InvalidPayee();

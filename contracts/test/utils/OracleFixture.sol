@@ -10,6 +10,7 @@ import {
     ResultType,
     Commitment,
     Response,
+    OffchainResult,
     FeeSchedule,
     Limits,
     PolicyClass,
@@ -174,5 +175,17 @@ abstract contract OracleFixture is Test {
             )
         );
         return keccak256(abi.encodePacked("\x19\x01", domain, structHash));
+    }
+
+    function signOffchain(uint256 key, OffchainResult memory r) internal view returns (bytes memory) {
+        bytes32 structHash = keccak256(
+            abi.encode(
+                OracleTypes.OFFCHAIN_RESULT_TYPEHASH, r.resultId, r.consumer, r.queryHash, r.status, r.reasonCode,
+                keccak256(r.result), r.modelUsed, r.receiptHash, r.validUntil
+            )
+        );
+        (uint8 v, bytes32 rr, bytes32 s) =
+            vm.sign(key, keccak256(abi.encodePacked("\x19\x01", oracle.domainSeparator(), structHash)));
+        return abi.encodePacked(rr, s, v);
     }
 }
