@@ -18,12 +18,48 @@ def _dev(args: argparse.Namespace) -> int:
     return 0 if result["paused"] else 1
 
 
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import signal
+    from pathlib import Path
+
+    from oracle.config import ConfigError, load_config
+    from oracle.daemon import Daemon
+
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await Daemon(config).run(stop)
+
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:  # settings only the live chain can check (e.g. the chain id)
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oracle", description=__doc__)
     parser.add_argument("--version", action="version", version=f"oracle {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     dev = commands.add_parser("dev", help="start anvil, deploy, send a request and fulfill it")
     dev.set_defaults(handler=_dev)
+    run = commands.add_parser("run", help="run the oracle daemon")
+    run.add_argument("--config", required=True, help="path of the TOML config file")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(handler=_run)
     args = parser.parse_args(argv)
     handler = args.handler
     return int(handler(args))

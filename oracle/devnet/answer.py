@@ -16,13 +16,23 @@ from oracle.chain.events import REQUESTED_TOPIC, RequestedEvent, decode_requeste
 from oracle.chain.signer import ResponseSigner
 from oracle.devnet.keys import DevKey
 from oracle.devnet.stack import LocalStack
-from oracle.protocol import ReasonCode, Response, Status, model_used
+from oracle.protocol import ReasonCode, RequestParams, Response, Status, model_used
 from oracle.results import encode_result
 
 
 def requested_events(receipt: TxReceipt, oracle: str) -> list[RequestedEvent]:
     return [decode_requested(log) for log in receipt["logs"]
             if log["address"] == oracle and log["topics"] and bytes(log["topics"][0]) == REQUESTED_TOPIC]
+
+
+def ask(stack: LocalStack, params: RequestParams, sender: DevKey | None = None, extra_fee: int = 0) -> RequestedEvent:
+    """Send `params` through the TypedResultsConsumer example, paying the quote; return the event."""
+    fee = stack.contract("AIOracle").functions.quote(params.model_spec, params.max_tokens,
+                                                     params.callback_gas_limit).call()
+    receipt = stack.transact(stack.contract("TypedResultsConsumer").functions.ask(params.to_abi()),
+                             sender or stack.keys.bots, value=fee + extra_fee)
+    (event,) = requested_events(receipt, stack.addresses["AIOracle"])
+    return event
 
 
 def signer_for(stack: LocalStack) -> ResponseSigner:

@@ -30,9 +30,10 @@ class StackSettings:
     # Limits: (maxCallbackGas, maxPromptBytes, maxResultBytes, maxTokens, maxDeadlineWindow,
     # maxModelSpecBytes, maxChoiceLabels)
     limits: tuple[int, int, int, int, int, int, int] = (2_000_000, 16_384, 8_192, 16_384, 86_400, 256, 32)
-    # Per policy class, in wei: (baseFee, perCallbackGas, perOutputToken)
+    # Per policy class, in wei: (baseFee, perCallbackGas, perOutputToken). perCallbackGas is above the
+    # local chain's gas price, so fees cover the callback the daemon pays for.
     fees: dict[PolicyClass, tuple[int, int, int]] = field(default_factory=lambda: {
-        cls: (10**13 * (2 if cls == PolicyClass.BEST else 1), 10**9, 10**10) for cls in PolicyClass
+        cls: (10**15 * (2 if cls == PolicyClass.BEST else 1), 3 * 10**9, 10**10) for cls in PolicyClass
     })
     test_usd_for_payment_wallet: int = 1_000_000 * 10**6
     votes_for_bots: int = 1_000 * 10**18

@@ -1,0 +1,187 @@
+"""JSON-RPC over the process's one aiohttp session, and a reconnecting WebSocket log subscription.
+
+Plain primitives in, plain primitives out: hex decoding happens here so callers get ints and bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+
+
+class RpcError(Exception):
+    """The node answered with a JSON-RPC error."""
+
+    def __init__(self, method: str, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{method}: {message} (code {code})")
+        self.method = method
+        self.code = code
+        self.message = message
+        self.data = data
+
+    @property
+    def revert_data(self) -> bytes | None:
+        """Revert data of a failed eth_call / eth_estimateGas, when the node gives it."""
+        data = self.data
+        if isinstance(data, dict):
+            data = data.get("data")
+        if isinstance(data, str) and data.startswith("0x"):
+            try:
+                return bytes.fromhex(data[2:])
+            except ValueError:
+                return None
+        return None
+
+
+class RpcUnavailable(Exception):
+    """The node could not be reached, timed out, or answered with something that is not JSON-RPC."""
+
+
+@dataclass(frozen=True)
+class BlockHeader:
+    number: int
+    hash: bytes
+    parent_hash: bytes
+    timestamp: int
+    base_fee: int
+
+
+def _int(value: str) -> int:
+    return int(value, 16)
+
+
+def _bytes(value: str) -> bytes:
+    return bytes.fromhex(value[2:])
+
+
+class ChainClient:
+    """The JSON-RPC calls the daemon makes, each with a timeout."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float = 10.0) -> None:
+        self._session = session
+        self.url = url
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._ids = itertools.count(1)
+
+    async def call(self, method: str, params: Sequence[Any]) -> Any:
+        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        try:
+            async with self._session.post(self.url, json=body, timeout=self._timeout) as resp:
+                text = await resp.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RpcUnavailable(f"{method}: {type(exc).__name__}: {exc}") from exc
+        try:
+            reply = json.loads(text)
+        except ValueError:
+            raise RpcUnavailable(f"{method}: not JSON (HTTP {resp.status}): {text[:200]!r}") from None
+        if not isinstance(reply, dict):
+            raise RpcUnavailable(f"{method}: unexpected reply {text[:200]!r}")
+        error = reply.get("error")
+        if error is not None:
+            if not isinstance(error, dict):
+                raise RpcUnavailable(f"{method}: malformed error {error!r}")
+            raise RpcError(method, int(error.get("code", 0)), str(error.get("message", "")), error.get("data"))
+        if "result" not in reply:
+            raise RpcUnavailable(f"{method}: reply without result")
+        return reply["result"]
+
+    async def chain_id(self) -> int:
+        return _int(await self.call("eth_chainId", []))
+
+    async def block_number(self) -> int:
+        return _int(await self.call("eth_blockNumber", []))
+
+    async def header(self, number: int | str) -> BlockHeader | None:
+        tag = hex(number) if isinstance(number, int) else number
+        block = await self.call("eth_getBlockByNumber", [tag, False])
+        if block is None:
+            return None
+        return BlockHeader(_int(block["number"]), _bytes(block["hash"]), _bytes(block["parentHash"]),
+                           _int(block["timestamp"]), _int(block.get("baseFeePerGas", "0x0")))
+
+    async def get_logs(self, address: str, topics: list[Any], from_block: int, to_block: int) -> list[dict[str, Any]]:
+        logs = await self.call("eth_getLogs", [{"address": address, "topics": topics, "fromBlock": hex(from_block),
+                                                "toBlock": hex(to_block)}])
+        if not isinstance(logs, list):
+            raise RpcUnavailable(f"eth_getLogs: expected a list, got {type(logs).__name__}")
+        return logs
+
+    async def nonce(self, address: str, block: str = "pending") -> int:
+        return _int(await self.call("eth_getTransactionCount", [address, block]))
+
+    async def balance(self, address: str) -> int:
+        return _int(await self.call("eth_getBalance", [address, "latest"]))
+
+    async def send_raw(self, raw: bytes) -> bytes:
+        return _bytes(await self.call("eth_sendRawTransaction", ["0x" + raw.hex()]))
+
+    async def receipt(self, tx_hash: bytes) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = await self.call("eth_getTransactionReceipt", ["0x" + tx_hash.hex()])
+        return result
+
+    async def eth_call(self, to: str, data: bytes, sender: str | None = None, block: str = "latest") -> bytes:
+        tx: dict[str, str] = {"to": to, "data": "0x" + data.hex()}
+        if sender is not None:
+            tx["from"] = sender
+        return _bytes(await self.call("eth_call", [tx, block]))
+
+    async def estimate_gas(self, sender: str, to: str, data: bytes) -> int:
+        return _int(await self.call("eth_estimateGas", [{"from": sender, "to": to, "data": "0x" + data.hex()}]))
+
+    async def priority_fee(self) -> int:
+        try:
+            return _int(await self.call("eth_maxPriorityFeePerGas", []))
+        except RpcError:
+            return 0
+
+
+class LogSubscription:
+    """`eth_subscribe("logs")` over WebSocket, reconnecting with backoff; yields raw log dicts.
+
+    A dropped connection loses whatever was emitted meanwhile: the watcher's sweep catches it up.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, address: str, topics: list[Any],
+                 max_backoff: float = 5.0) -> None:
+        self._session = session
+        self.url = url
+        self._filter = {"address": address, "topics": topics}
+        self._max_backoff = max_backoff
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+
+    async def logs(self) -> AsyncIterator[dict[str, Any]]:
+        backoff = 0.05
+        while True:
+            try:
+                async with self._session.ws_connect(self.url, heartbeat=15.0) as ws:
+                    await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
+                                        "params": ["logs", self._filter]})
+                    async for message in ws:
+                        if message.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        payload = json.loads(message.data)
+                        if payload.get("id") == 1:
+                            if "error" in payload:
+                                raise RpcUnavailable(f"eth_subscribe refused: {payload['error']}")
+                            self.connected.set()
+                            backoff = 0.05
+                            continue
+                        result = payload.get("params", {}).get("result")
+                        if isinstance(result, dict):
+                            yield result
+            except (aiohttp.ClientError, TimeoutError, RpcUnavailable, ValueError) as exc:
+                log.info("log subscription to %s lost (%s); reconnecting", self.url, exc)
+            self.connected.clear()
+            self.reconnects += 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self._max_backoff)

@@ -1,0 +1,201 @@
+"""`RequestWatcher`: turns the oracle's logs into stored requests, without losing or doubling any.
+
+Two sources feed it. A sweep reads `eth_getLogs` in bounded ranges from the persisted cursor (so a
+restart backfills what happened while the daemon was down), halving the range when the node refuses
+it. A WebSocket `logs` subscription, when the chain has a ws URL, brings requests in at once; the
+sweep catches whatever a dropped subscription missed. Both go through one idempotent `ingest`.
+
+Before each sweep the cursor block's hash is compared with the chain's: on a mismatch (a reorg) the
+watcher walks back through the block hashes it remembered to the last common block, rolls back the
+requests and settlements above it, and rescans from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from oracle.chain.events import (
+    CANCELLED_TOPIC,
+    FULFILLED_TOPIC,
+    REQUESTED_TOPIC,
+    EventDecodeError,
+    decode_cancelled,
+    decode_fulfilled,
+    decode_requested,
+    log_topics_and_data,
+)
+from oracle.chain.rpc import ChainClient, LogSubscription, RpcError, RpcUnavailable
+from oracle.config import ChainSettings
+from oracle.store import State, Store, StoredRequest, request_key
+
+log = logging.getLogger(__name__)
+
+TOPICS: list[Any] = [["0x" + t.hex() for t in (REQUESTED_TOPIC, FULFILLED_TOPIC, CANCELLED_TOPIC)]]
+
+
+class RequestWatcher:
+    def __init__(self, chain: ChainSettings, rpc: ChainClient, store: Store,
+                 subscription: LogSubscription | None = None,
+                 on_new_work: Callable[[], None] = lambda: None) -> None:
+        self.chain = chain
+        self.rpc = rpc
+        self.store = store
+        self.subscription = subscription
+        self.on_new_work = on_new_work
+        self.range = chain.max_log_range
+        self.head = 0
+        self.undecodable = 0
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------ loops
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._sweep_loop())
+            if self.subscription is not None:
+                tasks.create_task(self._subscription_loop())
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _sweep_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self.sweep_once()
+                backoff = 0.1
+                timeout = self.chain.sweep_interval
+            except (RpcError, RpcUnavailable) as exc:
+                log.warning("chain %s: sweep failed (%s); retrying", self.chain.name, exc)
+                timeout = backoff
+                backoff = min(backoff * 2, self.chain.sweep_interval)
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def _subscription_loop(self) -> None:
+        assert self.subscription is not None
+        async for raw in self.subscription.logs():
+            if raw.get("removed"):
+                self.wake()  # a reorg: let the sweep find the common block and roll back
+                continue
+            if self.ingest([raw]) and self.chain.confirmations == 0:
+                await self.store.commit()
+                self.on_new_work()
+
+    # ------------------------------------------------------------ the sweep
+
+    async def sweep_once(self) -> None:
+        head = await self.rpc.block_number()
+        self.head = head
+        cursor = await self._checked_cursor()
+        start = cursor + 1
+        while start <= head:
+            end = min(head, start + self.range - 1)
+            try:
+                logs = await self.rpc.get_logs(self.chain.oracle, TOPICS, start, end)
+            except RpcError as exc:
+                if end == start:
+                    raise
+                self.range = max(1, (end - start + 1) // 2)
+                log.info("chain %s: getLogs %d-%d refused (%s); range now %d", self.chain.name, start, end,
+                         exc.message, self.range)
+                continue
+            header = await self.rpc.header(end)
+            if header is None:
+                return  # the node lost the block (reorg in progress): next sweep
+            self.ingest(logs)
+            self.store.set_cursor(self.chain.chain_id, self.chain.oracle, end, header.hash)
+            self.store.remember_blocks(self.chain.chain_id, [(end, header.hash)])
+            start = end + 1
+            self.range = min(self.chain.max_log_range, self.range * 2)
+        confirmed = self.store.confirm_up_to(self.chain.chain_id, head - self.chain.confirmations)
+        await self.store.commit()
+        if confirmed:
+            self.on_new_work()
+
+    async def _checked_cursor(self) -> int:
+        """The cursor block, after rolling back to the last common block if the chain reorganised."""
+        chain_id, oracle = self.chain.chain_id, self.chain.oracle
+        stored = self.store.cursor(chain_id, oracle)
+        if stored is None:
+            return self.chain.start_block - 1
+        number, block_hash = stored
+        header = await self.rpc.header(number)
+        if header is not None and header.hash == block_hash:
+            return number
+        common = await self._common_ancestor(number)
+        # Reopen first: a settled request whose own block also went away must end up rolled back.
+        reopened = self.store.reopen_settled_after(chain_id, oracle, common)
+        rolled = self.store.rollback_requests_after(chain_id, oracle, common)
+        self.store.forget_blocks_after(chain_id, common)
+        common_header = await self.rpc.header(common) if common >= 0 else None
+        self.store.set_cursor(chain_id, oracle, common, common_header.hash if common_header else b"\0" * 32)
+        await self.store.commit()
+        log.warning("chain %s: reorg below block %d; back to %d, %d requests rolled back, %d settlements reopened",
+                    self.chain.name, number, common, len(rolled), len(reopened))
+        return common
+
+    async def _common_ancestor(self, number: int) -> int:
+        for known_number, known_hash in self.store.known_blocks(self.chain.chain_id, number, limit=4_096):
+            header = await self.rpc.header(known_number)
+            if header is not None and header.hash == known_hash:
+                return known_number
+        return self.chain.start_block - 1
+
+    # ------------------------------------------------------------ ingesting logs
+
+    def ingest(self, logs: list[dict[str, Any]]) -> int:
+        """Store what the logs say; returns how many requests were new. Idempotent."""
+        new = 0
+        blocks: list[tuple[int, bytes]] = []
+        for raw in logs:
+            if raw.get("removed") or str(raw.get("address", "")).lower() != self.chain.oracle.lower():
+                continue  # a decoy emitting our event signature from another address is not our oracle
+            try:
+                topics, _ = log_topics_and_data(raw)
+                block_number = int(raw["blockNumber"], 16)
+                block_hash = bytes.fromhex(raw["blockHash"][2:])
+                log_index = int(raw["logIndex"], 16)
+            except (KeyError, TypeError, ValueError):
+                self.undecodable += 1
+                log.error("chain %s: malformed log skipped: %r", self.chain.name, raw)
+                continue
+            blocks.append((block_number, block_hash))
+            try:
+                if topics and topics[0] == REQUESTED_TOPIC:
+                    new += self._ingest_request(raw, block_number, block_hash, log_index)
+                elif topics and topics[0] == FULFILLED_TOPIC:
+                    self._settle(decode_fulfilled(raw).request_id, State.FULFILLED, block_number)
+                elif topics and topics[0] == CANCELLED_TOPIC:
+                    self._settle(decode_cancelled(raw).request_id, State.CANCELLED, block_number)
+            except EventDecodeError as exc:
+                self.undecodable += 1
+                log.error("chain %s: undecodable event in block %d: %s", self.chain.name, block_number, exc)
+        self.store.remember_blocks(self.chain.chain_id, blocks)
+        return new
+
+    def _ingest_request(self, raw: dict[str, Any], block_number: int, block_hash: bytes, log_index: int) -> int:
+        event = decode_requested(raw)
+        chain_id, oracle = self.chain.chain_id, self.chain.oracle
+        key = request_key(chain_id, oracle, event.request_id)
+        # With a confirmation depth, the sweep promotes it once its block is deep enough.
+        state = State.CONFIRMED if self.chain.confirmations == 0 else State.SEEN
+        inserted = self.store.insert_request(StoredRequest(
+            key=key, chain_id=chain_id, oracle=oracle, request_id=event.request_id, block_number=block_number,
+            block_hash=block_hash, log_index=log_index, requester=event.requester, nonce=event.nonce, fee=event.fee,
+            params=event.params_blob, deadline=event.params.deadline, state=state, reason=0, reason_detail="",
+            status=0, result=None, model_used=None, receipt_hash=None, signature=None, fulfill_tx=None,
+        ))
+        if not inserted:
+            self.store.reinclude_request(key, block_number, block_hash, log_index, state)
+        return 1 if inserted else 0
+
+    def _settle(self, request_id: bytes, state: str, block_number: int) -> None:
+        self.store.mark_settled(request_key(self.chain.chain_id, self.chain.oracle, request_id), state, block_number)

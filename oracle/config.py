@@ -1,0 +1,214 @@
+"""The operator's one config file (TOML), checked at start-up.
+
+Every bad setting is refused with a message naming the entry and the field, e.g.
+`chains[0].oracle: not an address: '0x12'`. Secrets are never in the file: keys come from an
+environment variable named here (or an encrypted keystore with its password in the environment or
+a file).
+
+    config = load_config(Path("config.toml"))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from eth_account import Account
+from eth_utils import is_address, to_checksum_address
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Address = Annotated[str, Field(description="checksummed EVM address")]
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names where and what to change."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeySource(_Strict):
+    """Where a private key comes from: an environment variable, or an encrypted keystore file."""
+
+    key_env: str | None = None
+    keystore: Path | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KeySource:
+        if (self.key_env is None) == (self.keystore is None):
+            raise ValueError("give exactly one of key_env or keystore")
+        if self.keystore is not None and (self.password_env is None) == (self.password_file is None):
+            raise ValueError("a keystore needs exactly one of password_env or password_file")
+        return self
+
+    def load(self) -> bytes:
+        """Read the key. Errors name the variable or file, never the key."""
+        if self.key_env is not None:
+            raw = os.environ.get(self.key_env)
+            if not raw:
+                raise ConfigError(f"environment variable {self.key_env} (a private key) is not set")
+            try:
+                key = bytes.fromhex(raw.removeprefix("0x"))
+            except ValueError:
+                raise ConfigError(f"environment variable {self.key_env} is not a hex private key") from None
+            if len(key) != 32:
+                raise ConfigError(f"environment variable {self.key_env} is not a 32-byte private key")
+            return key
+        assert self.keystore is not None
+        if self.password_env is not None:
+            password = os.environ.get(self.password_env)
+            if password is None:
+                raise ConfigError(f"environment variable {self.password_env} (keystore password) is not set")
+        else:
+            assert self.password_file is not None
+            try:
+                password = self.password_file.read_text().rstrip("\n")
+            except OSError as exc:
+                raise ConfigError(f"keystore password file {self.password_file}: {exc.strerror}") from None
+        try:
+            return bytes(Account.decrypt(json.loads(self.keystore.read_text()), password))
+        except OSError as exc:
+            raise ConfigError(f"keystore {self.keystore}: {exc.strerror}") from None
+        except ValueError:
+            raise ConfigError(f"keystore {self.keystore}: wrong password or not a keystore") from None
+
+
+class GasSettings(_Strict):
+    max_fee_per_gas: int = Field(200 * 10**9, gt=0, description="cap on maxFeePerGas, wei")
+    priority_fee: int = Field(10**9, ge=0, description="maxPriorityFeePerGas, wei (capped by max_fee_per_gas)")
+    daily_budget: int = Field(10**18, gt=0, description="most wei spent on gas per UTC day")
+    low_balance: int = Field(10**16, ge=0, description="below this signer balance, stop taking new work")
+    batch_max: int = Field(20, ge=1, le=64, description="most responses in one fulfillBatch")
+    replace_after: float = Field(30.0, gt=0, description="seconds before a stuck transaction is re-priced")
+    fee_bump_percent: int = Field(15, ge=10, le=200, description="re-pricing step (nodes require >= 10%)")
+    fulfill_gas_overhead: int = Field(60_000, gt=0, description="gas of one fulfillment besides the callback")
+
+
+class ChainSettings(_Strict):
+    name: str = Field(min_length=1)
+    chain_id: int = Field(gt=0)
+    rpc_url: str
+    ws_url: str | None = None
+    oracle: Address
+    confirmations: int = Field(0, ge=0, le=1_000)
+    start_block: int = Field(0, ge=0)
+    max_log_range: int = Field(2_000, ge=1)
+    sweep_interval: float = Field(2.0, gt=0, description="seconds between sweeps of the head")
+    native_price_micro_usd: int = Field(gt=0, description="price of 1 native coin (1e18 wei) in micro-USD")
+    gas: GasSettings = GasSettings()
+
+    @field_validator("oracle")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not is_address(value):
+            raise ValueError(f"not an address: {value!r}")
+        return to_checksum_address(value)
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"rpc_url must be http(s)://, got {value!r}")
+        return value
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("ws://", "wss://")):
+            raise ValueError(f"ws_url must be ws(s)://, got {value!r}")
+        return value
+
+
+class ModelDeployment(_Strict):
+    """One OpenAI-compatible endpoint serving one exact model version."""
+
+    id: str = Field(min_length=1, description="deployment id, unique")
+    api: Literal["openai"] = "openai"
+    base_url: str
+    model: str = Field(min_length=1, description="exact versioned model id, as requests name it")
+    api_key_env: str | None = None
+    input_price: int = Field(0, ge=0, description="micro-USD per million input tokens")
+    output_price: int = Field(0, ge=0, description="micro-USD per million output tokens")
+    context_window: int = Field(128_000, gt=0)
+    max_output: int = Field(16_384, gt=0)
+    timeout: float = Field(60.0, gt=0, description="seconds per attempt")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be http(s)://, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("model")
+    @classmethod
+    def _versioned(cls, value: str) -> str:
+        if value.endswith("latest"):
+            raise ValueError(f"use an exact versioned model id, not an alias: {value!r}")
+        return value
+
+
+class PipelineSettings(_Strict):
+    concurrency: int = Field(64, ge=1, le=10_000, description="requests answered at once")
+    deadline_margin: float = Field(10.0, ge=0, description="seconds kept for submitting before a deadline")
+    max_attempts: int = Field(3, ge=1, le=10, description="model calls per request, retries included")
+
+
+class StoreSettings(_Strict):
+    path: Path = Path("oracle.sqlite")
+
+
+class ApiSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65_535)
+
+
+class Config(_Strict):
+    store: StoreSettings = StoreSettings()
+    signer: KeySource
+    chains: list[ChainSettings] = Field(min_length=1)
+    models: list[ModelDeployment] = Field(min_length=1)
+    pipeline: PipelineSettings = PipelineSettings()
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        for what, values in (("chains[].chain_id", [c.chain_id for c in self.chains]),
+                             ("chains[].name", [c.name for c in self.chains]),
+                             ("models[].id", [m.id for m in self.models])):
+            seen: set[Any] = set()
+            for v in values:
+                if v in seen:
+                    raise ValueError(f"{what}: duplicate {v!r}")
+                seen.add(v)
+        return self
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "config"
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{_location(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+        raise ConfigError("bad config:\n  " + "\n  ".join(problems)) from None
+
+
+def load_config(path: Path) -> Config:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    return parse_config(data)

@@ -1,0 +1,109 @@
+"""The daemon: per chain a watcher, a pipeline and a transaction manager, on one aiohttp session and
+one store, until told to stop.
+
+Stopping (SIGTERM/SIGINT) takes no new work, lets requests in flight finish the step they are in
+(bounded by `shutdown_grace`), commits, and returns; whatever was not finished resumes from the store
+on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from oracle.chain.rpc import ChainClient, LogSubscription
+from oracle.chain.signer import ResponseSigner
+from oracle.chain.txmanager import TxManager
+from oracle.chain.watcher import TOPICS, RequestWatcher
+from oracle.config import ChainSettings, Config, ConfigError
+from oracle.pipeline import Pipeline
+from oracle.router import OrderedRouter
+from oracle.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChainRuntime:
+    settings: ChainSettings
+    rpc: ChainClient
+    watcher: RequestWatcher
+    txm: TxManager
+    pipeline: Pipeline
+
+
+class Daemon:
+    def __init__(self, config: Config, shutdown_grace: float = 10.0) -> None:
+        self.config = config
+        self.shutdown_grace = shutdown_grace
+        self.chains: list[ChainRuntime] = []
+        self.ready = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        config = self.config
+        key = config.signer.load()
+        store = Store.open(config.store.path)
+        scheduler = AsyncIOScheduler()
+        try:
+            connector = aiohttp.TCPConnector(limit=256, limit_per_host=128)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                router = OrderedRouter(config.models, session, store, config.pipeline)
+                for chain in config.chains:
+                    self.chains.append(await self._build(chain, session, store, router, key))
+                for rt in self.chains:
+                    scheduler.add_job(_log_stats, "interval", seconds=30, args=[rt, store])
+                scheduler.start()
+                async with asyncio.TaskGroup() as tasks:
+                    workers = []
+                    for rt in self.chains:
+                        workers += [tasks.create_task(rt.watcher.run()), tasks.create_task(rt.txm.run()),
+                                    tasks.create_task(rt.pipeline.run())]
+                    self.ready.set()
+                    log.info("oracle running on %s", ", ".join(c.name for c in config.chains))
+                    await stop.wait()
+                    log.info("stopping: no new work; finishing what is in flight")
+                    await self._drain()
+                    for worker in workers:
+                        worker.cancel()
+        finally:
+            with contextlib.suppress(Exception):
+                scheduler.shutdown(wait=False)
+            store.close()
+            log.info("stopped")
+
+    async def _build(self, chain: ChainSettings, session: aiohttp.ClientSession, store: Store,
+                     router: OrderedRouter, key: bytes) -> ChainRuntime:
+        rpc = ChainClient(session, chain.rpc_url)
+        actual = await rpc.chain_id()
+        if actual != chain.chain_id:
+            raise ConfigError(f"chains[{chain.name}].chain_id is {chain.chain_id} but {chain.rpc_url} serves "
+                              f"chain {actual}")
+        txm = TxManager(chain, rpc, store, key)
+        signer = ResponseSigner(key, chain.chain_id, chain.oracle)
+        pipeline = Pipeline(chain, self.config.pipeline, store, router, signer, txm, txm.current_max_fee)
+        subscription = (LogSubscription(session, chain.ws_url, chain.oracle, TOPICS)
+                        if chain.ws_url is not None else None)
+        watcher = RequestWatcher(chain, rpc, store, subscription, on_new_work=pipeline.wake)
+        return ChainRuntime(chain, rpc, watcher, txm, pipeline)
+
+    async def _drain(self) -> None:
+        for rt in self.chains:
+            rt.pipeline.stop()
+        try:
+            async with asyncio.timeout(self.shutdown_grace):
+                while any(rt.pipeline.in_flight for rt in self.chains):
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            log.warning("shutdown grace over with requests in flight; they resume on the next start")
+
+
+def _log_stats(rt: ChainRuntime, store: Store) -> None:
+    counts = store.count_by_state(rt.settings.chain_id)
+    log.info("chain %s: head %d, requests %s, txs sent %d confirmed %d%s", rt.settings.name, rt.watcher.head,
+             counts, rt.txm.sent, rt.txm.confirmed,
+             f", PAUSED: {rt.txm.paused_reason}" if rt.txm.paused_reason else "")

@@ -1,0 +1,141 @@
+"""Running the real daemon against the local stack: its config, and the daemon as a child process.
+
+    with LocalStack() as stack, ModelServer().start() as model:   # (ModelServer: start()/stop())
+        path = write_config(dev_config(stack, model.base_url, tmp / "oracle.sqlite"), tmp / "config.toml")
+        daemon = DaemonProcess(path, env={"ORACLE_SIGNER_KEY": stack.keys.signer.private_key.hex()}).start()
+        ...
+        daemon.kill()      # SIGKILL, for crash tests; daemon.stop() for a graceful SIGTERM
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from oracle.devnet.stack import LocalStack
+
+SIGNER_ENV = "ORACLE_SIGNER_KEY"
+DEV_MODEL = "dev-model-2026-01-01"
+
+
+def dev_config(stack: LocalStack, model_base_url: str, store_path: Path, *, rpc_url: str | None = None,
+               ws_url: str | None = None, confirmations: int = 0, **chain_overrides: Any) -> dict[str, Any]:
+    """A config for the daemon on the local stack: one chain, one local model, the dev signer key."""
+    chain: dict[str, Any] = {
+        "name": "local", "chain_id": stack.chain_id, "rpc_url": rpc_url or stack.rpc_url,
+        "ws_url": ws_url or stack.ws_url, "oracle": stack.addresses["AIOracle"], "confirmations": confirmations,
+        "sweep_interval": 0.5, "native_price_micro_usd": 3_000 * 10**6,
+        "gas": {"max_fee_per_gas": 100 * 10**9, "priority_fee": 10**9, "daily_budget": 100 * 10**18,
+                "low_balance": 10**16, "replace_after": 10.0},
+    }
+    chain.update(chain_overrides)
+    return {
+        "store": {"path": str(store_path)},
+        "signer": {"key_env": SIGNER_ENV},
+        "chains": [chain],
+        "models": [{"id": "local", "base_url": model_base_url, "model": DEV_MODEL, "input_price": 150_000,
+                    "output_price": 600_000, "timeout": 10.0}],
+        "pipeline": {"concurrency": 64, "deadline_margin": 5.0},
+    }
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _toml_table(prefix: str, table: Mapping[str, Any], out: list[str], array: bool = False) -> None:
+    out.append(f"[[{prefix}]]" if array else f"[{prefix}]")
+    nested = []
+    for k, v in table.items():
+        if v is None:
+            continue
+        if isinstance(v, dict):
+            nested.append((k, v))
+        else:
+            out.append(f"{k} = {_toml_value(v)}")
+    for k, v in nested:
+        _toml_table(f"{prefix}.{k}", v, out)
+    out.append("")
+
+
+def write_config(config: Mapping[str, Any], path: Path) -> Path:
+    """Write a config dict (tables, arrays of tables, scalars) as TOML."""
+    out: list[str] = []
+    for key, value in config.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            for item in value:
+                _toml_table(key, item, out, array=True)
+        elif isinstance(value, dict):
+            _toml_table(key, value, out)
+        else:
+            out.insert(0, f"{key} = {_toml_value(value)}")
+    path.write_text("\n".join(out))
+    return path
+
+
+class DaemonProcess:
+    """`python -m oracle run --config ...` as a child process, its output in a log file."""
+
+    def __init__(self, config_path: Path, env: Mapping[str, str], log_path: Path | None = None) -> None:
+        self.config_path = config_path
+        self.env = {**os.environ, **env}
+        self.log_path = log_path or config_path.with_suffix(".log")
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> DaemonProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "oracle", "run", "--config", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env,
+        )
+        log.close()
+        self.starts += 1
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up, as in a crash."""
+        if self.process is not None and self.alive():
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then wait; returns the exit code."""
+        if self.process is None:
+            return 0
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -1,0 +1,249 @@
+"""One request's lifecycle, from a confirmed log to a signed response handed to the TxManager.
+
+    confirmed -> accepted | refused(reason)
+    accepted  -> answered (router) -> signed -> submitted (TxManager) -> fulfilled
+    refused   -> answered (failure status and reason) -> signed -> submitted
+
+Each step writes its outcome and commits before the side effect the next step allows, so a crash
+anywhere resumes from the store: the router replays finished attempts, a stored answer is signed
+again only if no signature was stored, a stored signature is re-submitted as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from oracle.chain.events import DecodedParams, EventDecodeError, decode_params
+from oracle.chain.signer import ResponseSigner
+from oracle.chain.txmanager import ReadyResponse, TxManager
+from oracle.config import ChainSettings, PipelineSettings
+from oracle.protocol import (
+    Commitment,
+    InvalidModelSpec,
+    ReasonCode,
+    Response,
+    ResultType,
+    Status,
+    model_used,
+    parse_model_spec,
+)
+from oracle.results import ResultError, abi_components
+from oracle.router import Answer, Router, RouteRequest
+from oracle.router.receipts import canonical_json, receipt_hash
+from oracle.store import State, Store, StoredRequest
+
+log = logging.getLogger(__name__)
+
+WORK_STATES = (State.CONFIRMED, State.ACCEPTED, State.REFUSED, State.ANSWERED, State.SIGNED)
+NO_MODEL = b"\0" * 32
+
+
+@dataclass
+class PipelineStats:
+    refused: dict[str, int] = field(default_factory=dict)
+    answered: int = 0
+    expired: int = 0
+
+
+class Pipeline:
+    def __init__(self, chain: ChainSettings, settings: PipelineSettings, store: Store, router: Router,
+                 signer: ResponseSigner, txm: TxManager, gas_price: Callable[[], int],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.chain = chain
+        self.settings = settings
+        self.store = store
+        self.router = router
+        self.signer = signer
+        self.txm = txm
+        self.gas_price = gas_price  # current maxFeePerGas estimate, wei
+        self.clock = clock
+        self.stats = PipelineStats()
+        self._wake = asyncio.Event()
+        self._active: set[str] = set()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Take no new work; requests in flight finish their current step."""
+        self._stopping = True
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._active)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            while not self._stopping:
+                self._wake.clear()
+                for request in self._work():
+                    await self._slots.acquire()
+                    self._active.add(request.key)
+                    tasks.create_task(self._process(request))
+                try:
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+
+    def _work(self) -> list[StoredRequest]:
+        states = WORK_STATES if self.txm.accepting_new_work else WORK_STATES[1:]
+        found = self.store.requests_in_state(self.chain.chain_id, states)
+        return [r for r in found if r.key not in self._active and not self.txm.carries(r.key)]
+
+    async def _process(self, request: StoredRequest) -> None:
+        try:
+            await self.advance(request)
+        except Exception:  # one request's bug must not stop the others; it is logged and retried
+            log.exception("chain %s: request %s failed in state %s", self.chain.name, request.key, request.state)
+        finally:
+            self._active.discard(request.key)
+            self._slots.release()
+
+    # ------------------------------------------------------------ the steps
+
+    async def advance(self, r: StoredRequest) -> None:
+        """Move one request as far as it can go now."""
+        try:
+            decoded = decode_params(r.params)
+        except EventDecodeError as exc:
+            self.store.set_state(r.key, State.EXPIRED, reason=int(ReasonCode.INTERNAL_ERROR), detail=str(exc))
+            await self.store.commit()
+            return
+        if r.state in (State.CONFIRMED, State.ACCEPTED, State.REFUSED) and self.clock() > r.deadline:
+            self.store.set_state(r.key, State.EXPIRED, detail="deadline passed before it was answered")
+            self.stats.expired += 1
+            await self.store.commit()
+            return
+        state = r.state
+        if state == State.CONFIRMED:
+            state = self._check(r, decoded)
+            await self.store.commit()
+        if state in (State.ACCEPTED, State.REFUSED):
+            await self._answer(r, decoded, state)
+            state = State.ANSWERED
+        if state == State.ANSWERED:
+            fresh = self.store.get_request(r.key)
+            assert fresh is not None
+            self._sign(fresh, decoded)
+            await self.store.commit()
+            state = State.SIGNED
+        if state == State.SIGNED:
+            fresh = self.store.get_request(r.key)
+            assert fresh is not None and fresh.signature is not None
+            if self.clock() > fresh.deadline:
+                self.store.set_state(r.key, State.EXPIRED, detail="deadline passed before it could be sent")
+                await self.store.commit()
+                return
+            self.txm.submit(ReadyResponse(fresh.key, self._response(fresh, decoded), _commitment(fresh, decoded),
+                                          fresh.signature, fresh.deadline))
+
+    def _refuse(self, r: StoredRequest, reason: ReasonCode, detail: str) -> str:
+        self.store.set_state(r.key, State.REFUSED, reason=int(reason), detail=detail)
+        self.stats.refused[reason.name] = self.stats.refused.get(reason.name, 0) + 1
+        log.info("chain %s: request %s refused: %s (%s)", self.chain.name, r.key, reason.name, detail)
+        return State.REFUSED
+
+    def _check(self, r: StoredRequest, d: DecodedParams) -> str:
+        """confirmed -> accepted | refused(reason). Everything here is read from the untrusted request."""
+        p = d.params
+        if d.problems:
+            return self._refuse(r, ReasonCode.INVALID_PROMPT, "; ".join(d.problems))
+        try:
+            p.prompt.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return self._refuse(r, ReasonCode.INVALID_PROMPT, f"prompt is not valid UTF-8 at byte {exc.start}")
+        try:
+            parse_model_spec(p.model_spec)
+        except InvalidModelSpec as exc:
+            return self._refuse(r, ReasonCode.INVALID_MODEL_SPEC, str(exc))
+        if p.result.kind == ResultType.ABI:
+            try:
+                abi_components(p.result.abi_type)
+            except ResultError as exc:
+                return self._refuse(r, ReasonCode.UNSUPPORTED, str(exc))
+        if r.deadline - self.clock() < self.settings.deadline_margin:
+            return self._refuse(r, ReasonCode.DEADLINE_TOO_SHORT,
+                                f"less than {self.settings.deadline_margin:.0f} s left to answer and submit")
+        fee_micro_usd = r.fee * self.chain.native_price_micro_usd // 10**18
+        gas_wei = (self.chain.gas.fulfill_gas_overhead + p.callback_gas_limit) * self.gas_price()
+        gas_micro_usd = -(-gas_wei * self.chain.native_price_micro_usd // 10**18)
+        model_micro_usd = self.router.estimate_cost(p) or 0
+        if fee_micro_usd < gas_micro_usd + model_micro_usd:
+            return self._refuse(r, ReasonCode.FEE_TOO_LOW,
+                                f"fee {fee_micro_usd} micro-USD is below gas {gas_micro_usd} + model "
+                                f"{model_micro_usd} micro-USD")
+        self.store.set_state(r.key, State.ACCEPTED)
+        return State.ACCEPTED
+
+    async def _answer(self, r: StoredRequest, d: DecodedParams, state: str) -> None:
+        """accepted -> answered via the router; refused -> answered with the failure it was refused for."""
+        if state == State.REFUSED:
+            fresh = self.store.get_request(r.key)
+            assert fresh is not None
+            answer = Answer(Status.FAILURE, ReasonCode(fresh.reason), b"", (), fresh.reason_detail,
+                            {"refused": fresh.reason_detail})
+        else:
+            budget = r.deadline - self.settings.deadline_margin - self.clock()
+            route = RouteRequest(r.key, r.request_id, r.requester, d.params, d.params.prompt.decode("utf-8"))
+            try:
+                async with asyncio.timeout(max(budget, 0.001)):
+                    answer = await self.router.answer(route, r.deadline - self.settings.deadline_margin,
+                                                      self.store.attempts(r.key))
+            except TimeoutError:
+                answer = Answer(Status.FAILURE, ReasonCode.DEADLINE_TOO_SHORT, b"", (),
+                                "no answer before the deadline", {})
+        body = canonical_json(self._receipt(r, d, answer))
+        self.store.store_answer(
+            r.key, status=int(answer.status), reason=int(answer.reason), result=answer.result,
+            model_used=model_used(answer.model_ids) if answer.model_ids else NO_MODEL,
+            receipt_hash=receipt_hash(body), receipt_body=body, detail=answer.detail,
+        )
+        self.stats.answered += 1
+        await self.store.commit()
+
+    def _receipt(self, r: StoredRequest, d: DecodedParams, answer: Answer) -> dict[str, Any]:
+        p = d.params
+        return {
+            "version": 1,
+            "request": {
+                "key": r.key, "chain_id": r.chain_id, "oracle": r.oracle, "request_id": r.request_id,
+                "requester": r.requester, "nonce": r.nonce, "fee_wei": r.fee, "block_number": r.block_number,
+                "callback": p.callback, "callback_gas_limit": p.callback_gas_limit, "deadline": p.deadline,
+                "max_tokens": p.max_tokens, "temperature": p.temperature, "seed": p.seed,
+                "model_spec": p.model_spec, "prompt": p.prompt,
+                "result": {"type": p.result.kind.name.lower(), "max_bytes": p.result.max_bytes,
+                           "min": p.result.min, "max": p.result.max, "labels": list(p.result.labels),
+                           "abi_type": p.result.abi_type},
+            },
+            "router": answer.receipt,
+            "final": {"status": answer.status.name.lower(), "reason": answer.reason.name.lower(),
+                      "detail": answer.detail, "models": sorted(answer.model_ids), "result": answer.result,
+                      "result_sha256": hashlib.sha256(answer.result).hexdigest()},
+            "native_price_micro_usd": self.chain.native_price_micro_usd,
+        }
+
+    def _response(self, r: StoredRequest, d: DecodedParams) -> Response:
+        assert r.receipt_hash is not None and r.model_used is not None
+        return Response(r.request_id, _commitment(r, d).hash(), Status(r.status), ReasonCode(r.reason),
+                        r.result or b"", r.model_used, r.receipt_hash)
+
+    def _sign(self, r: StoredRequest, d: DecodedParams) -> None:
+        """answered -> signed. The signature is stored before anything is sent."""
+        if r.signature is not None:
+            return
+        self.store.store_signature(r.key, self.signer.sign_response(self._response(r, d)))
+
+
+def _commitment(r: StoredRequest, d: DecodedParams) -> Commitment:
+    p = d.params
+    return Commitment(r.requester, p.callback, p.callback_gas_limit, p.deadline, r.fee, d.params_hash)

@@ -1,0 +1,40 @@
+"""The seam between the pipeline and the router."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from oracle.protocol import ReasonCode, RequestParams, Status
+from oracle.store import Attempt
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    key: str
+    request_id: bytes
+    requester: str
+    params: RequestParams
+    prompt: str  # the prompt as text (the pipeline refuses prompts that are not UTF-8)
+
+
+@dataclass
+class Answer:
+    status: Status
+    reason: ReasonCode
+    result: bytes  # ABI-encoded typed value; empty on failure
+    model_ids: tuple[str, ...]  # the model(s) whose answer this is (or was last tried)
+    detail: str = ""
+    receipt: dict[str, Any] = field(default_factory=dict)  # catalog, health, candidates, attempts
+
+
+class Router(Protocol):
+    catalog_version: str
+
+    async def answer(self, request: RouteRequest, deadline: float, prior_attempts: list[Attempt]) -> Answer:
+        """Answer `request` before the unix time `deadline`, resuming after `prior_attempts`."""
+        ...
+
+    def estimate_cost(self, params: RequestParams) -> int | None:
+        """Micro-USD the first eligible model would cost at most, or None if none is eligible."""
+        ...

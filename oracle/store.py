@@ -1,0 +1,448 @@
+"""The daemon's memory: one SQLite file (WAL), domain methods only; no SQL outside this module.
+
+Writes join one transaction per event-loop pass: a write method opens it, and it commits at the end
+of the pass (`loop.call_soon`). Code that is about to cause a side effect (an HTTP call, a signature,
+a transaction) first does `await store.commit()`, which returns once everything written so far is
+durable; writers in the same pass share that one commit.
+
+    store = Store.open(Path("oracle.sqlite"))
+    store.upsert_request(...)
+    await store.commit()          # now it is safe to act on it
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+# ---------------------------------------------------------------- request states
+
+
+class State:
+    """A request's place in its lifecycle (DESIGN.md). Terminal states end with the request."""
+
+    SEEN = "seen"  # in a block not yet deep enough
+    CONFIRMED = "confirmed"  # deep enough to act on
+    ACCEPTED = "accepted"  # passed the checks; to be answered
+    REFUSED = "refused"  # failed a check; answered on-chain with a failure status
+    ANSWERED = "answered"  # the router's answer (or failure) is stored
+    SIGNED = "signed"  # the response and its signature are stored
+    SUBMITTED = "submitted"  # a fulfillment transaction carries it
+    FULFILLED = "fulfilled"  # confirmed on-chain (by us or anyone)
+    EXPIRED = "expired"  # the deadline passed before it could be fulfilled
+    ROLLED_BACK = "rolled_back"  # the block that held it was reorganised away
+    CANCELLED = "cancelled"  # the requester took the refund
+
+    TERMINAL = frozenset({FULFILLED, EXPIRED, ROLLED_BACK, CANCELLED})
+
+
+@dataclass
+class StoredRequest:
+    key: str
+    chain_id: int
+    oracle: str
+    request_id: bytes
+    block_number: int
+    block_hash: bytes
+    log_index: int
+    requester: str
+    nonce: int
+    fee: int
+    params: bytes  # ABI-encoded RequestParams, exactly as emitted
+    deadline: int
+    state: str
+    reason: int
+    reason_detail: str
+    status: int
+    result: bytes | None
+    model_used: bytes | None
+    receipt_hash: bytes | None
+    signature: bytes | None
+    fulfill_tx: bytes | None
+
+
+@dataclass
+class Attempt:
+    request_key: str
+    attempt_id: int
+    deployment: str
+    state: str  # started | done
+    outcome: str  # ok | truncated | refused | filtered | malformed | error | ""
+    latency_ms: float
+    usage: dict[str, int]
+    cost: int
+    raw_sha256: str
+    answer: str  # the JSON text the model gave, or ""
+    error: str
+
+
+@dataclass
+class StoredTx:
+    tx_hash: bytes
+    chain_id: int
+    sender: str
+    nonce: int
+    raw: bytes
+    max_fee: int
+    priority_fee: int
+    request_keys: list[str]
+    state: str  # pending | mined | confirmed | replaced | failed
+    sent_at: float
+    block_number: int | None
+    block_hash: bytes | None
+
+
+def request_key(chain_id: int, oracle: str, request_id: bytes) -> str:
+    return f"{chain_id}:{oracle.lower()}:0x{request_id.hex()}"
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def _m1_core(db: sqlite_utils.Database) -> None:
+    db.table("requests").create({
+        "key": str, "chain_id": int, "oracle": str, "request_id": bytes, "block_number": int,
+        "block_hash": bytes, "log_index": int, "requester": str, "nonce": int, "fee": str, "params": bytes,
+        "deadline": int, "state": str, "reason": int, "reason_detail": str, "status": int, "result": bytes,
+        "model_used": bytes, "receipt_hash": bytes, "signature": bytes, "fulfill_tx": bytes, "settled_block": int,
+        "updated_at": float,
+    }, pk="key", not_null={"chain_id", "oracle", "request_id", "state"}, defaults={"reason": 0, "status": 0,
+                                                                                 "reason_detail": ""})
+    db.table("requests").create_index(["chain_id", "state"])
+    db.table("requests").create_index(["chain_id", "block_number"])
+    db.table("attempts").create({
+        "request_key": str, "attempt_id": int, "deployment": str, "state": str, "outcome": str,
+        "started_at": float, "latency_ms": float, "usage": str, "cost": int, "raw_sha256": str, "answer": str,
+        "error": str,
+    }, pk=("request_key", "attempt_id"))
+    db.table("raw_responses").create({"sha256": str, "body": bytes}, pk="sha256")
+    db.table("receipts").create({"request_key": str, "body": str, "hash": bytes}, pk="request_key")
+    db.table("txs").create({
+        "tx_hash": bytes, "chain_id": int, "sender": str, "nonce": int, "raw": bytes, "max_fee": str,
+        "priority_fee": str, "request_keys": str, "state": str, "sent_at": float, "block_number": int,
+        "block_hash": bytes, "gas_used": int, "gas_cost": str,
+    }, pk="tx_hash")
+    db.table("txs").create_index(["chain_id", "sender", "nonce"])
+    db.table("txs").create_index(["chain_id", "state"])
+    db.table("nonces").create({"chain_id": int, "sender": str, "next_nonce": int}, pk=("chain_id", "sender"))
+    db.table("cursors").create({"chain_id": int, "oracle": str, "block_number": int, "block_hash": bytes},
+                         pk=("chain_id", "oracle"))
+    db.table("blocks").create({"chain_id": int, "number": int, "hash": bytes}, pk=("chain_id", "number"))
+    db.table("gas_spend").create({"chain_id": int, "day": str, "wei": str}, pk=("chain_id", "day"))
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1_core,)
+
+
+# ---------------------------------------------------------------- the store
+
+
+class Store:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._in_tx = False
+        self._commit_waiters: asyncio.Future[None] | None = None
+
+    @classmethod
+    def open(cls, path: Path | str) -> Store:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        store = cls(conn)
+        store._migrate()
+        return store
+
+    def close(self) -> None:
+        self.commit_now()
+        self._conn.close()
+
+    def _migrate(self) -> None:
+        db = sqlite_utils.Database(self._conn)
+        if "migrations" not in db.table_names():
+            db.table("migrations").create({"version": int, "applied_at": float}, pk="version")
+        done = {row["version"] for row in db.table("migrations").rows}
+        for version, migration in enumerate(MIGRATIONS, start=1):
+            if version in done:
+                continue
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                migration(db)
+                db.table("migrations").insert({"version": version, "applied_at": time.time()})
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    # ------------------------------------------------------------ transactions
+
+    def _write(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        if not self._in_tx:
+            self._conn.execute("BEGIN")
+            self._in_tx = True
+            self._schedule_commit()
+        return self._conn.execute(sql, args)
+
+    def _write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        if not self._in_tx:
+            self._conn.execute("BEGIN")
+            self._in_tx = True
+            self._schedule_commit()
+        self._conn.executemany(sql, rows)
+
+    def _schedule_commit(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: the caller commits with commit_now()
+        loop.call_soon(self.commit_now)
+
+    def commit_now(self) -> None:
+        if self._in_tx:
+            self._conn.execute("COMMIT")
+            self._in_tx = False
+        waiters, self._commit_waiters = self._commit_waiters, None
+        if waiters is not None and not waiters.done():
+            waiters.set_result(None)
+
+    async def commit(self) -> None:
+        """Return once every write made so far is committed (one commit per loop pass, shared)."""
+        if not self._in_tx:
+            return
+        if self._commit_waiters is None:
+            self._commit_waiters = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._commit_waiters)
+
+    def _one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
+        cur = self._conn.execute(sql, args)
+        cur.row_factory = sqlite3.Row
+        row: sqlite3.Row | None = cur.fetchone()
+        return row
+
+    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        cur = self._conn.execute(sql, args)
+        cur.row_factory = sqlite3.Row
+        return list(cur.fetchall())
+
+    # ------------------------------------------------------------ requests
+
+    def insert_request(self, r: StoredRequest) -> bool:
+        """Record a request seen in a log. Returns False if it was already known (same key)."""
+        cur = self._write(
+            "INSERT INTO requests (key, chain_id, oracle, request_id, block_number, block_hash, log_index, "
+            "requester, nonce, fee, params, deadline, state, reason, reason_detail, status, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING",
+            (r.key, r.chain_id, r.oracle, r.request_id, r.block_number, r.block_hash, r.log_index, r.requester,
+             r.nonce, str(r.fee), r.params, r.deadline, r.state, r.reason, r.reason_detail, r.status, time.time()),
+        )
+        return cur.rowcount == 1
+
+    def reinclude_request(self, key: str, block_number: int, block_hash: bytes, log_index: int, state: str) -> None:
+        """A rolled-back request appeared again in a new block: it lives again from `state`."""
+        self._write("UPDATE requests SET block_number=?, block_hash=?, log_index=?, state=?, updated_at=? "
+                    "WHERE key=? AND state=?",
+                    (block_number, block_hash, log_index, state, time.time(), key, State.ROLLED_BACK))
+
+    def mark_settled(self, key: str, state: str, block_number: int) -> None:
+        """The chain says the request was fulfilled or cancelled (by anyone) in `block_number`."""
+        self._write("UPDATE requests SET state=?, settled_block=?, updated_at=? WHERE key=?",
+                    (state, block_number, time.time(), key))
+
+    def reopen_settled_after(self, chain_id: int, oracle: str, block_number: int) -> list[str]:
+        """Settlements above `block_number` were reorganised away: signed answers go back to be sent
+        again, the rest back to be answered."""
+        rows = self._all("SELECT key, signature FROM requests WHERE chain_id=? AND oracle=? AND settled_block>? "
+                         "AND state IN (?,?)", (chain_id, oracle, block_number, State.FULFILLED, State.CANCELLED))
+        now = time.time()
+        self._write_many("UPDATE requests SET state=?, settled_block=NULL, updated_at=? WHERE key=?",
+                         [(State.SIGNED if r["signature"] is not None else State.CONFIRMED, now, r["key"])
+                          for r in rows])
+        return [r["key"] for r in rows]
+
+    def get_request(self, key: str) -> StoredRequest | None:
+        row = self._one("SELECT * FROM requests WHERE key=?", (key,))
+        return _request_from_row(row) if row is not None else None
+
+    def requests_in_state(self, chain_id: int, states: Iterable[str], limit: int = 100_000) -> list[StoredRequest]:
+        states = list(states)
+        marks = ",".join("?" * len(states))
+        rows = self._all(f"SELECT * FROM requests WHERE chain_id=? AND state IN ({marks}) "
+                         "ORDER BY block_number, log_index LIMIT ?", (chain_id, *states, limit))
+        return [_request_from_row(r) for r in rows]
+
+    def count_by_state(self, chain_id: int | None = None) -> dict[str, int]:
+        if chain_id is None:
+            rows = self._all("SELECT state, COUNT(*) AS n FROM requests GROUP BY state")
+        else:
+            rows = self._all("SELECT state, COUNT(*) AS n FROM requests WHERE chain_id=? GROUP BY state",
+                             (chain_id,))
+        return {r["state"]: r["n"] for r in rows}
+
+    def set_state(self, key: str, state: str, *, reason: int | None = None, detail: str | None = None) -> None:
+        sets, args = ["state=?", "updated_at=?"], [state, time.time()]
+        if reason is not None:
+            sets.append("reason=?")
+            args.append(reason)
+        if detail is not None:
+            sets.append("reason_detail=?")
+            args.append(detail)
+        self._write(f"UPDATE requests SET {', '.join(sets)} WHERE key=?", (*args, key))
+
+    def set_states(self, keys: Sequence[str], state: str) -> None:
+        now = time.time()
+        self._write_many("UPDATE requests SET state=?, updated_at=? WHERE key=?", [(state, now, k) for k in keys])
+
+    def confirm_up_to(self, chain_id: int, block_number: int) -> int:
+        cur = self._write("UPDATE requests SET state=?, updated_at=? WHERE chain_id=? AND state=? AND "
+                          "block_number<=?", (State.CONFIRMED, time.time(), chain_id, State.SEEN, block_number))
+        return cur.rowcount
+
+    def store_answer(self, key: str, *, status: int, reason: int, result: bytes, model_used: bytes,
+                     receipt_hash: bytes, receipt_body: str, detail: str = "") -> None:
+        self._write("INSERT INTO receipts (request_key, body, hash) VALUES (?,?,?) ON CONFLICT(request_key) "
+                    "DO UPDATE SET body=excluded.body, hash=excluded.hash", (key, receipt_body, receipt_hash))
+        self._write("UPDATE requests SET state=?, status=?, reason=?, reason_detail=?, result=?, model_used=?, "
+                    "receipt_hash=?, updated_at=? WHERE key=?",
+                    (State.ANSWERED, status, reason, detail, result, model_used, receipt_hash, time.time(), key))
+
+    def store_signature(self, key: str, signature: bytes) -> None:
+        self._write("UPDATE requests SET state=?, signature=?, updated_at=? WHERE key=?",
+                    (State.SIGNED, signature, time.time(), key))
+
+    def mark_submitted(self, keys: Sequence[str], tx_hash: bytes) -> None:
+        now = time.time()
+        self._write_many("UPDATE requests SET state=?, fulfill_tx=?, updated_at=? WHERE key=? AND state IN (?,?)",
+                         [(State.SUBMITTED, tx_hash, now, k, State.SIGNED, State.SUBMITTED) for k in keys])
+
+    def rollback_requests_after(self, chain_id: int, oracle: str, block_number: int) -> list[str]:
+        """Requests in blocks above `block_number` go back to rolled_back (unless settled)."""
+        rows = self._all("SELECT key FROM requests WHERE chain_id=? AND oracle=? AND block_number>? AND "
+                         "state NOT IN (?,?,?)", (chain_id, oracle, block_number, State.FULFILLED, State.EXPIRED,
+                                                  State.CANCELLED))
+        keys = [r["key"] for r in rows]
+        self.set_states(keys, State.ROLLED_BACK)
+        return keys
+
+    def receipt(self, key: str) -> tuple[str, bytes] | None:
+        row = self._one("SELECT body, hash FROM receipts WHERE request_key=?", (key,))
+        return (row["body"], row["hash"]) if row is not None else None
+
+    # ------------------------------------------------------------ attempts and raw responses
+
+    def start_attempt(self, request_key: str, attempt_id: int, deployment: str) -> None:
+        self._write("INSERT INTO attempts (request_key, attempt_id, deployment, state, outcome, started_at, "
+                    "latency_ms, usage, cost, raw_sha256, answer, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT DO NOTHING",
+                    (request_key, attempt_id, deployment, "started", "", time.time(), 0.0, "{}", 0, "", "", ""))
+
+    def finish_attempt(self, a: Attempt, raw_body: bytes | None) -> None:
+        if raw_body is not None and a.raw_sha256:
+            self._write("INSERT INTO raw_responses (sha256, body) VALUES (?,?) ON CONFLICT DO NOTHING",
+                        (a.raw_sha256, raw_body))
+        self._write("UPDATE attempts SET state=?, outcome=?, latency_ms=?, usage=?, cost=?, raw_sha256=?, answer=?, "
+                    "error=? WHERE request_key=? AND attempt_id=?",
+                    ("done", a.outcome, a.latency_ms, json.dumps(a.usage, sort_keys=True), a.cost, a.raw_sha256,
+                     a.answer, a.error, a.request_key, a.attempt_id))
+
+    def attempts(self, request_key: str) -> list[Attempt]:
+        rows = self._all("SELECT * FROM attempts WHERE request_key=? ORDER BY attempt_id", (request_key,))
+        return [Attempt(r["request_key"], r["attempt_id"], r["deployment"], r["state"], r["outcome"],
+                        r["latency_ms"], json.loads(r["usage"]), r["cost"], r["raw_sha256"], r["answer"],
+                        r["error"]) for r in rows]
+
+    def raw_response(self, sha256: str) -> bytes | None:
+        row = self._one("SELECT body FROM raw_responses WHERE sha256=?", (sha256,))
+        return bytes(row["body"]) if row is not None else None
+
+    # ------------------------------------------------------------ cursors and block hashes
+
+    def cursor(self, chain_id: int, oracle: str) -> tuple[int, bytes] | None:
+        row = self._one("SELECT block_number, block_hash FROM cursors WHERE chain_id=? AND oracle=?",
+                        (chain_id, oracle))
+        return (row["block_number"], bytes(row["block_hash"])) if row is not None else None
+
+    def set_cursor(self, chain_id: int, oracle: str, block_number: int, block_hash: bytes) -> None:
+        self._write("INSERT INTO cursors (chain_id, oracle, block_number, block_hash) VALUES (?,?,?,?) "
+                    "ON CONFLICT(chain_id, oracle) DO UPDATE SET block_number=excluded.block_number, "
+                    "block_hash=excluded.block_hash", (chain_id, oracle, block_number, block_hash))
+
+    def remember_blocks(self, chain_id: int, blocks: Iterable[tuple[int, bytes]], keep: int = 2_048) -> None:
+        rows = [(chain_id, n, h) for n, h in blocks]
+        if not rows:
+            return
+        self._write_many("INSERT INTO blocks (chain_id, number, hash) VALUES (?,?,?) "
+                         "ON CONFLICT(chain_id, number) DO UPDATE SET hash=excluded.hash", rows)
+        newest = max(n for _, n, _ in rows)
+        self._write("DELETE FROM blocks WHERE chain_id=? AND number<?", (chain_id, newest - keep))
+
+    def known_blocks(self, chain_id: int, below_or_at: int, limit: int = 64) -> list[tuple[int, bytes]]:
+        rows = self._all("SELECT number, hash FROM blocks WHERE chain_id=? AND number<=? ORDER BY number DESC "
+                         "LIMIT ?", (chain_id, below_or_at, limit))
+        return [(r["number"], bytes(r["hash"])) for r in rows]
+
+    def forget_blocks_after(self, chain_id: int, number: int) -> None:
+        self._write("DELETE FROM blocks WHERE chain_id=? AND number>?", (chain_id, number))
+
+    # ------------------------------------------------------------ transactions and nonces
+
+    def allocate_nonce(self, chain_id: int, sender: str, chain_nonce: int) -> int:
+        """The next nonce: never below the chain's count, never one this store already handed out."""
+        row = self._one("SELECT next_nonce FROM nonces WHERE chain_id=? AND sender=?", (chain_id, sender))
+        nonce = max(chain_nonce, row["next_nonce"] if row is not None else 0)
+        self._write("INSERT INTO nonces (chain_id, sender, next_nonce) VALUES (?,?,?) ON CONFLICT(chain_id, sender) "
+                    "DO UPDATE SET next_nonce=excluded.next_nonce", (chain_id, sender, nonce + 1))
+        return nonce
+
+    def record_tx(self, t: StoredTx) -> None:
+        self._write("INSERT INTO txs (tx_hash, chain_id, sender, nonce, raw, max_fee, priority_fee, request_keys, "
+                    "state, sent_at) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                    (t.tx_hash, t.chain_id, t.sender, t.nonce, t.raw, str(t.max_fee), str(t.priority_fee),
+                     json.dumps(t.request_keys), t.state, t.sent_at))
+
+    def set_tx_state(self, tx_hash: bytes, state: str, *, block_number: int | None = None,
+                     block_hash: bytes | None = None, gas_used: int | None = None, gas_cost: int | None = None) -> None:
+        self._write("UPDATE txs SET state=?, block_number=?, block_hash=?, gas_used=?, gas_cost=? WHERE tx_hash=?",
+                    (state, block_number, block_hash, gas_used, None if gas_cost is None else str(gas_cost),
+                     tx_hash))
+
+    def txs_in_state(self, chain_id: int, sender: str, states: Iterable[str]) -> list[StoredTx]:
+        states = list(states)
+        marks = ",".join("?" * len(states))
+        rows = self._all(f"SELECT * FROM txs WHERE chain_id=? AND sender=? AND state IN ({marks}) "
+                         "ORDER BY nonce, sent_at", (chain_id, sender, *states))
+        return [StoredTx(bytes(r["tx_hash"]), r["chain_id"], r["sender"], r["nonce"], bytes(r["raw"]),
+                         int(r["max_fee"]), int(r["priority_fee"]), json.loads(r["request_keys"]), r["state"],
+                         r["sent_at"], r["block_number"],
+                         bytes(r["block_hash"]) if r["block_hash"] is not None else None) for r in rows]
+
+    def add_gas_spend(self, chain_id: int, day: str, wei: int) -> None:
+        row = self._one("SELECT wei FROM gas_spend WHERE chain_id=? AND day=?", (chain_id, day))
+        total = wei + (int(row["wei"]) if row is not None else 0)
+        self._write("INSERT INTO gas_spend (chain_id, day, wei) VALUES (?,?,?) ON CONFLICT(chain_id, day) "
+                    "DO UPDATE SET wei=excluded.wei", (chain_id, day, str(total)))
+
+    def gas_spent(self, chain_id: int, day: str) -> int:
+        row = self._one("SELECT wei FROM gas_spend WHERE chain_id=? AND day=?", (chain_id, day))
+        return int(row["wei"]) if row is not None else 0
+
+
+def _request_from_row(r: sqlite3.Row) -> StoredRequest:
+    def b(v: Any) -> bytes | None:
+        return bytes(v) if v is not None else None
+
+    return StoredRequest(
+        key=r["key"], chain_id=r["chain_id"], oracle=r["oracle"], request_id=bytes(r["request_id"]),
+        block_number=r["block_number"], block_hash=bytes(r["block_hash"]), log_index=r["log_index"],
+        requester=r["requester"], nonce=r["nonce"], fee=int(r["fee"]), params=bytes(r["params"]),
+        deadline=r["deadline"], state=r["state"], reason=r["reason"], reason_detail=r["reason_detail"],
+        status=r["status"], result=b(r["result"]), model_used=b(r["model_used"]), receipt_hash=b(r["receipt_hash"]),
+        signature=b(r["signature"]), fulfill_tx=b(r["fulfill_tx"]),
+    )

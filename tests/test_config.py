@@ -1,0 +1,71 @@
+"""The config file: the example parses, and every bad setting is refused with where and what."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+
+from oracle.config import ConfigError, KeySource, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _base() -> dict[str, Any]:
+    return {
+        "signer": {"key_env": "K"},
+        "chains": [{"name": "c", "chain_id": 1, "rpc_url": "http://x", "oracle": "0x" + "11" * 20,
+                    "native_price_micro_usd": 1}],
+        "models": [{"id": "m", "base_url": "http://m/v1", "model": "m-2024-01-01"}],
+    }
+
+
+def test_example_config_parses() -> None:
+    config = load_config(ROOT / "config.example.toml")
+    assert config.chains[0].confirmations == 3
+    assert config.models[0].model == "gpt-4o-mini-2024-07-18"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["chains"][0].update(oracle="0x12"), "chains[0].oracle: not an address: '0x12'"),
+        (lambda c: c["chains"][0].update(rpc_url="ftp://x"), "chains[0].rpc_url: rpc_url must be http(s)://"),
+        (lambda c: c["chains"][0].update(confirmations=-1), "chains[0].confirmations"),
+        (lambda c: c["chains"][0].update(colour="blue"), "chains[0].colour: Extra inputs are not permitted"),
+        (lambda c: c["models"][0].update(model="gpt-4o-latest"), "models[0].model: use an exact versioned"),
+        (lambda c: c["models"][0].update(input_price=-1), "models[0].input_price"),
+        (lambda c: c["models"].append(dict(c["models"][0])), "models[].id: duplicate 'm'"),
+        (lambda c: c.update(signer={}), "signer: give exactly one of key_env or keystore"),
+        (lambda c: c.update(chains=[]), "chains: List should have at least 1 item"),
+    ],
+)
+def test_bad_settings_are_named(change: Any, message: str) -> None:
+    config = _base()
+    change(config)
+    with pytest.raises(ConfigError) as err:
+        parse_config(config)
+    assert message in str(err.value)
+
+
+def test_missing_or_bad_key_is_named_without_showing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("K", raising=False)
+    with pytest.raises(ConfigError, match=r"environment variable K .* is not set"):
+        KeySource(key_env="K").load()
+    monkeypatch.setenv("K", "0xnothex")
+    with pytest.raises(ConfigError, match="not a hex private key") as err:
+        KeySource(key_env="K").load()
+    assert "nothex" not in str(err.value)
+
+
+def test_keystore_with_password_file(tmp_path: Path) -> None:
+    key = bytes(range(1, 33))
+    (tmp_path / "ks.json").write_text(json.dumps(Account.encrypt(key, "pw", iterations=2)))
+    (tmp_path / "pw").write_text("pw\n")
+    assert KeySource(keystore=tmp_path / "ks.json", password_file=tmp_path / "pw").load() == key
+    (tmp_path / "pw").write_text("wrong")
+    with pytest.raises(ConfigError, match="wrong password"):
+        KeySource(keystore=tmp_path / "ks.json", password_file=tmp_path / "pw").load()
