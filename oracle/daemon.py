@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from oracle.chain.clock import ChainClock
 from oracle.chain.rpc import ChainClient, LogSubscription
 from oracle.chain.signer import ResponseSigner
 from oracle.chain.txmanager import TxManager
@@ -83,12 +84,14 @@ class Daemon:
         if actual != chain.chain_id:
             raise ConfigError(f"chains[{chain.name}].chain_id is {chain.chain_id} but {chain.rpc_url} serves "
                               f"chain {actual}")
-        txm = TxManager(chain, rpc, store, key)
+        clock = ChainClock()
+        txm = TxManager(chain, rpc, store, key, clock=clock.now)
         signer = ResponseSigner(key, chain.chain_id, chain.oracle)
-        pipeline = Pipeline(chain, self.config.pipeline, store, router, signer, txm, txm.current_max_fee)
+        pipeline = Pipeline(chain, self.config.pipeline, store, router, signer, txm, txm.current_max_fee,
+                            clock=clock.now)
         subscription = (LogSubscription(session, chain.ws_url, chain.oracle, TOPICS)
                         if chain.ws_url is not None else None)
-        watcher = RequestWatcher(chain, rpc, store, subscription, on_new_work=pipeline.wake)
+        watcher = RequestWatcher(chain, rpc, store, clock, subscription, on_new_work=pipeline.wake)
         return ChainRuntime(chain, rpc, watcher, txm, pipeline)
 
     async def _drain(self) -> None:

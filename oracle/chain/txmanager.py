@@ -19,6 +19,7 @@ import datetime
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,13 +54,13 @@ class ReadyResponse:
 
 class TxManager:
     def __init__(self, chain: ChainSettings, rpc: ChainClient, store: Store, private_key: bytes,
-                 clock: Any = time.time) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.chain = chain
         self.rpc = rpc
         self.store = store
         self._key = private_key
         self.sender = to_checksum_address(Account.from_key(private_key).address)
-        self.clock = clock
+        self.clock = clock  # the chain's now, for deadlines; transaction timing uses this machine's clock
         self._queue: deque[ReadyResponse] = deque()
         self._queued: set[str] = set()
         self._in_flight: dict[str, bytes] = {}  # request key -> hash of the transaction carrying it
@@ -133,7 +134,7 @@ class TxManager:
                         await asyncio.sleep(0.5)
 
     def _take_batch(self) -> list[ReadyResponse]:
-        now = self.clock()
+        now = self.clock()  # deadlines are in chain time
         batch: list[ReadyResponse] = []
         while self._queue and len(batch) < self.chain.gas.batch_max:
             item = self._queue.popleft()
@@ -145,7 +146,7 @@ class TxManager:
         return batch
 
     async def _guards_allow_sending(self) -> bool:
-        now = self.clock()
+        now = time.time()
         if self._balance is None or now - self._balance_at > 5.0:
             self._balance = await self.rpc.balance(self.sender)
             self._balance_at = now
@@ -165,7 +166,7 @@ class TxManager:
     # ------------------------------------------------------------ sending
 
     async def _fees(self) -> tuple[int, int]:
-        now = self.clock()
+        now = time.time()
         if now - self._base_fee_at > 1.0:
             header = await self.rpc.header("latest")
             self._base_fee = header.base_fee if header else 0
@@ -193,7 +194,7 @@ class TxManager:
         raw, tx_hash = self._sign(nonce, data, gas, max_fee, priority)
         keys = [i.key for i in batch]
         self.store.record_tx(StoredTx(tx_hash, self.chain.chain_id, self.sender, nonce, raw, max_fee, priority, keys,
-                                      "pending", self.clock(), None, None))
+                                      "pending", time.time(), None, None))
         self.store.mark_submitted(keys, tx_hash)
         for key in keys:
             self._in_flight[key] = tx_hash
@@ -254,7 +255,7 @@ class TxManager:
             await asyncio.sleep(0.25)
 
     async def monitor_once(self) -> None:
-        if self.clock() - self._base_fee_at > 1.0:
+        if time.time() - self._base_fee_at > 1.0:
             await self._fees()
         pending = self.store.txs_in_state(self.chain.chain_id, self.sender, ["pending", "replaced"])
         by_nonce: dict[int, list[StoredTx]] = {}
@@ -278,7 +279,7 @@ class TxManager:
                 self._mined(tx, receipt, [t for t in txs if t.tx_hash != tx.tx_hash])
                 return
         newest = max(txs, key=lambda t: t.sent_at)
-        if self.clock() - newest.sent_at < self.chain.gas.replace_after:
+        if time.time() - newest.sent_at < self.chain.gas.replace_after:
             return
         chain_nonce = await self.rpc.nonce(self.sender, "latest")
         if chain_nonce > nonce:
@@ -305,7 +306,7 @@ class TxManager:
         raw, tx_hash = self._sign(tx.nonce, bytes(fields["data"]), int(fields["gas"]), max_fee, priority)
         self.store.set_tx_state(tx.tx_hash, "replaced")
         self.store.record_tx(StoredTx(tx_hash, tx.chain_id, tx.sender, tx.nonce, raw, max_fee, priority,
-                                      tx.request_keys, "pending", self.clock(), None, None))
+                                      tx.request_keys, "pending", time.time(), None, None))
         self.store.mark_submitted(tx.request_keys, tx_hash)
         for key in tx.request_keys:
             self._in_flight[key] = tx_hash

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from oracle.chain.clock import ChainClock
 from oracle.chain.events import (
     CANCELLED_TOPIC,
     FULFILLED_TOPIC,
@@ -37,10 +38,11 @@ TOPICS: list[Any] = [["0x" + t.hex() for t in (REQUESTED_TOPIC, FULFILLED_TOPIC,
 
 
 class RequestWatcher:
-    def __init__(self, chain: ChainSettings, rpc: ChainClient, store: Store,
+    def __init__(self, chain: ChainSettings, rpc: ChainClient, store: Store, clock: ChainClock,
                  subscription: LogSubscription | None = None,
                  on_new_work: Callable[[], None] = lambda: None) -> None:
         self.chain = chain
+        self.clock = clock
         self.rpc = rpc
         self.store = store
         self.subscription = subscription
@@ -95,6 +97,10 @@ class RequestWatcher:
         head = await self.rpc.block_number()
         self.head = head
         cursor = await self._checked_cursor()
+        if cursor >= head:
+            latest = await self.rpc.header(head)
+            if latest is not None:
+                self.clock.observe(latest.timestamp)
         start = cursor + 1
         while start <= head:
             end = min(head, start + self.range - 1)
@@ -110,6 +116,7 @@ class RequestWatcher:
             header = await self.rpc.header(end)
             if header is None:
                 return  # the node lost the block (reorg in progress): next sweep
+            self.clock.observe(header.timestamp)
             self.ingest(logs)
             self.store.set_cursor(self.chain.chain_id, self.chain.oracle, end, header.hash)
             self.store.remember_blocks(self.chain.chain_id, [(end, header.hash)])

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eth_account import Account
+from eth_typing import ChecksumAddress
 
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 
@@ -25,8 +26,8 @@ class DevKey:
     private_key: bytes
 
     @property
-    def address(self) -> str:
-        return str(Account.from_key(self.private_key).address)
+    def address(self) -> ChecksumAddress:
+        return ChecksumAddress(Account.from_key(self.private_key).address)
 
     def __repr__(self) -> str:
         return f"DevKey(role={self.role!r}, address={self.address})"

@@ -13,11 +13,12 @@ from oracle.store import request_key
 from tests.daemon.conftest import Running
 
 
-def _params(run: Running, spec: ResultSpec, prompt: str = "Rate the proposal.", **kw: Any) -> RequestParams:
+def _params(run: Running, spec: ResultSpec, prompt: str | bytes = "Rate the proposal.", **kw: Any) -> RequestParams:
     now = run.stack.w3.eth.get_block("latest")["timestamp"]
     fields: dict[str, Any] = dict(
         callback=run.stack.addresses["TypedResultsConsumer"], callback_gas_limit=500_000, deadline=now + 300,
-        max_tokens=64, temperature=0, seed=1, model_spec="dev-model-2026-01-01", prompt=prompt.encode(),
+        max_tokens=64, temperature=0, seed=1, model_spec="dev-model-2026-01-01",
+        prompt=prompt if isinstance(prompt, bytes) else prompt.encode(),
         result=spec)
     fields.update(kw)
     return RequestParams(**fields)

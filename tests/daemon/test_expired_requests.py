@@ -1,0 +1,68 @@
+"""A request whose deadline passes before the daemon can answer it is not answered (no model call, no
+transaction); after its deadline the payer gets the fee back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from oracle.devnet import LocalStack
+from oracle.devnet.answer import ask
+from oracle.devnet.harness import wait_until
+from oracle.devnet.model_server import ModelServer
+from oracle.protocol import ResultSpec, ResultType, Status
+from oracle.store import State, Store, request_key
+from tests.daemon.conftest import Running, start_daemon
+from tests.daemon.test_result_types import _decoded, _params, _wait_delivered
+
+
+@pytest.fixture
+def stopped(tmp_path: Path) -> Iterator[Running]:
+    """A daemon that has run once (so its store exists) and is now stopped."""
+    with LocalStack() as stack:
+        model = ModelServer().start()
+        run = start_daemon(stack, model, tmp_path)
+        event = ask(stack, _params(run, ResultSpec(ResultType.BOOL), prompt="warm-up"))
+        _wait_delivered(run, event.request_id)
+        assert run.daemon.stop() == 0
+        try:
+            yield run
+        finally:
+            run.daemon.stop()
+            model.stop()
+
+
+def test_request_expired_while_the_daemon_was_down_is_not_answered(stopped: Running) -> None:
+    stack = stopped.stack
+    deadline = stack.w3.eth.get_block("latest")["timestamp"] + 30
+    event = ask(stack, _params(stopped, ResultSpec(ResultType.BOOL), prompt="too late", deadline=deadline))
+    stack.w3.provider.make_request("evm_increaseTime", [60])  # type: ignore[arg-type]
+    stack.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    stopped.restart()
+    key = request_key(stack.chain_id, stack.addresses["AIOracle"], event.request_id)
+
+    def expired() -> bool:
+        store = Store.open(stopped.config["store"]["path"])
+        try:
+            found = store.get_request(key)
+            return found is not None and found.state == State.EXPIRED
+        finally:
+            store.close()
+
+    wait_until(expired, 30, what="the request to be marked expired")
+    assert stopped.model.books.calls[key] == 0
+    assert not _decoded(stopped, event.request_id)["delivered"]
+    # the payer reclaims the fee
+    consumer = stack.contract("TypedResultsConsumer")
+    before = stack.w3.eth.get_balance(stack.keys.bots.address)
+    stack.transact(consumer.functions.reclaimFee(event.request_id, event.commitment.to_abi()), stack.keys.agents)
+    assert stack.w3.eth.get_balance(stack.keys.bots.address) - before == event.fee
+    assert stopped.daemon.stop() == 0
+
+
+def test_graceful_stop_then_restart_answers_what_came_meanwhile(stopped: Running) -> None:
+    event = ask(stopped.stack, _params(stopped, ResultSpec(ResultType.UINT, min=0, max=5), prompt="while down"))
+    stopped.restart()
+    assert _wait_delivered(stopped, event.request_id)["status"] == Status.SUCCESS

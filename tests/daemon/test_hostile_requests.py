@@ -1,0 +1,112 @@
+"""Hostile requests from the chain each end with a stored reason and an on-chain failure status; the
+daemon keeps running. A decoy contract emitting the oracle's event signature is ignored."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from eth_abi import encode
+from eth_utils import keccak
+from web3 import Web3
+
+from oracle.abi import input_types, signature
+from oracle.chain.events import RequestedEvent
+from oracle.devnet.answer import ask, requested_events
+from oracle.protocol import PolicyClass, ReasonCode, RequestParams, ResultSpec, ResultType, Status
+from oracle.store import Store, request_key
+from tests.daemon.conftest import Running
+from tests.daemon.test_result_types import _decoded, _params, _wait_delivered
+
+
+def _stored(run: Running, request_id: bytes) -> Any:
+    store = Store.open(run.config["store"]["path"])
+    try:
+        return store.get_request(request_key(run.stack.chain_id, run.stack.addresses["AIOracle"], request_id))
+    finally:
+        store.close()
+
+
+def _zero_fees(run: Running) -> Callable[[], object]:
+    oracle = run.stack.contract("AIOracle")
+    before = oracle.functions.feeSchedule(int(PolicyClass.FASTEST)).call()
+    run.stack.transact(oracle.functions.setFeeSchedule(int(PolicyClass.FASTEST), (0, 0, 0)), run.stack.keys.owner)
+    return lambda: run.stack.transact(oracle.functions.setFeeSchedule(int(PolicyClass.FASTEST), tuple(before)),
+                                      run.stack.keys.owner)
+
+
+UINT = ResultSpec(ResultType.UINT, min=0, max=100)
+
+
+@pytest.mark.parametrize(
+    ("what", "change", "reason", "detail"),
+    [
+        ("invalid UTF-8 prompt", {"prompt": b"rate \xff\xfe this"}, ReasonCode.INVALID_PROMPT, "not valid UTF-8"),
+        ("invalid UTF-8 labels", {}, ReasonCode.INVALID_PROMPT, "choice label 1 is not valid UTF-8"),
+        ("oversize prompt", {"prompt": b"x" * 16_000}, ReasonCode.PROMPT_TOO_LARGE, "fits"),
+        ("unknown model", {"model_spec": "no-such-model-2020-01-01"}, ReasonCode.UNKNOWN_MODEL,
+         "no deployment serves"),
+        ("unserved policy", {"model_spec": "ensemble:3"}, ReasonCode.UNSUPPORTED, "ensembles"),
+        ("fee below cost", {"model_spec": "fastest"}, ReasonCode.FEE_TOO_LOW, "below gas"),
+    ],
+)
+def test_hostile_request_is_answered_with_a_failure_and_a_reason(
+    running: Running, what: str, change: dict[str, Any], reason: ReasonCode, detail: str
+) -> None:
+    restore = _zero_fees(running) if reason == ReasonCode.FEE_TOO_LOW else None
+    try:
+        params = _params(running, UINT, **change)
+        event = _ask_raw_labels(running, params) if "labels" in what else ask(running.stack, params)
+    finally:
+        if restore:
+            restore()
+    decoded = _wait_delivered(running, event.request_id)
+    assert (decoded["status"], decoded["reasonCode"]) == (Status.FAILURE, reason), what
+    stored = _stored(running, event.request_id)
+    assert stored.reason == reason and detail in stored.reason_detail, stored.reason_detail
+    key = request_key(running.stack.chain_id, running.stack.addresses["AIOracle"], event.request_id)
+    assert running.model.books.calls[key] == 0  # refused before any model was asked
+
+
+def _ask_raw_labels(run: Running, params: RequestParams) -> RequestedEvent:
+    """Ask with choice labels that are not UTF-8 (the contract only bounds their length): strings and
+    bytes share one ABI encoding, so the call is encoded with bytes where the ABI says string."""
+    stack = run.stack
+    fee = stack.contract("AIOracle").functions.quote(params.model_spec, params.max_tokens,
+                                                     params.callback_gas_limit).call()
+    raw = list(params.to_abi())
+    raw[6] = params.model_spec.encode()
+    raw[8] = (int(ResultType.CHOICE), 0, 0, 0, [b"ok", b"\xff\xfe"], b"")
+    types = [input_types("TypedResultsConsumer", "ask")[0].replace("string", "bytes")]
+    data = keccak(text=signature("TypedResultsConsumer", "ask"))[:4] + encode(types, [tuple(raw)])
+    tx = stack.w3.eth.send_transaction({"from": stack.keys.bots.address, "to": stack.addresses["TypedResultsConsumer"],
+                                        "data": data, "value": fee})
+    receipt = stack.w3.eth.wait_for_transaction_receipt(tx)
+    (event,) = requested_events(receipt, stack.addresses["AIOracle"])
+    return event
+
+
+def test_daemon_still_answers_after_hostile_requests(running: Running) -> None:
+    event = ask(running.stack, _params(running, UINT, prompt="an ordinary question"))
+    assert _wait_delivered(running, event.request_id)["status"] == Status.SUCCESS
+    assert running.daemon.alive()
+
+
+def test_decoy_contract_with_the_same_event_is_ignored(running: Running) -> None:
+    stack = running.stack
+    decoy_address = stack.deploy("AIOracle", stack.keys.owner.address, stack.settings.limits, label="Decoy")
+    decoy = stack.contract("AIOracle", decoy_address)
+    params = _params(running, UINT, callback=stack.addresses["TypedResultsConsumer"], prompt="decoy question")
+    receipt = stack.transact(decoy.functions.request(params.to_abi()), stack.keys.agents, value=10**18)
+    request_id = bytes(receipt["logs"][0]["topics"][1])
+    # a real request made after it is answered, so the daemon has certainly read past the decoy's block
+    event = ask(stack, _params(running, UINT, prompt="real question after the decoy"))
+    _wait_delivered(running, event.request_id)
+    time.sleep(1.0)
+    assert decoy.functions.commitments(request_id).call() != b"\0" * 32  # never fulfilled
+    decoy_key = request_key(stack.chain_id, Web3.to_checksum_address(decoy_address), request_id)
+    assert running.model.books.calls[decoy_key] == 0
+    assert _stored(running, request_id) is None
+    assert not _decoded(running, request_id)["delivered"]
