@@ -1,0 +1,179 @@
+"""A JSON-RPC and WebSocket proxy on loopback that injects faults between the daemon and anvil.
+
+Knobs (change them while it runs): added delay, a share of calls answered with a JSON-RPC error or a
+dropped connection, `eth_getLogs` refused above a block range (as public nodes do), and WebSocket
+connections cut at an interval. It counts what it did so tests can check the faults happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+
+@dataclass
+class FaultKnobs:
+    delay: float = 0.0  # seconds added to every HTTP call
+    error_rate: float = 0.0  # share of HTTP calls answered with a JSON-RPC error
+    drop_rate: float = 0.0  # share of HTTP calls whose connection is closed without an answer
+    max_log_range: int | None = None  # eth_getLogs spanning more blocks is refused
+    ws_cut_every: float | None = None  # seconds between cuts of each WebSocket connection
+    spare_methods: tuple[str, ...] = ("eth_chainId",)  # never faulted
+    seed: int = 11
+
+
+@dataclass
+class FaultCounts:
+    calls: Counter[str] = field(default_factory=Counter)
+    errors: int = 0
+    drops: int = 0
+    refused_ranges: int = 0
+    ws_cuts: int = 0
+
+
+class FaultProxy:
+    def __init__(self, upstream_http: str, upstream_ws: str, knobs: FaultKnobs | None = None) -> None:
+        self.upstream_http = upstream_http
+        self.upstream_ws = upstream_ws
+        self.knobs = knobs or FaultKnobs()
+        self.counts = FaultCounts()
+        self._random = random.Random(self.knobs.seed)
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self) -> FaultProxy:
+        ready = threading.Event()
+
+        def main() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._serve())
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._close())
+
+        self._thread = threading.Thread(target=main, name="fault-proxy", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    async def _serve(self) -> None:
+        self._session = aiohttp.ClientSession()
+        app = web.Application()
+        app.router.add_post("/", self._http)
+        app.router.add_get("/ws", self._ws)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def _close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    # ------------------------------------------------------------ HTTP
+
+    def _roll(self) -> float:
+        return self._random.random()
+
+    async def _http(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        try:
+            doc = json.loads(body)
+            method = doc.get("method", "") if isinstance(doc, dict) else "batch"
+        except ValueError:
+            method = "invalid"
+            doc = None
+        self.counts.calls[method] += 1
+        k = self.knobs
+        if k.delay:
+            await asyncio.sleep(k.delay)
+        if method not in k.spare_methods and isinstance(doc, dict):
+            roll = self._roll()
+            if roll < k.drop_rate:
+                self.counts.drops += 1
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response(status=502)
+            if roll < k.drop_rate + k.error_rate:
+                self.counts.errors += 1
+                return web.json_response({"jsonrpc": "2.0", "id": doc.get("id"),
+                                          "error": {"code": -32603, "message": "proxy: injected internal error"}})
+            if method == "eth_getLogs" and k.max_log_range is not None and _log_range(doc) > k.max_log_range:
+                self.counts.refused_ranges += 1
+                return web.json_response({"jsonrpc": "2.0", "id": doc.get("id"), "error": {
+                    "code": -32005, "message": f"query exceeds max block range {k.max_log_range}"}})
+        assert self._session is not None
+        async with self._session.post(self.upstream_http, data=body,
+                                      headers={"Content-Type": "application/json"}) as upstream:
+            payload = await upstream.read()
+            return web.Response(status=upstream.status, body=payload, content_type="application/json")
+
+    # ------------------------------------------------------------ WebSocket
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        client = web.WebSocketResponse()
+        await client.prepare(request)
+        assert self._session is not None
+        async with self._session.ws_connect(self.upstream_ws) as upstream:
+            async def downstream() -> None:
+                async for message in upstream:
+                    if message.type == aiohttp.WSMsgType.TEXT:
+                        await client.send_str(message.data)
+
+            async def cut() -> None:
+                if self.knobs.ws_cut_every is None:
+                    await asyncio.Event().wait()
+                await asyncio.sleep(self.knobs.ws_cut_every or 0)
+                self.counts.ws_cuts += 1
+
+            pump = asyncio.create_task(downstream())
+            cutter = asyncio.create_task(cut())
+            reader = asyncio.create_task(_forward(client, upstream))
+            await asyncio.wait({pump, cutter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (pump, cutter, reader):
+                task.cancel()
+        await client.close()
+        return client
+
+
+async def _forward(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    async for message in client:
+        if message.type == aiohttp.WSMsgType.TEXT:
+            await upstream.send_str(message.data)
+
+
+def _log_range(doc: dict[str, Any]) -> int:
+    try:
+        flt = doc["params"][0]
+        return int(flt["toBlock"], 16) - int(flt["fromBlock"], 16) + 1
+    except (KeyError, IndexError, TypeError, ValueError):
+        return 0
