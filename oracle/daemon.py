@@ -91,7 +91,8 @@ class Daemon:
                             clock=clock.now)
         subscription = (LogSubscription(session, chain.ws_url, chain.oracle, TOPICS)
                         if chain.ws_url is not None else None)
-        watcher = RequestWatcher(chain, rpc, store, clock, subscription, on_new_work=pipeline.wake)
+        watcher = RequestWatcher(chain, rpc, store, clock, subscription, on_new_work=pipeline.wake,
+                                 on_reorg=txm.reorged)
         return ChainRuntime(chain, rpc, watcher, txm, pipeline)
 
     async def _drain(self) -> None:

@@ -194,7 +194,8 @@ class Pipeline:
                             {"refused": fresh.reason_detail})
         else:
             budget = r.deadline - self.settings.deadline_margin - self.clock()
-            route = RouteRequest(r.key, r.request_id, r.requester, d.params, d.params.prompt.decode("utf-8"))
+            route = RouteRequest(r.key, r.request_id, r.requester, d.params, d.params.prompt.decode("utf-8"),
+                                 d.params_hash)
             try:
                 async with asyncio.timeout(max(budget, 0.001)):
                     answer = await self.router.answer(route, r.deadline - self.settings.deadline_margin,
@@ -239,8 +240,6 @@ class Pipeline:
 
     def _sign(self, r: StoredRequest, d: DecodedParams) -> None:
         """answered -> signed. The signature is stored before anything is sent."""
-        if r.signature is not None:
-            return
         self.store.store_signature(r.key, self.signer.sign_response(self._response(r, d)))
 
 

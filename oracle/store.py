@@ -135,7 +135,8 @@ def _m1_core(db: sqlite_utils.Database) -> None:
     db.table("nonces").create({"chain_id": int, "sender": str, "next_nonce": int}, pk=("chain_id", "sender"))
     db.table("cursors").create({"chain_id": int, "oracle": str, "block_number": int, "block_hash": bytes},
                          pk=("chain_id", "oracle"))
-    db.table("blocks").create({"chain_id": int, "number": int, "hash": bytes}, pk=("chain_id", "number"))
+    db.table("blocks").create({"chain_id": int, "number": int, "hash": bytes, "parent_hash": bytes},
+                              pk=("chain_id", "number"))
     db.table("gas_spend").create({"chain_id": int, "day": str, "wei": str}, pk=("chain_id", "day"))
 
 
@@ -245,11 +246,25 @@ class Store:
         )
         return cur.rowcount == 1
 
-    def reinclude_request(self, key: str, block_number: int, block_hash: bytes, log_index: int, state: str) -> None:
-        """A rolled-back request appeared again in a new block: it lives again from `state`."""
-        self._write("UPDATE requests SET block_number=?, block_hash=?, log_index=?, state=?, updated_at=? "
-                    "WHERE key=? AND state=?",
-                    (block_number, block_hash, log_index, state, time.time(), key, State.ROLLED_BACK))
+    def reinclude_request(self, r: StoredRequest) -> None:
+        """A known request appeared in another block (re-included after a reorg, noticed or not). The
+        same request id can carry other content (the requester's nonce was free again): then nothing
+        of the old one is kept, not even its model attempts. Either way it is answered and signed anew;
+        a request already settled is left alone."""
+        row = self._one("SELECT state, params, fee, requester, block_hash FROM requests WHERE key=?", (r.key,))
+        if row is None or row["state"] in State.TERMINAL - {State.ROLLED_BACK}:
+            return
+        if row["state"] != State.ROLLED_BACK and bytes(row["block_hash"]) == r.block_hash:
+            return  # the same log seen again
+        if (bytes(row["params"]), row["fee"], row["requester"]) != (r.params, str(r.fee), r.requester):
+            self._write("DELETE FROM attempts WHERE request_key=?", (r.key,))
+        self._write(
+            "UPDATE requests SET block_number=?, block_hash=?, log_index=?, requester=?, nonce=?, fee=?, params=?, "
+            "deadline=?, state=?, reason=0, reason_detail='', status=0, result=NULL, model_used=NULL, "
+            "receipt_hash=NULL, signature=NULL, fulfill_tx=NULL, settled_block=NULL, updated_at=? WHERE key=?",
+            (r.block_number, r.block_hash, r.log_index, r.requester, r.nonce, str(r.fee), r.params, r.deadline,
+             r.state, time.time(), r.key),
+        )
 
     def mark_settled(self, key: str, state: str, block_number: int) -> None:
         """The chain says the request was fulfilled or cancelled (by anyone) in `block_number`."""
@@ -310,7 +325,7 @@ class Store:
         self._write("INSERT INTO receipts (request_key, body, hash) VALUES (?,?,?) ON CONFLICT(request_key) "
                     "DO UPDATE SET body=excluded.body, hash=excluded.hash", (key, receipt_body, receipt_hash))
         self._write("UPDATE requests SET state=?, status=?, reason=?, reason_detail=?, result=?, model_used=?, "
-                    "receipt_hash=?, updated_at=? WHERE key=?",
+                    "receipt_hash=?, signature=NULL, updated_at=? WHERE key=?",
                     (State.ANSWERED, status, reason, detail, result, model_used, receipt_hash, time.time(), key))
 
     def store_signature(self, key: str, signature: bytes) -> None:
@@ -374,19 +389,25 @@ class Store:
                     "ON CONFLICT(chain_id, oracle) DO UPDATE SET block_number=excluded.block_number, "
                     "block_hash=excluded.block_hash", (chain_id, oracle, block_number, block_hash))
 
-    def remember_blocks(self, chain_id: int, blocks: Iterable[tuple[int, bytes]], keep: int = 2_048) -> None:
-        rows = [(chain_id, n, h) for n, h in blocks]
+    def remember_blocks(self, chain_id: int, blocks: Iterable[tuple[int, bytes, bytes | None]],
+                        keep: int = 2_048) -> None:
+        """Remember (number, hash, parent hash or None) of blocks read, for finding a reorg's common block."""
+        rows = [(chain_id, n, h, p) for n, h, p in blocks]
         if not rows:
             return
-        self._write_many("INSERT INTO blocks (chain_id, number, hash) VALUES (?,?,?) "
-                         "ON CONFLICT(chain_id, number) DO UPDATE SET hash=excluded.hash", rows)
-        newest = max(n for _, n, _ in rows)
+        self._write_many(
+            "INSERT INTO blocks (chain_id, number, hash, parent_hash) VALUES (?,?,?,?) "
+            "ON CONFLICT(chain_id, number) DO UPDATE SET parent_hash = CASE WHEN excluded.hash = blocks.hash "
+            "THEN COALESCE(excluded.parent_hash, blocks.parent_hash) ELSE excluded.parent_hash END, "
+            "hash = excluded.hash", rows)
+        newest = max(n for _, n, _, _ in rows)
         self._write("DELETE FROM blocks WHERE chain_id=? AND number<?", (chain_id, newest - keep))
 
-    def known_blocks(self, chain_id: int, below_or_at: int, limit: int = 64) -> list[tuple[int, bytes]]:
-        rows = self._all("SELECT number, hash FROM blocks WHERE chain_id=? AND number<=? ORDER BY number DESC "
-                         "LIMIT ?", (chain_id, below_or_at, limit))
-        return [(r["number"], bytes(r["hash"])) for r in rows]
+    def known_blocks(self, chain_id: int, below_or_at: int, limit: int = 64) -> list[tuple[int, bytes, bytes | None]]:
+        rows = self._all("SELECT number, hash, parent_hash FROM blocks WHERE chain_id=? AND number<=? "
+                         "ORDER BY number DESC LIMIT ?", (chain_id, below_or_at, limit))
+        return [(r["number"], bytes(r["hash"]), bytes(r["parent_hash"]) if r["parent_hash"] else None)
+                for r in rows]
 
     def forget_blocks_after(self, chain_id: int, number: int) -> None:
         self._write("DELETE FROM blocks WHERE chain_id=? AND number>?", (chain_id, number))
@@ -418,10 +439,16 @@ class Store:
         marks = ",".join("?" * len(states))
         rows = self._all(f"SELECT * FROM txs WHERE chain_id=? AND sender=? AND state IN ({marks}) "
                          "ORDER BY nonce, sent_at", (chain_id, sender, *states))
-        return [StoredTx(bytes(r["tx_hash"]), r["chain_id"], r["sender"], r["nonce"], bytes(r["raw"]),
-                         int(r["max_fee"]), int(r["priority_fee"]), json.loads(r["request_keys"]), r["state"],
-                         r["sent_at"], r["block_number"],
-                         bytes(r["block_hash"]) if r["block_hash"] is not None else None) for r in rows]
+        return [_tx_from_row(r) for r in rows]
+
+    def reopen_txs_after(self, chain_id: int, block_number: int) -> list[StoredTx]:
+        """Our transactions mined above `block_number` were reorganised away: pending again."""
+        rows = self._all("SELECT * FROM txs WHERE chain_id=? AND state IN ('mined','confirmed') AND block_number>?",
+                         (chain_id, block_number))
+        txs = [_tx_from_row(r) for r in rows]
+        self._write_many("UPDATE txs SET state='pending', block_number=NULL, block_hash=NULL WHERE tx_hash=?",
+                         [(t.tx_hash,) for t in txs])
+        return txs
 
     def add_gas_spend(self, chain_id: int, day: str, wei: int) -> None:
         row = self._one("SELECT wei FROM gas_spend WHERE chain_id=? AND day=?", (chain_id, day))
@@ -432,6 +459,12 @@ class Store:
     def gas_spent(self, chain_id: int, day: str) -> int:
         row = self._one("SELECT wei FROM gas_spend WHERE chain_id=? AND day=?", (chain_id, day))
         return int(row["wei"]) if row is not None else 0
+
+
+def _tx_from_row(r: sqlite3.Row) -> StoredTx:
+    return StoredTx(bytes(r["tx_hash"]), r["chain_id"], r["sender"], r["nonce"], bytes(r["raw"]), int(r["max_fee"]),
+                    int(r["priority_fee"]), json.loads(r["request_keys"]), r["state"], r["sent_at"],
+                    r["block_number"], bytes(r["block_hash"]) if r["block_hash"] is not None else None)
 
 
 def _request_from_row(r: sqlite3.Row) -> StoredRequest:

@@ -128,6 +128,10 @@ class ChainClient:
         result: dict[str, Any] | None = await self.call("eth_getTransactionReceipt", ["0x" + tx_hash.hex()])
         return result
 
+    async def transaction_known(self, tx_hash: bytes) -> bool:
+        """Whether the node has the transaction (in its pool or in a block)."""
+        return await self.call("eth_getTransactionByHash", ["0x" + tx_hash.hex()]) is not None
+
     async def eth_call(self, to: str, data: bytes, sender: str | None = None, block: str = "latest") -> bytes:
         tx: dict[str, str] = {"to": to, "data": "0x" + data.hex()}
         if sender is not None:

@@ -91,6 +91,18 @@ class TxManager:
     def carries(self, key: str) -> bool:
         return key in self._queued or key in self._in_flight
 
+    def reorged(self, common_block: int) -> None:
+        """The chain reorganised above `common_block`: our transactions mined there are pending again
+        (the monitor re-broadcasts the same bytes), and still carry their responses."""
+        for tx in self.store.reopen_txs_after(self.chain.chain_id, common_block):
+            if tx.sender != self.sender:
+                continue
+            log.warning("chain %s: tx 0x%s (nonce %d) was reorganised away; pending again", self.chain.name,
+                        tx.tx_hash.hex(), tx.nonce)
+            for key in tx.request_keys:
+                self._in_flight[key] = tx.tx_hash
+            self.store.mark_submitted(tx.request_keys, tx.tx_hash)
+
     def current_max_fee(self) -> int:
         """The maxFeePerGas a transaction sent now would pay, wei (for the pipeline's economics check)."""
         cap = self.chain.gas.max_fee_per_gas
@@ -279,6 +291,12 @@ class TxManager:
                 self._mined(tx, receipt, [t for t in txs if t.tx_hash != tx.tx_hash])
                 return
         newest = max(txs, key=lambda t: t.sent_at)
+        if not await self.rpc.transaction_known(newest.tx_hash):
+            # dropped from the node (a reorg took its block, or the node restarted): the same bytes again
+            log.warning("chain %s: node lost tx 0x%s (nonce %d); re-broadcasting", self.chain.name,
+                        newest.tx_hash.hex(), nonce)
+            await self._broadcast(newest.raw, newest.tx_hash)
+            return
         if time.time() - newest.sent_at < self.chain.gas.replace_after:
             return
         chain_nonce = await self.rpc.nonce(self.sender, "latest")

@@ -40,13 +40,15 @@ TOPICS: list[Any] = [["0x" + t.hex() for t in (REQUESTED_TOPIC, FULFILLED_TOPIC,
 class RequestWatcher:
     def __init__(self, chain: ChainSettings, rpc: ChainClient, store: Store, clock: ChainClock,
                  subscription: LogSubscription | None = None,
-                 on_new_work: Callable[[], None] = lambda: None) -> None:
+                 on_new_work: Callable[[], None] = lambda: None,
+                 on_reorg: Callable[[int], None] = lambda common: None) -> None:
         self.chain = chain
         self.clock = clock
         self.rpc = rpc
         self.store = store
         self.subscription = subscription
         self.on_new_work = on_new_work
+        self.on_reorg = on_reorg
         self.range = chain.max_log_range
         self.head = 0
         self.undecodable = 0
@@ -119,7 +121,7 @@ class RequestWatcher:
             self.clock.observe(header.timestamp)
             self.ingest(logs)
             self.store.set_cursor(self.chain.chain_id, self.chain.oracle, end, header.hash)
-            self.store.remember_blocks(self.chain.chain_id, [(end, header.hash)])
+            self.store.remember_blocks(self.chain.chain_id, [(end, header.hash, header.parent_hash)])
             start = end + 1
             self.range = min(self.chain.max_log_range, self.range * 2)
         confirmed = self.store.confirm_up_to(self.chain.chain_id, head - self.chain.confirmations)
@@ -142,6 +144,7 @@ class RequestWatcher:
         reopened = self.store.reopen_settled_after(chain_id, oracle, common)
         rolled = self.store.rollback_requests_after(chain_id, oracle, common)
         self.store.forget_blocks_after(chain_id, common)
+        self.on_reorg(common)
         common_header = await self.rpc.header(common) if common >= 0 else None
         self.store.set_cursor(chain_id, oracle, common, common_header.hash if common_header else b"\0" * 32)
         await self.store.commit()
@@ -150,10 +153,16 @@ class RequestWatcher:
         return common
 
     async def _common_ancestor(self, number: int) -> int:
-        for known_number, known_hash in self.store.known_blocks(self.chain.chain_id, number, limit=4_096):
+        """The newest block we read that the chain still has (a known block, or a known block's parent)."""
+        for known_number, known_hash, parent_hash in self.store.known_blocks(self.chain.chain_id, number,
+                                                                              limit=4_096):
             header = await self.rpc.header(known_number)
             if header is not None and header.hash == known_hash:
                 return known_number
+            if parent_hash is not None and known_number > 0:
+                parent = await self.rpc.header(known_number - 1)
+                if parent is not None and parent.hash == parent_hash:
+                    return known_number - 1
         return self.chain.start_block - 1
 
     # ------------------------------------------------------------ ingesting logs
@@ -161,7 +170,7 @@ class RequestWatcher:
     def ingest(self, logs: list[dict[str, Any]]) -> int:
         """Store what the logs say; returns how many requests were new. Idempotent."""
         new = 0
-        blocks: list[tuple[int, bytes]] = []
+        blocks: list[tuple[int, bytes, bytes | None]] = []
         for raw in logs:
             if raw.get("removed") or str(raw.get("address", "")).lower() != self.chain.oracle.lower():
                 continue  # a decoy emitting our event signature from another address is not our oracle
@@ -174,7 +183,7 @@ class RequestWatcher:
                 self.undecodable += 1
                 log.error("chain %s: malformed log skipped: %r", self.chain.name, raw)
                 continue
-            blocks.append((block_number, block_hash))
+            blocks.append((block_number, block_hash, None))
             try:
                 if topics and topics[0] == REQUESTED_TOPIC:
                     new += self._ingest_request(raw, block_number, block_hash, log_index)
@@ -194,14 +203,15 @@ class RequestWatcher:
         key = request_key(chain_id, oracle, event.request_id)
         # With a confirmation depth, the sweep promotes it once its block is deep enough.
         state = State.CONFIRMED if self.chain.confirmations == 0 else State.SEEN
-        inserted = self.store.insert_request(StoredRequest(
+        row = StoredRequest(
             key=key, chain_id=chain_id, oracle=oracle, request_id=event.request_id, block_number=block_number,
             block_hash=block_hash, log_index=log_index, requester=event.requester, nonce=event.nonce, fee=event.fee,
             params=event.params_blob, deadline=event.params.deadline, state=state, reason=0, reason_detail="",
             status=0, result=None, model_used=None, receipt_hash=None, signature=None, fulfill_tx=None,
-        ))
+        )
+        inserted = self.store.insert_request(row)
         if not inserted:
-            self.store.reinclude_request(key, block_number, block_hash, log_index, state)
+            self.store.reinclude_request(row)
         return 1 if inserted else 0
 
     def _settle(self, request_id: bytes, state: str, block_number: int) -> None:

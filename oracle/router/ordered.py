@@ -149,7 +149,8 @@ class OrderedRouter:
         reply = await self.adapter.complete(
             d, system=system, user=user, schema=schema, max_tokens=params.max_tokens,
             temperature=params.temperature, seed=params.seed,
-            headers={"X-Oracle-Request": request.key, "Idempotency-Key": f"{request.key}/{attempt_id}"},
+            headers={"X-Oracle-Request": request.key,
+                     "Idempotency-Key": f"{request.key}/{request.params_hash.hex()[:16]}/{attempt_id}"},
         )
         health = self.health[d.id]
         health["calls"] += 1

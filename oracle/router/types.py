@@ -16,6 +16,7 @@ class RouteRequest:
     requester: str
     params: RequestParams
     prompt: str  # the prompt as text (the pipeline refuses prompts that are not UTF-8)
+    params_hash: bytes  # what exactly is asked: part of each attempt's idempotency key
 
 
 @dataclass
