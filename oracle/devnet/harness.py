@@ -108,6 +108,13 @@ class DaemonProcess:
         self.starts += 1
         return self
 
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until this start of the daemon is running (it logs "oracle running" once per start)."""
+        wait_until(lambda: self.log().count("oracle running") >= self.starts or not self.alive(), timeout,
+                   interval=0.02, what="the daemon to start")
+        if not self.alive():
+            raise RuntimeError(f"the daemon exited while starting:\n{self.log()[-3000:]}")
+
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
