@@ -68,6 +68,7 @@ class Pipeline:
         self._active: set[str] = set()
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._stopping = False
+        self._cooldown: dict[str, float] = {}  # request key -> when to try again after an unexpected error
 
     def wake(self) -> None:
         self._wake.set()
@@ -85,10 +86,14 @@ class Pipeline:
         async with asyncio.TaskGroup() as tasks:
             while not self._stopping:
                 self._wake.clear()
-                for request in self._work():
+                work = self._work()
+                for request in work:
                     await self._slots.acquire()
                     self._active.add(request.key)
                     tasks.create_task(self._process(request))
+                if work:
+                    await asyncio.sleep(0)  # a full page may mean more is waiting: look again at once
+                    continue
                 try:
                     async with asyncio.timeout(1.0):
                         await self._wake.wait()
@@ -96,15 +101,20 @@ class Pipeline:
                     pass
 
     def _work(self) -> list[StoredRequest]:
+        """The next requests to move, oldest first: a page, not the whole backlog, each pass."""
         states = WORK_STATES if self.txm.accepting_new_work else WORK_STATES[1:]
-        found = self.store.requests_in_state(self.chain.chain_id, states)
-        return [r for r in found if r.key not in self._active and not self.txm.carries(r.key)]
+        page = self.settings.concurrency + len(self._active)
+        found = self.store.requests_in_state(self.chain.chain_id, states, limit=page)
+        now = time.monotonic()
+        return [r for r in found if r.key not in self._active and not self.txm.carries(r.key)
+                and self._cooldown.get(r.key, 0.0) <= now]
 
     async def _process(self, request: StoredRequest) -> None:
         try:
             await self.advance(request)
-        except Exception:  # one request's bug must not stop the others; it is logged and retried
+        except Exception:  # one request's bug must not stop the others; it is logged and retried later
             log.exception("chain %s: request %s failed in state %s", self.chain.name, request.key, request.state)
+            self._cooldown[request.key] = time.monotonic() + 5.0
         finally:
             self._active.discard(request.key)
             self._slots.release()

@@ -193,3 +193,25 @@ class ModelServer:
 def _error(status: int, kind: str, message: str) -> web.Response:
     return web.json_response({"error": {"message": message, "type": kind, "param": None, "code": None}},
                              status=status)
+
+
+def main() -> None:
+    """`python -m oracle.devnet.model_server --port N [--latency S]`: serve until killed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+
+    async def serve() -> None:
+        server = ModelServer(Knobs(latency=args.latency))
+        await server.serve(args.port)
+        print(f"listening on {server.base_url}", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

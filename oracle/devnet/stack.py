@@ -27,6 +27,7 @@ from oracle.protocol import PolicyClass
 class StackSettings:
     chain_id: int = 31337
     block_time: float | None = None
+    anvil_args: tuple[str, ...] = ()
     # Limits: (maxCallbackGas, maxPromptBytes, maxResultBytes, maxTokens, maxDeadlineWindow,
     # maxModelSpecBytes, maxChoiceLabels)
     limits: tuple[int, int, int, int, int, int, int] = (2_000_000, 16_384, 8_192, 16_384, 86_400, 256, 32)
@@ -45,7 +46,8 @@ class LocalStack:
     def __init__(self, settings: StackSettings | None = None) -> None:
         self.settings = settings or StackSettings()
         self.keys = DevKeys()
-        self.anvil = Anvil(chain_id=self.settings.chain_id, block_time=self.settings.block_time)
+        self.anvil = Anvil(chain_id=self.settings.chain_id, block_time=self.settings.block_time,
+                           extra_args=self.settings.anvil_args)
         self.addresses: dict[str, str] = {}
         self._w3: Web3 | None = None
 
