@@ -48,7 +48,7 @@ class Observed:
     pending: dict[str, float] = field(default_factory=dict)  # tx hash -> when it reached the pool
 
 
-async def _subscribe(url: str, kind: str, on: Callable[[Any], None], ready: asyncio.Event) -> None:
+async def _subscribe(url: str, kind: str, on: Callable[[Any], object], ready: asyncio.Event) -> None:
     async with aiohttp.ClientSession() as session, session.ws_connect(url, max_msg_size=0) as ws:
         await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": [kind]})
         async for message in ws:

@@ -136,16 +136,14 @@ class Pipeline:
             return
         state = r.state
         if state == State.CONFIRMED:
-            state = self._check(r, decoded)
-            await self.store.commit()
+            state = self._check(r, decoded)  # committed with the next step's first write
         if state in (State.ACCEPTED, State.REFUSED):
             await self._answer(r, decoded, state)
             state = State.ANSWERED
         if state == State.ANSWERED:
             fresh = self.store.get_request(r.key)
             assert fresh is not None
-            self._sign(fresh, decoded)
-            await self.store.commit()
+            self._sign(fresh, decoded)  # committed before the TxManager sends anything
             state = State.SIGNED
         if state == State.SIGNED:
             fresh = self.store.get_request(r.key)
@@ -220,7 +218,6 @@ class Pipeline:
             receipt_hash=receipt_hash(body), receipt_body=body, detail=answer.detail,
         )
         self.stats.answered += 1
-        await self.store.commit()
 
     def _receipt(self, r: StoredRequest, d: DecodedParams, answer: Answer) -> dict[str, Any]:
         p = d.params

@@ -89,8 +89,9 @@ class RequestWatcher:
             if raw.get("removed"):
                 self.wake()  # a reorg: let the sweep find the common block and roll back
                 continue
+            # No commit here: the pipeline reads through the same connection, and its first side
+            # effect (a model call) commits first, this insert included.
             if self.ingest([raw]) and self.chain.confirmations == 0:
-                await self.store.commit()
                 self.on_new_work()
 
     # ------------------------------------------------------------ the sweep
