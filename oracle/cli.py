@@ -10,12 +10,12 @@ from oracle import __version__
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from oracle.devnet import LocalStack
-    from oracle.devnet.demo import run_demo
+    import logging
 
-    with LocalStack() as stack:
-        result = run_demo(stack)
-    return 0 if result["paused"] else 1
+    from oracle.devnet.demo import run_dev
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return 0 if run_dev() else 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oracle", description=__doc__)
     parser.add_argument("--version", action="version", version=f"oracle {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    dev = commands.add_parser("dev", help="start anvil, deploy, send a request and fulfill it")
+    dev = commands.add_parser("dev", help="run the daemon on the embedded local stack and show requests answered")
     dev.set_defaults(handler=_dev)
     run = commands.add_parser("run", help="run the oracle daemon")
     run.add_argument("--config", required=True, help="path of the TOML config file")

@@ -17,8 +17,10 @@ def test_bad_anvil_path_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         find_anvil()
 
 
-def test_oracle_dev_shows_a_request_fulfilled() -> None:
-    done = subprocess.run([sys.executable, "-m", "oracle", "dev"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "requested    id 0x" in done.stdout
-    assert "RiskSentinel.lastScore() = 87; ExampleVault.paused() = True" in done.stdout
+def test_oracle_dev_shows_requests_answered_by_the_daemon() -> None:
+    done = subprocess.run([sys.executable, "-m", "oracle", "dev"], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "daemon       running" in done.stdout
+    assert "RiskSentinel.lastScore() = " in done.stdout
+    assert "  fulfilled  summary '" in done.stdout
+    assert "-> status success, text 'answer" in done.stdout

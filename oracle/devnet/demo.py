@@ -1,51 +1,135 @@
-"""What `oracle dev` shows: one request on the local stack, answered and fulfilled from Python.
+"""What `oracle dev` shows: the daemon answering requests on the embedded local stack.
 
-A keeper asks the RiskSentinel example for a 0..100 risk score of its vault; the answer is encoded
-as the typed result the request asked for, signed by the fulfillment signer, and fulfilled; the
-sentinel decodes it with `abi.decode` and pauses the vault because the score crosses its bound.
+anvil with every contract deployed, a local OpenAI-compatible model server, and the real daemon
+(watcher, pipeline, router, transaction manager) in this process. Three requests flow through it:
+a keeper's risk check that pauses a vault, a governance bot's proposal summary, and a plain text
+question; each is shown from the request to the consumer's decoded result and the receipt.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import tempfile
+import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from oracle.chain.events import FULFILLED_TOPIC, decode_fulfilled
-from oracle.devnet.answer import fulfill, requested_events, success_response
+from eth_utils import keccak
+
+from oracle.config import parse_config
+from oracle.daemon import Daemon
+from oracle.devnet.answer import ask, requested_events
+from oracle.devnet.harness import DEV_MODEL, SIGNER_ENV, dev_config
+from oracle.devnet.model_server import ModelServer
 from oracle.devnet.stack import LocalStack
-from oracle.protocol import ResultType
+from oracle.protocol import RequestParams, ResultSpec, ResultType, Status
+from oracle.store import Store, request_key
 
-DEMO_SCORE = 87  # the stand-in answer; the daemon will ask a model instead
+Say = Callable[[str], None]
 
 
-def run_demo(stack: LocalStack, say: Callable[[str], None] = print) -> dict[str, object]:
+def _wait(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the daemon did not fulfill the request in time")
+        time.sleep(0.1)
+
+
+def _receipt(store_path: Path, stack: LocalStack, request_id: bytes) -> dict[str, Any]:
+    store = Store.open(store_path)
+    try:
+        found = store.receipt(request_key(stack.chain_id, stack.addresses["AIOracle"], request_id))
+    finally:
+        store.close()
+    return json.loads(found[0]) if found else {}
+
+
+def _show_receipt(say: Say, receipt: dict[str, Any]) -> None:
+    attempts = receipt.get("router", {}).get("attempts", [])
+    tried = ", ".join(f"{a['deployment']} {a['outcome']} {a['latency_ms']} ms" for a in attempts) or "none"
+    say(f"  receipt    final {receipt.get('final', {}).get('status')}, attempts: {tried}")
+
+
+def requests_flow(stack: LocalStack, store_path: Path, say: Say) -> bool:
     k = stack.keys
-    say(f"anvil        {stack.rpc_url} (chain {stack.chain_id})")
-    for name, address in stack.addresses.items():
-        say(f"deployed     {name:<22} {address}")
-    say(f"roles        owner {k.owner.address}, signer {k.signer.address}, bots {k.bots.address}")
+    ok = True
 
-    sentinel = stack.contract("RiskSentinel")
-    vault = stack.contract("ExampleVault")
-    fee = sentinel.functions.quote().call()
+    # 1. A keeper asks the RiskSentinel for a 0..100 score; at 80 or more it pauses the vault.
+    sentinel, vault = stack.contract("RiskSentinel"), stack.contract("ExampleVault")
     context = b"ETH fell 30% in one hour; the vault is 92% utilised; oracle deviation 4%."
-    receipt = stack.transact(sentinel.functions.requestRiskCheck(context), k.bots, value=fee)
+    receipt = stack.transact(sentinel.functions.requestRiskCheck(context), k.bots,
+                             value=sentinel.functions.quote().call())
     (event,) = requested_events(receipt, stack.addresses["AIOracle"])
-    spec = event.params.result
-    say(f"requested    id 0x{event.request_id.hex()} fee {event.fee} wei, model spec "
-        f"{event.params.model_spec!r}, result {ResultType(spec.kind).name} in [{spec.min}, {spec.max}]")
-    say(f"prompt       {event.params.prompt.decode()!r}")
-
-    response = success_response(event, DEMO_SCORE)
-    say(f"answer       {DEMO_SCORE} -> result 0x{response.result.hex()} (abi.encode(uint256))")
-    receipt = fulfill(stack, event, response)
-    fulfilled = [decode_fulfilled(log) for log in receipt["logs"]
-                 if log["topics"] and bytes(log["topics"][0]) == FULFILLED_TOPIC]
-    say(f"fulfilled    tx {receipt['transactionHash'].hex()} gas {receipt['gasUsed']}, signed by "
-        f"{fulfilled[0].signer}, callback ok {fulfilled[0].callback_success}")
-
+    say(f"risk check   request 0x{event.request_id.hex()[:16]}... spec {event.params.model_spec!r}, "
+        f"result uint in [0, 100]")
+    _wait(lambda: sentinel.functions.lastScore().call() != 0 or _settled(stack, event.request_id))
     score = sentinel.functions.lastScore().call()
-    paused = vault.functions.paused().call()
-    payee_balance = stack.contract("AIOracle").functions.balanceOf(k.owner.address).call()
-    say(f"consumer     RiskSentinel.lastScore() = {score}; ExampleVault.paused() = {paused}")
-    say(f"fee          {payee_balance} wei credited to the signer's payee {k.owner.address}")
-    return {"request_id": event.request_id, "score": score, "paused": paused, "gas_used": receipt["gasUsed"]}
+    say(f"  fulfilled  RiskSentinel.lastScore() = {score}; ExampleVault.paused() = {vault.functions.paused().call()}")
+    _show_receipt(say, _receipt(store_path, stack, event.request_id))
+
+    # 2. A new governance proposal, and a summary of it (what bots/governance_summarizer.py automates).
+    governor, summarizer = stack.contract("DevGovernor"), stack.contract("GovernanceSummarizer")
+    actions = ([stack.addresses["DevVotes"]], [0],
+               [stack.contract("DevVotes").encode_abi("mint", args=[k.agents.address, 5 * 10**18])])
+    description = "# Grant 5 votes to the agents' treasury\nFunds the trading agents' governance budget."
+    stack.transact(governor.functions.propose(*actions, description), k.bots)
+    proposal_id = governor.functions.hashProposal(*actions, keccak(text=description)).call()
+    receipt = stack.transact(summarizer.functions.summarize(*actions, description), k.bots,
+                             value=summarizer.functions.quote().call())
+    (event,) = requested_events(receipt, stack.addresses["AIOracle"])
+    say(f"governance   proposal {str(proposal_id)[:12]}... summary asked (request 0x{event.request_id.hex()[:16]}...)")
+    _wait(lambda: summarizer.functions.hasSummary(proposal_id).call() or _settled(stack, event.request_id))
+    summary = summarizer.functions.summaryOf(proposal_id).call()
+    say(f"  fulfilled  summary {summary[0]!r}, risk {summary[1]}, rationale {summary[2]!r}")
+    ok &= bool(summarizer.functions.hasSummary(proposal_id).call())
+
+    # 3. A plain text question through the TypedResultsConsumer example.
+    now = stack.w3.eth.get_block("latest")["timestamp"]
+    event = ask(stack, RequestParams(
+        callback=stack.addresses["TypedResultsConsumer"], callback_gas_limit=300_000, deadline=now + 600,
+        max_tokens=64, temperature=0, seed=1, model_spec=DEV_MODEL, prompt=b"In one line: what is an oracle?",
+        result=ResultSpec(ResultType.TEXT, max_bytes=64)))
+    consumer = stack.contract("TypedResultsConsumer")
+    _wait(lambda: consumer.functions.decoded(event.request_id).call()[0])
+    decoded = consumer.functions.decoded(event.request_id).call()
+    say(f"text         request 0x{event.request_id.hex()[:16]}... -> status {Status(decoded[1]).name.lower()}, "
+        f"text {decoded[3]!r}")
+    ok &= bool(decoded[1] == Status.SUCCESS)
+    payee = stack.contract("AIOracle").functions.balanceOf(k.owner.address).call()
+    say(f"fees         {payee} wei credited to the signer's payee {k.owner.address}")
+    return ok
+
+
+def _settled(stack: LocalStack, request_id: bytes) -> bool:
+    return bool(stack.contract("AIOracle").functions.commitments(request_id).call() == b"\0" * 32)
+
+
+async def _run(stack: LocalStack, store_path: Path, model: ModelServer, say: Say) -> bool:
+    config = parse_config(dev_config(stack, model.base_url, store_path))
+    stop = asyncio.Event()
+    daemon = Daemon(config, shutdown_grace=5.0)
+    task = asyncio.create_task(daemon.run(stop))
+    await daemon.ready.wait()
+    say(f"daemon       running: signer {stack.keys.signer.address}, model server {model.base_url}")
+    try:
+        return await asyncio.to_thread(requests_flow, stack, store_path, say)
+    finally:
+        stop.set()
+        await task
+
+
+def run_dev(say: Say = print) -> bool:
+    """Start everything, show three requests answered by the daemon, stop. True if all succeeded."""
+    with LocalStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        say(f"anvil        {stack.rpc_url} (chain {stack.chain_id}); contracts: "
+            f"{', '.join(f'{n} {a[:10]}...' for n, a in stack.addresses.items())}")
+        os.environ[SIGNER_ENV] = stack.keys.signer.private_key.hex()  # the daemon reads its key from here
+        model = ModelServer().start()
+        try:
+            return asyncio.run(_run(stack, Path(tmp) / "oracle.sqlite", model, say))
+        finally:
+            model.stop()
