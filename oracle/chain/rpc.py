@@ -141,11 +141,15 @@ class ChainClient:
     async def estimate_gas(self, sender: str, to: str, data: bytes) -> int:
         return _int(await self.call("eth_estimateGas", [{"from": sender, "to": to, "data": "0x" + data.hex()}]))
 
-    async def priority_fee(self) -> int:
+    async def fee_history(self) -> tuple[int, int]:
+        """(base fee of the next block, median priority fee paid in the latest block), wei."""
+        history = await self.call("eth_feeHistory", [1, "latest", [50]])
         try:
-            return _int(await self.call("eth_maxPriorityFeePerGas", []))
-        except RpcError:
-            return 0
+            base = _int(history["baseFeePerGas"][-1])
+            rewards = history.get("reward") or [["0x0"]]
+            return base, _int(rewards[-1][0])
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise RpcUnavailable(f"eth_feeHistory: unexpected reply {history!r}"[:300]) from None
 
 
 class LogSubscription:

@@ -67,6 +67,7 @@ class TxManager:
         self._ready = asyncio.Event()
         self._chain_nonce: int | None = None
         self._base_fee = 0
+        self._network_priority = 0
         self._base_fee_at = 0.0
         self._balance: int | None = None
         self._balance_at = 0.0
@@ -106,7 +107,7 @@ class TxManager:
     def current_max_fee(self) -> int:
         """The maxFeePerGas a transaction sent now would pay, wei (for the pipeline's economics check)."""
         cap = self.chain.gas.max_fee_per_gas
-        return min(cap, 2 * self._base_fee + min(self.chain.gas.priority_fee, cap))
+        return min(cap, 2 * self._base_fee + min(max(self.chain.gas.priority_fee, self._network_priority), cap))
 
     # ------------------------------------------------------------ loops
 
@@ -178,13 +179,14 @@ class TxManager:
     # ------------------------------------------------------------ sending
 
     async def _fees(self) -> tuple[int, int]:
+        """EIP-1559 fees from the fee history: room for the base fee to double, the priority fee the
+        latest block paid at its median (at least the configured one), all under the cap."""
         now = time.time()
         if now - self._base_fee_at > 1.0:
-            header = await self.rpc.header("latest")
-            self._base_fee = header.base_fee if header else 0
+            self._base_fee, self._network_priority = await self.rpc.fee_history()
             self._base_fee_at = now
         cap = self.chain.gas.max_fee_per_gas
-        priority = min(self.chain.gas.priority_fee, cap)
+        priority = min(max(self.chain.gas.priority_fee, self._network_priority), cap)
         return min(cap, 2 * self._base_fee + priority), priority
 
     async def _send(self, batch: list[ReadyResponse]) -> None:
@@ -201,6 +203,16 @@ class TxManager:
             return
         gas = self._gas_limit(batch, data)
         max_fee, priority = await self._fees()
+        spent = self.store.gas_spent(self.chain.chain_id, _today())
+        if spent + gas * max_fee > self.chain.gas.daily_budget:
+            # at worst this transaction costs gas * max_fee: it must fit in what is left of the budget
+            self.paused_reason = (f"daily gas budget {self.chain.gas.daily_budget} wei: {spent} spent, this "
+                                  f"transaction could cost {gas * max_fee}; sending held")
+            log.error("chain %s: %s", self.chain.name, self.paused_reason)
+            for item in batch:
+                self.submit(item)
+            await asyncio.sleep(1.0)
+            return
         if self._chain_nonce is None:
             self._chain_nonce = await self.rpc.nonce(self.sender, "pending")
         nonce = self.store.allocate_nonce(self.chain.chain_id, self.sender, self._chain_nonce)
@@ -278,6 +290,7 @@ class TxManager:
     async def monitor_once(self) -> None:
         if time.time() - self._base_fee_at > 1.0:
             await self._fees()
+        await self._guards_allow_sending()  # keeps `paused_reason` current even when nothing is queued
         pending = self.store.txs_in_state(self.chain.chain_id, self.sender, ["pending", "replaced"])
         by_nonce: dict[int, list[StoredTx]] = {}
         for tx in pending:

@@ -1,0 +1,97 @@
+"""The transaction manager's guards and re-pricing, on a live daemon: a low signer balance stops new
+work (and says so), a spent daily gas budget holds sending, and a transaction that is not mined in
+time is re-sent with higher fees under the same nonce."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oracle.devnet import LocalStack
+from oracle.devnet.answer import ask
+from oracle.devnet.harness import wait_until
+from oracle.devnet.model_server import ModelServer
+from oracle.protocol import ResultSpec, ResultType, Status
+from oracle.store import State, Store, request_key
+from tests.daemon.conftest import Running, start_daemon
+from tests.daemon.test_reorgs import _rpc, _state
+from tests.daemon.test_result_types import _decoded, _params, _wait_delivered
+from tests.daemon.test_rpc_faults import fulfillments_per_request
+
+SPEC = ResultSpec(ResultType.UINT, min=0, max=9)
+GAS: dict[str, Any] = {"max_fee_per_gas": 100 * 10**9, "priority_fee": 10**9, "daily_budget": 100 * 10**18,
+                       "low_balance": 10**16, "replace_after": 1.0, "fee_bump_percent": 50}
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[tuple[LocalStack, ModelServer, Path]]:
+    with LocalStack() as stack:
+        model = ModelServer().start()
+        try:
+            yield stack, model, tmp_path
+        finally:
+            model.stop()
+
+
+def _start(env: tuple[LocalStack, ModelServer, Path], **gas: Any) -> Running:
+    stack, model, tmp = env
+    run = start_daemon(stack, model, tmp, gas={**GAS, **gas})
+    run.daemon.wait_ready()
+    return run
+
+
+def test_low_signer_balance_stops_new_work_and_says_so(env: tuple[LocalStack, ModelServer, Path]) -> None:
+    stack, model, _ = env
+    _rpc(stack, "anvil_setBalance", [stack.keys.signer.address, hex(10**15)])
+    run = _start(env)
+    try:
+        event = ask(stack, _params(run, SPEC, prompt="while the signer is nearly empty"))
+        wait_until(lambda: "below low_balance" in run.daemon.log(), 15, what="the daemon to say why it stopped")
+        key = request_key(stack.chain_id, stack.addresses["AIOracle"], event.request_id)
+        assert model.books.calls[key] == 0 and not _decoded(run, event.request_id)["delivered"]
+        _rpc(stack, "anvil_setBalance", [stack.keys.signer.address, hex(100 * 10**18)])
+        assert _wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
+    finally:
+        assert run.daemon.stop() == 0
+
+
+def test_spent_daily_gas_budget_holds_sending(env: tuple[LocalStack, ModelServer, Path]) -> None:
+    stack, _, _ = env
+    run = _start(env, daily_budget=10**12)  # less than any fulfillment could cost at these fees
+    try:
+        event = ask(stack, _params(run, SPEC, prompt="over budget"))
+        wait_until(lambda: "daily gas budget" in run.daemon.log(), 15, what="the daemon to say sending is held")
+        assert _state(run, event.request_id) == State.SIGNED  # answered and signed, not sent
+        assert not _decoded(run, event.request_id)["delivered"]
+    finally:
+        assert run.daemon.stop() == 0
+
+
+def test_stuck_transaction_is_repriced_under_the_same_nonce(env: tuple[LocalStack, ModelServer, Path]) -> None:
+    stack, _, _ = env
+    run = _start(env)
+    try:
+        event = ask(stack, _params(run, SPEC, prompt="stuck for a while"))
+        _rpc(stack, "evm_setAutomine", [False])  # nothing is mined until we say so
+        wait_until(lambda: "re-priced" in run.daemon.log(), 20, what="a re-priced transaction")
+        _rpc(stack, "evm_setAutomine", [True])
+        _rpc(stack, "anvil_mine", [1])
+        assert _wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
+        assert fulfillments_per_request(stack)[event.request_id] == 1
+        def txs(states: list[str]) -> list[Any]:
+            store = Store.open(run.config["store"]["path"])
+            try:
+                return store.txs_in_state(stack.chain_id, stack.keys.signer.address, states)
+            finally:
+                store.close()
+
+        wait_until(lambda: bool(txs(["confirmed"])), 10, what="the transaction to be confirmed")
+        replaced, mined = txs(["replaced", "dropped"]), txs(["confirmed"])
+        assert replaced and {t.nonce for t in replaced} == {t.nonce for t in mined}
+        assert max(t.max_fee for t in mined) > max(t.max_fee for t in replaced)
+    finally:
+        _rpc(stack, "evm_setAutomine", [True])
+        assert run.daemon.stop() == 0
