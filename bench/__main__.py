@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import gas
+from bench import daemon, gas
 
-BENCHMARKS = {"gas": gas.main}
+
+def _daemon() -> int:
+    return daemon.main([])
+
+
+BENCHMARKS = {"gas": gas.main, "daemon": _daemon}
 
 
 def main() -> int:

@@ -85,6 +85,7 @@ class GasSettings(_Strict):
     daily_budget: int = Field(10**18, gt=0, description="most wei spent on gas per UTC day")
     low_balance: int = Field(10**16, ge=0, description="below this signer balance, stop taking new work")
     batch_max: int = Field(20, ge=1, le=64, description="most responses in one fulfillBatch")
+    batch_gas_max: int = Field(15_000_000, ge=500_000, description="most gas one fulfillment tx may reserve")
     replace_after: float = Field(30.0, gt=0, description="seconds before a stuck transaction is re-priced")
     fee_bump_percent: int = Field(15, ge=10, le=200, description="re-pricing step (nodes require >= 10%)")
     fulfill_gas_overhead: int = Field(60_000, gt=0, description="gas of one fulfillment besides the callback")

@@ -28,12 +28,11 @@ from oracle.protocol import (
     InvalidModelSpec,
     ReasonCode,
     Response,
-    ResultType,
     Status,
     model_used,
     parse_model_spec,
 )
-from oracle.results import ResultError, abi_components
+from oracle.results import ResultError, json_schema
 from oracle.router import Answer, Router, RouteRequest
 from oracle.router.receipts import canonical_json, receipt_hash
 from oracle.store import State, Store, StoredRequest
@@ -147,7 +146,10 @@ class Pipeline:
             state = State.SIGNED
         if state == State.SIGNED:
             fresh = self.store.get_request(r.key)
-            assert fresh is not None and fresh.signature is not None
+            assert fresh is not None
+            if fresh.signature is None:  # reset by a reorg while it was in flight: answer again
+                self.store.set_state(r.key, State.CONFIRMED)
+                return
             if self.clock() > fresh.deadline:
                 self.store.set_state(r.key, State.EXPIRED, detail="deadline passed before it could be sent")
                 await self.store.commit()
@@ -174,11 +176,10 @@ class Pipeline:
             parse_model_spec(p.model_spec)
         except InvalidModelSpec as exc:
             return self._refuse(r, ReasonCode.INVALID_MODEL_SPEC, str(exc))
-        if p.result.kind == ResultType.ABI:
-            try:
-                abi_components(p.result.abi_type)
-            except ResultError as exc:
-                return self._refuse(r, ReasonCode.UNSUPPORTED, str(exc))
+        try:
+            json_schema(p.result)  # refuses ABI types that cannot be asked of a model or encoded
+        except ResultError as exc:
+            return self._refuse(r, ReasonCode.UNSUPPORTED, str(exc))
         if r.deadline - self.clock() < self.settings.deadline_margin:
             return self._refuse(r, ReasonCode.DEADLINE_TOO_SHORT,
                                 f"less than {self.settings.deadline_margin:.0f} s left to answer and submit")

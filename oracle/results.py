@@ -13,6 +13,7 @@ Each result type has one encoding, which a consumer reads with `abi.decode` alon
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from eth_abi import decode, encode
@@ -202,9 +203,9 @@ def parse_answer(spec: ResultSpec, text: str) -> Any:
     The answer is data: it is parsed, never interpreted. Encoding afterwards checks the bounds.
     """
     try:
-        document = json.loads(text)
+        document = load_untrusted_json(text)
     except (ValueError, RecursionError):
-        raise ResultError("the answer is not JSON") from None
+        raise ResultError("the answer is not JSON (or holds NaN/Infinity)") from None
     if not isinstance(document, dict) or ANSWER_FIELD not in document:
         raise ResultError(f'the answer is not an object with a "{ANSWER_FIELD}" field')
     value = document[ANSWER_FIELD]
@@ -218,6 +219,51 @@ def parse_answer(spec: ResultSpec, text: str) -> Any:
     return value
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+_JSON_STRUCTURE = re.compile(r'[\[\]{}"\\]')
+MAX_JSON_DEPTH = 64
+
+
+def load_untrusted_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads for text from outside (model answers, provider bodies): deep nesting is refused
+    before parsing, because CPython's parser overflows the C stack on it (a crash, not an error),
+    and NaN/Infinity are refused because no result type has them."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    depth, in_string, escaped = 0, False, False
+    for match in _JSON_STRUCTURE.finditer(text):
+        char = match.group()
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = match.end() < len(text) and text[match.end()] in '"\\'
+                if escaped:
+                    continue
+            elif char == '"':
+                in_string = False
+            continue
+        if char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > max_depth:
+                raise ValueError(f"JSON nested deeper than {max_depth}")
+        elif char in "]}":
+            depth -= 1
+    return json.loads(text, parse_constant=_no_constants)
+
+
 def answer_to_result(spec: ResultSpec, text: str) -> bytes:
-    """Model answer text -> the ABI bytes of the result, checked against the request's bounds."""
-    return encode_result(spec, parse_answer(spec, text))
+    """Model answer text -> the ABI bytes of the result, checked against the request's bounds.
+    Anything about the answer that does not fit (lone surrogates, values eth_abi refuses) is a
+    ResultError, never another exception."""
+    try:
+        return encode_result(spec, parse_answer(spec, text))
+    except ResultError:
+        raise
+    except (ValueError, TypeError, OverflowError, UnicodeError, RecursionError) as exc:
+        raise ResultError(f"the answer cannot be encoded: {type(exc).__name__}") from None

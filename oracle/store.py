@@ -207,10 +207,20 @@ class Store:
         loop.call_soon(self.commit_now)
 
     def commit_now(self) -> None:
-        if self._in_tx:
-            self._conn.execute("COMMIT")
-            self._in_tx = False
         waiters, self._commit_waiters = self._commit_waiters, None
+        try:
+            if self._in_tx:
+                self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # Nothing of this pass is durable: undo it and fail everyone waiting, so no side effect
+            # follows writes that did not land (the daemon stops; the store is as before the pass).
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            if waiters is not None and not waiters.done():
+                waiters.set_exception(exc)
+            raise
+        finally:
+            self._in_tx = False
         if waiters is not None and not waiters.done():
             waiters.set_result(None)
 
@@ -315,6 +325,12 @@ class Store:
         now = time.time()
         self._write_many("UPDATE requests SET state=?, updated_at=? WHERE key=?", [(state, now, k) for k in keys])
 
+    def requeue_submitted(self, keys: Sequence[str]) -> None:
+        """Responses whose transaction failed go back to be sent again (only if still submitted)."""
+        now = time.time()
+        self._write_many("UPDATE requests SET state=?, updated_at=? WHERE key=? AND state=?",
+                         [(State.SIGNED, now, k, State.SUBMITTED) for k in keys])
+
     def confirm_up_to(self, chain_id: int, block_number: int) -> int:
         cur = self._write("UPDATE requests SET state=?, updated_at=? WHERE chain_id=? AND state=? AND "
                           "block_number<=?", (State.CONFIRMED, time.time(), chain_id, State.SEEN, block_number))
@@ -355,7 +371,9 @@ class Store:
     def start_attempt(self, request_key: str, attempt_id: int, deployment: str) -> None:
         self._write("INSERT INTO attempts (request_key, attempt_id, deployment, state, outcome, started_at, "
                     "latency_ms, usage, cost, raw_sha256, answer, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
-                    "ON CONFLICT DO NOTHING",
+                    "ON CONFLICT(request_key, attempt_id) DO UPDATE SET deployment=excluded.deployment, "
+                    "state=excluded.state, outcome='', started_at=excluded.started_at "
+                    "WHERE attempts.deployment != excluded.deployment",
                     (request_key, attempt_id, deployment, "started", "", time.time(), 0.0, "{}", 0, "", "", ""))
 
     def finish_attempt(self, a: Attempt, raw_body: bytes | None) -> None:

@@ -87,9 +87,10 @@ class ChainClient:
             raise RpcUnavailable(f"{method}: unexpected reply {text[:200]!r}")
         error = reply.get("error")
         if error is not None:
-            if not isinstance(error, dict):
-                raise RpcUnavailable(f"{method}: malformed error {error!r}")
-            raise RpcError(method, int(error.get("code", 0)), str(error.get("message", "")), error.get("data"))
+            code = error.get("code", 0) if isinstance(error, dict) else None
+            if not isinstance(code, int):
+                raise RpcUnavailable(f"{method}: malformed error {error!r}"[:300])
+            raise RpcError(method, code, str(error.get("message", "")), error.get("data"))
         if "result" not in reply:
             raise RpcUnavailable(f"{method}: reply without result")
         return reply["result"]
@@ -98,15 +99,22 @@ class ChainClient:
         return _int(await self.call("eth_chainId", []))
 
     async def block_number(self) -> int:
-        return _int(await self.call("eth_blockNumber", []))
+        value = await self.call("eth_blockNumber", [])
+        try:
+            return _int(value)
+        except (TypeError, ValueError):
+            raise RpcUnavailable(f"eth_blockNumber: not a number: {value!r}"[:300]) from None
 
     async def header(self, number: int | str) -> BlockHeader | None:
         tag = hex(number) if isinstance(number, int) else number
         block = await self.call("eth_getBlockByNumber", [tag, False])
         if block is None:
             return None
-        return BlockHeader(_int(block["number"]), _bytes(block["hash"]), _bytes(block["parentHash"]),
-                           _int(block["timestamp"]), _int(block.get("baseFeePerGas", "0x0")))
+        try:
+            return BlockHeader(_int(block["number"]), _bytes(block["hash"]), _bytes(block["parentHash"]),
+                               _int(block["timestamp"]), _int(block.get("baseFeePerGas", "0x0")))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise RpcUnavailable(f"eth_getBlockByNumber: malformed block {block!r}"[:300]) from None
 
     async def get_logs(self, address: str, topics: list[Any], from_block: int, to_block: int) -> list[dict[str, Any]]:
         logs = await self.call("eth_getLogs", [{"address": address, "topics": topics, "fromBlock": hex(from_block),
@@ -178,13 +186,16 @@ class LogSubscription:
                         if message.type != aiohttp.WSMsgType.TEXT:
                             break
                         payload = json.loads(message.data)
+                        if not isinstance(payload, dict):
+                            continue
                         if payload.get("id") == 1:
                             if "error" in payload:
                                 raise RpcUnavailable(f"eth_subscribe refused: {payload['error']}")
                             self.connected.set()
                             backoff = 0.05
                             continue
-                        result = payload.get("params", {}).get("result")
+                        params = payload.get("params")
+                        result = params.get("result") if isinstance(params, dict) else None
                         if isinstance(result, dict):
                             yield result
             except (aiohttp.ClientError, TimeoutError, RpcUnavailable, ValueError) as exc:

@@ -64,6 +64,7 @@ class TxManager:
         self._queue: deque[ReadyResponse] = deque()
         self._queued: set[str] = set()
         self._in_flight: dict[str, bytes] = {}  # request key -> hash of the transaction carrying it
+        self._sending: set[str] = set()  # taken from the queue, not yet on record as in flight
         self._ready = asyncio.Event()
         self._chain_nonce: int | None = None
         self._base_fee = 0
@@ -83,14 +84,14 @@ class TxManager:
 
     def submit(self, item: ReadyResponse) -> None:
         """Queue a signed response; a response already queued or carried by a pending tx is ignored."""
-        if item.key in self._queued or item.key in self._in_flight:
+        if item.key in self._queued or item.key in self._in_flight or item.key in self._sending:
             return
         self._queue.append(item)
         self._queued.add(item.key)
         self._ready.set()
 
     def carries(self, key: str) -> bool:
-        return key in self._queued or key in self._in_flight
+        return key in self._queued or key in self._in_flight or key in self._sending
 
     def reorged(self, common_block: int) -> None:
         """The chain reorganised above `common_block`: our transactions mined there are pending again
@@ -132,30 +133,50 @@ class TxManager:
             await self._ready.wait()
             self._ready.clear()
             while self._queue:
-                if not await self._guards_allow_sending():
+                try:
+                    allowed = await self._guards_allow_sending()
+                except (RpcError, RpcUnavailable) as exc:
+                    log.warning("chain %s: checking the signer's balance failed (%s)", self.chain.name, exc)
+                    allowed = False
+                if not allowed:
                     await asyncio.sleep(1.0)
                     continue
                 batch = self._take_batch()
-                if batch:
-                    try:
-                        await self._send(batch)
-                    except (RpcError, RpcUnavailable) as exc:
-                        log.warning("chain %s: sending %d responses failed (%s); will retry", self.chain.name,
-                                    len(batch), exc)
-                        for item in batch:
-                            self.submit(item)
-                        await asyncio.sleep(0.5)
+                if not batch:
+                    continue
+                self._sending.update(i.key for i in batch)
+                try:
+                    await self._send(batch)
+                except (RpcError, RpcUnavailable) as exc:
+                    log.warning("chain %s: sending %d responses failed (%s); will retry", self.chain.name,
+                                len(batch), exc)
+                    self._sending.difference_update(i.key for i in batch)
+                    for item in batch:
+                        self.submit(item)
+                    await asyncio.sleep(0.5)
+                finally:
+                    self._sending.difference_update(i.key for i in batch)
 
     def _take_batch(self) -> list[ReadyResponse]:
+        """Up to `batch_max` responses whose gas together stays under `batch_gas_max` (a transaction
+        above the block gas limit would never be mined and would hold every later nonce)."""
         now = self.clock()  # deadlines are in chain time
         batch: list[ReadyResponse] = []
+        gas = 0
         while self._queue and len(batch) < self.chain.gas.batch_max:
-            item = self._queue.popleft()
+            item = self._queue[0]
+            item_gas = self._response_gas(item)
+            if batch and gas + item_gas > self.chain.gas.batch_gas_max:
+                break
+            self._queue.popleft()
             self._queued.discard(item.key)
+            if item.key in self._in_flight:
+                continue
             if now > item.deadline:
                 self.store.set_state(item.key, State.EXPIRED, detail="deadline passed before it could be sent")
                 continue
             batch.append(item)
+            gas += item_gas
         return batch
 
     async def _guards_allow_sending(self) -> bool:
@@ -231,9 +252,10 @@ class TxManager:
         """An upper bound instead of eth_estimateGas (whose search runs the call many times): intrinsic
         and calldata gas, then per response the oracle's overhead and the callback's limit with the
         EIP-150 reserve the contract checks for. Unused gas is not paid for."""
-        per_response = sum(self.chain.gas.fulfill_gas_overhead + c.callback_gas_limit * 64 // 63 + 5_000
-                           for c in (item.commitment for item in batch))
-        return 21_000 + 16 * len(data) + per_response
+        return 21_000 + 16 * len(data) + sum(self._response_gas(item) for item in batch)
+
+    def _response_gas(self, item: ReadyResponse) -> int:
+        return self.chain.gas.fulfill_gas_overhead + item.commitment.callback_gas_limit * 64 // 63 + 5_000
 
     def _sign(self, nonce: int, data: bytes, gas: int, max_fee: int, priority: int) -> tuple[bytes, bytes]:
         signed = Account.sign_transaction({
@@ -260,10 +282,16 @@ class TxManager:
             log.warning("chain %s: broadcast of 0x%s failed (%s); the monitor will retry", self.chain.name,
                         tx_hash.hex(), exc)
 
+    def _retry_later(self, item: ReadyResponse, delay: float = 2.0) -> None:
+        asyncio.get_running_loop().call_later(delay, self.submit, item)
+
     def _refused(self, batch: list[ReadyResponse], exc: RpcError) -> None:
         """Simulation reverted: the whole call would fail. Say why, and settle what can be settled."""
         data = exc.revert_data
-        reason = decode_revert(data) if data else None
+        try:
+            reason = decode_revert(data) if data else None
+        except Exception:  # revert data from the node is untrusted; undecodable means "unknown"
+            reason = None
         name = reason.name if reason else exc.message
         log.warning("chain %s: simulation of %d responses reverted: %s", self.chain.name, len(batch), reason or name)
         for item in batch:
@@ -273,7 +301,7 @@ class TxManager:
             if name == "RequestExpired":
                 self.store.set_state(item.key, State.EXPIRED, detail="deadline passed before it was mined")
             elif name in ("OraclePaused", "InsufficientGasForCallback") or reason is None:
-                self.submit(item)  # try again later
+                self._retry_later(item)
             else:
                 self.store.set_state(item.key, State.EXPIRED, detail=f"the oracle refuses the response: {reason}")
 
@@ -397,15 +425,14 @@ class TxManager:
             return
         self.store.set_tx_state(tx.tx_hash, "confirmed", block_number=tx.block_number, block_hash=tx.block_hash)
         self.confirmed += 1
-        for key in tx.request_keys:
-            if self._in_flight.get(key) == tx.tx_hash:
-                del self._in_flight[key]
+        for key in tx.request_keys:  # (a replacement's hash may be recorded instead of this one)
+            self._in_flight.pop(key, None)
 
     def _requeue(self, keys: list[str]) -> None:
         """Responses whose transaction failed go back to `signed`; the pipeline submits them again."""
         for key in keys:
             self._in_flight.pop(key, None)
-        self.store.set_states(keys, State.SIGNED)
+        self.store.requeue_submitted(keys)
 
 
 def _today() -> str:

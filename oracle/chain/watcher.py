@@ -138,6 +138,8 @@ class RequestWatcher:
             return self.chain.start_block - 1
         number, block_hash = stored
         header = await self.rpc.header(number)
+        if header is None and number <= self.head:
+            raise RpcUnavailable(f"the node has no block {number} below its head {self.head}")
         if header is not None and header.hash == block_hash:
             return number
         common = await self._common_ancestor(number)
@@ -192,7 +194,9 @@ class RequestWatcher:
                     self._settle(decode_fulfilled(raw).request_id, State.FULFILLED, block_number)
                 elif topics and topics[0] == CANCELLED_TOPIC:
                     self._settle(decode_cancelled(raw).request_id, State.CANCELLED, block_number)
-            except EventDecodeError as exc:
+            except (EventDecodeError, ValueError, TypeError, KeyError, IndexError) as exc:
+                # from our own oracle's address this cannot happen; if it does, the log is skipped
+                # loudly rather than stopping every later request behind it
                 self.undecodable += 1
                 log.error("chain %s: undecodable event in block %d: %s", self.chain.name, block_number, exc)
         self.store.remember_blocks(self.chain.chain_id, blocks)

@@ -7,7 +7,6 @@ session, the reply mapped to one outcome: ok, truncated, refused, filtered, malf
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from oracle.config import ModelDeployment
+from oracle.results import load_untrusted_json
 
 
 @dataclass
@@ -85,7 +85,7 @@ def _retry_after(value: str | None) -> float | None:
 
 def _parse(status: int, raw: bytes) -> ProviderReply:
     try:
-        doc = json.loads(raw)
+        doc = load_untrusted_json(raw)
     except ValueError:
         return ProviderReply("error", raw=raw, http_status=status, error=f"HTTP {status}: body is not JSON",
                              retryable=status >= 500 or status in (408, 429))
@@ -101,13 +101,20 @@ def _parse(status: int, raw: bytes) -> ProviderReply:
         choice = doc["choices"][0]
         message = choice["message"]
         finish = choice.get("finish_reason") or "stop"
-    except (KeyError, IndexError, TypeError):
-        return ProviderReply("malformed", raw=raw, http_status=status, usage=usage, error="no choices[0].message")
+        if not isinstance(message, dict) or not isinstance(finish, str):
+            raise TypeError
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return ProviderReply("malformed", raw=raw, http_status=status, usage=usage,
+                             error="no choices[0].message with a finish_reason")
     if message.get("refusal"):
         return ProviderReply("refused", raw=raw, http_status=status, usage=usage, error=str(message["refusal"])[:500])
     content = message.get("content")
     if not isinstance(content, str):
         return ProviderReply("malformed", raw=raw, http_status=status, usage=usage, error="content is not text")
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError:
+        return ProviderReply("malformed", raw=raw, http_status=status, usage=usage, error="content is not UTF-8")
     return ProviderReply(_FINISH.get(finish, "error"), text=content, raw=raw, http_status=status, usage=usage,
                          error="" if finish in _FINISH else f"finish_reason {finish!r}")
 

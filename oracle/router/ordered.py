@@ -137,6 +137,8 @@ class OrderedRouter:
 
     async def _attempt(self, request: RouteRequest, d: ModelDeployment, attempt_id: int, prior: Attempt | None,
                        system: str, user: str, schema: dict[str, Any]) -> ProviderReply:
+        if prior is not None and prior.deployment != d.id:
+            prior = None  # the catalog changed since: a new attempt in this slot, not a replay
         if prior is not None and prior.state == "done":
             raw = self.store.raw_response(prior.raw_sha256) if prior.raw_sha256 else b""
             return ProviderReply(prior.outcome, text=prior.answer, usage=prior.usage, raw=raw or b"",
@@ -150,7 +152,7 @@ class OrderedRouter:
             d, system=system, user=user, schema=schema, max_tokens=params.max_tokens,
             temperature=params.temperature, seed=params.seed,
             headers={"X-Oracle-Request": request.key,
-                     "Idempotency-Key": f"{request.key}/{request.params_hash.hex()[:16]}/{attempt_id}"},
+                     "Idempotency-Key": f"{request.key}/{request.params_hash.hex()[:16]}/{d.id}/{attempt_id}"},
         )
         health = self.health[d.id]
         health["calls"] += 1
