@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from oracle.devnet.loopback import LoopbackServer
 
 
 @dataclass
@@ -39,18 +40,15 @@ class FaultCounts:
     ws_cuts: int = 0
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     def __init__(self, upstream_http: str, upstream_ws: str, knobs: FaultKnobs | None = None) -> None:
+        super().__init__()
         self.upstream_http = upstream_http
         self.upstream_ws = upstream_ws
         self.knobs = knobs or FaultKnobs()
         self.counts = FaultCounts()
         self._random = random.Random(self.knobs.seed)
         self._session: aiohttp.ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
     @property
     def rpc_url(self) -> str:
@@ -60,44 +58,18 @@ class FaultProxy:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
-    def start(self) -> FaultProxy:
-        ready = threading.Event()
-
-        def main() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._serve())
-            ready.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self._close())
-
-        self._thread = threading.Thread(target=main, name="fault-proxy", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-
-    async def _serve(self) -> None:
+    async def opened(self) -> None:
         self._session = aiohttp.ClientSession()
+
+    async def closing(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/", self._http)
         app.router.add_get("/ws", self._ws)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-
-    async def _close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
+        return app
 
     # ------------------------------------------------------------ HTTP
 

@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from oracle.devnet.loopback import LoopbackServer
+
 
 @dataclass
 class Knobs:
@@ -72,20 +74,17 @@ def value_for(schema: dict[str, Any], seed: int) -> Any:
     return {"answer": seed % 1000, "ok": True}  # any JSON
 
 
-class ModelServer:
+class ModelServer(LoopbackServer):
     """Run with `start()` (a thread with its own loop) or `await serve()` in a running loop."""
 
     def __init__(self, knobs: Knobs | None = None, model_ids: tuple[str, ...] = ()) -> None:
+        super().__init__()
         self.knobs = knobs or Knobs()
         self.books = Books()
         self.model_ids = model_ids
         self._idempotent: dict[str, tuple[int, bytes]] = {}
         self._lock = threading.Lock()
         self._random = random.Random(self.knobs.seed)
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.port = 0
 
     @property
     def base_url(self) -> str:
@@ -95,39 +94,6 @@ class ModelServer:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
         return app
-
-    async def serve(self, port: int = 0) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def start(self) -> ModelServer:
-        ready = threading.Event()
-
-        def main() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self.serve())
-            ready.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self.close())
-
-        self._thread = threading.Thread(target=main, name="model-server", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
 
     # ------------------------------------------------------------ the endpoint
 

@@ -38,30 +38,27 @@ def _state(run: Running, request_id: bytes) -> str | None:
         store.close()
 
 
-@pytest.fixture
-def deep(tmp_path: Path) -> Iterator[Running]:
-    """A daemon that waits for 2 confirmations."""
+def _daemon_with_depth(tmp_path: Path, confirmations: int) -> Iterator[Running]:
     with LocalStack() as stack:
         model = ModelServer().start()
-        run = start_daemon(stack, model, tmp_path, confirmations=2)
+        run = start_daemon(stack, model, tmp_path, confirmations=confirmations)
         try:
             yield run
         finally:
             assert run.daemon.stop() == 0, run.daemon.log()[-2000:]
             model.stop()
+
+
+@pytest.fixture
+def deep(tmp_path: Path) -> Iterator[Running]:
+    """A daemon that waits for 2 confirmations."""
+    yield from _daemon_with_depth(tmp_path, 2)
 
 
 @pytest.fixture
 def shallow(tmp_path: Path) -> Iterator[Running]:
     """A daemon that acts at once (confirmation depth 0)."""
-    with LocalStack() as stack:
-        model = ModelServer().start()
-        run = start_daemon(stack, model, tmp_path, confirmations=0)
-        try:
-            yield run
-        finally:
-            assert run.daemon.stop() == 0, run.daemon.log()[-2000:]
-            model.stop()
+    yield from _daemon_with_depth(tmp_path, 0)
 
 
 def test_request_reorganised_away_is_not_fulfilled(deep: Running) -> None:
