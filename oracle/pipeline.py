@@ -102,9 +102,11 @@ class Pipeline:
     def _work(self) -> list[StoredRequest]:
         """The next requests to move, oldest first: a page, not the whole backlog, each pass."""
         states = WORK_STATES if self.txm.accepting_new_work else WORK_STATES[1:]
-        page = self.settings.concurrency + len(self._active)
-        found = self.store.requests_in_state(self.chain.chain_id, states, limit=page)
         now = time.monotonic()
+        self._cooldown = {k: t for k, t in self._cooldown.items() if t > now}
+        # the page reaches past requests that are active or cooling down, so they cannot starve the rest
+        page = self.settings.concurrency + len(self._active) + len(self._cooldown)
+        found = self.store.requests_in_state(self.chain.chain_id, states, limit=page)
         return [r for r in found if r.key not in self._active and not self.txm.carries(r.key)
                 and self._cooldown.get(r.key, 0.0) <= now]
 
@@ -137,12 +139,15 @@ class Pipeline:
         if state == State.CONFIRMED:
             state = self._check(r, decoded)  # committed with the next step's first write
         if state in (State.ACCEPTED, State.REFUSED):
-            await self._answer(r, decoded, state)
+            if not await self._answer(r, decoded, state):
+                return  # the request moved while it was being answered (reorg, settled on-chain)
+            self.stats.answered += 1
             state = State.ANSWERED
         if state == State.ANSWERED:
             fresh = self.store.get_request(r.key)
             assert fresh is not None
-            self._sign(fresh, decoded)  # committed before the TxManager sends anything
+            if not self._sign(fresh, decoded):  # committed before the TxManager sends anything
+                return
             state = State.SIGNED
         if state == State.SIGNED:
             fresh = self.store.get_request(r.key)
@@ -158,7 +163,9 @@ class Pipeline:
                                           fresh.signature, fresh.deadline))
 
     def _refuse(self, r: StoredRequest, reason: ReasonCode, detail: str) -> str:
-        self.store.set_state(r.key, State.REFUSED, reason=int(reason), detail=detail)
+        if not self.store.set_state(r.key, State.REFUSED, reason=int(reason), detail=detail,
+                                    expect=[State.CONFIRMED]):
+            return State.ROLLED_BACK  # moved meanwhile (by a reorg or a settlement): stop here
         self.stats.refused[reason.name] = self.stats.refused.get(reason.name, 0) + 1
         log.info("chain %s: request %s refused: %s (%s)", self.chain.name, r.key, reason.name, detail)
         return State.REFUSED
@@ -191,10 +198,11 @@ class Pipeline:
             return self._refuse(r, ReasonCode.FEE_TOO_LOW,
                                 f"fee {fee_micro_usd} micro-USD is below gas {gas_micro_usd} + model "
                                 f"{model_micro_usd} micro-USD")
-        self.store.set_state(r.key, State.ACCEPTED)
+        if not self.store.set_state(r.key, State.ACCEPTED, expect=[State.CONFIRMED]):
+            return State.ROLLED_BACK
         return State.ACCEPTED
 
-    async def _answer(self, r: StoredRequest, d: DecodedParams, state: str) -> None:
+    async def _answer(self, r: StoredRequest, d: DecodedParams, state: str) -> bool:
         """accepted -> answered via the router; refused -> answered with the failure it was refused for."""
         if state == State.REFUSED:
             fresh = self.store.get_request(r.key)
@@ -213,12 +221,11 @@ class Pipeline:
                 answer = Answer(Status.FAILURE, ReasonCode.DEADLINE_TOO_SHORT, b"", (),
                                 "no answer before the deadline", {})
         body = canonical_json(self._receipt(r, d, answer))
-        self.store.store_answer(
+        return self.store.store_answer(
             r.key, status=int(answer.status), reason=int(answer.reason), result=answer.result,
             model_used=model_used(answer.model_ids) if answer.model_ids else NO_MODEL,
             receipt_hash=receipt_hash(body), receipt_body=body, detail=answer.detail,
         )
-        self.stats.answered += 1
 
     def _receipt(self, r: StoredRequest, d: DecodedParams, answer: Answer) -> dict[str, Any]:
         p = d.params
@@ -246,9 +253,9 @@ class Pipeline:
         return Response(r.request_id, _commitment(r, d).hash(), Status(r.status), ReasonCode(r.reason),
                         r.result or b"", r.model_used, r.receipt_hash)
 
-    def _sign(self, r: StoredRequest, d: DecodedParams) -> None:
+    def _sign(self, r: StoredRequest, d: DecodedParams) -> bool:
         """answered -> signed. The signature is stored before anything is sent."""
-        self.store.store_signature(r.key, self.signer.sign_response(self._response(r, d)))
+        return self.store.store_signature(r.key, self.signer.sign_response(self._response(r, d)))
 
 
 def _commitment(r: StoredRequest, d: DecodedParams) -> Commitment:

@@ -311,7 +311,10 @@ class Store:
                              (chain_id,))
         return {r["state"]: r["n"] for r in rows}
 
-    def set_state(self, key: str, state: str, *, reason: int | None = None, detail: str | None = None) -> None:
+    def set_state(self, key: str, state: str, *, reason: int | None = None, detail: str | None = None,
+                  expect: Iterable[str] | None = None) -> bool:
+        """Move a request to `state`; with `expect`, only from one of those states. Returns whether it
+        moved: something else (a reorg, a settlement seen on-chain) may have moved it meanwhile."""
         sets, args = ["state=?", "updated_at=?"], [state, time.time()]
         if reason is not None:
             sets.append("reason=?")
@@ -319,7 +322,12 @@ class Store:
         if detail is not None:
             sets.append("reason_detail=?")
             args.append(detail)
-        self._write(f"UPDATE requests SET {', '.join(sets)} WHERE key=?", (*args, key))
+        where, tail = "key=?", [key]
+        if expect is not None:
+            states = list(expect)
+            where += f" AND state IN ({','.join('?' * len(states))})"
+            tail += states
+        return self._write(f"UPDATE requests SET {', '.join(sets)} WHERE {where}", (*args, *tail)).rowcount == 1
 
     def set_states(self, keys: Sequence[str], state: str) -> None:
         now = time.time()
@@ -337,16 +345,28 @@ class Store:
         return cur.rowcount
 
     def store_answer(self, key: str, *, status: int, reason: int, result: bytes, model_used: bytes,
-                     receipt_hash: bytes, receipt_body: str, detail: str = "") -> None:
+                     receipt_hash: bytes, receipt_body: str, detail: str = "") -> bool:
+        """Store the answer of an accepted or refused request; False if the request moved meanwhile."""
+        row = self._one("SELECT state FROM requests WHERE key=?", (key,))
+        if row is None or row["state"] not in (State.ACCEPTED, State.REFUSED):
+            return False
         self._write("INSERT INTO receipts (request_key, body, hash) VALUES (?,?,?) ON CONFLICT(request_key) "
                     "DO UPDATE SET body=excluded.body, hash=excluded.hash", (key, receipt_body, receipt_hash))
         self._write("UPDATE requests SET state=?, status=?, reason=?, reason_detail=?, result=?, model_used=?, "
                     "receipt_hash=?, signature=NULL, updated_at=? WHERE key=?",
                     (State.ANSWERED, status, reason, detail, result, model_used, receipt_hash, time.time(), key))
+        return True
 
-    def store_signature(self, key: str, signature: bytes) -> None:
-        self._write("UPDATE requests SET state=?, signature=?, updated_at=? WHERE key=?",
-                    (State.SIGNED, signature, time.time(), key))
+    def store_signature(self, key: str, signature: bytes) -> bool:
+        """answered -> signed; False if the request moved meanwhile."""
+        return self._write("UPDATE requests SET state=?, signature=?, updated_at=? WHERE key=? AND state=?",
+                           (State.SIGNED, signature, time.time(), key, State.ANSWERED)).rowcount == 1
+
+    def rollback_request_in_block(self, key: str, block_hash: bytes) -> bool:
+        """A log holding this request was removed by a reorg: roll it back if that was its block."""
+        return self._write("UPDATE requests SET state=?, updated_at=? WHERE key=? AND block_hash=? AND state NOT IN "
+                           "(?,?,?)", (State.ROLLED_BACK, time.time(), key, block_hash, State.FULFILLED,
+                                       State.EXPIRED, State.CANCELLED)).rowcount == 1
 
     def mark_submitted(self, keys: Sequence[str], tx_hash: bytes) -> None:
         now = time.time()

@@ -87,7 +87,8 @@ class RequestWatcher:
         assert self.subscription is not None
         async for raw in self.subscription.logs():
             if raw.get("removed"):
-                self.wake()  # a reorg: let the sweep find the common block and roll back
+                self._removed(raw)
+                self.wake()  # a reorg: let the sweep find the common block and roll back the rest
                 continue
             # No commit here: the pipeline reads through the same connection, and its first side
             # effect (a model call) commits first, this insert included.
@@ -107,6 +108,7 @@ class RequestWatcher:
         start = cursor + 1
         while start <= head:
             end = min(head, start + self.range - 1)
+            before = await self.rpc.header(end)
             try:
                 logs = await self.rpc.get_logs(self.chain.oracle, TOPICS, start, end)
             except RpcError as exc:
@@ -117,8 +119,8 @@ class RequestWatcher:
                          exc.message, self.range)
                 continue
             header = await self.rpc.header(end)
-            if header is None:
-                return  # the node lost the block (reorg in progress): next sweep
+            if header is None or before is None or header.hash != before.hash:
+                return  # the chain moved under this range (a reorg in progress): read it again next sweep
             self.clock.observe(header.timestamp)
             self.ingest(logs)
             self.store.set_cursor(self.chain.chain_id, self.chain.oracle, end, header.hash)
@@ -218,6 +220,16 @@ class RequestWatcher:
         if not inserted:
             self.store.reinclude_request(row)
         return 1 if inserted else 0
+
+    def _removed(self, raw: dict[str, Any]) -> None:
+        """A request's log was removed by a reorg: roll it back now, even above the sweep's cursor."""
+        try:
+            topics, _ = log_topics_and_data(raw)
+            if topics and topics[0] == REQUESTED_TOPIC and len(topics) > 1:
+                key = request_key(self.chain.chain_id, self.chain.oracle, topics[1])
+                self.store.rollback_request_in_block(key, bytes.fromhex(raw["blockHash"][2:]))
+        except (KeyError, TypeError, ValueError):
+            log.error("chain %s: malformed removed log: %r", self.chain.name, raw)
 
     def _settle(self, request_id: bytes, state: str, block_number: int) -> None:
         self.store.mark_settled(request_key(self.chain.chain_id, self.chain.oracle, request_id), state, block_number)
