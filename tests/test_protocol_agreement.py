@@ -93,3 +93,13 @@ def test_enum_drift_from_protocol_json_is_detected(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(protocol, "PROTOCOL", drifted)
     with pytest.raises(protocol.ProtocolMismatch, match="ReasonCode"):
         protocol._check_enums()
+
+
+def test_peeked_request_header_agrees_with_the_full_decode(stack: LocalStack) -> None:
+    from oracle.chain.events import peek_requested
+
+    _ask(stack, _int_params(stack))
+    log = stack.w3.eth.get_logs({"address": stack.contract("AIOracle").address, "fromBlock": "latest"})[0]
+    full, header = decode_requested(log), peek_requested(log)
+    assert (header.request_id, header.requester, header.nonce, header.fee, header.deadline, header.params_blob) == (
+        full.request_id, full.requester, full.nonce, full.fee, full.params.deadline, full.params_blob)

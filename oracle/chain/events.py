@@ -132,6 +132,33 @@ def decode_requested(log: Any) -> RequestedEvent:
     return RequestedEvent(topics[1], to_checksum_address(topics[2][12:]), nonce, fee, blob, decoded)
 
 
+@dataclass(frozen=True)
+class RequestedHeader:
+    """What storing a request needs, read without decoding its params (the pipeline decodes them once)."""
+
+    request_id: bytes
+    requester: str
+    nonce: int
+    fee: int
+    deadline: int
+    params_blob: bytes
+
+
+def peek_requested(log: Any) -> RequestedHeader:
+    topics, data = log_topics_and_data(log)
+    if len(topics) != 4 or topics[0] != REQUESTED_TOPIC:
+        raise EventDecodeError("not a Requested event")
+    if len(data) < 96 + 3 * 32 or int.from_bytes(data[64:96], "big") != 96:
+        raise EventDecodeError("Requested event does not decode: too short or params not at offset 96")
+    nonce, fee = int.from_bytes(data[:32], "big"), int.from_bytes(data[32:64], "big")
+    # params = (callback, callbackGasLimit, deadline, ...): the deadline is the head's third word
+    deadline = int.from_bytes(data[96 + 64:96 + 96], "big")
+    if nonce >= 2**64 or deadline >= 2**64:
+        raise EventDecodeError("Requested event does not decode: nonce or deadline out of range")
+    return RequestedHeader(topics[1], to_checksum_address(topics[2][12:]), nonce, fee, deadline,
+                           _ABI_OFFSET_WORD + data[96:])
+
+
 def decode_fulfilled(log: Any) -> FulfilledEvent:
     topics, data = log_topics_and_data(log)
     if len(topics) != 3 or topics[0] != FULFILLED_TOPIC:

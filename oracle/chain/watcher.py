@@ -25,8 +25,8 @@ from oracle.chain.events import (
     EventDecodeError,
     decode_cancelled,
     decode_fulfilled,
-    decode_requested,
     log_topics_and_data,
+    peek_requested,
 )
 from oracle.chain.rpc import ChainClient, LogSubscription, RpcError, RpcUnavailable
 from oracle.config import ChainSettings
@@ -205,7 +205,7 @@ class RequestWatcher:
         return new
 
     def _ingest_request(self, raw: dict[str, Any], block_number: int, block_hash: bytes, log_index: int) -> int:
-        event = decode_requested(raw)
+        event = peek_requested(raw)  # its params are decoded (and checked) once, by the pipeline
         chain_id, oracle = self.chain.chain_id, self.chain.oracle
         key = request_key(chain_id, oracle, event.request_id)
         # With a confirmation depth, the sweep promotes it once its block is deep enough.
@@ -213,7 +213,7 @@ class RequestWatcher:
         row = StoredRequest(
             key=key, chain_id=chain_id, oracle=oracle, request_id=event.request_id, block_number=block_number,
             block_hash=block_hash, log_index=log_index, requester=event.requester, nonce=event.nonce, fee=event.fee,
-            params=event.params_blob, deadline=event.params.deadline, state=state, reason=0, reason_detail="",
+            params=event.params_blob, deadline=event.deadline, state=state, reason=0, reason_detail="",
             status=0, result=None, model_used=None, receipt_hash=None, signature=None, fulfill_tx=None,
         )
         inserted = self.store.insert_request(row)
