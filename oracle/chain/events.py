@@ -114,22 +114,12 @@ class CancelledEvent:
 
 
 def decode_requested(log: Any) -> RequestedEvent:
-    topics, data = log_topics_and_data(log)
-    if len(topics) != 4 or topics[0] != REQUESTED_TOPIC:
-        raise EventDecodeError("not a Requested event")
+    header = peek_requested(log)
     try:
-        nonce, fee = decode(["uint64", "uint256"], data[:64])
-        offset = int.from_bytes(data[64:96], "big")
-    except Exception as exc:
-        raise EventDecodeError(f"Requested event does not decode: {exc}") from exc
-    if offset != 96 or len(data) < 96:
-        raise EventDecodeError(f"Requested event does not decode: params at offset {offset}, not 96")
-    blob = _ABI_OFFSET_WORD + data[96:]
-    try:
-        decoded = decode_params(blob)
+        decoded = decode_params(header.params_blob)
     except EventDecodeError as exc:
         raise EventDecodeError(f"Requested event does not decode: {exc}") from exc
-    return RequestedEvent(topics[1], to_checksum_address(topics[2][12:]), nonce, fee, blob, decoded)
+    return RequestedEvent(header.request_id, header.requester, header.nonce, header.fee, header.params_blob, decoded)
 
 
 @dataclass(frozen=True)
