@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 from eth_account import Account
 
-from bench.report import write
+from bench.report import finish
 from oracle.chain.events import FULFILLED_TOPIC, REQUESTED_TOPIC, decode_fulfilled, decode_requested
 from oracle.devnet import LocalStack
 from oracle.devnet.anvil import free_port
@@ -277,12 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     limits = {"overhead_p50_ms": "max", "overhead_p99_ms": "max", "throughput_rps": "min", "rss_mb": "max"}
     missed = [k for k, kind in limits.items()
               if (figures[k] > TARGETS[k] if kind == "max" else figures[k] < TARGETS[k])]
-    path = write("daemon", figures, {k: f"{'<=' if v == 'max' else '>='} {TARGETS[k]}" for k, v in limits.items()},
-                 missed)
-    for key, value in figures.items():
-        print(f"{key:<28} {value:>10}{'  MISSED' if key in missed else ''}")
-    print(f"wrote {path}")
-    return 1 if missed else 0
+    return finish("daemon", figures, {k: f"{'<=' if v == 'max' else '>='} {TARGETS[k]}" for k, v in limits.items()},
+                  missed)
 
 
 if __name__ == "__main__":

@@ -38,3 +38,13 @@ def write(name: str, figures: dict[str, Any], targets: dict[str, Any], missed: l
     }
     path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def finish(name: str, figures: dict[str, Any], targets: dict[str, Any], missed: list[str]) -> int:
+    """Write the results, print each figure (marking misses), and return the exit code."""
+    path = write(name, figures, targets, missed)
+    for key, value in figures.items():
+        target = f"  (target {targets[key]})" if key in targets else ""
+        print(f"{key:<36} {value:>10}{target}{'  MISSED' if key in missed else ''}")
+    print(f"wrote {path}")
+    return 1 if missed else 0

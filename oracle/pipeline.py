@@ -143,10 +143,12 @@ class Pipeline:
                 return  # the request moved while it was being answered (reorg, settled on-chain)
             self.stats.answered += 1
             state = State.ANSWERED
+        response: Response | None = None
         if state == State.ANSWERED:
             fresh = self.store.get_request(r.key)
             assert fresh is not None
-            if not self._sign(fresh, decoded):  # committed before the TxManager sends anything
+            response = self._sign(fresh, decoded)  # committed before the TxManager sends anything
+            if response is None:
                 return
             state = State.SIGNED
         if state == State.SIGNED:
@@ -159,8 +161,8 @@ class Pipeline:
                 self.store.set_state(r.key, State.EXPIRED, detail="deadline passed before it could be sent")
                 await self.store.commit()
                 return
-            self.txm.submit(ReadyResponse(fresh.key, self._response(fresh, decoded), _commitment(fresh, decoded),
-                                          fresh.signature, fresh.deadline))
+            self.txm.submit(ReadyResponse(fresh.key, response or self._response(fresh, decoded),
+                                          _commitment(fresh, decoded), fresh.signature, fresh.deadline))
 
     def _refuse(self, r: StoredRequest, reason: ReasonCode, detail: str) -> str:
         if not self.store.set_state(r.key, State.REFUSED, reason=int(reason), detail=detail,
@@ -253,9 +255,12 @@ class Pipeline:
         return Response(r.request_id, _commitment(r, d).hash(), Status(r.status), ReasonCode(r.reason),
                         r.result or b"", r.model_used, r.receipt_hash)
 
-    def _sign(self, r: StoredRequest, d: DecodedParams) -> bool:
-        """answered -> signed. The signature is stored before anything is sent."""
-        return self.store.store_signature(r.key, self.signer.sign_response(self._response(r, d)))
+    def _sign(self, r: StoredRequest, d: DecodedParams) -> Response | None:
+        """answered -> signed; the signed response, or None if the request moved meanwhile."""
+        response = self._response(r, d)
+        if not self.store.store_signature(r.key, self.signer.sign_response(response)):
+            return None
+        return response
 
 
 def _commitment(r: StoredRequest, d: DecodedParams) -> Commitment:

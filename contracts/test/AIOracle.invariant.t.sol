@@ -2,6 +2,7 @@
 pragma solidity ^0.8.26;
 
 import {Test} from "./utils/Test.sol";
+import {Digests} from "./utils/Digests.sol";
 import {OracleFixture} from "./utils/OracleFixture.sol";
 import {RevertingConsumer, GasBurningConsumer, HugeReturnConsumer, ReentrantConsumer} from "./utils/Consumers.sol";
 import {IAIOracleConsumer} from "../src/interfaces/IAIOracleConsumer.sol";
@@ -104,22 +105,7 @@ contract OracleHandler is Test {
     }
 
     function _sign(Response memory r, uint256 chainId, address verifying) private view returns (bytes memory) {
-        bytes32 domain = keccak256(
-            abi.encode(
-                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
-                keccak256("AIOracle"),
-                keccak256("1"),
-                chainId,
-                verifying
-            )
-        );
-        bytes32 structHash = keccak256(
-            abi.encode(
-                OracleTypes.RESPONSE_TYPEHASH, r.requestId, r.commitment, r.status, r.reasonCode,
-                keccak256(r.result), r.modelUsed, r.receiptHash
-            )
-        );
-        (uint8 v, bytes32 rr, bytes32 s) = vm.sign(signerKey, keccak256(abi.encodePacked("\x19\x01", domain, structHash)));
+        (uint8 v, bytes32 rr, bytes32 s) = vm.sign(signerKey, Digests.response(r, chainId, verifying));
         return abi.encodePacked(rr, s, v);
     }
 

@@ -341,13 +341,16 @@ class TxManager:
                 self._mined(tx, receipt, [t for t in txs if t.tx_hash != tx.tx_hash])
                 return
         newest = max(txs, key=lambda t: t.sent_at)
+        age = time.time() - newest.sent_at
+        if age < 1.0:
+            return  # just sent: no receipt yet is normal, and asking the node again costs a round trip
         if not await self.rpc.transaction_known(newest.tx_hash):
             # dropped from the node (a reorg took its block, or the node restarted): the same bytes again
             log.warning("chain %s: node lost tx 0x%s (nonce %d); re-broadcasting", self.chain.name,
                         newest.tx_hash.hex(), nonce)
             await self._broadcast(newest.raw, newest.tx_hash)
             return
-        if time.time() - newest.sent_at < self.chain.gas.replace_after:
+        if age < self.chain.gas.replace_after:
             return
         chain_nonce = await self.rpc.nonce(self.sender, "latest")
         if chain_nonce > nonce:

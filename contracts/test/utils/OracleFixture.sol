@@ -2,6 +2,7 @@
 pragma solidity ^0.8.26;
 
 import {Test} from "./Test.sol";
+import {Digests} from "./Digests.sol";
 import {NoopConsumer, RecordingConsumer} from "./Consumers.sol";
 import {AIOracle} from "../../src/AIOracle.sol";
 import {
@@ -153,28 +154,7 @@ abstract contract OracleFixture is Test {
         pure
         returns (bytes32)
     {
-        bytes32 domain = keccak256(
-            abi.encode(
-                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
-                keccak256("AIOracle"),
-                keccak256("1"),
-                chainId,
-                verifyingContract
-            )
-        );
-        bytes32 structHash = keccak256(
-            abi.encode(
-                OracleTypes.RESPONSE_TYPEHASH,
-                r.requestId,
-                r.commitment,
-                r.status,
-                r.reasonCode,
-                keccak256(r.result),
-                r.modelUsed,
-                r.receiptHash
-            )
-        );
-        return keccak256(abi.encodePacked("\x19\x01", domain, structHash));
+        return Digests.response(r, chainId, verifyingContract);
     }
 
     function signOffchain(uint256 key, OffchainResult memory r) internal view returns (bytes memory) {
