@@ -126,18 +126,36 @@ class ChainSettings(_Strict):
         return value
 
 
+Capability = Literal["json_schema", "seed", "tools"]
+DataPolicy = Literal["retained", "no_training", "zero_retention"]
+DATA_POLICY_RANK: dict[str, int] = {"retained": 0, "no_training": 1, "zero_retention": 2}
+
+
 class ModelDeployment(_Strict):
-    """One OpenAI-compatible endpoint serving one exact model version."""
+    """One endpoint serving one exact model version, with what it costs and what it can do.
+
+    Prices are integers in micro-USD: per million tokens, plus `call_price` per call for providers
+    that charge per call (over x402). They are configured, never fetched: a receipt's catalog version
+    pins exactly what the router knew.
+    """
 
     id: str = Field(min_length=1, description="deployment id, unique")
-    api: Literal["openai"] = "openai"
+    provider: str = Field(min_length=1, description="who serves it; ensemble members use different providers")
+    api: Literal["openai", "anthropic", "gemini"] = Field(description="wire format")
     base_url: str
     model: str = Field(min_length=1, description="exact versioned model id, as requests name it")
+    payer: Literal["api_key", "none"] = Field(description="api_key: a key from api_key_env; none: a local server")
     api_key_env: str | None = None
     input_price: int = Field(0, ge=0, description="micro-USD per million input tokens")
+    cached_input_price: int | None = Field(None, ge=0, description="micro-USD per million cached input tokens")
     output_price: int = Field(0, ge=0, description="micro-USD per million output tokens")
-    context_window: int = Field(128_000, gt=0)
-    max_output: int = Field(16_384, gt=0)
+    call_price: int = Field(0, ge=0, description="micro-USD per call")
+    context_window: int = Field(gt=0, description="tokens, prompt and answer together")
+    max_output: int = Field(gt=0, description="most answer tokens")
+    capabilities: tuple[Capability, ...] = ()
+    data_policy: DataPolicy = "retained"
+    quality: int = Field(1, ge=1, le=10, description="quality tier for `best`: higher is better")
+    expected_latency_ms: int | None = Field(None, gt=0, description="p90 latency assumed until measured")
     timeout: float = Field(60.0, gt=0, description="seconds per attempt")
 
     @field_validator("base_url")
@@ -150,15 +168,46 @@ class ModelDeployment(_Strict):
     @field_validator("model")
     @classmethod
     def _versioned(cls, value: str) -> str:
-        if value.endswith("latest"):
+        if value.endswith("latest") or value in ("auto", "default"):
             raise ValueError(f"use an exact versioned model id, not an alias: {value!r}")
         return value
+
+    @field_validator("capabilities")
+    @classmethod
+    def _sorted(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted(set(value)))
+
+    @model_validator(mode="after")
+    def _key(self) -> ModelDeployment:
+        if self.payer == "api_key" and not self.api_key_env:
+            raise ValueError("payer 'api_key' needs api_key_env, the environment variable holding the key")
+        if self.payer != "api_key" and self.api_key_env:
+            raise ValueError(f"api_key_env is only read when payer is 'api_key' (payer is {self.payer!r})")
+        if self.max_output > self.context_window:
+            raise ValueError("max_output is larger than context_window")
+        return self
+
+    def check_key(self) -> None:
+        """At start-up: the key this deployment pays with is present (its value is never shown)."""
+        if self.payer == "api_key" and not os.environ.get(self.api_key_env or ""):
+            raise ConfigError(f"models[id={self.id}].api_key_env: environment variable {self.api_key_env} "
+                              "is not set")
 
 
 class PipelineSettings(_Strict):
     concurrency: int = Field(64, ge=1, le=10_000, description="requests answered at once")
     deadline_margin: float = Field(10.0, ge=0, description="seconds kept for submitting before a deadline")
-    max_attempts: int = Field(3, ge=1, le=10, description="model calls per request, retries included")
+
+
+class RouterSettings(_Strict):
+    attempt_budget: int = Field(4, ge=1, le=20, description="deployment attempts per request (per ensemble member)")
+    retries: int = Field(1, ge=0, le=5, description="extra calls to one deployment on 408/429/5xx/timeouts")
+    backoff: float = Field(0.25, ge=0, description="seconds before the first retry; doubles after each")
+    backoff_max: float = Field(8.0, ge=0, description="longest wait before a retry, Retry-After included")
+    breaker_failures: int = Field(5, ge=1, description="consecutive failed calls that open a deployment's breaker")
+    breaker_cooldown: float = Field(30.0, gt=0, description="seconds an open breaker waits before one probe")
+    breaker_cooldown_max: float = Field(600.0, gt=0, description="longest cooldown after failed probes")
+    health_window: int = Field(200, ge=10, le=100_000, description="latest calls that health figures cover")
 
 
 class StoreSettings(_Strict):
@@ -176,6 +225,7 @@ class Config(_Strict):
     chains: list[ChainSettings] = Field(min_length=1)
     models: list[ModelDeployment] = Field(min_length=1)
     pipeline: PipelineSettings = PipelineSettings()
+    router: RouterSettings = RouterSettings()
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
@@ -190,18 +240,32 @@ class Config(_Strict):
         return self
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
+def _location(loc: tuple[int | str, ...], data: dict[str, Any] | None = None) -> str:
+    """`models[2] (gpt-eu).api`: the path to a setting, with the id of the list entry it is in."""
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if i == 1 and isinstance(part, int) and data is not None:
+            out += _entry_name(data, loc)
     return out or "config"
+
+
+def _entry_name(data: dict[str, Any], loc: tuple[int | str, ...]) -> str:
+    """` (id 'x')` after a list entry that has an id, so an operator finds it without counting."""
+    if len(loc) >= 2 and isinstance(loc[1], int) and isinstance(data.get(str(loc[0])), list):
+        entries = data[str(loc[0])]
+        if loc[1] < len(entries) and isinstance(entries[loc[1]], dict):
+            name = entries[loc[1]].get("id", entries[loc[1]].get("name"))
+            if isinstance(name, str):
+                return f" ({name})"
+    return ""
 
 
 def parse_config(data: dict[str, Any]) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems = [f"{_location(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+        problems = [f"{_location(e['loc'], data)}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
         raise ConfigError("bad config:\n  " + "\n  ".join(problems)) from None
 
 

@@ -23,7 +23,7 @@ from oracle.chain.txmanager import TxManager
 from oracle.chain.watcher import TOPICS, RequestWatcher
 from oracle.config import ChainSettings, Config, ConfigError
 from oracle.pipeline import Pipeline
-from oracle.router import OrderedRouter
+from oracle.router import Catalog, ModelRouter
 from oracle.store import Store
 
 log = logging.getLogger(__name__)
@@ -48,16 +48,19 @@ class Daemon:
     async def run(self, stop: asyncio.Event) -> None:
         config = self.config
         key = config.signer.load()
+        catalog = Catalog(config.models)
+        catalog.check_keys()
         store = Store.open(config.store.path)
         scheduler = AsyncIOScheduler()
         try:
             connector = aiohttp.TCPConnector(limit=256, limit_per_host=128)
             async with aiohttp.ClientSession(connector=connector) as session:
-                router = OrderedRouter(config.models, session, store, config.pipeline)
+                router = ModelRouter(catalog, session, store, config.router)
                 for chain in config.chains:
                     self.chains.append(await self._build(chain, session, store, router, key))
                 for rt in self.chains:
                     scheduler.add_job(_log_stats, "interval", seconds=30, args=[rt, store])
+                scheduler.add_job(_log_health, "interval", seconds=60, args=[router])
                 scheduler.start()
                 async with asyncio.TaskGroup() as tasks:
                     workers = []
@@ -78,7 +81,7 @@ class Daemon:
             log.info("stopped")
 
     async def _build(self, chain: ChainSettings, session: aiohttp.ClientSession, store: Store,
-                     router: OrderedRouter, key: bytes) -> ChainRuntime:
+                     router: ModelRouter, key: bytes) -> ChainRuntime:
         rpc = ChainClient(session, chain.rpc_url)
         actual = await rpc.chain_id()
         if actual != chain.chain_id:
@@ -111,3 +114,8 @@ def _log_stats(rt: ChainRuntime, store: Store) -> None:
     log.info("chain %s: head %d, requests %s, txs sent %d confirmed %d%s", rt.settings.name, rt.watcher.head,
              counts, rt.txm.sent, rt.txm.confirmed,
              f", PAUSED: {rt.txm.paused_reason}" if rt.txm.paused_reason else "")
+
+
+def _log_health(router: ModelRouter) -> None:
+    for deployment, figures in router.health.report().items():
+        log.info("deployment %s: %s", deployment, " ".join(f"{k}={v}" for k, v in figures.items()))

@@ -192,9 +192,7 @@ class Pipeline:
         if r.deadline - self.clock() < self.settings.deadline_margin:
             return self._refuse(r, ReasonCode.DEADLINE_TOO_SHORT,
                                 f"less than {self.settings.deadline_margin:.0f} s left to answer and submit")
-        fee_micro_usd = r.fee * self.chain.native_price_micro_usd // 10**18
-        gas_wei = (self.chain.gas.fulfill_gas_overhead + p.callback_gas_limit) * self.gas_price()
-        gas_micro_usd = -(-gas_wei * self.chain.native_price_micro_usd // 10**18)
+        fee_micro_usd, gas_micro_usd = self._fee_and_gas(r, d)
         model_micro_usd = self.router.estimate_cost(p) or 0
         if fee_micro_usd < gas_micro_usd + model_micro_usd:
             return self._refuse(r, ReasonCode.FEE_TOO_LOW,
@@ -213,12 +211,13 @@ class Pipeline:
                             {"refused": fresh.reason_detail})
         else:
             budget = r.deadline - self.settings.deadline_margin - self.clock()
+            fee_micro_usd, gas_micro_usd = self._fee_and_gas(r, d)
             route = RouteRequest(r.key, r.request_id, r.requester, d.params, d.params.prompt.decode("utf-8"),
-                                 d.params_hash)
+                                 d.params_hash, max(0, fee_micro_usd - gas_micro_usd))
             try:
                 async with asyncio.timeout(max(budget, 0.001)):
-                    answer = await self.router.answer(route, r.deadline - self.settings.deadline_margin,
-                                                      self.store.attempts(r.key))
+                    # The router keeps local time; the deadline is on the chain's clock.
+                    answer = await self.router.answer(route, time.time() + budget, self.store.attempts(r.key))
             except TimeoutError:
                 answer = Answer(Status.FAILURE, ReasonCode.DEADLINE_TOO_SHORT, b"", (),
                                 "no answer before the deadline", {})
@@ -228,6 +227,12 @@ class Pipeline:
             model_used=model_used(answer.model_ids) if answer.model_ids else NO_MODEL,
             receipt_hash=receipt_hash(body), receipt_body=body, detail=answer.detail,
         )
+
+    def _fee_and_gas(self, r: StoredRequest, d: DecodedParams) -> tuple[int, int]:
+        """The escrowed fee and the gas of answering, both in micro-USD at the chain's configured price."""
+        fee_micro_usd = r.fee * self.chain.native_price_micro_usd // 10**18
+        gas_wei = (self.chain.gas.fulfill_gas_overhead + d.params.callback_gas_limit) * self.gas_price()
+        return fee_micro_usd, -(-gas_wei * self.chain.native_price_micro_usd // 10**18)
 
     def _receipt(self, r: StoredRequest, d: DecodedParams, answer: Answer) -> dict[str, Any]:
         p = d.params

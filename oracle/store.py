@@ -82,6 +82,8 @@ class Attempt:
     raw_sha256: str
     answer: str  # the JSON text the model gave, or ""
     error: str
+    kind: str = ""  # for outcome "error": transient | context_length | content_policy | unavailable | fatal
+    http_status: int = 0
 
 
 @dataclass
@@ -140,7 +142,16 @@ def _m1_core(db: sqlite_utils.Database) -> None:
     db.table("gas_spend").create({"chain_id": int, "day": str, "wei": str}, pk=("chain_id", "day"))
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1_core,)
+def _m2_router(db: sqlite_utils.Database) -> None:
+    """The model router: each attempt's error class and HTTP status (a resumed request decides on them
+    as the first run did), the decision each request was routed by, and every catalog a decision named."""
+    db.table("attempts").add_column("kind", str, not_null_default="")
+    db.table("attempts").add_column("http_status", int, not_null_default=0)
+    db.table("route_decisions").create({"request_key": str, "catalog_version": str, "body": str}, pk="request_key")
+    db.table("catalogs").create({"version": str, "body": str, "first_seen": float}, pk="version")
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1_core, _m2_router)
 
 
 # ---------------------------------------------------------------- the store
@@ -268,6 +279,7 @@ class Store:
             return  # the same log seen again
         if (bytes(row["params"]), row["fee"], row["requester"]) != (r.params, str(r.fee), r.requester):
             self._write("DELETE FROM attempts WHERE request_key=?", (r.key,))
+            self._write("DELETE FROM route_decisions WHERE request_key=?", (r.key,))
         self._write(
             "UPDATE requests SET block_number=?, block_hash=?, log_index=?, requester=?, nonce=?, fee=?, params=?, "
             "deadline=?, state=?, reason=0, reason_detail='', status=0, result=NULL, model_used=NULL, "
@@ -401,15 +413,33 @@ class Store:
             self._write("INSERT INTO raw_responses (sha256, body) VALUES (?,?) ON CONFLICT DO NOTHING",
                         (a.raw_sha256, raw_body))
         self._write("UPDATE attempts SET state=?, outcome=?, latency_ms=?, usage=?, cost=?, raw_sha256=?, answer=?, "
-                    "error=? WHERE request_key=? AND attempt_id=?",
+                    "error=?, kind=?, http_status=? WHERE request_key=? AND attempt_id=?",
                     ("done", a.outcome, a.latency_ms, json.dumps(a.usage, sort_keys=True), a.cost, a.raw_sha256,
-                     a.answer, a.error, a.request_key, a.attempt_id))
+                     a.answer, a.error, a.kind, a.http_status, a.request_key, a.attempt_id))
 
     def attempts(self, request_key: str) -> list[Attempt]:
         rows = self._all("SELECT * FROM attempts WHERE request_key=? ORDER BY attempt_id", (request_key,))
         return [Attempt(r["request_key"], r["attempt_id"], r["deployment"], r["state"], r["outcome"],
                         r["latency_ms"], json.loads(r["usage"]), r["cost"], r["raw_sha256"], r["answer"],
-                        r["error"]) for r in rows]
+                        r["error"], r["kind"], r["http_status"]) for r in rows]
+
+    def save_route_decision(self, request_key: str, catalog_version: str, body: str) -> None:
+        self._write("INSERT INTO route_decisions (request_key, catalog_version, body) VALUES (?,?,?) "
+                    "ON CONFLICT(request_key) DO UPDATE SET catalog_version=excluded.catalog_version, "
+                    "body=excluded.body", (request_key, catalog_version, body))
+
+    def route_decision(self, request_key: str) -> tuple[str, str] | None:
+        """(catalog version, decision record JSON) a request was routed by, if it was."""
+        row = self._one("SELECT catalog_version, body FROM route_decisions WHERE request_key=?", (request_key,))
+        return (row["catalog_version"], row["body"]) if row is not None else None
+
+    def save_catalog(self, version: str, body: str) -> None:
+        self._write("INSERT INTO catalogs (version, body, first_seen) VALUES (?,?,?) ON CONFLICT DO NOTHING",
+                    (version, body, time.time()))
+
+    def catalog(self, version: str) -> str | None:
+        row = self._one("SELECT body FROM catalogs WHERE version=?", (version,))
+        return str(row["body"]) if row is not None else None
 
     def raw_response(self, sha256: str) -> bytes | None:
         row = self._one("SELECT body FROM raw_responses WHERE sha256=?", (sha256,))

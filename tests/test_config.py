@@ -19,7 +19,8 @@ def _base() -> dict[str, Any]:
         "signer": {"key_env": "K"},
         "chains": [{"name": "c", "chain_id": 1, "rpc_url": "http://x", "oracle": "0x" + "11" * 20,
                     "native_price_micro_usd": 1}],
-        "models": [{"id": "m", "base_url": "http://m/v1", "model": "m-2024-01-01"}],
+        "models": [{"id": "m", "provider": "p", "api": "openai", "base_url": "http://m/v1", "model": "m-2024-01-01",
+                    "payer": "none", "context_window": 8192, "max_output": 1024}],
     }
 
 
@@ -32,12 +33,23 @@ def test_example_config_parses() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda c: c["chains"][0].update(oracle="0x12"), "chains[0].oracle: not an address: '0x12'"),
-        (lambda c: c["chains"][0].update(rpc_url="ftp://x"), "chains[0].rpc_url: rpc_url must be http(s)://"),
-        (lambda c: c["chains"][0].update(confirmations=-1), "chains[0].confirmations"),
-        (lambda c: c["chains"][0].update(colour="blue"), "chains[0].colour: Extra inputs are not permitted"),
-        (lambda c: c["models"][0].update(model="gpt-4o-latest"), "models[0].model: use an exact versioned"),
-        (lambda c: c["models"][0].update(input_price=-1), "models[0].input_price"),
+        (lambda c: c["chains"][0].update(oracle="0x12"), "chains[0] (c).oracle: not an address: '0x12'"),
+        (lambda c: c["chains"][0].update(rpc_url="ftp://x"), "chains[0] (c).rpc_url: rpc_url must be http(s)://"),
+        (lambda c: c["chains"][0].update(confirmations=-1), "chains[0] (c).confirmations"),
+        (lambda c: c["chains"][0].update(colour="blue"), "chains[0] (c).colour: Extra inputs are not permitted"),
+        # The catalog: each bad entry is named by index and id, with the field.
+        (lambda c: c["models"][0].update(model="gpt-4o-latest"), "models[0] (m).model: use an exact versioned"),
+        (lambda c: c["models"][0].update(model="auto"), "models[0] (m).model: use an exact versioned"),
+        (lambda c: c["models"][0].update(input_price=-1), "models[0] (m).input_price: Input should be greater"),
+        (lambda c: c["models"][0].update(call_price=-5), "models[0] (m).call_price"),
+        (lambda c: c["models"][0].update(api="cohere"), "models[0] (m).api: Input should be 'openai', 'anthropic'"),
+        (lambda c: c["models"][0].update(capabilities=["vision"]), "models[0] (m).capabilities[0]"),
+        (lambda c: c["models"][0].update(data_policy="maybe"), "models[0] (m).data_policy"),
+        (lambda c: c["models"][0].pop("provider"), "models[0] (m).provider: Field required"),
+        (lambda c: c["models"][0].pop("context_window"), "models[0] (m).context_window: Field required"),
+        (lambda c: c["models"][0].update(payer="api_key"), "models[0] (m): payer 'api_key' needs api_key_env"),
+        (lambda c: c["models"][0].update(api_key_env="K"), "api_key_env is only read when payer is 'api_key'"),
+        (lambda c: c["models"][0].update(max_output=10**6), "max_output is larger than context_window"),
         (lambda c: c["models"].append(dict(c["models"][0])), "models[].id: duplicate 'm'"),
         (lambda c: c.update(signer={}), "signer: give exactly one of key_env or keystore"),
         (lambda c: c.update(chains=[]), "chains: List should have at least 1 item"),
@@ -69,3 +81,17 @@ def test_keystore_with_password_file(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("wrong")
     with pytest.raises(ConfigError, match="wrong password"):
         KeySource(keystore=tmp_path / "ks.json", password_file=tmp_path / "pw").load()
+
+
+def test_a_deployment_whose_key_is_not_set_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oracle.router import Catalog
+
+    config = _base()
+    config["models"][0].update(payer="api_key", api_key_env="ORACLE_TEST_MISSING_KEY")
+    catalog = Catalog(parse_config(config).models)
+    monkeypatch.delenv("ORACLE_TEST_MISSING_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"models\[id=m\]\.api_key_env: environment variable "
+                                          r"ORACLE_TEST_MISSING_KEY is not set"):
+        catalog.check_keys()
+    monkeypatch.setenv("ORACLE_TEST_MISSING_KEY", "sk-secret-value")
+    catalog.check_keys()

@@ -9,7 +9,7 @@ import pytest
 
 from oracle.protocol import ResultSpec, ResultType
 from oracle.results import ResultError, answer_to_result, json_schema
-from oracle.router.openai import _parse
+from oracle.router.adapters.openai import parse_chat as _parse
 
 
 def _reply(message: object, finish: object = "stop") -> bytes:

@@ -40,8 +40,10 @@ def dev_config(stack: LocalStack, model_base_url: str, store_path: Path, *, rpc_
         "signer": {"key_env": SIGNER_ENV},
         "chains": [chain],
         # A small local model: its 4,096-token window is smaller than the largest prompt the chain allows.
-        "models": [{"id": "local", "base_url": model_base_url, "model": DEV_MODEL, "input_price": 150_000,
-                    "output_price": 600_000, "context_window": 4_096, "max_output": 1_024, "timeout": 10.0}],
+        "models": [{"id": "local", "provider": "local", "api": "openai", "base_url": model_base_url,
+                    "model": DEV_MODEL, "payer": "none", "input_price": 150_000, "output_price": 600_000,
+                    "context_window": 4_096, "max_output": 1_024, "capabilities": ["json_schema", "seed"],
+                    "timeout": 10.0}],
         "pipeline": {"concurrency": 64, "deadline_margin": 5.0},
     }
 

@@ -1,10 +1,19 @@
-"""A local model server speaking the OpenAI chat-completions wire format, for tests and `oracle dev`.
+"""A local model server speaking three providers' wire formats, for tests, benchmarks and `oracle dev`.
 
-It answers `POST /v1/chat/completions` with JSON that follows the request's `response_format` JSON
-schema, chosen deterministically from the prompt, and keeps books the tests read: calls and answers
-per `X-Oracle-Request`, replaying (not re-answering) a repeated `Idempotency-Key`. Knobs add latency,
-errors (HTTP 500 / 429 with Retry-After / HTTP-200 error bodies) and malformed answers; a prompt that
-contains `[[malformed]]` or `[[refuse]]` always gets that treatment.
+    POST /v1/chat/completions                      OpenAI chat completions   (base_url: `openai_url`)
+    POST /v1/messages                              Anthropic Messages        (base_url: `root_url`)
+    POST /v1beta/models/{model}:generateContent    Google Gemini             (base_url: `root_url`)
+
+It answers with JSON that follows the request's JSON schema, chosen deterministically from the
+prompt, and keeps books the tests read: calls and answers per `X-Oracle-Request`, replaying (not
+re-answering) a repeated `Idempotency-Key`. Each reply follows the provider's documented shape,
+for success and for every failure below.
+
+Failures come from knobs (a seeded schedule: share of calls failing, and how) or from a marker in
+the prompt, which always gets that treatment: `[[refuse]]`, `[[malformed]]`, `[[truncate]]`,
+`[[filter]]`, `[[context]]` (context-length error), `[[policy]]` (content-policy error), `[[500]]`,
+`[[429]]`, `[[200error]]` (an error inside HTTP 200), `[[402]]` (out of credits), `[[401]]`,
+`[[400]]`, `[[timeout]]`.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import asyncio
 import hashlib
 import json
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -23,6 +33,9 @@ from aiohttp import web
 
 from oracle.devnet.loopback import LoopbackServer
 
+FAULTS = ("500", "429", "timeout")
+_MARKER = re.compile(r"\[\[(refuse|malformed|truncate|filter|context|policy|500|429|200error|402|401|400|timeout)]]")
+
 
 @dataclass
 class Knobs:
@@ -30,6 +43,10 @@ class Knobs:
     error_rate: float = 0.0  # share of calls answered with HTTP 500
     rate_limit_rate: float = 0.0  # share answered with 429 and Retry-After
     malformed_rate: float = 0.0  # share whose content is not valid for the schema
+    fail_rate: float = 0.0  # share failing with one of `fail_kinds`, drawn from the seeded schedule
+    fail_kinds: tuple[str, ...] = FAULTS
+    timeout_sleep: float = 5.0  # how long a "timeout" call hangs before answering
+    retry_after: str = "0.05"
     seed: int = 7
 
 
@@ -39,6 +56,10 @@ class Books:
     answered: Counter[str] = field(default_factory=Counter)  # per request key, distinct answered attempts
     answers: dict[str, Any] = field(default_factory=dict)  # per request key, the last value answered
     requests: list[dict[str, Any]] = field(default_factory=list)  # bodies received, newest last
+    headers: list[dict[str, str]] = field(default_factory=list)  # their headers
+    paths: list[str] = field(default_factory=list)
+    faults: Counter[str] = field(default_factory=Counter)  # scheduled failures served, by kind
+    total: int = 0  # every call, whatever its key
 
 
 def _seed_of(text: str) -> int:
@@ -74,91 +95,219 @@ def value_for(schema: dict[str, Any], seed: int) -> Any:
     return {"answer": seed % 1000, "ok": True}  # any JSON
 
 
+@dataclass
+class _Asked:
+    """A request, whatever its wire format."""
+
+    api: str
+    model: str
+    user: str
+    schema: dict[str, Any] | None
+
+
 class ModelServer(LoopbackServer):
     """Run with `start()` (a thread with its own loop) or `await serve()` in a running loop."""
 
-    def __init__(self, knobs: Knobs | None = None, model_ids: tuple[str, ...] = ()) -> None:
+    def __init__(self, knobs: Knobs | None = None, model_ids: tuple[str, ...] = (),
+                 answer_seed: int | None = None) -> None:
         super().__init__()
         self.knobs = knobs or Knobs()
         self.books = Books()
         self.model_ids = model_ids
-        self._idempotent: dict[str, tuple[int, bytes]] = {}
+        self.answer_seed = answer_seed  # None: answers depend on the prompt only; else on this too
+        self._idempotent: dict[str, tuple[int, bytes, dict[str, str]]] = {}
         self._lock = threading.Lock()
         self._random = random.Random(self.knobs.seed)
 
     @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        """The OpenAI-compatible base URL."""
+        return f"{self.root_url}/v1"
 
     def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._completions)
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._openai)
+        app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_post("/v1beta/models/{call}", self._gemini)
         return app
 
-    # ------------------------------------------------------------ the endpoint
+    # ------------------------------------------------------------ the three endpoints
 
-    async def _completions(self, request: web.Request) -> web.Response:
+    async def _openai(self, request: web.Request) -> web.Response:
+        def parse(doc: dict[str, Any]) -> _Asked:
+            fmt = doc.get("response_format")
+            schema = fmt["json_schema"]["schema"] if isinstance(fmt, dict) else None
+            user = next(m["content"] for m in doc["messages"] if m.get("role") == "user")
+            return _Asked("openai", doc["model"], user, schema)
+
+        return await self._serve(request, parse)
+
+    async def _anthropic(self, request: web.Request) -> web.Response:
+        def parse(doc: dict[str, Any]) -> _Asked:
+            if request.headers.get("anthropic-version") is None or not isinstance(doc.get("max_tokens"), int):
+                raise KeyError("anthropic-version header and max_tokens are required")
+            fmt = doc.get("output_config", {}).get("format")
+            schema = fmt["schema"] if isinstance(fmt, dict) else None
+            user = next(m["content"] for m in doc["messages"] if m.get("role") == "user")
+            return _Asked("anthropic", doc["model"], user, schema)
+
+        return await self._serve(request, parse)
+
+    async def _gemini(self, request: web.Request) -> web.Response:
+        call = request.match_info["call"]
+        if not call.endswith(":generateContent"):
+            return _error("gemini", 404, "NOT_FOUND", "unknown method")
+
+        def parse(doc: dict[str, Any]) -> _Asked:
+            config = doc.get("generationConfig", {})
+            schema = config.get("responseJsonSchema")
+            user = doc["contents"][-1]["parts"][0]["text"]
+            return _Asked("gemini", call.removesuffix(":generateContent"), user, schema)
+
+        return await self._serve(request, parse)
+
+    # ------------------------------------------------------------ one call
+
+    async def _serve(self, request: web.Request, parse: Any) -> web.Response:
         key = request.headers.get("X-Oracle-Request", "")
         idem = request.headers.get("Idempotency-Key", "")
         with self._lock:
             self.books.calls[key] += 1
+            self.books.total += 1
             if idem and idem in self._idempotent:
-                status, body = self._idempotent[idem]
-                return web.Response(status=status, body=body, content_type="application/json")
+                status, body, headers = self._idempotent[idem]
+                return web.Response(status=status, body=body, headers=headers, content_type="application/json")
+        api = "gemini" if "generateContent" in request.path else ("anthropic" if "messages" in request.path
+                                                                  else "openai")
         try:
             doc = await request.json()
-            messages = doc["messages"]
-            schema = doc["response_format"]["json_schema"]["schema"]
-            model = doc["model"]
-        except (ValueError, KeyError, TypeError):
-            return _error(400, "invalid_request_error", "body must have model, messages and a json_schema "
-                                                        "response_format")
-        if self.model_ids and model not in self.model_ids:
-            return _error(404, "not_found_error", f"The model `{model}` does not exist")
-        user = next((m["content"] for m in messages if m.get("role") == "user"), "")
+            asked: _Asked = parse(doc)
+            if not isinstance(asked.user, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, IndexError, StopIteration, AttributeError):
+            return _error(api, 400, "invalid_request_error", "the request body is not what this API takes")
+        if self.model_ids and asked.model not in self.model_ids:
+            return _error(api, 404, "not_found_error", f"model {asked.model} does not exist")
         with self._lock:
             self.books.requests.append(doc)
+            self.books.headers.append(dict(request.headers))
+            self.books.paths.append(request.path)
             roll = self._random.random()
+            fault = self._random.choice(self.knobs.fail_kinds) if roll < self.knobs.fail_rate else None
+            if fault:
+                self.books.faults[fault] += 1
         if self.knobs.latency:
             await asyncio.sleep(self.knobs.latency)
-        if roll < self.knobs.error_rate:
-            return _error(500, "server_error", "The server had an error while processing your request")
-        if roll < self.knobs.error_rate + self.knobs.rate_limit_rate:
-            response = _error(429, "rate_limit_error", "Rate limit reached")
-            response.headers["Retry-After"] = "0.05"
-            return response
-        seed = _seed_of(user)
-        if "[[refuse]]" in user:
-            message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
-            finish = "stop"
-            value: Any = None
-        elif "[[malformed]]" in user or roll > 1 - self.knobs.malformed_rate:
-            message = {"role": "assistant", "content": '{"value": "not what the schema asked for"', "refusal": None}
-            finish = "stop"
-            value = None
+        marker = _MARKER.search(asked.user)
+        scenario = marker.group(1) if marker else fault
+        if scenario is None:
+            if roll < self.knobs.error_rate:
+                scenario = "500"
+            elif roll < self.knobs.error_rate + self.knobs.rate_limit_rate:
+                scenario = "429"
+            elif roll > 1 - self.knobs.malformed_rate:
+                scenario = "malformed"
+        if scenario == "timeout":
+            await asyncio.sleep(self.knobs.timeout_sleep)
+            scenario = "500"
+        failure = _failure(api, scenario, self.knobs.retry_after)
+        if failure is not None:
+            return failure
+        seed = _seed_of(asked.user if self.answer_seed is None else f"{self.answer_seed}:{asked.user}")
+        value: Any = None
+        if scenario in ("refuse", "filter", "malformed", "truncate"):
+            content = '{"value": "not what the schema asked for"'
         else:
-            value = value_for(schema["properties"]["value"], seed)
-            message = {"role": "assistant", "content": json.dumps({"value": value}), "refusal": None}
-            finish = "stop"
-        body = json.dumps({
-            "id": f"chatcmpl-{seed:x}", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-            "usage": {"prompt_tokens": len(user) // 4 + 20, "completion_tokens": 12,
-                      "total_tokens": len(user) // 4 + 32, "prompt_tokens_details": {"cached_tokens": 0},
-                      "completion_tokens_details": {"reasoning_tokens": 0}},
-        }).encode()
+            value = value_for((asked.schema or {}).get("properties", {}).get("value", {"type": "string"}), seed)
+            content = json.dumps({"value": value})
+        body = _render(api, asked.model, scenario, content, len(asked.user) // 4 + 20, seed)
         with self._lock:
             if idem:
-                self._idempotent[idem] = (200, body)
+                self._idempotent[idem] = (200, body, {})
             if value is not None:
                 self.books.answered[key] += 1
                 self.books.answers[key] = value
         return web.Response(status=200, body=body, content_type="application/json")
 
 
-def _error(status: int, kind: str, message: str) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": kind, "param": None, "code": None}},
-                             status=status)
+def _render(api: str, model: str, scenario: str | None, content: str, prompt_tokens: int, seed: int) -> bytes:
+    """A success body in the provider's shape; `scenario` picks refusal, filter or truncation."""
+    if api == "openai":
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+        finish = {"filter": "content_filter", "truncate": "length"}.get(scenario or "", "stop")
+        if scenario == "refuse":
+            message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+        return json.dumps({
+            "id": f"chatcmpl-{seed:x}", "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 12, "total_tokens": prompt_tokens + 12,
+                      "prompt_tokens_details": {"cached_tokens": 0},
+                      "completion_tokens_details": {"reasoning_tokens": 0}},
+        }).encode()
+    if api == "anthropic":
+        stop = {"filter": "refusal", "truncate": "max_tokens"}.get(scenario or "", "end_turn")
+        text = "I can't help with that." if scenario == "refuse" else content
+        return json.dumps({
+            "id": f"msg_{seed:x}", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": text}], "stop_reason": stop, "stop_sequence": None,
+            "usage": {"input_tokens": prompt_tokens, "output_tokens": 12, "cache_read_input_tokens": 0,
+                      "cache_creation_input_tokens": 0},
+        }).encode()
+    finish = {"filter": "SAFETY", "truncate": "MAX_TOKENS"}.get(scenario or "", "STOP")
+    text = "I can't help with that." if scenario == "refuse" else content
+    return json.dumps({
+        "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": finish,
+                        "index": 0}],
+        "usageMetadata": {"promptTokenCount": prompt_tokens, "candidatesTokenCount": 12,
+                          "totalTokenCount": prompt_tokens + 12},
+        "modelVersion": model, "responseId": f"{seed:x}",
+    }).encode()
+
+
+# Each failure scenario: (HTTP status, OpenAI type/code, Anthropic type, Gemini status, message).
+_FAILURES: dict[str, tuple[int, str, str, str, str]] = {
+    "500": (500, "server_error", "api_error", "INTERNAL", "The server had an error while processing your request"),
+    "429": (429, "rate_limit_exceeded", "rate_limit_error", "RESOURCE_EXHAUSTED", "Rate limit reached"),
+    "402": (402, "insufficient_quota", "billing_error", "FAILED_PRECONDITION", "You exceeded your current quota"),
+    "401": (401, "invalid_api_key", "authentication_error", "UNAUTHENTICATED", "Incorrect API key provided"),
+    "400": (400, "invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT", "Invalid value for 'x'"),
+    "context": (400, "context_length_exceeded", "invalid_request_error", "INVALID_ARGUMENT",
+                "This model's maximum context length is 4096 tokens; prompt is too long: 9000 tokens > 4096 maximum; "
+                "The input token count (9000) exceeds the maximum number of tokens allowed (4096)."),
+    "policy": (400, "content_policy_violation", "invalid_request_error", "INVALID_ARGUMENT",
+               "Your request was rejected as a result of our content policy / safety system."),
+}
+
+
+def _failure(api: str, scenario: str | None, retry_after: str) -> web.Response | None:
+    if scenario == "200error":
+        return _error(api, 200, "server_error", "upstream provider error")
+    if scenario not in _FAILURES:
+        return None
+    status, openai_code, anthropic_type, gemini_status, message = _FAILURES[scenario]
+    code = {"openai": openai_code, "anthropic": anthropic_type, "gemini": gemini_status}[api]
+    response = _error(api, status, code, message)
+    if scenario == "429":
+        if api == "gemini":  # Google says how long in RetryInfo, not in a header
+            return web.json_response({"error": {"code": 429, "message": message, "status": code, "details": [
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_after}s"}]}},
+                status=429)
+        response.headers["Retry-After"] = retry_after
+    return response
+
+
+def _error(api: str, status: int, code: str, message: str) -> web.Response:
+    if api == "anthropic":
+        doc: dict[str, Any] = {"type": "error", "error": {"type": code, "message": message}}
+    elif api == "gemini":
+        doc = {"error": {"code": status, "message": message, "status": code}}
+    else:
+        doc = {"error": {"message": message, "type": code, "param": None, "code": code}}
+    return web.json_response(doc, status=status)
 
 
 def main() -> None:
@@ -173,7 +322,7 @@ def main() -> None:
     async def serve() -> None:
         server = ModelServer(Knobs(latency=args.latency))
         await server.serve(args.port)
-        print(f"listening on {server.base_url}", flush=True)
+        print(f"listening on {server.root_url}", flush=True)
         await asyncio.Event().wait()
 
     asyncio.run(serve())

@@ -1,10 +1,12 @@
 """Turning a request's model spec into a model's typed answer: `await router.answer(...) -> Answer`.
 
-The router never touches the chain; the pipeline never touches a provider. This seam is all the
-pipeline knows, so a richer router plugs in without changing it.
+The router never touches the chain; the pipeline never touches a provider. `catalog` holds what is
+offered, `decision` chooses (a pure function), `model_router` calls and falls back, `health` keeps
+latency, error rates and breakers, `adapters/` speak each provider's wire format.
 """
 
-from oracle.router.ordered import OrderedRouter
-from oracle.router.types import Answer, Router, RouteRequest
+from oracle.router.catalog import Catalog
+from oracle.router.model_router import ModelRouter
+from oracle.router.types import Answer, RouteLog, Router, RouteRequest
 
-__all__ = ["Answer", "OrderedRouter", "RouteRequest", "Router"]
+__all__ = ["Answer", "Catalog", "ModelRouter", "RouteLog", "RouteRequest", "Router"]

@@ -17,6 +17,7 @@ class RouteRequest:
     params: RequestParams
     prompt: str  # the prompt as text (the pipeline refuses prompts that are not UTF-8)
     params_hash: bytes  # what exactly is asked: part of each attempt's idempotency key
+    allowance: int  # micro-USD the escrowed fee leaves for the model(s) once gas is paid
 
 
 @dataclass
@@ -27,6 +28,24 @@ class Answer:
     model_ids: tuple[str, ...]  # the model(s) whose answer this is (or was last tried)
     detail: str = ""
     receipt: dict[str, Any] = field(default_factory=dict)  # catalog, health, candidates, attempts
+
+
+class RouteLog(Protocol):
+    """The store as the router uses it: attempts on record before each call, decisions and catalogs kept."""
+
+    def start_attempt(self, request_key: str, attempt_id: int, deployment: str) -> None: ...
+
+    def finish_attempt(self, a: Attempt, raw_body: bytes | None) -> None: ...
+
+    def raw_response(self, sha256: str) -> bytes | None: ...
+
+    def save_route_decision(self, request_key: str, catalog_version: str, body: str) -> None: ...
+
+    def route_decision(self, request_key: str) -> tuple[str, str] | None: ...
+
+    def save_catalog(self, version: str, body: str) -> None: ...
+
+    async def commit(self) -> None: ...
 
 
 class Router(Protocol):

@@ -45,10 +45,14 @@ UINT = ResultSpec(ResultType.UINT, min=0, max=100)
     [
         ("invalid UTF-8 prompt", {"prompt": b"rate \xff\xfe this"}, ReasonCode.INVALID_PROMPT, "not valid UTF-8"),
         ("invalid UTF-8 labels", {}, ReasonCode.INVALID_PROMPT, "choice label 1 is not valid UTF-8"),
-        ("oversize prompt", {"prompt": b"x" * 16_000}, ReasonCode.PROMPT_TOO_LARGE, "fits"),
+        ("oversize prompt", {"prompt": b"x" * 16_000}, ReasonCode.PROMPT_TOO_LARGE, "context window"),
         ("unknown model", {"model_spec": "no-such-model-2020-01-01"}, ReasonCode.UNKNOWN_MODEL,
          "no deployment serves"),
-        ("unserved policy", {"model_spec": "ensemble:3"}, ReasonCode.UNSUPPORTED, "ensembles"),
+        ("ensemble beyond the catalog", {"model_spec": "ensemble:3"}, ReasonCode.PROVIDERS_UNAVAILABLE,
+         "ensemble:3 needs 3 providers; 1 eligible"),
+        ("unknown spec option", {"model_spec": "cheapest;colour=red"}, ReasonCode.UNSUPPORTED, "unknown model spec"),
+        ("capability not offered", {"model_spec": "cheapest;needs=tools"}, ReasonCode.UNSUPPORTED, "capabilities"),
+        ("price cap below every model", {"model_spec": "cheapest;max_price=1"}, ReasonCode.FEE_TOO_LOW, "max_price"),
         ("fee below cost", {"model_spec": "fastest"}, ReasonCode.FEE_TOO_LOW, "below gas"),
     ],
 )

@@ -1,0 +1,102 @@
+"""OpenAI chat completions: OpenAI, OpenRouter, GateRouter, DeepSeek, vLLM, Ollama, llama.cpp.
+
+POST `{base_url}/chat/completions` with the system and user messages, `max_tokens`, `temperature`
+(0..2), `seed`, and a strict `json_schema` response format. The reply's `finish_reason` gives the
+outcome (stop, length, content_filter); `message.refusal` is the model declining. Errors are
+`{"error": {"message", "type", "code"}}`, context-length errors as 400 `context_length_exceeded`.
+OpenRouter reports what a call cost in `usage.cost` (dollars); it is used instead of catalog prices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from oracle.config import ModelDeployment
+from oracle.results import load_untrusted_json
+from oracle.router.adapters.base import (
+    TRANSIENT,
+    Call,
+    ProviderReply,
+    answer_text,
+    api_key,
+    body_bytes,
+    count,
+    error_reply,
+    micro_usd,
+    not_json,
+)
+
+_FINISH = {"stop": "ok", "length": "truncated", "content_filter": "filtered"}
+
+
+class OpenAIChat:
+    def request(self, d: ModelDeployment, call: Call) -> tuple[str, dict[str, str], bytes]:
+        doc: dict[str, Any] = {
+            "model": d.model,
+            "messages": [{"role": "system", "content": call.system}, {"role": "user", "content": call.user}],
+            "max_tokens": min(call.max_tokens, d.max_output),
+            "temperature": min(call.temperature, 200) / 100,
+        }
+        if "seed" in d.capabilities:
+            doc["seed"] = call.seed
+        if "json_schema" in d.capabilities:
+            doc["response_format"] = {"type": "json_schema",
+                                      "json_schema": {"name": "oracle_answer", "strict": True, "schema": call.schema}}
+        headers = {"Content-Type": "application/json", **call.headers}
+        if d.payer == "api_key":
+            headers["Authorization"] = f"Bearer {api_key(d)}"
+        return f"{d.base_url}/chat/completions", headers, body_bytes(doc)
+
+    def parse(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderReply:
+        return parse_chat(status, raw)
+
+
+def parse_chat(status: int, raw: bytes) -> ProviderReply:
+    try:
+        doc = load_untrusted_json(raw)
+    except ValueError:
+        return not_json(status, raw)
+    if not isinstance(doc, dict):
+        return not_json(status, raw)
+    if status != 200 or "error" in doc:
+        err = doc.get("error")
+        if isinstance(err, dict):
+            code = err.get("code") or err.get("type") or ""
+            return error_reply(status, raw, str(code), str(err.get("message", "")))
+        return error_reply(status, raw, "", str(err))
+    usage = _usage(doc.get("usage"))
+    reported = micro_usd(doc["usage"].get("cost")) if isinstance(doc.get("usage"), dict) else None
+    try:
+        choice = doc["choices"][0]
+        message = choice["message"]
+        finish = choice.get("finish_reason") or "stop"
+        if not isinstance(message, dict) or not isinstance(finish, str):
+            raise TypeError
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return ProviderReply("malformed", raw=raw, http_status=status, usage=usage, reported_cost=reported,
+                             error="no choices[0].message with a finish_reason")
+    if message.get("refusal"):
+        return ProviderReply("refused", raw=raw, http_status=status, usage=usage, reported_cost=reported,
+                             error=str(message["refusal"])[:500])
+    content = message.get("content")
+    if finish == "content_filter":
+        content = content if isinstance(content, str) else ""
+    text = answer_text(content, status, raw, usage)
+    if isinstance(text, ProviderReply):
+        text.reported_cost = reported
+        return text
+    outcome = _FINISH.get(finish, "error")
+    return ProviderReply(outcome, TRANSIENT if outcome == "error" else "", text=text, raw=raw, http_status=status,
+                         usage=usage, reported_cost=reported,
+                         error="" if outcome != "error" else f"finish_reason {finish!r}")
+
+
+def _usage(u: Any) -> dict[str, int]:
+    if not isinstance(u, dict):
+        return {}
+    details_in = u.get("prompt_tokens_details")
+    details_out = u.get("completion_tokens_details")
+    return {"input": count(u.get("prompt_tokens")), "output": count(u.get("completion_tokens")),
+            "cached": count(details_in.get("cached_tokens")) if isinstance(details_in, dict) else 0,
+            "reasoning": count(details_out.get("reasoning_tokens")) if isinstance(details_out, dict) else 0}

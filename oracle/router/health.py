@@ -1,0 +1,126 @@
+"""Per-deployment health: latency percentiles, error rate, and a circuit breaker.
+
+Every call's outcome is recorded here; `snapshot()` gives the decision an immutable view (which
+the receipt keeps), `allow()` is asked right before each call. A breaker opens after
+`breaker_failures` consecutive failed calls, waits a cooldown, then lets exactly one probe through:
+success closes it, failure re-opens it with a doubled cooldown. It applies to a deployment even when
+it is the only one that can serve a request, so a dead provider is not hammered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from oracle.config import RouterSettings
+from oracle.router.decision import HealthPoint
+
+
+@dataclass
+class _Track:
+    latencies: deque[int]  # ms of the latest successful calls
+    outcomes: deque[bool]  # True for a failed call
+    consecutive_failures: int = 0
+    state: str = "closed"  # closed | open | half_open
+    open_until: float = 0.0
+    cooldown: float = 0.0
+    probing: bool = False
+    opened: int = 0  # times the breaker opened, for metrics
+    calls: int = 0
+    failures: int = 0
+    point: HealthPoint = field(default_factory=HealthPoint)
+
+
+class Health:
+    def __init__(self, deployments: Iterable[str], settings: RouterSettings,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        window = settings.health_window
+        self._tracks = {d: _Track(deque(maxlen=window), deque(maxlen=window)) for d in deployments}
+        self._points: dict[str, HealthPoint] = {}  # only deployments with something to say
+        self._not_closed: set[str] = set()
+
+    # ------------------------------------------------------------ what decisions see
+
+    def snapshot(self) -> dict[str, HealthPoint]:
+        now = self.clock()
+        for d in sorted(self._not_closed):
+            t = self._tracks[d]
+            if t.state == "open" and now >= t.open_until:
+                self._set_state(d, t, "half_open")
+        return dict(self._points)
+
+    def allow(self, deployment: str) -> bool:
+        """May a call go to `deployment` now? A half-open breaker admits one probe at a time."""
+        t = self._tracks[deployment]
+        if t.state == "closed":
+            return True
+        if t.state == "open":
+            if self.clock() < t.open_until:
+                return False
+            self._set_state(deployment, t, "half_open")
+        if t.probing:
+            return False
+        t.probing = True
+        return True
+
+    # ------------------------------------------------------------ what calls report
+
+    def record(self, deployment: str, latency_ms: int, failed: bool) -> None:
+        t = self._tracks[deployment]
+        t.calls += 1
+        t.outcomes.append(failed)
+        t.probing = False
+        if failed:
+            t.failures += 1
+            t.consecutive_failures += 1
+            if t.state == "half_open" or (t.state == "closed"
+                                          and t.consecutive_failures >= self.settings.breaker_failures):
+                t.cooldown = (min(t.cooldown * 2, self.settings.breaker_cooldown_max) if t.state == "half_open"
+                              else self.settings.breaker_cooldown)
+                t.open_until = self.clock() + t.cooldown
+                t.opened += 1
+                t.state = "open"
+                self._not_closed.add(deployment)
+        else:
+            t.latencies.append(latency_ms)
+            t.consecutive_failures = 0
+            if t.state != "closed":
+                t.state = "closed"
+                t.cooldown = 0.0
+                self._not_closed.discard(deployment)
+        self._refresh(deployment, t)
+
+    def release(self, deployment: str) -> None:
+        """A call admitted by `allow()` ended without a verdict on the provider (e.g. cancelled)."""
+        self._tracks[deployment].probing = False
+
+    def _set_state(self, deployment: str, t: _Track, state: str) -> None:
+        t.state = state
+        self._refresh(deployment, t)
+
+    def _refresh(self, deployment: str, t: _Track) -> None:
+        lat = sorted(t.latencies)
+        n = len(lat)
+        errors = sum(t.outcomes)
+        self._points[deployment] = HealthPoint(
+            p50_ms=lat[(n - 1) // 2] if n else 0,
+            p90_ms=lat[min(n - 1, (n * 9) // 10)] if n else 0,
+            error_ppm=errors * 1_000_000 // len(t.outcomes) if t.outcomes else 0,
+            samples=len(t.outcomes), breaker=t.state)
+
+    # ------------------------------------------------------------ for metrics and the status page
+
+    def report(self) -> dict[str, dict[str, int | str]]:
+        out: dict[str, dict[str, int | str]] = {}
+        for d, t in sorted(self._tracks.items()):
+            lat = sorted(t.latencies)
+            n = len(lat)
+            out[d] = {"calls": t.calls, "failures": t.failures, "breaker": t.state, "breaker_opened": t.opened,
+                      "p50_ms": lat[(n - 1) // 2] if n else 0, "p90_ms": lat[min(n - 1, n * 9 // 10)] if n else 0,
+                      "p99_ms": lat[min(n - 1, n * 99 // 100)] if n else 0,
+                      "error_ppm": sum(t.outcomes) * 1_000_000 // len(t.outcomes) if t.outcomes else 0}
+        return out

@@ -1,0 +1,284 @@
+"""`ModelRouter`: a request's model spec in, a typed answer and the record of how it was made out.
+
+    router = ModelRouter(Catalog(config.models), session, store, config.router)
+    answer = await router.answer(route_request, deadline, store.attempts(key))
+
+The decision (`decision.py`) orders the deployments; this module walks that plan:
+- a deployment is tried once per slot of the attempt budget; transient errors (408, 429, 5xx,
+  timeouts, an error inside an HTTP 200) are retried on it `retries` times with exponential backoff,
+  honouring Retry-After; after that the next deployment is tried, and the plan is walked again while
+  budget is left, skipping deployments that failed for good;
+- context-length and content-policy errors, an unavailable model and a 402 that is not x402 (out of
+  credits) fall back to the next deployment at once; other 400s, 401 and 403 stop the request;
+- a malformed answer is asked again of the same deployment once, then falls back;
+- a model's refusal is its answer: the request fails with MODEL_REFUSED;
+- every call asks the deployment's breaker first and reports to its health afterwards.
+An ensemble runs its k members at once, each walking the plan with providers no other member uses.
+
+Every call is on record (committed) before it is sent and its outcome and raw response after; the
+decision is stored with the first call. A resumed request is routed by the stored decision, replays
+finished calls from the store and re-sends an unfinished one under the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from oracle.config import RouterSettings
+from oracle.protocol import ReasonCode, RequestParams, Status
+from oracle.results import ResultError, answer_to_result, json_schema
+from oracle.router.adapters import FORMATS, Call, ProviderReply, send
+from oracle.router.adapters.base import CONTENT_POLICY, CONTEXT_LENGTH, FATAL, TRANSIENT, UNAVAILABLE
+from oracle.router.catalog import Catalog, Entry
+from oracle.router.decision import Decision, DecisionInput, HealthPoint, decide
+from oracle.router.ensemble import combine
+from oracle.router.health import Health
+from oracle.router.prompts import system_prompt, user_message
+from oracle.router.receipts import canonical_json
+from oracle.router.types import Answer, RouteLog, RouteRequest
+from oracle.store import Attempt
+
+UNLIMITED = 2**255
+# Why a deployment stopped being tried, and what the request fails with if it was the last one.
+_FALLBACK_REASON = {CONTEXT_LENGTH: ReasonCode.PROMPT_TOO_LARGE, CONTENT_POLICY: ReasonCode.CONTENT_FILTERED,
+                    UNAVAILABLE: ReasonCode.PROVIDERS_UNAVAILABLE, TRANSIENT: ReasonCode.PROVIDERS_UNAVAILABLE,
+                    FATAL: ReasonCode.PROVIDERS_UNAVAILABLE}
+
+
+@dataclass
+class _Outcome:
+    ok: bool
+    reason: ReasonCode
+    detail: str
+    model: str
+    result: bytes = b""
+    deployment: str = ""
+    stop: bool = False  # no other deployment is to be tried
+
+
+class ModelRouter:
+    def __init__(self, catalog: Catalog, session: aiohttp.ClientSession, store: RouteLog, settings: RouterSettings,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.catalog = catalog
+        self.catalog_version = catalog.version
+        self.session = session
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.health = Health([e.id for e in catalog.entries], settings)
+        store.save_catalog(catalog.version, catalog.body)
+
+    def estimate_cost(self, params: RequestParams) -> int | None:
+        """The least the request's model spec can cost (its cheapest eligible plan), before health."""
+        inputs = DecisionInput(b"", params.model_spec, params.result.kind, len(params.prompt), params.max_tokens,
+                               UNLIMITED, 2**62)
+        decision = decide(inputs, self.catalog, {})
+        if decision.refusal != ReasonCode.NONE:
+            return None
+        return sum(sorted(decision.estimates)[:decision.ensemble])
+
+    def decision_for(self, request: RouteRequest, deadline: float) -> tuple[Decision, dict[str, Any]]:
+        """The stored decision of a resumed request (same catalog), else a new one, recorded."""
+        stored = self.store.route_decision(request.key)
+        if stored is not None and stored[0] == self.catalog.version:
+            record = json.loads(stored[1])
+            inputs = DecisionInput.from_record(record["inputs"])
+            health = {d: HealthPoint(*v) for d, v in record["health"].items()}
+        else:
+            p = request.params
+            inputs = DecisionInput(request.request_id, p.model_spec, p.result.kind, len(p.prompt), p.max_tokens,
+                                   request.allowance, max(0, int((deadline - self.clock()) * 1000)))
+            health = self.health.snapshot()
+        decision = decide(inputs, self.catalog, health)
+        record = decision.record(inputs, health)
+        if stored is None or stored[0] != self.catalog.version:
+            self.store.save_route_decision(request.key, self.catalog.version, canonical_json(record))
+        return decision, record
+
+    async def answer(self, request: RouteRequest, deadline: float, prior_attempts: list[Attempt]) -> Answer:
+        decision, record = self.decision_for(request, deadline)
+        section: dict[str, Any] = {"catalog_version": self.catalog.version, "decision": record, "attempts": []}
+        if decision.refusal != ReasonCode.NONE:
+            return Answer(Status.FAILURE, decision.refusal, b"", (), decision.detail, section)
+        run = _Run(self, request, decision, prior_attempts, deadline, section)
+        if decision.ensemble == 1:
+            out = await run.walk(0)
+            if not out.ok:
+                return Answer(Status.FAILURE, out.reason, b"", (out.model,) if out.model else (), out.detail, section)
+            section["answer"] = {"deployment": out.deployment, "model": out.model}
+            return Answer(Status.SUCCESS, ReasonCode.NONE, out.result, (out.model,), "", section)
+        outs = await asyncio.gather(*(run.walk(m) for m in range(decision.ensemble)))
+        failed = next((o for o in outs if not o.ok), None)
+        models = tuple(o.model for o in outs if o.model)
+        if failed is not None:
+            return Answer(Status.FAILURE, failed.reason, b"", models, f"ensemble member: {failed.detail}", section)
+        combined = combine(request.params.result, [(o.deployment, o.result) for o in outs])
+        section["ensemble"] = combined.record
+        section["answer"] = {"deployments": [o.deployment for o in outs], "models": list(models)}
+        return Answer(Status.SUCCESS, ReasonCode.NONE, combined.result, models, "", section)
+
+
+class _Run:
+    """One request's walk over its plan (one per member for an ensemble), sharing calls and budget."""
+
+    def __init__(self, router: ModelRouter, request: RouteRequest, decision: Decision, prior: list[Attempt],
+                 deadline: float, section: dict[str, Any]) -> None:
+        self.r = router
+        self.request = request
+        self.decision = decision
+        self.deadline = deadline
+        self.section = section
+        self.notes: list[dict[str, Any]] = section["attempts"]
+        # Calls are matched to the record by (deployment, n-th call to it): deterministic whichever
+        # member or order makes them.
+        self.prior: dict[tuple[str, int], Attempt] = {}
+        seen: dict[str, int] = {}
+        for a in sorted(prior, key=lambda a: a.attempt_id):
+            n = seen.get(a.deployment, 0)
+            seen[a.deployment] = n + 1
+            self.prior[(a.deployment, n)] = a
+        self.next_id = max((a.attempt_id for a in prior), default=0) + 1
+        self.calls_on: dict[str, int] = {}
+        self.finished: set[str] = set()  # deployments that failed for good for this request
+        self.in_use: dict[int, str] = {}  # ensemble member -> provider it is using or used
+        params = request.params
+        self.call = Call(system_prompt(params.result), user_message(request.prompt, params.result),
+                         json_schema(params.result), params.max_tokens, params.temperature, params.seed, {})
+
+    async def walk(self, member: int) -> _Outcome:
+        plan = self.decision.plan
+        k = self.decision.ensemble
+        order = [plan[member], *list(plan[k:])] if k > 1 else list(plan)
+        budget = self.r.settings.attempt_budget
+        last = _Outcome(False, ReasonCode.PROVIDERS_UNAVAILABLE, "no deployment answered", "")
+        tried = 0
+        while tried < budget:
+            progressed = False
+            for e in order:
+                if tried >= budget:
+                    break
+                if e.id in self.finished or self._taken(member, e.provider):
+                    continue
+                if self.deadline - self.r.clock() < 0.5:
+                    return _Outcome(False, ReasonCode.DEADLINE_TOO_SHORT, "the deadline came before an answer",
+                                    last.model or e.model)
+                if not self._replayable(e) and not self.r.health.allow(e.id):
+                    last = _Outcome(False, ReasonCode.PROVIDERS_UNAVAILABLE, f"{e.id}: circuit open", e.model)
+                    continue
+                tried += 1
+                progressed = True
+                if k > 1:
+                    self.in_use[member] = e.provider
+                out = await self._try(e)
+                if out.ok or out.stop:
+                    return out
+                last = out
+            if not progressed:
+                break
+        return last
+
+    def _taken(self, member: int, provider: str) -> bool:
+        return any(p == provider for m, p in self.in_use.items() if m != member)
+
+    def _replayable(self, e: Entry) -> bool:
+        a = self.prior.get((e.id, self.calls_on.get(e.id, 0)))
+        return a is not None and a.state == "done"
+
+    async def _try(self, e: Entry) -> _Outcome:
+        """One slot of the budget on `e`: transient errors retried, a malformed answer asked once more."""
+        retries = 0
+        malformed_again = True
+        backoff = self.r.settings.backoff
+        while True:
+            reply = await self._call(e)
+            if reply.outcome == "ok":
+                try:
+                    result = answer_to_result(self.request.params.result, reply.text)
+                except ResultError as exc:
+                    if malformed_again:
+                        malformed_again = False
+                        continue
+                    self.finished.add(e.id)
+                    return _Outcome(False, ReasonCode.MALFORMED, f"{e.id}: {exc}", e.model)
+                return _Outcome(True, ReasonCode.NONE, "", e.model, result, e.id)
+            if reply.outcome == "malformed" and malformed_again:
+                malformed_again = False
+                continue
+            if reply.outcome == "refused":
+                return _Outcome(False, ReasonCode.MODEL_REFUSED, f"{e.id}: {reply.error}", e.model, stop=True)
+            if reply.outcome in ("malformed", "truncated", "filtered"):
+                self.finished.add(e.id)
+                reason = {"malformed": ReasonCode.MALFORMED, "truncated": ReasonCode.TRUNCATED,
+                          "filtered": ReasonCode.CONTENT_FILTERED}[reply.outcome]
+                return _Outcome(False, reason, f"{e.id}: {reply.outcome} {reply.error}".strip(), e.model)
+            # outcome "error"
+            if reply.kind == FATAL:
+                self.finished.add(e.id)
+                return _Outcome(False, ReasonCode.PROVIDERS_UNAVAILABLE, f"{e.id}: {reply.error}", e.model, stop=True)
+            if reply.kind != TRANSIENT:
+                self.finished.add(e.id)
+                return _Outcome(False, _FALLBACK_REASON[reply.kind], f"{e.id}: {reply.error}", e.model)
+            time_left = self.deadline - self.r.clock() - 0.5
+            wait = reply.retry_after if reply.retry_after is not None else backoff * (0.5 + random.random())
+            wait = min(wait, self.r.settings.backoff_max)
+            if retries >= self.r.settings.retries or wait >= time_left or not self._may_retry(e):
+                return _Outcome(False, ReasonCode.PROVIDERS_UNAVAILABLE, f"{e.id}: {reply.error}", e.model)
+            retries += 1
+            backoff *= 2
+            await asyncio.sleep(wait)
+
+    def _may_retry(self, e: Entry) -> bool:
+        return self._replayable(e) or self.r.health.allow(e.id)
+
+    async def _call(self, e: Entry) -> ProviderReply:
+        """One HTTP call to `e`, or its replay from the store when a previous run finished it."""
+        n = self.calls_on.get(e.id, 0)
+        self.calls_on[e.id] = n + 1
+        prior = self.prior.get((e.id, n))
+        store = self.r.store
+        if prior is not None and prior.state == "done":
+            raw = store.raw_response(prior.raw_sha256) if prior.raw_sha256 else None
+            reply = ProviderReply(prior.outcome, prior.kind, text=prior.answer, usage=prior.usage, raw=raw or b"",
+                                  http_status=prior.http_status, error=prior.error, latency_ms=int(prior.latency_ms))
+            self._note(prior.attempt_id, e, reply, prior.cost)
+            return reply  # not counted in health again: it was when it was made
+        if prior is not None:
+            attempt_id = prior.attempt_id  # sent before a crash, never answered: same idempotency key
+        else:
+            attempt_id = self.next_id
+            self.next_id += 1
+            store.start_attempt(self.request.key, attempt_id, e.id)
+            await store.commit()  # on record before the provider sees it
+        request = self.request
+        call = Call(self.call.system, self.call.user, self.call.schema, self.call.max_tokens, self.call.temperature,
+                    self.call.seed, {"X-Oracle-Request": request.key,
+                                     "Idempotency-Key": f"{request.key}/{request.params_hash.hex()[:16]}/{e.id}/"
+                                                        f"{attempt_id}"})
+        timeout = min(e.deployment.timeout, max(0.1, self.deadline - self.r.clock() - 0.5))
+        try:
+            reply = await send(self.r.session, FORMATS[e.deployment.api], e.deployment, call, timeout)
+        except BaseException:
+            self.r.health.release(e.id)
+            raise
+        self.r.health.record(e.id, reply.latency_ms, reply.provider_failed)
+        cost = e.cost(reply.usage, reply.reported_cost)
+        store.finish_attempt(Attempt(request.key, attempt_id, e.id, "done", reply.outcome, reply.latency_ms,
+                                     reply.usage, cost, reply.raw_sha256, reply.text, reply.error, reply.kind,
+                                     reply.http_status), reply.raw)
+        await store.commit()
+        self._note(attempt_id, e, reply, cost)
+        return reply
+
+    def _note(self, attempt_id: int, e: Entry, reply: ProviderReply, cost: int) -> None:
+        self.notes.append({"attempt": attempt_id, "deployment": e.id, "model": e.model, "outcome": reply.outcome,
+                           "kind": reply.kind, "http_status": reply.http_status, "latency_ms": reply.latency_ms,
+                           "usage": reply.usage, "cost": cost, "payment_id": None,
+                           "response_sha256": reply.raw_sha256, "error": reply.error})
