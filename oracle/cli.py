@@ -50,6 +50,35 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _receipt(args: argparse.Namespace) -> int:
+    """Print a request's receipt and check it: its decision must recompute from the catalog it names."""
+    from pathlib import Path
+
+    from oracle.config import ConfigError, load_config
+    from oracle.router.audit import audit_receipt
+    from oracle.store import Store
+
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    store = Store.open(config.store.path)
+    try:
+        stored = store.receipt(args.key)
+        if stored is None:
+            print(f"no receipt for {args.key}", file=sys.stderr)
+            return 1
+        body, digest = stored
+        print(body)
+        problems = audit_receipt(body, store)
+    finally:
+        store.close()
+    print(f"receipt hash 0x{digest.hex()}: " + ("; ".join(problems) if problems else "decision recomputed, matches"),
+          file=sys.stderr)
+    return 1 if problems else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oracle", description=__doc__)
     parser.add_argument("--version", action="version", version=f"oracle {__version__}")
@@ -60,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--config", required=True, help="path of the TOML config file")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.set_defaults(handler=_run)
+    receipt = commands.add_parser("receipt", help="print a request's receipt and check its routing decision")
+    receipt.add_argument("--config", required=True, help="path of the TOML config file")
+    receipt.add_argument("key", help="request key: chain id:oracle address:request id")
+    receipt.set_defaults(handler=_receipt)
     args = parser.parse_args(argv)
     handler = args.handler
     return int(handler(args))

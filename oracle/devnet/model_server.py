@@ -47,6 +47,7 @@ class Knobs:
     fail_kinds: tuple[str, ...] = FAULTS
     timeout_sleep: float = 5.0  # how long a "timeout" call hangs before answering
     retry_after: str = "0.05"
+    force: str | None = None  # a scenario (as the prompt markers name them) for every call
     seed: int = 7
 
 
@@ -62,7 +63,7 @@ class Books:
     total: int = 0  # every call, whatever its key
 
 
-def _seed_of(text: str) -> int:
+def seed_of(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
@@ -203,7 +204,7 @@ class ModelServer(LoopbackServer):
         if self.knobs.latency:
             await asyncio.sleep(self.knobs.latency)
         marker = _MARKER.search(asked.user)
-        scenario = marker.group(1) if marker else fault
+        scenario = marker.group(1) if marker else (self.knobs.force or fault)
         if scenario is None:
             if roll < self.knobs.error_rate:
                 scenario = "500"
@@ -217,7 +218,7 @@ class ModelServer(LoopbackServer):
         failure = _failure(api, scenario, self.knobs.retry_after)
         if failure is not None:
             return failure
-        seed = _seed_of(asked.user if self.answer_seed is None else f"{self.answer_seed}:{asked.user}")
+        seed = seed_of(asked.user if self.answer_seed is None else f"{self.answer_seed}:{asked.user}")
         value: Any = None
         if scenario in ("refuse", "filter", "malformed", "truncate"):
             content = '{"value": "not what the schema asked for"'

@@ -148,6 +148,7 @@ class _Run:
         self.next_id = max((a.attempt_id for a in prior), default=0) + 1
         self.calls_on: dict[str, int] = {}
         self.finished: set[str] = set()  # deployments that failed for good for this request
+        self.not_before: dict[str, float] = {}  # deployment -> when its Retry-After allows another call
         self.in_use: dict[int, str] = {}  # ensemble member -> provider it is using or used
         params = request.params
         self.call = Call(system_prompt(params.result), user_message(request.prompt, params.result),
@@ -165,7 +166,8 @@ class _Run:
             for e in order:
                 if tried >= budget:
                     break
-                if e.id in self.finished or self._taken(member, e.provider):
+                if (e.id in self.finished or self._taken(member, e.provider)
+                        or self.not_before.get(e.id, 0.0) > self.r.clock()):
                     continue
                 if self.deadline - self.r.clock() < 0.5:
                     return _Outcome(False, ReasonCode.DEADLINE_TOO_SHORT, "the deadline came before an answer",
@@ -227,9 +229,13 @@ class _Run:
                 self.finished.add(e.id)
                 return _Outcome(False, _FALLBACK_REASON[reply.kind], f"{e.id}: {reply.error}", e.model)
             time_left = self.deadline - self.r.clock() - 0.5
-            wait = reply.retry_after if reply.retry_after is not None else backoff * (0.5 + random.random())
-            wait = min(wait, self.r.settings.backoff_max)
-            if retries >= self.r.settings.retries or wait >= time_left or not self._may_retry(e):
+            # Never call again before a provider's Retry-After; a longer wait than backoff_max moves on.
+            wait = reply.retry_after if reply.retry_after is not None else min(
+                backoff * (0.5 + random.random()), self.r.settings.backoff_max)
+            if (retries >= self.r.settings.retries or wait > self.r.settings.backoff_max or wait >= time_left
+                    or not self._may_retry(e)):
+                if reply.retry_after is not None:
+                    self.not_before[e.id] = self.r.clock() + reply.retry_after
                 return _Outcome(False, ReasonCode.PROVIDERS_UNAVAILABLE, f"{e.id}: {reply.error}", e.model)
             retries += 1
             backoff *= 2

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import aiohttp
@@ -169,7 +169,7 @@ def micro_usd(v: Any) -> int | None:
         return None
     if amount < 0 or not amount.is_finite():
         return None
-    return int(-(-amount // 1))
+    return int(amount.to_integral_value(rounding=ROUND_CEILING))
 
 
 def answer_text(text: Any, status: int, raw: bytes, usage: dict[str, int]) -> str | ProviderReply:
