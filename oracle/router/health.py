@@ -1,10 +1,12 @@
 """Per-deployment health: latency percentiles, error rate, and a circuit breaker.
 
 Every call's outcome is recorded here; `snapshot()` gives the decision an immutable view (which
-the receipt keeps), `allow()` is asked right before each call. A breaker opens after
-`breaker_failures` consecutive failed calls, waits a cooldown, then lets exactly one probe through:
-success closes it, failure re-opens it with a doubled cooldown. It applies to a deployment even when
-it is the only one that can serve a request, so a dead provider is not hammered.
+the receipt keeps), `allow()` is asked right before each call. A breaker opens when at least
+`breaker_failure_percent` of the deployment's latest calls failed (judged over `breaker_window` calls,
+once there are `breaker_min_calls`): a dead provider is cut off after `breaker_min_calls` calls, while
+one failing now and then keeps its traffic. Open, it waits a cooldown, then lets exactly one probe
+through: success closes it, failure re-opens it with a doubled cooldown. It applies to a deployment
+even when it is the only one that can serve a request, so a dead provider is not hammered.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from oracle.router.decision import HealthPoint
 @dataclass
 class _Track:
     latencies: deque[int]  # ms of the latest successful calls
-    outcomes: deque[bool]  # True for a failed call
-    consecutive_failures: int = 0
+    outcomes: deque[bool]  # True for a failed call, over the health window
+    recent: deque[bool]  # the same, over the breaker's window
+    recent_failures: int = 0
     state: str = "closed"  # closed | open | half_open
     open_until: float = 0.0
     cooldown: float = 0.0
@@ -39,7 +42,7 @@ class Health:
         self.settings = settings
         self.clock = clock
         window = settings.health_window
-        self._tracks = {d: _Track(deque(maxlen=window), deque(maxlen=window)) for d in deployments}
+        self._tracks = {d: _Track(deque(maxlen=window), deque(maxlen=window), deque()) for d in deployments}
         self._points: dict[str, HealthPoint] = {}  # only deployments with something to say
         self._not_closed: set[str] = set()
 
@@ -74,25 +77,35 @@ class Health:
         t.calls += 1
         t.outcomes.append(failed)
         t.probing = False
+        self._judge(t, failed)
         if failed:
             t.failures += 1
-            t.consecutive_failures += 1
-            if t.state == "half_open" or (t.state == "closed"
-                                          and t.consecutive_failures >= self.settings.breaker_failures):
+            if t.state == "half_open" or (t.state == "closed" and self._tripped(t)):
                 t.cooldown = (min(t.cooldown * 2, self.settings.breaker_cooldown_max) if t.state == "half_open"
                               else self.settings.breaker_cooldown)
                 t.open_until = self.clock() + t.cooldown
                 t.opened += 1
                 t.state = "open"
+                t.recent.clear()
+                t.recent_failures = 0
                 self._not_closed.add(deployment)
         else:
             t.latencies.append(latency_ms)
-            t.consecutive_failures = 0
             if t.state != "closed":
                 t.state = "closed"
                 t.cooldown = 0.0
                 self._not_closed.discard(deployment)
         self._refresh(deployment, t)
+
+    def _judge(self, t: _Track, failed: bool) -> None:
+        t.recent.append(failed)
+        t.recent_failures += failed
+        if len(t.recent) > self.settings.breaker_window:
+            t.recent_failures -= t.recent.popleft()
+
+    def _tripped(self, t: _Track) -> bool:
+        n = len(t.recent)
+        return n >= self.settings.breaker_min_calls and t.recent_failures * 100 >= self.settings.breaker_failure_percent * n
 
     def release(self, deployment: str) -> None:
         """A call admitted by `allow()` ended without a verdict on the provider (e.g. cancelled)."""

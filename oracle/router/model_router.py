@@ -184,7 +184,13 @@ class _Run:
                     return out
                 last = out
             if not progressed:
-                break
+                # Only Retry-After waits left? Wait for the first to pass if the deadline allows.
+                waits = [self.not_before[e.id] for e in order if e.id in self.not_before and e.id not in self.finished
+                         and not self._taken(member, e.provider)]
+                resume_at = min(waits, default=self.deadline)
+                if resume_at > self.deadline - 1.0 or resume_at <= self.r.clock():
+                    break
+                await asyncio.sleep(resume_at - self.r.clock())
         return last
 
     def _taken(self, member: int, provider: str) -> bool:

@@ -107,7 +107,7 @@ async def test_the_last_failure_names_the_reason(servers: Servers, store: Store)
 
 async def test_the_attempt_budget_bounds_calls(servers: Servers, store: Store) -> None:
     down = [servers(Knobs(force="500")) for _ in range(6)]
-    settings = FAST.model_copy(update={"attempt_budget": 4, "retries": 1, "breaker_failures": 100})
+    settings = FAST.model_copy(update={"attempt_budget": 4, "retries": 1, "breaker_min_calls": 100})
     answer, _ = await _answer([deployment(f"d{i}", s) for i, s in enumerate(down)], store, settings=settings)
     assert answer.reason == ReasonCode.PROVIDERS_UNAVAILABLE
     assert sum(s.books.total for s in down) == 4 * 2  # four deployments, each called once and retried once
@@ -116,7 +116,7 @@ async def test_the_attempt_budget_bounds_calls(servers: Servers, store: Store) -
 
 async def test_the_plan_is_walked_again_while_budget_is_left(servers: Servers, store: Store) -> None:
     flaky = servers(Knobs(fail_rate=0.5, fail_kinds=("500",), seed=3))
-    settings = FAST.model_copy(update={"attempt_budget": 4, "retries": 0, "breaker_failures": 100})
+    settings = FAST.model_copy(update={"attempt_budget": 4, "retries": 0, "breaker_min_calls": 100})
     wins = 0
     async with router_for([deployment("a", flaky)], store, settings) as router:
         for n in range(40):
@@ -138,7 +138,7 @@ async def test_the_deadline_stops_the_walk(servers: Servers, store: Store) -> No
 
 async def test_the_breaker_stops_traffic_to_a_dead_deployment_even_alone(servers: Servers, store: Store) -> None:
     dead = servers(Knobs(force="500"))
-    settings = FAST.model_copy(update={"breaker_failures": 3, "retries": 0, "breaker_cooldown": 0.3})
+    settings = FAST.model_copy(update={"breaker_min_calls": 3, "retries": 0, "breaker_cooldown": 0.3})
     async with router_for([deployment("dead", dead)], store, settings) as router:
         answers = [await router.answer(route_request(n=n), _later(), []) for n in range(10)]
         assert dead.books.total == 3  # then the breaker opened
