@@ -146,16 +146,18 @@ class ModelDeployment(_Strict):
     model: str = Field(min_length=1, description="exact versioned model id, as requests name it")
     payer: Literal["api_key", "none"] = Field(description="api_key: a key from api_key_env; none: a local server")
     api_key_env: str | None = None
-    input_price: int = Field(0, ge=0, description="micro-USD per million input tokens")
-    cached_input_price: int | None = Field(None, ge=0, description="micro-USD per million cached input tokens")
-    output_price: int = Field(0, ge=0, description="micro-USD per million output tokens")
-    call_price: int = Field(0, ge=0, description="micro-USD per call")
-    context_window: int = Field(gt=0, description="tokens, prompt and answer together")
-    max_output: int = Field(gt=0, description="most answer tokens")
+    # Upper bounds keep every cost a decision computes (tokens x price) exact in 64-bit integers.
+    input_price: int = Field(0, ge=0, le=10**10, description="micro-USD per million input tokens")
+    cached_input_price: int | None = Field(None, ge=0, le=10**10,
+                                           description="micro-USD per million cached input tokens")
+    output_price: int = Field(0, ge=0, le=10**10, description="micro-USD per million output tokens")
+    call_price: int = Field(0, ge=0, le=10**10, description="micro-USD per call")
+    context_window: int = Field(gt=0, le=10**9, description="tokens, prompt and answer together")
+    max_output: int = Field(gt=0, le=10**7, description="most answer tokens")
     capabilities: tuple[Capability, ...] = ()
     data_policy: DataPolicy = "retained"
     quality: int = Field(1, ge=1, le=10, description="quality tier for `best`: higher is better")
-    expected_latency_ms: int | None = Field(None, gt=0, description="p90 latency assumed until measured")
+    expected_latency_ms: int | None = Field(None, gt=0, le=10**9, description="p90 latency assumed until measured")
     timeout: float = Field(60.0, gt=0, description="seconds per attempt")
 
     @field_validator("base_url")

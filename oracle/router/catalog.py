@@ -12,11 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from oracle.config import DATA_POLICY_RANK, ConfigError, ModelDeployment
 from oracle.router.receipts import canonical_json, receipt_hash
 
 CAPABILITY_BITS = {"json_schema": 1, "seed": 2, "tools": 4}
-
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -75,8 +77,37 @@ class Catalog:
             self.by_name[e.model] = (*self.by_name.get(e.model, ()), e)
         for e in self.entries:
             self.by_name.setdefault(e.id, (e,))
+        self.ids = [e.id for e in self.entries]
+        self.index = {e.id: i for i, e in enumerate(self.entries)}
+        # Columns for the decision's vectorised filters, in id order. Config bounds keep every product
+        # a decision forms (tokens x price) inside int64.
+        self.context_window = _column(e.context_window for e in self.entries)
+        self.max_output = _column(e.max_output for e in self.entries)
+        self.input_price = _column(e.input_price for e in self.entries)
+        self.output_price = _column(e.output_price for e in self.entries)
+        self.call_price = _column(e.call_price for e in self.entries)
+        self.prior_latency = _column(-1 if e.expected_latency_ms is None else e.expected_latency_ms
+                                     for e in self.entries)
+        self.quality = _column(e.quality for e in self.entries)
+        self.providers = [e.provider for e in self.entries]
+        self._capabilities = _column(e.capabilities for e in self.entries)
+        self._data_rank = _column(e.data_rank for e in self.entries)
+        self._static: dict[tuple[int, int], npt.NDArray[np.int8]] = {}
         self.body = canonical_json([_describe(e.deployment) for e in self.entries])
         self.version = "0x" + receipt_hash(self.body).hex()
+
+    def static_stages(self, need: int, data_rank: int) -> npt.NDArray[np.int8]:
+        """Per entry, the first filter stage that drops it whatever the request's prompt, fee or time:
+        0 when it lacks a capability `need` asks for, 1 when its data policy ranks below `data_rank`,
+        -1 when it passes both. Few combinations recur, so each is computed once."""
+        found = self._static.get((need, data_rank))
+        if found is None:
+            found = np.full(len(self.entries), -1, dtype=np.int8)
+            found[self._data_rank < data_rank] = 1
+            found[(self._capabilities & need) != need] = 0
+            found.flags.writeable = False
+            self._static[(need, data_rank)] = found
+        return found
 
     def check_keys(self) -> None:
         for e in self.entries:
@@ -93,6 +124,12 @@ class Catalog:
         if catalog.body != body:
             raise ValueError("the stored catalog does not rebuild to itself")
         return catalog
+
+
+def _column(values: Iterable[int]) -> npt.NDArray[np.int64]:
+    column = np.fromiter(values, dtype=np.int64)
+    column.flags.writeable = False
+    return column
 
 
 def _describe(d: ModelDeployment) -> dict[str, Any]:

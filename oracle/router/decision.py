@@ -12,11 +12,14 @@ and must come out the same.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, NamedTuple
 
+import numpy as np
+import numpy.typing as npt
 from eth_utils import keccak
 
 from oracle.config import DATA_POLICY_RANK
@@ -31,7 +34,11 @@ PROMPT_OVERHEAD_TOKENS = 200
 MIN_SAMPLES = 5
 # A deployment failing at least half its recent calls is tried after the healthy ones.
 DEGRADED_PPM = 500_000
-UNKNOWN_LATENCY_MS = 600_000
+# Bounds that keep every figure a decision computes inside int64 (the catalog bounds prices).
+_MAX_PROMPT_BYTES = 10**8
+_INT64_CAP = 2**62
+_LATENCY_CAP = 2**17 - 1  # ms (over two minutes): a score packs latency in 17 bits
+_QUALITY_TOP = 15
 
 # Result types an ensemble can combine: numbers by median, bools and choices by majority.
 ENSEMBLE_KINDS = frozenset({ResultType.BOOL, ResultType.UINT, ResultType.INT, ResultType.CHOICE})
@@ -97,8 +104,7 @@ class Decision:
     ensemble: int  # members answering at once (1 unless ensemble:k)
     plan: tuple[Entry, ...]  # kept deployments, best first; an ensemble's members are the first `ensemble`
     estimates: tuple[int, ...]  # most each planned call can cost, micro-USD
-    dropped: tuple[tuple[str, str], ...]  # (deployment id, stage that dropped it)
-    consulted: tuple[str, ...]  # deployments whose health the decision read
+    dropped: tuple[tuple[str, str], ...]  # (deployment id, stage that dropped it), in id order
     refusal: ReasonCode = ReasonCode.NONE
     detail: str = ""
 
@@ -107,9 +113,11 @@ class Decision:
         dropped: dict[str, list[str]] = {}
         for deployment, stage in self.dropped:
             dropped.setdefault(stage, []).append(deployment)
+        # The health it read: of every deployment that passed the filters before the breaker's.
+        consulted = [e.id for e in self.plan] + dropped.get("circuit_open", []) + dropped.get("too_slow", [])
         return {
             "inputs": inputs.record(), "policy": self.policy, "ensemble": self.ensemble,
-            "health": {d: list(health.get(d, HEALTHY)) for d in self.consulted},
+            "health": {d: list(health.get(d, HEALTHY)) for d in consulted},
             "plan": [[e.id, cost] for e, cost in zip(self.plan, self.estimates, strict=True)],
             "dropped": dropped, "refusal": self.refusal.name.lower(), "detail": self.detail,
         }
@@ -154,9 +162,55 @@ def _spec(text: str) -> _Spec | tuple[ReasonCode, str]:
     return _Spec(spec, needs, data_rank, max_price)
 
 
-def _refuse(policy: str, reason: ReasonCode, detail: str, dropped: tuple[tuple[str, str], ...] = (),
-            consulted: tuple[str, ...] = ()) -> Decision:
-    return Decision(policy, 1, (), (), dropped, consulted, reason, detail)
+def _refuse(policy: str, reason: ReasonCode, detail: str, dropped: tuple[tuple[str, str], ...] = ()) -> Decision:
+    return Decision(policy, 1, (), (), dropped, reason, detail)
+
+
+_HealthColumns = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]
+
+
+class HealthSnapshot(Mapping[str, HealthPoint]):
+    """Health as a decision reads it: a mapping of deployment id to point, and the same as columns in a
+    catalog's order (kept per catalog, so a snapshot used for many decisions converts once)."""
+
+    def __init__(self, points: Mapping[str, HealthPoint]) -> None:
+        self._points = dict(points)
+        self._columns: dict[str, _HealthColumns] = {}
+
+    def __getitem__(self, key: str) -> HealthPoint:
+        return self._points[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._points)
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def columns(self, catalog: Catalog) -> _HealthColumns:
+        """Per catalog entry, what decisions read: p50 and p90 latency (measured once there are
+        MIN_SAMPLES calls, else the catalog's prior; p50 unknown sorts last, p90 unknown is -1 and never
+        too slow), degraded (1 or 0), and whether the breaker is open."""
+        found = self._columns.get(catalog.version)
+        if found is None:
+            n = len(catalog.entries)
+            p50, p90, degraded = (np.zeros(n, dtype=np.int64) for _ in range(3))
+            is_open = np.zeros(n, dtype=np.bool_)
+            measured = np.zeros(n, dtype=np.bool_)
+            for deployment, h in self._points.items():
+                i = catalog.index.get(deployment)
+                if i is not None:
+                    measured[i] = h[3] >= MIN_SAMPLES
+                    p50[i], p90[i], degraded[i] = h[0], h[1], h[2] >= DEGRADED_PPM
+                    is_open[i] = h[4] == "open"
+            prior = catalog.prior_latency
+            latency50 = np.where(measured, np.minimum(p50, _LATENCY_CAP), np.where(prior < 0, _LATENCY_CAP, prior))
+            found = (latency50.astype(np.int64), np.where(measured, p90, prior).astype(np.int64),
+                     (degraded * measured).astype(np.int64), is_open)
+            self._columns[catalog.version] = found
+        return found
+
+
+_STAGE_CODES = {stage: np.int8(i) for i, stage in enumerate(STAGES)}
 
 
 def decide(inputs: DecisionInput, catalog: Catalog, health: Mapping[str, HealthPoint]) -> Decision:
@@ -168,113 +222,113 @@ def decide(inputs: DecisionInput, catalog: Catalog, health: Mapping[str, HealthP
     k = spec.ensemble_size if spec.policy == PolicyClass.ENSEMBLE else 1
     if k > 1 and inputs.result_kind not in ENSEMBLE_KINDS:
         return _refuse(policy, ReasonCode.UNSUPPORTED, "ensembles combine bool, uint, int and choice results only")
-
+    need = parsed.needs | (0 if inputs.result_kind == ResultType.TEXT else CAPABILITY_BITS["json_schema"])
+    static = catalog.static_stages(need, parsed.data_rank)
+    rank: npt.NDArray[np.int64] | None = None
     if spec.policy == PolicyClass.EXACT:
-        rank: dict[str, int] = {}
-        pool: list[Entry] = []
+        rank = np.full(len(catalog.entries), -1, dtype=np.int64)
         for i, name in enumerate(spec.models):
             for e in catalog.by_name.get(name, ()):
-                if e.id not in rank:
-                    rank[e.id] = i
-                    pool.append(e)
-        if not pool:
+                j = catalog.index[e.id]
+                if rank[j] < 0:
+                    rank[j] = i
+        if not (rank >= 0).any():
             return _refuse(policy, ReasonCode.UNKNOWN_MODEL, f"no deployment serves {', '.join(spec.models)}")
+        candidate = (rank >= 0) & (static < 0)
     else:
-        rank = {}
-        pool = list(catalog.entries)
+        candidate = static < 0
 
-    need = parsed.needs | (0 if inputs.result_kind == ResultType.TEXT else CAPABILITY_BITS["json_schema"])
-    data_rank = parsed.data_rank
-    prompt_tokens = estimate_prompt_tokens(inputs.prompt_bytes)
-    max_tokens = inputs.max_tokens
+    # Every filter at once over the catalog's columns, each a boolean column saying "drops here".
+    prompt_tokens = estimate_prompt_tokens(min(inputs.prompt_bytes, _MAX_PROMPT_BYTES))
     cap = parsed.max_price
     allowance = inputs.allowance // k
-    time_left = inputs.time_left_ms
-    by_latency = spec.policy == PolicyClass.FASTEST
-    best = spec.policy == PolicyClass.BEST or k > 1
+    answer_tokens = np.minimum(catalog.max_output, min(inputs.max_tokens, _INT64_CAP))
+    # Below 2**40 by the catalog's bounds, so the score below packs it with the policy's fields.
+    cost = ((prompt_tokens * catalog.input_price + answer_tokens * catalog.output_price + 999_999) // 1_000_000
+            + catalog.call_price).astype(np.int64, copy=False)
+    too_long = answer_tokens > catalog.context_window - prompt_tokens
+    over_fee = cost > min(allowance if cap is None else min(cap, allowance), _INT64_CAP)
+    latency50, latency90, degraded, is_open = (health if isinstance(health, HealthSnapshot)
+                                               else HealthSnapshot(health)).columns(catalog)
+    too_slow = latency90 > min(inputs.time_left_ms, _INT64_CAP)
+    fails = too_long | over_fee | is_open | too_slow
+    kept = np.flatnonzero(candidate & ~fails)
+    dropped_at = np.flatnonzero((static >= 0) | fails if rank is None else (rank >= 0) & ((static >= 0) | fails))
+    dropped: tuple[tuple[str, str], ...] = ()
+    if len(dropped_at):
+        # The first stage that drops each: later stages first, so earlier ones overwrite them.
+        stage = np.full(len(dropped_at), _STAGE_CODES["too_slow"], dtype=np.int8)
+        stage[is_open[dropped_at]] = _STAGE_CODES["circuit_open"]
+        over = over_fee[dropped_at]
+        stage[over] = _STAGE_CODES["fee"]
+        if cap is not None:
+            stage[over & (cost[dropped_at] > cap)] = _STAGE_CODES["price_cap"]
+        stage[too_long[dropped_at]] = _STAGE_CODES["context_window"]
+        first = static[dropped_at]
+        stage[first >= 0] = first[first >= 0]
+        ids = catalog.ids
+        dropped = tuple(zip([ids[i] for i in dropped_at.tolist()], [STAGES[c] for c in stage.tolist()],
+                            strict=True))
+        if not len(kept):
+            furthest = STAGES[int(stage.max())]
+            return _refuse(policy, _STAGE_REASON[furthest], _STAGE_DETAIL[furthest], dropped)
 
-    dropped: list[tuple[str, str]] = []
-    consulted: list[str] = []
-    scored: list[tuple[tuple[int, ...], Entry, int]] = []
-    for e in pool:
-        if e.capabilities & need != need:
-            dropped.append((e.id, "capability"))
-            continue
-        if e.data_rank < data_rank:
-            dropped.append((e.id, "data_policy"))
-            continue
-        answer_tokens = max_tokens if max_tokens < e.max_output else e.max_output
-        if prompt_tokens + answer_tokens > e.context_window:
-            dropped.append((e.id, "context_window"))
-            continue
-        cost = -(-(prompt_tokens * e.input_price + answer_tokens * e.output_price) // 1_000_000) + e.call_price
-        if cap is not None and cost > cap:
-            dropped.append((e.id, "price_cap"))
-            continue
-        if cost > allowance:
-            dropped.append((e.id, "fee"))
-            continue
-        consulted.append(e.id)
-        h = health.get(e.id, HEALTHY)
-        if h.breaker == "open":
-            dropped.append((e.id, "circuit_open"))
-            continue
-        measured = h.samples >= MIN_SAMPLES
-        p90 = h.p90_ms if measured else e.expected_latency_ms
-        if p90 is not None and p90 > time_left:
-            dropped.append((e.id, "too_slow"))
-            continue
-        degraded = 1 if measured and h.error_ppm >= DEGRADED_PPM else 0
-        if rank:
-            key: tuple[int, ...] = (rank[e.id], degraded, cost)
-        elif by_latency:
-            p50 = h.p50_ms if measured else (e.expected_latency_ms or UNKNOWN_LATENCY_MS)
-            key = (degraded, p50, cost)
-        elif best:
-            key = (degraded, -e.quality, cost)
-        else:
-            key = (degraded, cost)
-        scored.append((key, e, cost))
-
-    if not scored:
-        furthest = max((STAGES.index(stage) for _, stage in dropped), default=0)
-        stage = STAGES[furthest]
-        return _refuse(policy, _STAGE_REASON[stage], _STAGE_DETAIL[stage],
-                       tuple(dropped), tuple(consulted))
-    scored.sort(key=lambda s: s[0])
-    _break_ties(scored, inputs.request_id)
-    plan = [s[1] for s in scored]
-    estimates = [s[2] for s in scored]
+    # Score: one integer per kept entry, the policy's fields above the cost; a deployment failing often
+    # goes after healthy ones whatever the policy.
+    costs = cost[kept]
+    if rank is not None:
+        score = (rank[kept] << 58) | (degraded[kept] << 57) | costs
+    elif spec.policy == PolicyClass.FASTEST:
+        score = (degraded[kept] << 62) | (latency50[kept] << 40) | costs
+    elif spec.policy == PolicyClass.BEST or k > 1:
+        score = (degraded[kept] << 62) | ((_QUALITY_TOP - catalog.quality[kept]) << 57) | costs
+    else:
+        score = (degraded[kept] << 62) | costs
+    order = np.argsort(score, kind="stable")
+    ranked = score[order]
+    tied = np.flatnonzero(ranked[1:] == ranked[:-1])
+    positions = order.tolist()
+    if len(tied):
+        positions = _break_ties(positions, tied.tolist(), kept.tolist(), catalog, inputs.request_id)
+    chosen = kept[positions]
+    estimates = costs[positions]
     if k > 1:
+        # An ensemble's members: the best-placed deployment of each of the first k providers; the rest
+        # follow in order, as reserves.
         members: list[int] = []
         providers: set[str] = set()
-        for i, e in enumerate(plan):
-            if e.provider not in providers:
-                providers.add(e.provider)
-                members.append(i)
+        for place, i in enumerate(chosen.tolist()):
+            if catalog.providers[i] not in providers:
+                providers.add(catalog.providers[i])
+                members.append(place)
                 if len(members) == k:
                     break
         if len(members) < k:
             return _refuse(policy, ReasonCode.PROVIDERS_UNAVAILABLE,
-                           f"ensemble:{k} needs {k} providers; {len(members)} eligible", tuple(dropped),
-                           tuple(consulted))
-        rest = [i for i in range(len(plan)) if i not in members]
-        plan = [plan[i] for i in members + rest]
-        estimates = [estimates[i] for i in members + rest]
-    return Decision(policy, k, tuple(plan), tuple(estimates), tuple(dropped), tuple(consulted))
+                           f"ensemble:{k} needs {k} providers; {len(members)} eligible", dropped)
+        reserves = np.ones(len(chosen), dtype=np.bool_)
+        reserves[members] = False
+        order = np.concatenate((np.array(members, dtype=np.int64), np.flatnonzero(reserves)))
+        chosen, estimates = chosen[order], estimates[order]
+    picked = chosen.tolist()
+    plan = itemgetter(*picked)(catalog.entries) if len(picked) > 1 else (catalog.entries[picked[0]],)
+    return Decision(policy, k, plan, tuple(estimates.tolist()), dropped)
 
 
-def _break_ties(scored: list[tuple[tuple[int, ...], Entry, int]], request_id: bytes) -> None:
-    """Order runs of equal scores by keccak(request id, deployment id): fair across requests, fixed per request."""
+def _break_ties(positions: list[int], tied: list[int], kept: list[int], catalog: Catalog,
+                request_id: bytes) -> list[int]:
+    """Order each run of equal scores by keccak(request id, deployment id): fair across requests, fixed per
+    request. `positions` are sorted by score; each `tied` index i says position i ties with i + 1."""
+    out = list(positions)
     i = 0
-    n = len(scored)
-    while i < n:
-        j = i + 1
-        while j < n and scored[j][0] == scored[i][0]:
-            j += 1
-        if j - i > 1:
-            scored[i:j] = sorted(scored[i:j], key=lambda s: keccak(request_id + s[1].id.encode()))
-        i = j
+    while i < len(tied):
+        start = tied[i]
+        while i + 1 < len(tied) and tied[i + 1] == tied[i] + 1:
+            i += 1
+        end = tied[i] + 2
+        out[start:end] = sorted(out[start:end], key=lambda p: keccak(request_id + catalog.ids[kept[p]].encode()))
+        i += 1
+    return out
 
 
 def recompute(record: Mapping[str, Any], catalog: Catalog) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from oracle.config import RouterSettings
-from oracle.router.decision import HealthPoint
+from oracle.router.decision import HealthPoint, HealthSnapshot
 
 
 @dataclass
@@ -45,16 +45,20 @@ class Health:
         self._tracks = {d: _Track(deque(maxlen=window), deque(maxlen=window), deque()) for d in deployments}
         self._points: dict[str, HealthPoint] = {}  # only deployments with something to say
         self._not_closed: set[str] = set()
+        self._snapshot: HealthSnapshot | None = None
 
     # ------------------------------------------------------------ what decisions see
 
-    def snapshot(self) -> dict[str, HealthPoint]:
+    def snapshot(self) -> HealthSnapshot:
+        """Health now, immutable; the same object until something changes, so its columns are built once."""
         now = self.clock()
         for d in sorted(self._not_closed):
             t = self._tracks[d]
             if t.state == "open" and now >= t.open_until:
                 self._set_state(d, t, "half_open")
-        return dict(self._points)
+        if self._snapshot is None:
+            self._snapshot = HealthSnapshot(self._points)
+        return self._snapshot
 
     def allow(self, deployment: str) -> bool:
         """May a call go to `deployment` now? A half-open breaker admits one probe at a time."""
@@ -105,7 +109,8 @@ class Health:
 
     def _tripped(self, t: _Track) -> bool:
         n = len(t.recent)
-        return n >= self.settings.breaker_min_calls and t.recent_failures * 100 >= self.settings.breaker_failure_percent * n
+        settings = self.settings
+        return n >= settings.breaker_min_calls and t.recent_failures * 100 >= settings.breaker_failure_percent * n
 
     def release(self, deployment: str) -> None:
         """A call admitted by `allow()` ended without a verdict on the provider (e.g. cancelled)."""
@@ -116,6 +121,7 @@ class Health:
         self._refresh(deployment, t)
 
     def _refresh(self, deployment: str, t: _Track) -> None:
+        self._snapshot = None
         lat = sorted(t.latencies)
         n = len(lat)
         errors = sum(t.outcomes)

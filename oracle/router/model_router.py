@@ -26,7 +26,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +91,7 @@ class ModelRouter:
         if stored is not None and stored[0] == self.catalog.version:
             record = json.loads(stored[1])
             inputs = DecisionInput.from_record(record["inputs"])
-            health = {d: HealthPoint(*v) for d, v in record["health"].items()}
+            health: Mapping[str, HealthPoint] = {d: HealthPoint(*v) for d, v in record["health"].items()}
         else:
             p = request.params
             inputs = DecisionInput(request.request_id, p.model_spec, p.result.kind, len(p.prompt), p.max_tokens,
