@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 
@@ -24,7 +26,7 @@ import aiohttp
 
 from bench.report import finish
 from oracle.config import ModelDeployment, RouterSettings
-from oracle.devnet.model_server import ModelServer
+from oracle.devnet.anvil import free_port
 from oracle.protocol import RequestParams, ResultSpec, ResultType
 from oracle.results import json_schema
 from oracle.router import Catalog, ModelRouter, RouteRequest
@@ -101,9 +103,13 @@ class NullLog:
 
 
 async def bench_overhead(calls: int) -> dict[str, float]:
-    server = ModelServer().start()
+    # The server runs in its own process, so it does not compete with the router for the GIL.
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "oracle.devnet.model_server", "--port", str(port)],
+                              stdout=subprocess.PIPE, text=True, preexec_fn=lambda: _pin(1))
     try:
-        d = ModelDeployment(id="local", provider="local", api="openai", base_url=server.base_url,
+        assert server.stdout is not None and "listening" in server.stdout.readline()
+        d = ModelDeployment(id="local", provider="local", api="openai", base_url=f"http://127.0.0.1:{port}/v1",
                             model="dev-model-2026-01-01", payer="none", input_price=150_000, output_price=600_000,
                             context_window=32_000, max_output=1_024, capabilities=("json_schema", "seed"))
         spec = ResultSpec(ResultType.UINT, min=0, max=100)
@@ -137,16 +143,25 @@ async def bench_overhead(calls: int) -> dict[str, float]:
                 plain.append(await bare())
                 through.append(await routed(n))
     finally:
-        server.stop()
+        server.terminate()
+        server.wait()
     p50_bare, p50_routed = statistics.median(plain), statistics.median(through)
     return {"bare_call_ms_p50": round(p50_bare * 1000, 3), "routed_call_ms_p50": round(p50_routed * 1000, 3),
             "overhead_ms_p50": round((p50_routed - p50_bare) * 1000, 3)}
+
+
+def _pin(cpu: int) -> None:
+    """Keep a process on one CPU: unpinned, the scheduler moves it between cores and a run's figures
+    swing by half with the cold caches. The router gets CPU 0 and the model server CPU 1 (if any)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpus[min(cpu, len(cpus) - 1)]})
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     args = parser.parse_args(argv)
+    _pin(0)
     figures: dict[str, float] = {}
     figures |= bench_decisions(2_000 if args.quick else 20_000)
     figures |= asyncio.run(bench_overhead(300 if args.quick else 3_000))

@@ -54,6 +54,12 @@ def _check_int(spec: ResultSpec, value: Any) -> int:
     return value
 
 
+def _word(value: int) -> bytes:
+    """One ABI word: what eth_abi gives for bool, uint256 and (two's complement) int256, without its
+    generic machinery on the hot path. The callers have checked the value's bounds."""
+    return (value % 2**256).to_bytes(32, "big")
+
+
 def encode_result(spec: ResultSpec, value: Any) -> bytes:
     """ABI-encode `value` for `spec`, or raise ResultError naming what does not fit."""
     kind = spec.kind
@@ -65,15 +71,13 @@ def encode_result(spec: ResultSpec, value: Any) -> bytes:
     if kind == ResultType.BOOL:
         if not isinstance(value, bool):
             raise ResultError(f"expected true or false, got {type(value).__name__}")
-        return encode(["bool"], [value])
-    if kind == ResultType.UINT:
-        return encode(["uint256"], [_check_int(spec, value)])
-    if kind == ResultType.INT:
-        return encode(["int256"], [_check_int(spec, value)])
+        return _word(int(value))
+    if kind in (ResultType.UINT, ResultType.INT):
+        return _word(_check_int(spec, value))
     if kind == ResultType.CHOICE:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(spec.labels):
             raise ResultError(f"choice must be an index in [0, {len(spec.labels) - 1}], got {value!r}")
-        return encode(["uint256"], [value])
+        return _word(value)
     if kind == ResultType.JSON:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         _check_size(spec, len(text.encode()), "JSON")
@@ -233,6 +237,8 @@ def load_untrusted_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> A
     and NaN/Infinity are refused because no result type has them."""
     if isinstance(text, bytes):
         text = text.decode("utf-8")
+    if text.count("[") + text.count("{") <= max_depth:
+        return json.loads(text, parse_constant=_no_constants)  # too few brackets to nest too deep
     depth, in_string, escaped = 0, False, False
     for match in _JSON_STRUCTURE.finditer(text):
         char = match.group()

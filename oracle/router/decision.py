@@ -169,13 +169,31 @@ def _refuse(policy: str, reason: ReasonCode, detail: str, dropped: tuple[tuple[s
 _HealthColumns = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]
 
 
+def health_row(catalog: Catalog, index: int, h: HealthPoint) -> tuple[int, int, int, bool]:
+    """What decisions read of one entry's health: p50 and p90 latency (measured once there are
+    MIN_SAMPLES calls, else the catalog's prior; an unknown p50 sorts last, an unknown p90 is -1 and
+    never too slow), degraded (1 or 0), and whether its breaker is open."""
+    prior = int(catalog.prior_latency[index])
+    if h.samples >= MIN_SAMPLES:
+        return min(h.p50_ms, _LATENCY_CAP), h.p90_ms, int(h.error_ppm >= DEGRADED_PPM), h.breaker == "open"
+    return (_LATENCY_CAP if prior < 0 else min(prior, _LATENCY_CAP)), prior, 0, h.breaker == "open"
+
+
+def blank_health(catalog: Catalog) -> _HealthColumns:
+    """Health columns with nothing measured yet: every entry at its catalog prior."""
+    rows = [health_row(catalog, i, HEALTHY) for i in range(len(catalog.entries))]
+    return (np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.int64),
+            np.zeros(len(rows), dtype=np.int64), np.zeros(len(rows), dtype=np.bool_))
+
+
 class HealthSnapshot(Mapping[str, HealthPoint]):
     """Health as a decision reads it: a mapping of deployment id to point, and the same as columns in a
-    catalog's order (kept per catalog, so a snapshot used for many decisions converts once)."""
+    catalog's order (given by `Health`, which keeps them current, or built once per catalog)."""
 
-    def __init__(self, points: Mapping[str, HealthPoint]) -> None:
+    def __init__(self, points: Mapping[str, HealthPoint], columns: _HealthColumns | None = None,
+                 catalog_version: str = "") -> None:
         self._points = dict(points)
-        self._columns: dict[str, _HealthColumns] = {}
+        self._columns: dict[str, _HealthColumns] = {catalog_version: columns} if columns is not None else {}
 
     def __getitem__(self, key: str) -> HealthPoint:
         return self._points[key]
@@ -187,25 +205,13 @@ class HealthSnapshot(Mapping[str, HealthPoint]):
         return len(self._points)
 
     def columns(self, catalog: Catalog) -> _HealthColumns:
-        """Per catalog entry, what decisions read: p50 and p90 latency (measured once there are
-        MIN_SAMPLES calls, else the catalog's prior; p50 unknown sorts last, p90 unknown is -1 and never
-        too slow), degraded (1 or 0), and whether the breaker is open."""
         found = self._columns.get(catalog.version)
         if found is None:
-            n = len(catalog.entries)
-            p50, p90, degraded = (np.zeros(n, dtype=np.int64) for _ in range(3))
-            is_open = np.zeros(n, dtype=np.bool_)
-            measured = np.zeros(n, dtype=np.bool_)
+            found = blank_health(catalog)
             for deployment, h in self._points.items():
                 i = catalog.index.get(deployment)
                 if i is not None:
-                    measured[i] = h[3] >= MIN_SAMPLES
-                    p50[i], p90[i], degraded[i] = h[0], h[1], h[2] >= DEGRADED_PPM
-                    is_open[i] = h[4] == "open"
-            prior = catalog.prior_latency
-            latency50 = np.where(measured, np.minimum(p50, _LATENCY_CAP), np.where(prior < 0, _LATENCY_CAP, prior))
-            found = (latency50.astype(np.int64), np.where(measured, p90, prior).astype(np.int64),
-                     (degraded * measured).astype(np.int64), is_open)
+                    found[0][i], found[1][i], found[2][i], found[3][i] = health_row(catalog, i, h)
             self._columns[catalog.version] = found
         return found
 
@@ -252,8 +258,8 @@ def decide(inputs: DecisionInput, catalog: Catalog, health: Mapping[str, HealthP
                                                else HealthSnapshot(health)).columns(catalog)
     too_slow = latency90 > min(inputs.time_left_ms, _INT64_CAP)
     fails = too_long | over_fee | is_open | too_slow
-    kept = np.flatnonzero(candidate & ~fails)
-    dropped_at = np.flatnonzero((static >= 0) | fails if rank is None else (rank >= 0) & ((static >= 0) | fails))
+    kept = (candidate & ~fails).nonzero()[0]
+    dropped_at = ((static >= 0) | fails if rank is None else (rank >= 0) & ((static >= 0) | fails)).nonzero()[0]
     dropped: tuple[tuple[str, str], ...] = ()
     if len(dropped_at):
         # The first stage that drops each: later stages first, so earlier ones overwrite them.
@@ -286,12 +292,11 @@ def decide(inputs: DecisionInput, catalog: Catalog, health: Mapping[str, HealthP
         score = (degraded[kept] << 62) | costs
     order = np.argsort(score, kind="stable")
     ranked = score[order]
-    tied = np.flatnonzero(ranked[1:] == ranked[:-1])
-    positions = order.tolist()
+    tied = (ranked[1:] == ranked[:-1]).nonzero()[0]
     if len(tied):
-        positions = _break_ties(positions, tied.tolist(), kept.tolist(), catalog, inputs.request_id)
-    chosen = kept[positions]
-    estimates = costs[positions]
+        order = _break_ties(order, tied.tolist(), kept, catalog, inputs.request_id)
+    chosen = kept[order]
+    estimates = costs[order]
     if k > 1:
         # An ensemble's members: the best-placed deployment of each of the first k providers; the rest
         # follow in order, as reserves.
@@ -315,18 +320,20 @@ def decide(inputs: DecisionInput, catalog: Catalog, health: Mapping[str, HealthP
     return Decision(policy, k, plan, tuple(estimates.tolist()), dropped)
 
 
-def _break_ties(positions: list[int], tied: list[int], kept: list[int], catalog: Catalog,
-                request_id: bytes) -> list[int]:
+def _break_ties(order: npt.NDArray[np.intp], tied: list[int], kept: npt.NDArray[np.intp], catalog: Catalog,
+                request_id: bytes) -> npt.NDArray[np.intp]:
     """Order each run of equal scores by keccak(request id, deployment id): fair across requests, fixed per
-    request. `positions` are sorted by score; each `tied` index i says position i ties with i + 1."""
-    out = list(positions)
+    request. `order` is sorted by score; each `tied` index i says place i ties with place i + 1."""
+    out = order.copy()
+    ids = catalog.ids
     i = 0
     while i < len(tied):
         start = tied[i]
         while i + 1 < len(tied) and tied[i + 1] == tied[i] + 1:
             i += 1
         end = tied[i] + 2
-        out[start:end] = sorted(out[start:end], key=lambda p: keccak(request_id + catalog.ids[kept[p]].encode()))
+        run = out[start:end].tolist()
+        out[start:end] = sorted(run, key=lambda p: keccak(request_id + ids[kept[p]].encode()))
         i += 1
     return out
 

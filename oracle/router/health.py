@@ -11,21 +11,25 @@ even when it is the only one that can serve a request, so a dead provider is not
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from oracle.config import RouterSettings
-from oracle.router.decision import HealthPoint, HealthSnapshot
+from oracle.router.catalog import Catalog
+from oracle.router.decision import HealthPoint, HealthSnapshot, blank_health, health_row
 
 
 @dataclass
 class _Track:
-    latencies: deque[int]  # ms of the latest successful calls
+    latencies: deque[int]  # ms of the latest successful calls, in arrival order ...
+    ranked: list[int]  # ... and the same, sorted, for percentiles
     outcomes: deque[bool]  # True for a failed call, over the health window
     recent: deque[bool]  # the same, over the breaker's window
-    recent_failures: int = 0
+    errors: int = 0  # failed calls in `outcomes`
+    recent_failures: int = 0  # ... and in `recent`
     state: str = "closed"  # closed | open | half_open
     open_until: float = 0.0
     cooldown: float = 0.0
@@ -33,16 +37,17 @@ class _Track:
     opened: int = 0  # times the breaker opened, for metrics
     calls: int = 0
     failures: int = 0
-    point: HealthPoint = field(default_factory=HealthPoint)
 
 
 class Health:
-    def __init__(self, deployments: Iterable[str], settings: RouterSettings,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, catalog: Catalog, settings: RouterSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.catalog = catalog
         self.settings = settings
         self.clock = clock
         window = settings.health_window
-        self._tracks = {d: _Track(deque(maxlen=window), deque(maxlen=window), deque()) for d in deployments}
+        self._tracks = {e.id: _Track(deque(maxlen=window), [], deque(maxlen=window), deque())
+                        for e in catalog.entries}
+        self._columns = blank_health(catalog)  # kept current, so a snapshot only copies them
         self._points: dict[str, HealthPoint] = {}  # only deployments with something to say
         self._not_closed: set[str] = set()
         self._snapshot: HealthSnapshot | None = None
@@ -57,7 +62,9 @@ class Health:
             if t.state == "open" and now >= t.open_until:
                 self._set_state(d, t, "half_open")
         if self._snapshot is None:
-            self._snapshot = HealthSnapshot(self._points)
+            p50, p90, degraded, is_open = self._columns
+            self._snapshot = HealthSnapshot(self._points, (p50.copy(), p90.copy(), degraded.copy(), is_open.copy()),
+                                            self.catalog.version)
         return self._snapshot
 
     def allow(self, deployment: str) -> bool:
@@ -79,7 +86,10 @@ class Health:
     def record(self, deployment: str, latency_ms: int, failed: bool) -> None:
         t = self._tracks[deployment]
         t.calls += 1
+        if len(t.outcomes) == t.outcomes.maxlen:
+            t.errors -= t.outcomes[0]
         t.outcomes.append(failed)
+        t.errors += failed
         t.probing = False
         self._judge(t, failed)
         if failed:
@@ -94,7 +104,10 @@ class Health:
                 t.recent_failures = 0
                 self._not_closed.add(deployment)
         else:
+            if len(t.latencies) == t.latencies.maxlen:
+                del t.ranked[bisect.bisect_left(t.ranked, t.latencies[0])]
             t.latencies.append(latency_ms)
+            bisect.insort(t.ranked, latency_ms)
             if t.state != "closed":
                 t.state = "closed"
                 t.cooldown = 0.0
@@ -122,24 +135,27 @@ class Health:
 
     def _refresh(self, deployment: str, t: _Track) -> None:
         self._snapshot = None
-        lat = sorted(t.latencies)
-        n = len(lat)
-        errors = sum(t.outcomes)
-        self._points[deployment] = HealthPoint(
-            p50_ms=lat[(n - 1) // 2] if n else 0,
-            p90_ms=lat[min(n - 1, (n * 9) // 10)] if n else 0,
-            error_ppm=errors * 1_000_000 // len(t.outcomes) if t.outcomes else 0,
+        lat = t.ranked
+        point = self._points[deployment] = HealthPoint(
+            p50_ms=_percentile(lat, 50), p90_ms=_percentile(lat, 90),
+            error_ppm=t.errors * 1_000_000 // len(t.outcomes) if t.outcomes else 0,
             samples=len(t.outcomes), breaker=t.state)
+        i = self.catalog.index[deployment]
+        c = self._columns
+        c[0][i], c[1][i], c[2][i], c[3][i] = health_row(self.catalog, i, point)
 
     # ------------------------------------------------------------ for metrics and the status page
 
     def report(self) -> dict[str, dict[str, int | str]]:
         out: dict[str, dict[str, int | str]] = {}
         for d, t in sorted(self._tracks.items()):
-            lat = sorted(t.latencies)
-            n = len(lat)
             out[d] = {"calls": t.calls, "failures": t.failures, "breaker": t.state, "breaker_opened": t.opened,
-                      "p50_ms": lat[(n - 1) // 2] if n else 0, "p90_ms": lat[min(n - 1, n * 9 // 10)] if n else 0,
-                      "p99_ms": lat[min(n - 1, n * 99 // 100)] if n else 0,
-                      "error_ppm": sum(t.outcomes) * 1_000_000 // len(t.outcomes) if t.outcomes else 0}
+                      "p50_ms": _percentile(t.ranked, 50), "p90_ms": _percentile(t.ranked, 90),
+                      "p99_ms": _percentile(t.ranked, 99),
+                      "error_ppm": t.errors * 1_000_000 // len(t.outcomes) if t.outcomes else 0}
         return out
+
+
+def _percentile(ranked: list[int], percent: int) -> int:
+    """The nearest-rank percentile of sorted values (0 when there are none)."""
+    return ranked[min(len(ranked) - 1, len(ranked) * percent // 100)] if ranked else 0

@@ -73,7 +73,7 @@ class ModelRouter:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self.health = Health([e.id for e in catalog.entries], settings)
+        self.health = Health(catalog, settings)
         store.save_catalog(catalog.version, catalog.body)
 
     def estimate_cost(self, params: RequestParams) -> int | None:

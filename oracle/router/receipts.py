@@ -15,10 +15,17 @@ MAX_SAFE_INT = 2**53
 
 
 def _canonical(value: Any) -> Any:
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    kind = type(value)  # exact types first: this runs for every receipt, over every field
+    if kind is str or kind is bool or value is None:
         return value
-    if isinstance(value, int):
-        return str(value) if abs(value) > MAX_SAFE_INT else value
+    if kind is int:
+        return str(value) if value > MAX_SAFE_INT or value < -MAX_SAFE_INT else value
+    if kind is dict:
+        return {k if type(k) is str else str(k): _canonical(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_canonical(v) for v in value]
+    if isinstance(value, int):  # IntEnum and other int subclasses
+        return _canonical(int(value))
     if isinstance(value, float):
         raise TypeError("receipts hold no floats: use integers (milliseconds, micro-units)")
     if isinstance(value, (bytes, bytearray)):
