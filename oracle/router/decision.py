@@ -219,6 +219,12 @@ class HealthSnapshot(Mapping[str, HealthPoint]):
 _STAGE_CODES = {stage: np.int8(i) for i, stage in enumerate(STAGES)}
 
 
+# Catalogs up to this size are decided by a plain loop; above it, over numpy columns (whose fixed cost
+# per call only pays off with many entries). Both give the same decision: a property test checks it.
+SCALAR_MAX = 24
+_CHEAPEST, _FASTEST, _BEST, _EXACT = range(4)
+
+
 def decide(inputs: DecisionInput, catalog: Catalog, health: Mapping[str, HealthPoint]) -> Decision:
     parsed = _spec(inputs.model_spec)
     if not isinstance(parsed, _Spec):
@@ -228,81 +234,35 @@ def decide(inputs: DecisionInput, catalog: Catalog, health: Mapping[str, HealthP
     k = spec.ensemble_size if spec.policy == PolicyClass.ENSEMBLE else 1
     if k > 1 and inputs.result_kind not in ENSEMBLE_KINDS:
         return _refuse(policy, ReasonCode.UNSUPPORTED, "ensembles combine bool, uint, int and choice results only")
-    need = parsed.needs | (0 if inputs.result_kind == ResultType.TEXT else CAPABILITY_BITS["json_schema"])
-    static = catalog.static_stages(need, parsed.data_rank)
-    rank: npt.NDArray[np.int64] | None = None
+    ranks: dict[int, int] | None = None
     if spec.policy == PolicyClass.EXACT:
-        rank = np.full(len(catalog.entries), -1, dtype=np.int64)
+        ranks = {}
         for i, name in enumerate(spec.models):
             for e in catalog.by_name.get(name, ()):
-                j = catalog.index[e.id]
-                if rank[j] < 0:
-                    rank[j] = i
-        if not (rank >= 0).any():
+                ranks.setdefault(catalog.index[e.id], i)
+        if not ranks:
             return _refuse(policy, ReasonCode.UNKNOWN_MODEL, f"no deployment serves {', '.join(spec.models)}")
-        candidate = (rank >= 0) & (static < 0)
-    else:
-        candidate = static < 0
-
-    # Every filter at once over the catalog's columns, each a boolean column saying "drops here".
-    prompt_tokens = estimate_prompt_tokens(min(inputs.prompt_bytes, _MAX_PROMPT_BYTES))
+    mode = (_EXACT if ranks is not None else _FASTEST if spec.policy == PolicyClass.FASTEST
+            else _BEST if spec.policy == PolicyClass.BEST or k > 1 else _CHEAPEST)
     cap = parsed.max_price
     allowance = inputs.allowance // k
-    answer_tokens = np.minimum(catalog.max_output, min(inputs.max_tokens, _INT64_CAP))
-    # Below 2**40 by the catalog's bounds, so the score below packs it with the policy's fields.
-    cost = ((prompt_tokens * catalog.input_price + answer_tokens * catalog.output_price + 999_999) // 1_000_000
-            + catalog.call_price).astype(np.int64, copy=False)
-    too_long = answer_tokens > catalog.context_window - prompt_tokens
-    over_fee = cost > min(allowance if cap is None else min(cap, allowance), _INT64_CAP)
-    latency50, latency90, degraded, is_open = (health if isinstance(health, HealthSnapshot)
-                                               else HealthSnapshot(health)).columns(catalog)
-    too_slow = latency90 > min(inputs.time_left_ms, _INT64_CAP)
-    fails = too_long | over_fee | is_open | too_slow
-    kept = (candidate & ~fails).nonzero()[0]
-    dropped_at = ((static >= 0) | fails if rank is None else (rank >= 0) & ((static >= 0) | fails)).nonzero()[0]
-    dropped: tuple[tuple[str, str], ...] = ()
-    if len(dropped_at):
-        # The first stage that drops each: later stages first, so earlier ones overwrite them.
-        stage = np.full(len(dropped_at), _STAGE_CODES["too_slow"], dtype=np.int8)
-        stage[is_open[dropped_at]] = _STAGE_CODES["circuit_open"]
-        over = over_fee[dropped_at]
-        stage[over] = _STAGE_CODES["fee"]
-        if cap is not None:
-            stage[over & (cost[dropped_at] > cap)] = _STAGE_CODES["price_cap"]
-        stage[too_long[dropped_at]] = _STAGE_CODES["context_window"]
-        first = static[dropped_at]
-        stage[first >= 0] = first[first >= 0]
-        ids = catalog.ids
-        dropped = tuple(zip([ids[i] for i in dropped_at.tolist()], [STAGES[c] for c in stage.tolist()],
-                            strict=True))
-        if not len(kept):
-            furthest = STAGES[int(stage.max())]
-            return _refuse(policy, _STAGE_REASON[furthest], _STAGE_DETAIL[furthest], dropped)
-
-    # Score: one integer per kept entry, the policy's fields above the cost; a deployment failing often
-    # goes after healthy ones whatever the policy.
-    costs = cost[kept]
-    if rank is not None:
-        score = (rank[kept] << 58) | (degraded[kept] << 57) | costs
-    elif spec.policy == PolicyClass.FASTEST:
-        score = (degraded[kept] << 62) | (latency50[kept] << 40) | costs
-    elif spec.policy == PolicyClass.BEST or k > 1:
-        score = (degraded[kept] << 62) | ((_QUALITY_TOP - catalog.quality[kept]) << 57) | costs
-    else:
-        score = (degraded[kept] << 62) | costs
-    order = np.argsort(score, kind="stable")
-    ranked = score[order]
-    tied = (ranked[1:] == ranked[:-1]).nonzero()[0]
-    if len(tied):
-        order = _break_ties(order, tied.tolist(), kept, catalog, inputs.request_id)
-    chosen = kept[order]
-    estimates = costs[order]
+    request = _Request(
+        need=parsed.needs | (0 if inputs.result_kind == ResultType.TEXT else CAPABILITY_BITS["json_schema"]),
+        data_rank=parsed.data_rank, prompt_tokens=estimate_prompt_tokens(min(inputs.prompt_bytes, _MAX_PROMPT_BYTES)),
+        max_tokens=min(inputs.max_tokens, _INT64_CAP), cap=None if cap is None else min(cap, _INT64_CAP),
+        limit=min(allowance if cap is None else min(cap, allowance), _INT64_CAP),
+        time_left=min(inputs.time_left_ms, _INT64_CAP), mode=mode, ranks=ranks, request_id=inputs.request_id)
+    scalar = len(catalog.entries) <= SCALAR_MAX
+    order, costs, dropped = (_scalar if scalar else _vector)(request, catalog, health)
+    if not order:
+        furthest = max((STAGES.index(stage) for _, stage in dropped), default=0)
+        return _refuse(policy, _STAGE_REASON[STAGES[furthest]], _STAGE_DETAIL[STAGES[furthest]], tuple(dropped))
     if k > 1:
         # An ensemble's members: the best-placed deployment of each of the first k providers; the rest
         # follow in order, as reserves.
         members: list[int] = []
         providers: set[str] = set()
-        for place, i in enumerate(chosen.tolist()):
+        for place, i in enumerate(order):
             if catalog.providers[i] not in providers:
                 providers.add(catalog.providers[i])
                 members.append(place)
@@ -310,31 +270,155 @@ def decide(inputs: DecisionInput, catalog: Catalog, health: Mapping[str, HealthP
                     break
         if len(members) < k:
             return _refuse(policy, ReasonCode.PROVIDERS_UNAVAILABLE,
-                           f"ensemble:{k} needs {k} providers; {len(members)} eligible", dropped)
-        reserves = np.ones(len(chosen), dtype=np.bool_)
-        reserves[members] = False
-        order = np.concatenate((np.array(members, dtype=np.int64), np.flatnonzero(reserves)))
-        chosen, estimates = chosen[order], estimates[order]
-    picked = chosen.tolist()
-    plan = itemgetter(*picked)(catalog.entries) if len(picked) > 1 else (catalog.entries[picked[0]],)
-    return Decision(policy, k, plan, tuple(estimates.tolist()), dropped)
+                           f"ensemble:{k} needs {k} providers; {len(members)} eligible", tuple(dropped))
+        chosen = set(members)
+        places = members + [p for p in range(len(order)) if p not in chosen]
+        order, costs = [order[p] for p in places], [costs[p] for p in places]
+    plan = itemgetter(*order)(catalog.entries) if len(order) > 1 else (catalog.entries[order[0]],)
+    return Decision(policy, k, plan, tuple(costs), tuple(dropped))
 
 
-def _break_ties(order: npt.NDArray[np.intp], tied: list[int], kept: npt.NDArray[np.intp], catalog: Catalog,
-                request_id: bytes) -> npt.NDArray[np.intp]:
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What the filters and the score read of a request, bounds applied."""
+
+    need: int
+    data_rank: int
+    prompt_tokens: int
+    max_tokens: int
+    cap: int | None
+    limit: int  # the price cap or the fee's share, whichever is lower
+    time_left: int
+    mode: int  # _CHEAPEST | _FASTEST | _BEST | _EXACT
+    ranks: dict[int, int] | None  # for an exact list: catalog index -> place of its model in the list
+    request_id: bytes
+
+
+_Ranked = tuple[list[int], list[int], list[tuple[str, str]]]  # catalog indices best first, their costs, drops
+
+
+def _score(mode: int, rank: int, degraded: int, latency50: int, quality: int, cost: int) -> int:
+    """One integer per deployment, lower is better: the policy's fields above the cost (below 2**40 by
+    the catalog's bounds); a deployment failing often goes after healthy ones whatever the policy."""
+    if mode == _EXACT:
+        return rank << 58 | degraded << 57 | cost
+    if mode == _FASTEST:
+        return degraded << 62 | latency50 << 40 | cost
+    if mode == _BEST:
+        return degraded << 62 | (_QUALITY_TOP - quality) << 57 | cost
+    return degraded << 62 | cost
+
+
+def _scalar(r: _Request, catalog: Catalog, health: Mapping[str, HealthPoint]) -> _Ranked:
+    """The filters and the score, one entry at a time (small catalogs)."""
+    dropped: list[tuple[str, str]] = []
+    scored: list[tuple[int, int, int]] = []
+    for i, e in enumerate(catalog.entries):
+        if r.ranks is not None and i not in r.ranks:
+            continue
+        if e.capabilities & r.need != r.need:
+            dropped.append((e.id, "capability"))
+            continue
+        if e.data_rank < r.data_rank:
+            dropped.append((e.id, "data_policy"))
+            continue
+        answer_tokens = min(e.max_output, r.max_tokens)
+        if answer_tokens > e.context_window - r.prompt_tokens:
+            dropped.append((e.id, "context_window"))
+            continue
+        cost = (r.prompt_tokens * e.input_price + answer_tokens * e.output_price + 999_999) // 1_000_000 \
+            + e.call_price
+        if cost > r.limit:
+            dropped.append((e.id, "price_cap" if r.cap is not None and cost > r.cap else "fee"))
+            continue
+        latency50, latency90, degraded, is_open = health_row(catalog, i, health.get(e.id, HEALTHY))
+        if is_open:
+            dropped.append((e.id, "circuit_open"))
+            continue
+        if latency90 > r.time_left:
+            dropped.append((e.id, "too_slow"))
+            continue
+        rank = r.ranks[i] if r.ranks is not None else 0
+        scored.append((_score(r.mode, rank, degraded, latency50, e.quality, cost), i, cost))
+    scored.sort()
+    tied = [p for p in range(len(scored) - 1) if scored[p][0] == scored[p + 1][0]]
+    if tied:
+        scored = _break_ties(scored, tied, catalog, r.request_id)
+    return [i for _, i, _ in scored], [cost for _, _, cost in scored], dropped
+
+
+def _vector(r: _Request, catalog: Catalog, health: Mapping[str, HealthPoint]) -> _Ranked:
+    """The filters and the score over the catalog's columns at once (large catalogs)."""
+    static = catalog.static_stages(r.need, r.data_rank)
+    if r.ranks is not None:
+        in_pool = np.zeros(len(catalog.entries), dtype=np.bool_)
+        in_pool[list(r.ranks)] = True
+        candidate = in_pool & (static < 0)
+    else:
+        candidate = static < 0
+    answer_tokens = np.minimum(catalog.max_output, r.max_tokens)
+    cost = ((r.prompt_tokens * catalog.input_price + answer_tokens * catalog.output_price + 999_999) // 1_000_000
+            + catalog.call_price).astype(np.int64, copy=False)
+    too_long = answer_tokens > catalog.context_window - r.prompt_tokens
+    over_limit = cost > r.limit
+    latency50, latency90, degraded, is_open = (health if isinstance(health, HealthSnapshot)
+                                               else HealthSnapshot(health)).columns(catalog)
+    too_slow = latency90 > r.time_left
+    fails = too_long | over_limit | is_open | too_slow
+    kept = (candidate & ~fails).nonzero()[0]
+    out = (static >= 0) | fails
+    dropped_at = (out if r.ranks is None else in_pool & out).nonzero()[0]
+    dropped: list[tuple[str, str]] = []
+    if len(dropped_at):
+        # The first stage that drops each: later stages first, so earlier ones overwrite them.
+        stage = np.full(len(dropped_at), _STAGE_CODES["too_slow"], dtype=np.int8)
+        stage[is_open[dropped_at]] = _STAGE_CODES["circuit_open"]
+        over = over_limit[dropped_at]
+        stage[over] = _STAGE_CODES["fee"]
+        if r.cap is not None:
+            stage[over & (cost[dropped_at] > r.cap)] = _STAGE_CODES["price_cap"]
+        stage[too_long[dropped_at]] = _STAGE_CODES["context_window"]
+        first = static[dropped_at]
+        stage[first >= 0] = first[first >= 0]
+        ids = catalog.ids
+        dropped = list(zip([ids[i] for i in dropped_at.tolist()], [STAGES[c] for c in stage.tolist()], strict=True))
+    if not len(kept):
+        return [], [], dropped
+    costs = cost[kept]
+    if r.ranks is not None:
+        rank = np.array([r.ranks[i] for i in kept.tolist()], dtype=np.int64)
+        score = (rank << 58) | (degraded[kept] << 57) | costs
+    elif r.mode == _FASTEST:
+        score = (degraded[kept] << 62) | (latency50[kept] << 40) | costs
+    elif r.mode == _BEST:
+        score = (degraded[kept] << 62) | ((_QUALITY_TOP - catalog.quality[kept]) << 57) | costs
+    else:
+        score = (degraded[kept] << 62) | costs
+    order = np.argsort(score, kind="stable")
+    ranked = score[order]
+    tied = (ranked[1:] == ranked[:-1]).nonzero()[0]
+    indices, ordered_costs = kept[order].tolist(), costs[order].tolist()
+    if len(tied):
+        scored = _break_ties(list(zip(ranked.tolist(), indices, ordered_costs, strict=True)), tied.tolist(), catalog,
+                             r.request_id)
+        return [i for _, i, _ in scored], [c for _, _, c in scored], dropped
+    return indices, ordered_costs, dropped
+
+
+def _break_ties(scored: list[tuple[int, int, int]], tied: list[int], catalog: Catalog,
+                request_id: bytes) -> list[tuple[int, int, int]]:
     """Order each run of equal scores by keccak(request id, deployment id): fair across requests, fixed per
-    request. `order` is sorted by score; each `tied` index i says place i ties with place i + 1."""
-    out = order.copy()
+    request. `scored` is (score, catalog index, cost) sorted by score; each `tied` place p ties with p + 1."""
+    out = list(scored)
     ids = catalog.ids
-    i = 0
-    while i < len(tied):
-        start = tied[i]
-        while i + 1 < len(tied) and tied[i + 1] == tied[i] + 1:
-            i += 1
-        end = tied[i] + 2
-        run = out[start:end].tolist()
-        out[start:end] = sorted(run, key=lambda p: keccak(request_id + ids[kept[p]].encode()))
-        i += 1
+    t = 0
+    while t < len(tied):
+        start = tied[t]
+        while t + 1 < len(tied) and tied[t + 1] == tied[t] + 1:
+            t += 1
+        end = tied[t] + 2
+        out[start:end] = sorted(out[start:end], key=lambda s: keccak(request_id + ids[s[1]].encode()))
+        t += 1
     return out
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 
 from oracle.config import RouterSettings
-from oracle.protocol import ReasonCode, RequestParams, Status
+from oracle.protocol import ReasonCode, RequestParams, ResultSpec, Status
 from oracle.results import ResultError, answer_to_result, json_schema
 from oracle.router.adapters import FORMATS, Call, ProviderReply, send
 from oracle.router.adapters.base import CONTENT_POLICY, CONTEXT_LENGTH, FATAL, TRANSIENT, UNAVAILABLE
@@ -42,7 +42,6 @@ from oracle.router.decision import Decision, DecisionInput, HealthPoint, decide
 from oracle.router.ensemble import combine
 from oracle.router.health import Health
 from oracle.router.prompts import system_prompt, user_message
-from oracle.router.receipts import canonical_json
 from oracle.router.types import Answer, RouteLog, RouteRequest
 from oracle.store import Attempt
 
@@ -74,7 +73,15 @@ class ModelRouter:
         self.settings = settings
         self.clock = clock
         self.health = Health(catalog, settings)
+        self._instructions: dict[ResultSpec, tuple[str, dict[str, Any]]] = {}
         store.save_catalog(catalog.version, catalog.body)
+
+    def instructions(self, spec: ResultSpec) -> tuple[str, dict[str, Any]]:
+        """The system prompt and JSON schema for a result type: the same for every request asking it."""
+        found = self._instructions.get(spec)
+        if found is None:
+            found = self._instructions[spec] = (system_prompt(spec), json_schema(spec))
+        return found
 
     def estimate_cost(self, params: RequestParams) -> int | None:
         """The least the request's model spec can cost (its cheapest eligible plan), before health."""
@@ -100,7 +107,9 @@ class ModelRouter:
         decision = decide(inputs, self.catalog, health)
         record = decision.record(inputs, health)
         if stored is None or stored[0] != self.catalog.version:
-            self.store.save_route_decision(request.key, self.catalog.version, canonical_json(record))
+            # Read back only by this router on resume: plain JSON will do (the receipt is canonical).
+            self.store.save_route_decision(request.key, self.catalog.version,
+                                           json.dumps(record, default=_hex, separators=(",", ":")))
         return decision, record
 
     async def answer(self, request: RouteRequest, deadline: float, prior_attempts: list[Attempt]) -> Answer:
@@ -124,6 +133,12 @@ class ModelRouter:
         section["ensemble"] = combined.record
         section["answer"] = {"deployments": [o.deployment for o in outs], "models": list(models)}
         return Answer(Status.SUCCESS, ReasonCode.NONE, combined.result, models, "", section)
+
+
+def _hex(value: object) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    raise TypeError(f"cannot store {type(value).__name__}")
 
 
 class _Run:
@@ -151,8 +166,9 @@ class _Run:
         self.not_before: dict[str, float] = {}  # deployment -> when its Retry-After allows another call
         self.in_use: dict[int, str] = {}  # ensemble member -> provider it is using or used
         params = request.params
-        self.call = Call(system_prompt(params.result), user_message(request.prompt, params.result),
-                         json_schema(params.result), params.max_tokens, params.temperature, params.seed, {})
+        system, schema = router.instructions(params.result)
+        self.call = Call(system, user_message(request.prompt, params.result), schema, params.max_tokens,
+                         params.temperature, params.seed, {})
 
     async def walk(self, member: int) -> _Outcome:
         plan = self.decision.plan

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_utils import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oracle.config import DATA_POLICY_RANK, ModelDeployment
 from oracle.protocol import ReasonCode, ResultType
+from oracle.router import decision as decision_module
 from oracle.router.catalog import CAPABILITY_BITS, Catalog
 from oracle.router.decision import (
     DEGRADED_PPM,
@@ -176,12 +178,17 @@ def test_an_ensemble_member_must_fit_its_share_of_the_fee() -> None:
 
 # ---------------------------------------------------------------- ties
 
-def test_ties_are_broken_by_keccak_of_request_and_deployment() -> None:
+@pytest.mark.parametrize("scalar_max", [0, 10**6])  # numpy columns, then the loop
+def test_ties_are_broken_by_keccak_of_request_and_deployment(monkeypatch: pytest.MonkeyPatch,
+                                                             scalar_max: int) -> None:
+    monkeypatch.setattr(decision_module, "SCALAR_MAX", scalar_max)
     catalog = Catalog([dep(name) for name in "pqrs"])
     firsts = {plan(decide(inputs(request_id=i.to_bytes(32, "big")), catalog, {}))[0] for i in range(64)}
     assert firsts == set("pqrs")  # equal deployments share the traffic ...
     once = plan(decide(inputs(request_id=b"\x07" * 32), catalog, {}))
     assert all(plan(decide(inputs(request_id=b"\x07" * 32), catalog, {})) == once for _ in range(5))  # ... stably
+    key = sorted("pqrs", key=lambda d: keccak(b"\x07" * 32 + d.encode()))
+    assert once == key
 
 
 # ---------------------------------------------------------------- properties
@@ -213,8 +220,8 @@ def _spec_text(parts: tuple[str, int | None, list[str] | None, str | None]) -> s
     return text
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(_deployment, min_size=1, max_size=10), st.lists(_health, min_size=10, max_size=10), _spec,
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_deployment, min_size=1, max_size=30), st.lists(_health, min_size=30, max_size=30), _spec,
        st.sampled_from([ResultType.TEXT, ResultType.UINT, ResultType.BOOL]), st.integers(0, 60_000),
        st.integers(1, 2_000), st.integers(0, 200_000), st.integers(0, 120_000), st.binary(min_size=32, max_size=32),
        st.randoms())
@@ -257,6 +264,14 @@ def test_no_hard_filter_is_ever_violated(fields: list[dict[str, Any]], points: l
     rnd.shuffle(shuffled)
     again = decide(inp, Catalog(shuffled), dict(reversed(list(health.items()))))
     assert canonical_json(again.record(inp, health)) == canonical_json(d.record(inp, health))
+    # Small catalogs are decided by a loop, large ones over numpy columns: the same decision either way.
+    other_path = decision_module.SCALAR_MAX
+    try:
+        decision_module.SCALAR_MAX = 0 if len(deployments) <= other_path else 10**6
+        vector = decide(inp, catalog, health)
+    finally:
+        decision_module.SCALAR_MAX = other_path
+    assert canonical_json(vector.record(inp, health)) == canonical_json(d.record(inp, health))
 
 
 _SCRIPT = """

@@ -9,6 +9,7 @@ network and the router has one place where calls are made and timed.
 from __future__ import annotations
 
 import email.utils
+import functools
 import hashlib
 import json
 import os
@@ -63,7 +64,7 @@ class ProviderReply:
     retry_after: float | None = None
     latency_ms: int = 0
 
-    @property
+    @functools.cached_property
     def raw_sha256(self) -> str:
         return hashlib.sha256(self.raw).hexdigest() if self.raw else ""
 
