@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import sys
 
-from bench import daemon, gas
+from bench import daemon, gas, router
 
 
 def _daemon() -> int:
     return daemon.main([])
 
 
-BENCHMARKS = {"gas": gas.main, "daemon": _daemon}
+def _router() -> int:
+    return router.main([])
+
+
+BENCHMARKS = {"gas": gas.main, "router": _router, "daemon": _daemon}
 
 
 def main() -> int:
