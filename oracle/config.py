@@ -131,6 +131,21 @@ DataPolicy = Literal["retained", "no_training", "zero_retention"]
 DATA_POLICY_RANK: dict[str, int] = {"retained": 0, "no_training": 1, "zero_retention": 2}
 
 
+class X402Pin(_Strict):
+    """Where a provider paid over x402 may be paid: anything else it asks for is refused."""
+
+    network: str = Field(pattern=r"^eip155:[0-9]+$", description="CAIP-2 network, e.g. eip155:8453")
+    asset: Address
+    pay_to: Address
+
+    @field_validator("asset", "pay_to")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not is_address(value):
+            raise ValueError(f"not an address: {value!r}")
+        return to_checksum_address(value)
+
+
 class ModelDeployment(_Strict):
     """One endpoint serving one exact model version, with what it costs and what it can do.
 
@@ -144,8 +159,10 @@ class ModelDeployment(_Strict):
     api: Literal["openai", "anthropic", "gemini"] = Field(description="wire format")
     base_url: str
     model: str = Field(min_length=1, description="exact versioned model id, as requests name it")
-    payer: Literal["api_key", "none"] = Field(description="api_key: a key from api_key_env; none: a local server")
+    payer: Literal["api_key", "x402", "none"] = Field(
+        description="api_key: a key from api_key_env; x402: paid per call from the payment wallet; none: local")
     api_key_env: str | None = None
+    x402: X402Pin | None = Field(None, description="with payer x402: the only (network, asset, payTo) paid")
     # Upper bounds keep every cost a decision computes (tokens x price) exact in 64-bit integers.
     input_price: int = Field(0, ge=0, le=10**10, description="micro-USD per million input tokens")
     cached_input_price: int | None = Field(None, ge=0, le=10**10,
@@ -185,6 +202,8 @@ class ModelDeployment(_Strict):
             raise ValueError("payer 'api_key' needs api_key_env, the environment variable holding the key")
         if self.payer != "api_key" and self.api_key_env:
             raise ValueError(f"api_key_env is only read when payer is 'api_key' (payer is {self.payer!r})")
+        if (self.payer == "x402") != (self.x402 is not None):
+            raise ValueError("payer 'x402' needs an x402 table (network, asset, pay_to), and only it has one")
         if self.max_output > self.context_window:
             raise ValueError("max_output is larger than context_window")
         return self
@@ -214,6 +233,38 @@ class RouterSettings(_Strict):
     health_window: int = Field(200, ge=10, le=100_000, description="latest calls that health figures cover")
 
 
+class X402Network(_Strict):
+    network: str = Field(pattern=r"^eip155:[0-9]+$", description="CAIP-2 network the wallet pays on")
+    rpc_url: str = Field(description="for reconciling payments with the token's records")
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"rpc_url must be http(s)://, got {value!r}")
+        return value
+
+
+class X402Budget(_Strict):
+    """Rolling budgets, in the asset's base units (micro-USD for 6-decimal USD stablecoins)."""
+
+    window: float = Field(86_400.0, gt=0, description="seconds a payment counts against the budgets")
+    total: int = Field(gt=0, description="all payments")
+    per_provider: int = Field(gt=0, description="payments to one provider")
+    per_requester: int = Field(gt=0, description="payments for one on-chain requester")
+
+
+class X402Settings(_Strict):
+    """Paying model providers over x402 from a wallet of its own (never the fulfillment signer's key)."""
+
+    wallet: KeySource
+    networks: list[X402Network] = Field(min_length=1)
+    max_payment: int = Field(gt=0, description="most one payment may be, base units")
+    max_validity_seconds: int = Field(300, gt=0, le=86_400, description="longest authorization window signed")
+    max_unresolved: int = Field(32, ge=1, description="payments signed but not yet settled or expired, at most")
+    budget: X402Budget
+
+
 class StoreSettings(_Strict):
     path: Path = Path("oracle.sqlite")
 
@@ -230,6 +281,7 @@ class Config(_Strict):
     models: list[ModelDeployment] = Field(min_length=1)
     pipeline: PipelineSettings = PipelineSettings()
     router: RouterSettings = RouterSettings()
+    x402: X402Settings | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
@@ -241,6 +293,12 @@ class Config(_Strict):
                 if v in seen:
                     raise ValueError(f"{what}: duplicate {v!r}")
                 seen.add(v)
+        networks = {n.network for n in self.x402.networks} if self.x402 is not None else set()
+        for i, m in enumerate(self.models):
+            if m.x402 is not None and m.x402.network not in networks:
+                raise ValueError(f"models[{i}] ({m.id}).x402.network: {m.x402.network} is not in x402.networks"
+                                 if self.x402 is not None else
+                                 f"models[{i}] ({m.id}).payer: 'x402' needs an [x402] section with the wallet")
         return self
 
 

@@ -87,6 +87,35 @@ class Attempt:
 
 
 @dataclass
+class Payment:
+    """A row of the x402 ledger. `amount` is in the asset's base units."""
+
+    id: int
+    request_key: str
+    attempt_id: int
+    provider: str
+    requester: str
+    network: str
+    asset: str
+    pay_to: str
+    amount: int
+    payer: str
+    version: int
+    nonce: str
+    valid_before: int
+    header: str  # the encoded PAYMENT-SIGNATURE / X-PAYMENT sent, re-sent as is after a transport error
+    state: str  # reserved | signed | sent | settled | rejected | unknown | expired
+    tx_hash: str
+    error: str
+    delivered: bool
+
+
+# Payments that count against budgets: all but those known not to have moved money.
+PAYMENT_SPENDING = ("reserved", "signed", "sent", "settled", "unknown")
+PAYMENT_UNRESOLVED = ("reserved", "signed", "sent", "unknown")
+
+
+@dataclass
 class StoredTx:
     tx_hash: bytes
     chain_id: int
@@ -100,6 +129,12 @@ class StoredTx:
     sent_at: float
     block_number: int | None
     block_hash: bytes | None
+
+
+def _payment(r: sqlite3.Row) -> Payment:
+    return Payment(r["id"], r["request_key"], r["attempt_id"], r["provider"], r["requester"], r["network"], r["asset"],
+                   r["pay_to"], int(r["amount"]), r["payer"], r["version"], r["nonce"] or "", r["valid_before"],
+                   r["header"], r["state"], r["tx_hash"], r["error"], bool(r["delivered"]))
 
 
 def request_key(chain_id: int, oracle: str, request_id: bytes) -> str:
@@ -151,7 +186,22 @@ def _m2_router(db: sqlite_utils.Database) -> None:
     db.table("catalogs").create({"version": str, "body": str, "first_seen": float}, pk="version")
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1_core, _m2_router)
+def _m3_payments(db: sqlite_utils.Database) -> None:
+    """The x402 ledger: one row per payment, reserved before anything is signed."""
+    db.execute("""
+        CREATE TABLE payments (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            request_key TEXT NOT NULL, attempt_id INTEGER NOT NULL, provider TEXT NOT NULL,
+            requester TEXT NOT NULL, network TEXT NOT NULL, asset TEXT NOT NULL, pay_to TEXT NOT NULL,
+            amount TEXT NOT NULL, payer TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 2,
+            nonce TEXT UNIQUE, valid_before INTEGER NOT NULL DEFAULT 0, header TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL, tx_hash TEXT NOT NULL DEFAULT '', error TEXT NOT NULL DEFAULT '',
+            delivered INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+            UNIQUE (request_key, attempt_id))""")
+    db.execute("CREATE INDEX payments_by_state ON payments (state, created_at)")
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1_core, _m2_router, _m3_payments)
 
 
 # ---------------------------------------------------------------- the store
@@ -440,6 +490,91 @@ class Store:
     def catalog(self, version: str) -> str | None:
         row = self._one("SELECT body FROM catalogs WHERE version=?", (version,))
         return str(row["body"]) if row is not None else None
+
+    # ------------------------------------------------------------ the x402 ledger
+
+    def reserve_payment(self, p: Payment, now: float, window: float, limits: dict[str, int],
+                        max_unresolved: int) -> Payment | str:
+        """The attempt's payment: the one already on record, or a new row reserved against the rolling
+        budgets in one BEGIN IMMEDIATE transaction. A string says which limit refused it.
+
+        `limits` holds "total", "per_provider" and "per_requester"; a reserved payment counts as spent
+        until it is known not to have moved money."""
+        existing = self.payment_for(p.request_key, p.attempt_id)
+        if existing is not None:
+            return existing
+        self.commit_now()  # the reservation is a transaction of its own
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            since = now - window
+            spent = ("SELECT COALESCE(SUM(CAST(amount AS INTEGER)), 0) FROM payments WHERE created_at > ? "
+                     f"AND state IN ({','.join('?' * len(PAYMENT_SPENDING))})")
+            base = (since, *PAYMENT_SPENDING)
+            checks = [("total", spent, base), ("per_provider", spent + " AND provider=?", (*base, p.provider)),
+                      ("per_requester", spent + " AND requester=?", (*base, p.requester))]
+            refusal = ""
+            for name, sql, args in checks:
+                used = int(self._conn.execute(sql, args).fetchone()[0])
+                if used + p.amount > limits[name]:
+                    refusal = f"{name} budget: {used} spent of {limits[name]}, {p.amount} more asked"
+                    break
+            if not refusal:
+                unresolved = self._conn.execute(
+                    f"SELECT COUNT(*) FROM payments WHERE state IN ({','.join('?' * len(PAYMENT_UNRESOLVED))})",
+                    PAYMENT_UNRESOLVED).fetchone()[0]
+                if unresolved >= max_unresolved:
+                    refusal = f"{unresolved} payments unresolved, at most {max_unresolved}"
+            if refusal:
+                self._conn.execute("ROLLBACK")
+                return refusal
+            cur = self._conn.execute(
+                "INSERT INTO payments (request_key, attempt_id, provider, requester, network, asset, pay_to, amount, "
+                "payer, version, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (p.request_key, p.attempt_id, p.provider, p.requester, p.network, p.asset, p.pay_to, str(p.amount),
+                 p.payer, p.version, "reserved", now, now))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        found = self.payment(int(cur.lastrowid or 0))
+        assert found is not None
+        return found
+
+    def record_refused_payment(self, request_key: str, attempt_id: int, provider: str, requester: str, network: str,
+                               asset: str, pay_to: str, payer: str, reason: str) -> Payment:
+        """A 402 that was not paid, and why: nothing was signed; it counts against no budget."""
+        now = time.time()
+        self._write("INSERT INTO payments (request_key, attempt_id, provider, requester, network, asset, pay_to, "
+                    "amount, payer, state, error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT(request_key, attempt_id) DO NOTHING",
+                    (request_key, attempt_id, provider, requester, network, asset, pay_to, "0", payer, "rejected",
+                     reason[:300], now, now))
+        found = self.payment_for(request_key, attempt_id)
+        assert found is not None
+        return found
+
+    def update_payment(self, payment_id: int, **fields: Any) -> None:
+        """Set ledger fields (state, nonce, valid_before, header, tx_hash, error, delivered)."""
+        allowed = {"state", "nonce", "valid_before", "header", "tx_hash", "error", "delivered"}
+        assert set(fields) <= allowed, fields
+        names = sorted(fields)
+        self._write(f"UPDATE payments SET {', '.join(f'{n}=?' for n in names)}, updated_at=? WHERE id=?",
+                    (*(fields[n] for n in names), time.time(), payment_id))
+
+    def payment(self, payment_id: int) -> Payment | None:
+        row = self._one("SELECT * FROM payments WHERE id=?", (payment_id,))
+        return _payment(row) if row is not None else None
+
+    def payment_for(self, request_key: str, attempt_id: int) -> Payment | None:
+        row = self._one("SELECT * FROM payments WHERE request_key=? AND attempt_id=?", (request_key, attempt_id))
+        return _payment(row) if row is not None else None
+
+    def payments(self, states: Sequence[str] = ()) -> list[Payment]:
+        if not states:
+            return [_payment(r) for r in self._all("SELECT * FROM payments ORDER BY id")]
+        return [_payment(r) for r in self._all(
+            f"SELECT * FROM payments WHERE state IN ({','.join('?' * len(states))}) ORDER BY id", tuple(states))]
 
     def raw_response(self, sha256: str) -> bytes | None:
         row = self._one("SELECT body FROM raw_responses WHERE sha256=?", (sha256,))

@@ -32,6 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from oracle.devnet.loopback import LoopbackServer
+from oracle.devnet.paywall import Paywall
 
 FAULTS = ("500", "429", "timeout")
 _MARKER = re.compile(r"\[\[(refuse|malformed|truncate|filter|context|policy|500|429|200error|402|401|400|timeout)]]")
@@ -110,8 +111,9 @@ class ModelServer(LoopbackServer):
     """Run with `start()` (a thread with its own loop) or `await serve()` in a running loop."""
 
     def __init__(self, knobs: Knobs | None = None, model_ids: tuple[str, ...] = (),
-                 answer_seed: int | None = None) -> None:
+                 answer_seed: int | None = None, paywall: Paywall | None = None) -> None:
         super().__init__()
+        self.paywall = paywall  # x402: every model call paid
         self.knobs = knobs or Knobs()
         self.books = Books()
         self.model_ids = model_ids
@@ -129,8 +131,17 @@ class ModelServer(LoopbackServer):
         """The OpenAI-compatible base URL."""
         return f"{self.root_url}/v1"
 
+    async def opened(self) -> None:
+        if self.paywall is not None:
+            await self.paywall.start()
+
+    async def closing(self) -> None:
+        if self.paywall is not None:
+            await self.paywall.facilitator.close()
+
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=16 * 1024 * 1024)
+        middlewares = [self.paywall.middleware] if self.paywall is not None else []
+        app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=middlewares)
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
         app.router.add_post("/v1beta/models/{call}", self._gemini)

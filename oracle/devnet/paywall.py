@@ -1,0 +1,166 @@
+"""An x402 paywall for the local model server: aiohttp middleware around the SDK's resource-server core.
+
+A call without payment gets HTTP 402 with the requirements (v2: `PAYMENT-REQUIRED` header; v1: the
+JSON body); a paid call is verified through the facilitator, served, then settled, and the answer
+carries `PAYMENT-RESPONSE` (v1: `X-PAYMENT-RESPONSE`). Failures follow the protocol: an invalid or
+unverifiable payment gets a 402 with the reason, a failed settlement a 402 with the settlement
+answer. Knobs for tests: `settle_then_500` (settles, then answers 500), `drop_after_settle` (settles,
+then cuts the connection before answering).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from x402 import x402ResourceServer
+from x402.http.constants import (
+    PAYMENT_REQUIRED_HEADER,
+    PAYMENT_RESPONSE_HEADER,
+    PAYMENT_SIGNATURE_HEADER,
+    X_PAYMENT_HEADER,
+    X_PAYMENT_RESPONSE_HEADER,
+)
+from x402.http.utils import (
+    decode_payment_signature_header,
+    encode_payment_required_header,
+    encode_payment_response_header,
+)
+from x402.mechanisms.evm.exact.register import register_exact_evm_server
+from x402.schemas import (
+    PaymentPayload,
+    PaymentRequirements,
+    ResourceInfo,
+    SettleResponse,
+    SupportedResponse,
+    VerifyResponse,
+)
+from x402.schemas.v1 import PaymentRequiredV1, PaymentRequirementsV1
+
+PATHS = ("/v1/chat/completions", "/v1/messages")
+
+
+class FacilitatorHttp:
+    """The SDK's facilitator-client protocol over aiohttp (the SDK's own client needs httpx)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _post(self, path: str, payload: Any, requirements: Any) -> dict[str, Any]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        body = {"x402Version": payload.x402_version,
+                "paymentPayload": payload.model_dump(mode="json", by_alias=True, exclude_none=True),
+                "paymentRequirements": requirements.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        async with self._session.post(f"{self.url}{path}", json=body) as resp:
+            if resp.status != 200:
+                raise ValueError(f"facilitator {path} failed ({resp.status}): {(await resp.text())[:200]}")
+            doc: dict[str, Any] = await resp.json()
+            return doc
+
+    async def verify(self, payload: Any, requirements: Any) -> VerifyResponse:
+        return VerifyResponse.model_validate(await self._post("/verify", payload, requirements))
+
+    async def settle(self, payload: Any, requirements: Any) -> SettleResponse:
+        return SettleResponse.model_validate(await self._post("/settle", payload, requirements))
+
+    def get_supported(self) -> SupportedResponse:
+        with urllib.request.urlopen(f"{self.url}/supported", timeout=10) as resp:  # once, at start-up
+            return SupportedResponse.model_validate(json.loads(resp.read()))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+@dataclass
+class PaywallKnobs:
+    settle_then_500: bool = False
+    drop_after_settle: bool = False
+
+
+class Paywall:
+    def __init__(self, facilitator_url: str, network: str, asset: str, pay_to: str, price: int,
+                 token_name: str = "Test USD", token_version: str = "2", version: int = 2,
+                 v1_network: str = "base-sepolia", max_timeout_seconds: int = 120,
+                 knobs: PaywallKnobs | None = None) -> None:
+        self.facilitator = FacilitatorHttp(facilitator_url)
+        self.network = network
+        self.version = version
+        self.knobs = knobs or PaywallKnobs()
+        self.requirements = PaymentRequirements(
+            scheme="exact", network=network, asset=asset, amount=str(price), pay_to=pay_to,
+            max_timeout_seconds=max_timeout_seconds, extra={"name": token_name, "version": token_version})
+        self.requirements_v1 = PaymentRequirementsV1(
+            scheme="exact", network=v1_network, max_amount_required=str(price), resource="", description="model call",
+            mime_type="application/json", pay_to=pay_to, max_timeout_seconds=max_timeout_seconds, asset=asset,
+            extra={"name": token_name, "version": token_version})
+        self.server = x402ResourceServer(self.facilitator)
+        register_exact_evm_server(self.server, network)
+        self.settled: list[str] = []  # transactions the paywall saw settled
+
+    def set_price(self, price: int) -> None:
+        self.requirements = self.requirements.model_copy(update={"amount": str(price)})
+        self.requirements_v1 = self.requirements_v1.model_copy(update={"max_amount_required": str(price)})
+
+    async def start(self) -> None:
+        self.server.initialize()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not (request.path in PATHS or request.path.endswith(":generateContent")):
+            return await handler(request)
+        header = request.headers.get(PAYMENT_SIGNATURE_HEADER) or request.headers.get(X_PAYMENT_HEADER)
+        if not header:
+            return await self._required(str(request.url), "payment required")
+        try:
+            payload = decode_payment_signature_header(header)
+        except (ValueError, TypeError) as exc:
+            return await self._required(str(request.url), f"invalid_payload: {exc}")
+        requirements: PaymentRequirements | PaymentRequirementsV1 = (
+            self.requirements if isinstance(payload, PaymentPayload) else self.requirements_v1)
+        try:
+            verified = await self.server.verify_payment(payload, requirements)
+        except Exception as exc:  # the facilitator is down or refused: no service, nothing settled
+            return await self._required(str(request.url), f"verification failed: {exc}"[:300])
+        if not verified.is_valid:
+            return await self._required(str(request.url), str(verified.verify.invalid_reason))
+        response: web.StreamResponse = await handler(request)
+        if response.status >= 400:
+            return response  # nothing served, nothing settled
+        try:
+            settled = await self.server.settle_payment(payload, requirements)
+        except Exception as exc:
+            settled = SettleResponse(success=False, error_reason="settle_failed", error_message=str(exc)[:200],
+                                     transaction="", network=requirements.network)
+        if settled.success or settled.error_reason == "settlement_pending":
+            if settled.transaction:
+                self.settled.append(settled.transaction)
+            if self.knobs.drop_after_settle and request.transport is not None:
+                request.transport.close()
+                raise ConnectionResetError("dropped after settling")
+            if self.knobs.settle_then_500:
+                response = web.json_response({"error": {"message": "internal error after payment"}}, status=500)
+        else:
+            response = await self._required(str(request.url), f"settlement failed: {settled.error_reason}")
+        name = PAYMENT_RESPONSE_HEADER if isinstance(payload, PaymentPayload) else X_PAYMENT_RESPONSE_HEADER
+        response.headers[name] = encode_payment_response_header(settled)
+        return response
+
+    async def _required(self, url: str, error: str) -> web.Response:
+        if self.version == 1:
+            body = PaymentRequiredV1(error=error, accepts=[self.requirements_v1.model_copy(update={"resource": url})])
+            return web.json_response(body.model_dump(mode="json", by_alias=True, exclude_none=True), status=402)
+        required = await self.server.create_payment_required_response(
+            [self.requirements], ResourceInfo(url=url, description="model call", mime_type="application/json"),
+            error=error)
+        response = web.json_response({}, status=402)
+        response.headers[PAYMENT_REQUIRED_HEADER] = encode_payment_required_header(required)
+        return response
+

@@ -1,0 +1,231 @@
+"""`PayingClient`: an aiohttp POST that pays an HTTP 402 over x402, at most once per attempt.
+
+    reply = await client.post(url, body, headers, timeout, PaymentContext(key, requester, attempt, allowance),
+                              pin, provider)
+
+On a 402 the requirements are read (v2 `PAYMENT-REQUIRED` header, or v1 JSON body), the policy picks
+an offer or refuses, the ledger reserves it against the budgets, the SDK signs the EIP-3009
+authorization, and the header is stored (committed) before the paid request is sent. Every refusal
+is stored as a `rejected` row with its reason and nothing signed. A transport error after sending
+re-sends the stored header, never a new signature; a payment whose fate stays unknown is left to the
+reconciler. The settlement answer (`PAYMENT-RESPONSE` / `X-PAYMENT-RESPONSE`) is recorded:
+settled with its transaction, rejected, or unknown for `settlement_pending`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import aiohttp
+from x402.http.constants import (
+    PAYMENT_REQUIRED_HEADER,
+    PAYMENT_RESPONSE_HEADER,
+    PAYMENT_SIGNATURE_HEADER,
+    X_PAYMENT_HEADER,
+    X_PAYMENT_RESPONSE_HEADER,
+)
+from x402.http.utils import (
+    decode_payment_required_header,
+    decode_payment_response_header,
+    encode_payment_signature_header,
+)
+from x402.mechanisms.evm.exact.client import ExactEvmScheme
+from x402.mechanisms.evm.exact.v1.client import ExactEvmSchemeV1
+from x402.mechanisms.evm.signers import EthAccountSigner
+from x402.schemas import PaymentPayload, PaymentRequired, SettleResponse
+from x402.schemas.v1 import PaymentPayloadV1, PaymentRequiredV1, PaymentRequirementsV1
+
+from oracle.config import X402Pin, X402Settings
+from oracle.results import load_untrusted_json
+from oracle.store import Payment, Store
+from oracle.x402.policy import Offer, choose, offers
+from oracle.x402.wallet import PaymentWallet
+
+# Settlement results that do not say money did not move: the reconciler decides them.
+_NOT_FINAL = ("settlement_pending",)
+
+
+@dataclass(frozen=True)
+class PaymentContext:
+    request_key: str
+    requester: str  # the on-chain requester, for its budget
+    attempt_id: int
+    max_amount: int  # the request's allowance, in the asset's base units
+
+
+@dataclass
+class PaidReply:
+    status: int
+    headers: Mapping[str, str]
+    raw: bytes
+    payment: Payment | None = None  # the payment made (or re-used) for this reply
+    refusal: str = ""  # why a 402 was not paid
+    budget: bool = False  # the refusal was a budget or the cap on unresolved payments
+
+
+class PaymentRefused(Exception):
+    """A 402 that will not be paid: policy, budget or a malformed answer."""
+
+
+class PayingClient:
+    def __init__(self, session: aiohttp.ClientSession, wallet: PaymentWallet, settings: X402Settings, store: Store,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.session = session
+        self.wallet = wallet
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        signer = EthAccountSigner(wallet.account)
+        self._v2 = ExactEvmScheme(signer)
+        self._v1 = ExactEvmSchemeV1(signer)
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float, ctx: PaymentContext,
+                   pin: X402Pin, provider: str) -> PaidReply:
+        """POST; pay a 402 if the policy and budgets allow. Transport errors before any payment raise
+        (aiohttp.ClientError / TimeoutError) like a plain POST."""
+        existing = self.store.payment_for(ctx.request_key, ctx.attempt_id)
+        if existing is not None and existing.header:
+            return await self._send_paid(url, body, headers, timeout, existing)  # resumed: the same signature
+        if existing is not None:
+            return PaidReply(402, {}, b"", existing, refusal=existing.error or f"payment {existing.state}")
+        status, response_headers, raw = await self._post(url, body, headers, timeout)
+        if status != 402:
+            return PaidReply(status, response_headers, raw)
+        try:
+            required = _requirements(response_headers, raw)
+            chosen = choose(offers(required), pin, self.settings, ctx.max_amount)
+        except PaymentRefused as exc:
+            return self._refuse(ctx, provider, pin, str(exc), status, response_headers, raw)
+        if isinstance(chosen, str):
+            return self._refuse(ctx, provider, pin, chosen, status, response_headers, raw)
+        draft = _row(ctx, provider, chosen, self.wallet.address)
+        reserved = self.store.reserve_payment(
+            draft, self.clock(), self.settings.budget.window,
+            {"total": self.settings.budget.total, "per_provider": self.settings.budget.per_provider,
+             "per_requester": self.settings.budget.per_requester}, self.settings.max_unresolved)
+        if isinstance(reserved, str):
+            return self._refuse(ctx, provider, pin, reserved, status, response_headers, raw, budget=True)
+        header, nonce, valid_before = self._sign(chosen, required)
+        self.store.update_payment(reserved.id, state="signed", nonce=nonce, valid_before=valid_before, header=header)
+        await self.store.commit()  # the signature is on record before anyone can see it
+        signed = replace(reserved, state="signed", nonce=nonce, valid_before=valid_before, header=header)
+        return await self._send_paid(url, body, headers, timeout, signed)
+
+    # ------------------------------------------------------------ steps
+
+    async def _post(self, url: str, body: bytes, headers: Mapping[str, str],
+                    timeout: float) -> tuple[int, Mapping[str, str], bytes]:
+        async with self.session.post(url, data=body, headers=headers,
+                                     timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            return resp.status, resp.headers.copy(), await resp.read()
+
+    def _sign(self, offer: Offer, required: PaymentRequired | PaymentRequiredV1) -> tuple[str, str, int]:
+        """(header value, nonce, validBefore) of a fresh EIP-3009 authorization for `offer`."""
+        payload: PaymentPayload | PaymentPayloadV1
+        if isinstance(offer.requirements, PaymentRequirementsV1):
+            inner = self._v1.create_payment_payload(offer.requirements)
+            payload = PaymentPayloadV1(scheme=offer.scheme, network=offer.requirements.network, payload=inner)
+        else:
+            inner = self._v2.create_payment_payload(offer.requirements)
+            resource = required.resource if isinstance(required, PaymentRequired) else None
+            payload = PaymentPayload(payload=inner, accepted=offer.requirements, resource=resource)
+        authorization = inner["authorization"]
+        return encode_payment_signature_header(payload), str(authorization["nonce"]), int(authorization["validBefore"])
+
+    async def _send_paid(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float,
+                         payment: Payment) -> PaidReply:
+        name = PAYMENT_SIGNATURE_HEADER if payment.version == 2 else X_PAYMENT_HEADER
+        if payment.state == "signed":
+            self.store.update_payment(payment.id, state="sent")
+            await self.store.commit()
+        last: Exception | None = None
+        for _ in range(2):  # a dropped connection: once more with the same header
+            try:
+                status, response_headers, raw = await self._post(url, body, {**headers, name: payment.header},
+                                                                  timeout)
+                break
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                last = exc
+        else:
+            self.store.update_payment(payment.id, state="unknown", error=f"{type(last).__name__}: {last}"[:300])
+            await self.store.commit()
+            assert last is not None
+            raise last
+        self._record(payment, status, response_headers, raw)
+        await self.store.commit()
+        return PaidReply(status, response_headers, raw, self.store.payment(payment.id))
+
+    def _record(self, payment: Payment, status: int, headers: Mapping[str, str], raw: bytes) -> None:
+        """What the provider says became of the payment."""
+        settle = _settlement(headers)
+        delivered = 200 <= status < 300
+        if settle is not None and settle.success:
+            self.store.update_payment(payment.id, state="settled", tx_hash=settle.transaction or "",
+                                      delivered=int(delivered), error="" if delivered else f"HTTP {status}")
+        elif settle is not None and (settle.error_reason or "") in _NOT_FINAL:
+            self.store.update_payment(payment.id, state="unknown", tx_hash=settle.transaction or "",
+                                      error=str(settle.error_reason), delivered=int(delivered))
+        elif settle is not None:
+            self.store.update_payment(payment.id, state="rejected",
+                                      error=f"{settle.error_reason}: {settle.error_message or ''}"[:300])
+        elif status == 402:
+            reason = _error_of_402(headers, raw)
+            self.store.update_payment(payment.id, state="rejected", error=f"paid request refused: {reason}"[:300])
+        else:  # no word on settlement: the token's records will tell
+            self.store.update_payment(payment.id, state="unknown", error=f"HTTP {status} without a settlement answer",
+                                      delivered=int(delivered))
+
+    def _refuse(self, ctx: PaymentContext, provider: str, pin: X402Pin, reason: str, status: int,
+                headers: Mapping[str, str], raw: bytes, budget: bool = False) -> PaidReply:
+        payment = self.store.record_refused_payment(ctx.request_key, ctx.attempt_id, provider, ctx.requester,
+                                                    pin.network, pin.asset, pin.pay_to, self.wallet.address, reason)
+        return PaidReply(status, headers, raw, payment, refusal=reason, budget=budget)
+
+
+def _row(ctx: PaymentContext, provider: str, offer: Offer, payer: str) -> Payment:
+    return Payment(0, ctx.request_key, ctx.attempt_id, provider, ctx.requester, offer.network, offer.asset,
+                   offer.pay_to, offer.amount, payer, offer.version, "", 0, "", "reserved", "", "", False)
+
+
+def _requirements(headers: Mapping[str, str], raw: bytes) -> PaymentRequired | PaymentRequiredV1:
+    """A 402's requirements: v2 from the PAYMENT-REQUIRED header, v1 from the JSON body."""
+    header = _header(headers, PAYMENT_REQUIRED_HEADER)
+    try:
+        if header:
+            return decode_payment_required_header(header)
+        doc: Any = load_untrusted_json(raw) if raw else None
+        if isinstance(doc, dict) and doc.get("x402Version") == 1:
+            return PaymentRequiredV1.model_validate(doc)
+    except (ValueError, TypeError) as exc:
+        raise PaymentRefused(f"malformed 402: {type(exc).__name__}: {str(exc)[:200]}") from None
+    raise PaymentRefused("a 402 without x402 payment requirements (out of credits?)")
+
+
+def _settlement(headers: Mapping[str, str]) -> SettleResponse | None:
+    value = _header(headers, PAYMENT_RESPONSE_HEADER) or _header(headers, X_PAYMENT_RESPONSE_HEADER)
+    if not value:
+        return None
+    try:
+        return decode_payment_response_header(value)
+    except (ValueError, TypeError):
+        return None
+
+
+def _error_of_402(headers: Mapping[str, str], raw: bytes) -> str:
+    try:
+        required = _requirements(headers, raw)
+    except PaymentRefused as exc:
+        return str(exc)
+    return str(getattr(required, "error", "") or "no reason given")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    for key, value in headers.items():
+        if key.lower() == name.lower():
+            return str(value)
+    return ""
+
+
