@@ -33,7 +33,7 @@ from oracle.router import Catalog, ModelRouter, RouteRequest
 from oracle.router.adapters import FORMATS, Call
 from oracle.router.decision import DecisionInput, HealthPoint, HealthSnapshot, decide
 from oracle.router.prompts import system_prompt, user_message
-from oracle.store import Attempt
+from oracle.store import Attempt, Payment
 
 TARGETS = {"decision_us_p50": 100.0, "overhead_ms_p50": 0.3}
 SPECS = ["cheapest", "fastest", "best", "m17-2026-01-01,m42-2026-01-01,m99-2026-01-01", "ensemble:3",
@@ -98,6 +98,9 @@ class NullLog:
         return None
 
     def save_catalog(self, version: str, body: str) -> None: ...
+
+    def payment_for(self, request_key: str, attempt_id: int) -> Payment | None:
+        return None
 
     async def commit(self) -> None: ...
 

@@ -262,6 +262,7 @@ class X402Settings(_Strict):
     max_payment: int = Field(gt=0, description="most one payment may be, base units")
     max_validity_seconds: int = Field(300, gt=0, le=86_400, description="longest authorization window signed")
     max_unresolved: int = Field(32, ge=1, description="payments signed but not yet settled or expired, at most")
+    reconcile_interval: float = Field(30.0, gt=0, description="seconds between passes of the reconciler")
     budget: X402Budget
 
 

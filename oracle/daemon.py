@@ -25,6 +25,8 @@ from oracle.config import ChainSettings, Config, ConfigError
 from oracle.pipeline import Pipeline
 from oracle.router import Catalog, ModelRouter
 from oracle.store import Store
+from oracle.x402 import PayingClient, PaymentWallet
+from oracle.x402.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +52,19 @@ class Daemon:
         key = config.signer.load()
         catalog = Catalog(config.models)
         catalog.check_keys()
+        wallet = PaymentWallet.load(config.x402.wallet, key) if config.x402 is not None else None
         store = Store.open(config.store.path)
         scheduler = AsyncIOScheduler()
         try:
             connector = aiohttp.TCPConnector(limit=256, limit_per_host=128)
             async with aiohttp.ClientSession(connector=connector) as session:
-                router = ModelRouter(catalog, session, store, config.router)
+                paying = None
+                if config.x402 is not None and wallet is not None:
+                    paying = PayingClient(session, wallet, config.x402, store)
+                    reconciler = Reconciler(store, config.x402, session)
+                    scheduler.add_job(reconciler.run_once, "interval", seconds=config.x402.reconcile_interval)
+                    log.info("paying over x402 from %s", wallet.address)
+                router = ModelRouter(catalog, session, store, config.router, paying=paying)
                 for chain in config.chains:
                     self.chains.append(await self._build(chain, session, store, router, key))
                 for rt in self.chains:

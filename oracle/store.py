@@ -108,6 +108,7 @@ class Payment:
     tx_hash: str
     error: str
     delivered: bool
+    updated_at: float = 0.0
 
 
 # Payments that count against budgets: all but those known not to have moved money.
@@ -134,7 +135,7 @@ class StoredTx:
 def _payment(r: sqlite3.Row) -> Payment:
     return Payment(r["id"], r["request_key"], r["attempt_id"], r["provider"], r["requester"], r["network"], r["asset"],
                    r["pay_to"], int(r["amount"]), r["payer"], r["version"], r["nonce"] or "", r["valid_before"],
-                   r["header"], r["state"], r["tx_hash"], r["error"], bool(r["delivered"]))
+                   r["header"], r["state"], r["tx_hash"], r["error"], bool(r["delivered"]), r["updated_at"])
 
 
 def request_key(chain_id: int, oracle: str, request_id: bytes) -> str:

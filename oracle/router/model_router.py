@@ -36,7 +36,15 @@ from oracle.config import RouterSettings
 from oracle.protocol import ReasonCode, RequestParams, ResultSpec, Status
 from oracle.results import ResultError, answer_to_result, json_schema
 from oracle.router.adapters import FORMATS, Call, ProviderReply, send
-from oracle.router.adapters.base import CONTENT_POLICY, CONTEXT_LENGTH, FATAL, TRANSIENT, UNAVAILABLE
+from oracle.router.adapters.base import (
+    BUDGET,
+    CONTENT_POLICY,
+    CONTEXT_LENGTH,
+    FATAL,
+    PAYMENT,
+    TRANSIENT,
+    UNAVAILABLE,
+)
 from oracle.router.catalog import Catalog, Entry
 from oracle.router.decision import Decision, DecisionInput, HealthPoint, decide
 from oracle.router.ensemble import combine
@@ -44,12 +52,14 @@ from oracle.router.health import Health
 from oracle.router.prompts import system_prompt, user_message
 from oracle.router.types import Answer, RouteLog, RouteRequest
 from oracle.store import Attempt
+from oracle.x402 import PayingClient, PaymentContext
 
 UNLIMITED = 2**255
 # Why a deployment stopped being tried, and what the request fails with if it was the last one.
 _FALLBACK_REASON = {CONTEXT_LENGTH: ReasonCode.PROMPT_TOO_LARGE, CONTENT_POLICY: ReasonCode.CONTENT_FILTERED,
                     UNAVAILABLE: ReasonCode.PROVIDERS_UNAVAILABLE, TRANSIENT: ReasonCode.PROVIDERS_UNAVAILABLE,
-                    FATAL: ReasonCode.PROVIDERS_UNAVAILABLE}
+                    FATAL: ReasonCode.PROVIDERS_UNAVAILABLE, PAYMENT: ReasonCode.PAYMENT_FAILED,
+                    BUDGET: ReasonCode.BUDGET_EXHAUSTED}
 
 
 @dataclass
@@ -65,8 +75,9 @@ class _Outcome:
 
 class ModelRouter:
     def __init__(self, catalog: Catalog, session: aiohttp.ClientSession, store: RouteLog, settings: RouterSettings,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, paying: PayingClient | None = None) -> None:
         self.catalog = catalog
+        self.paying = paying  # for deployments paid over x402
         self.catalog_version = catalog.version
         self.session = session
         self.store = store
@@ -274,8 +285,10 @@ class _Run:
         store = self.r.store
         if prior is not None and prior.state == "done":
             raw = store.raw_response(prior.raw_sha256) if prior.raw_sha256 else None
+            paid = store.payment_for(self.request.key, prior.attempt_id)
             reply = ProviderReply(prior.outcome, prior.kind, text=prior.answer, usage=prior.usage, raw=raw or b"",
-                                  http_status=prior.http_status, error=prior.error, latency_ms=int(prior.latency_ms))
+                                  http_status=prior.http_status, error=prior.error, latency_ms=int(prior.latency_ms),
+                                  payment_id=paid.id if paid is not None else None)
             self._note(prior.attempt_id, e, reply, prior.cost)
             return reply  # not counted in health again: it was when it was made
         if prior is not None:
@@ -292,7 +305,9 @@ class _Run:
                                                         f"{attempt_id}"})
         timeout = min(e.deployment.timeout, max(0.1, self.deadline - self.r.clock() - 0.5))
         try:
-            reply = await send(self.r.session, FORMATS[e.deployment.api], e.deployment, call, timeout)
+            payment = PaymentContext(request.key, request.requester, attempt_id, request.allowance)
+            reply = await send(self.r.session, FORMATS[e.deployment.api], e.deployment, call, timeout,
+                               self.r.paying, payment)
         except BaseException:
             self.r.health.release(e.id)
             raise
@@ -308,5 +323,5 @@ class _Run:
     def _note(self, attempt_id: int, e: Entry, reply: ProviderReply, cost: int) -> None:
         self.notes.append({"attempt": attempt_id, "deployment": e.id, "model": e.model, "outcome": reply.outcome,
                            "kind": reply.kind, "http_status": reply.http_status, "latency_ms": reply.latency_ms,
-                           "usage": reply.usage, "cost": cost, "payment_id": None,
+                           "usage": reply.usage, "cost": cost, "payment_id": reply.payment_id,
                            "response_sha256": reply.raw_sha256, "error": reply.error})

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from oracle.protocol import ReasonCode, RequestParams, Status
-from oracle.store import Attempt
+from oracle.store import Attempt, Payment
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class RouteLog(Protocol):
     def route_decision(self, request_key: str) -> tuple[str, str] | None: ...
 
     def save_catalog(self, version: str, body: str) -> None: ...
+
+    def payment_for(self, request_key: str, attempt_id: int) -> Payment | None: ...
 
     async def commit(self) -> None: ...
 

@@ -138,7 +138,8 @@ class PayingClient:
     async def _send_paid(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float,
                          payment: Payment) -> PaidReply:
         name = PAYMENT_SIGNATURE_HEADER if payment.version == 2 else X_PAYMENT_HEADER
-        if payment.state == "signed":
+        first_send = payment.state == "signed"
+        if first_send:
             self.store.update_payment(payment.id, state="sent")
             await self.store.commit()
         last: Exception | None = None
@@ -154,12 +155,14 @@ class PayingClient:
             await self.store.commit()
             assert last is not None
             raise last
-        self._record(payment, status, response_headers, raw)
+        self._record(payment, status, response_headers, raw, first_send)
         await self.store.commit()
         return PaidReply(status, response_headers, raw, self.store.payment(payment.id))
 
-    def _record(self, payment: Payment, status: int, headers: Mapping[str, str], raw: bytes) -> None:
-        """What the provider says became of the payment."""
+    def _record(self, payment: Payment, status: int, headers: Mapping[str, str], raw: bytes,
+                first_send: bool) -> None:
+        """What the provider says became of the payment. A 402 to a header sent before may mean the
+        first send settled it (the nonce is spent): only the token can tell, so it is left unknown."""
         settle = _settlement(headers)
         delivered = 200 <= status < 300
         if settle is not None and settle.success:
@@ -173,7 +176,8 @@ class PayingClient:
                                       error=f"{settle.error_reason}: {settle.error_message or ''}"[:300])
         elif status == 402:
             reason = _error_of_402(headers, raw)
-            self.store.update_payment(payment.id, state="rejected", error=f"paid request refused: {reason}"[:300])
+            self.store.update_payment(payment.id, state="rejected" if first_send else "unknown",
+                                      error=f"paid request refused: {reason}"[:300])
         else:  # no word on settlement: the token's records will tell
             self.store.update_payment(payment.id, state="unknown", error=f"HTTP {status} without a settlement answer",
                                       delivered=int(delivered))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from eth_typing import HexStr
+
 from oracle.store import Store
 from oracle.x402 import PaymentContext
 from tests.x402.conftest import PRICE, X402Stack, paying_client
@@ -28,5 +30,5 @@ async def test_a_paid_call_moves_exactly_the_price_and_settles_the_ledger(x402_s
     assert (s.balance(payer), s.balance(payee)) == (before[0] - PRICE, before[1] + PRICE)
     assert reply.payment is not None and reply.payment.state == "settled" and reply.payment.delivered
     assert reply.payment.tx_hash in s.facilitator.books.settled and reply.payment.amount == PRICE
-    receipt = s.stack.w3.eth.get_transaction_receipt(reply.payment.tx_hash)
+    receipt = s.stack.w3.eth.get_transaction_receipt(HexStr(reply.payment.tx_hash))
     assert receipt["status"] == 1

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from oracle.config import ModelDeployment
+from oracle.x402 import PaidReply, PayingClient, PaymentContext
 
 # Outcomes of a call, one per reply.
 OUTCOMES = ("ok", "truncated", "refused", "filtered", "malformed", "error")
@@ -31,6 +32,8 @@ CONTEXT_LENGTH = "context_length"  # the prompt is too long for this model: fall
 CONTENT_POLICY = "content_policy"  # the provider's policy blocked the request: fall back
 UNAVAILABLE = "unavailable"  # model not served, out of credits (a 402 that is not x402): fall back
 FATAL = "fatal"  # other 400s, 401, 403: our request or our key is wrong; stop
+PAYMENT = "payment"  # an x402 payment the policy refused or that failed: fall back
+BUDGET = "budget"  # an x402 payment beyond a budget: fall back
 
 _CONTEXT_MARKERS = ("context_length", "context length", "maximum context", "context window", "prompt is too long",
                     "too many tokens", "exceeds the maximum number of tokens", "input token count")
@@ -63,6 +66,7 @@ class ProviderReply:
     error: str = ""
     retry_after: float | None = None
     latency_ms: int = 0
+    payment_id: int | None = None  # the x402 ledger row of this call's payment
 
     @functools.cached_property
     def raw_sha256(self) -> str:
@@ -72,7 +76,7 @@ class ProviderReply:
     def provider_failed(self) -> bool:
         """Does this reply count against the deployment's health and breaker? Errors about this
         request (too long, blocked by policy) and the model's own behaviour do not."""
-        return self.outcome == "error" and self.kind in (TRANSIENT, UNAVAILABLE, FATAL)
+        return self.outcome == "error" and self.kind in (TRANSIENT, UNAVAILABLE, FATAL, PAYMENT)
 
 
 class WireFormat(Protocol):
@@ -90,24 +94,48 @@ def body_bytes(doc: dict[str, Any]) -> bytes:
 
 
 async def send(session: aiohttp.ClientSession, fmt: WireFormat, d: ModelDeployment, call: Call,
-               timeout: float) -> ProviderReply:
-    """POST one call; never raises for anything the provider or the network does."""
+               timeout: float, paying: PayingClient | None = None,
+               payment: PaymentContext | None = None) -> ProviderReply:
+    """POST one call (paying its 402 over x402 when the deployment's payer is x402); never raises for
+    anything the provider, the payment or the network does."""
     url, headers, body = fmt.request(d, call)
     started = time.perf_counter()
+    paid: PaidReply | None = None
     try:
-        async with session.post(url, data=body, headers=headers,
-                                timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            raw = await resp.read()
-            status = resp.status
-            response_headers = resp.headers
+        if d.payer == "x402":
+            if paying is None or payment is None or d.x402 is None:
+                return ProviderReply("error", FATAL, error="payer x402 without a payment wallet")
+            paid = await paying.post(url, body, headers, timeout, payment, d.x402, d.provider)
+            status, response_headers, raw = paid.status, paid.headers, paid.raw
+        else:
+            async with session.post(url, data=body, headers=headers,
+                                    timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                raw = await resp.read()
+                status = resp.status
+                response_headers = resp.headers
     except (aiohttp.ClientError, TimeoutError) as exc:
         return ProviderReply("error", TRANSIENT, error=f"{type(exc).__name__}: {exc}"[:500],
-                             latency_ms=_ms(started))
-    reply = fmt.parse(status, response_headers, raw)
+                             latency_ms=_ms(started), payment_id=_payment_id(paying, payment))
+    if paid is not None and paid.refusal:
+        reply = ProviderReply("error", BUDGET if paid.budget else PAYMENT, raw=raw, http_status=status,
+                              error=f"payment not made: {paid.refusal}"[:500])
+    else:
+        reply = fmt.parse(status, response_headers, raw)
+    if paid is not None and paid.payment is not None:
+        reply.payment_id = paid.payment.id
+        if paid.payment.state in ("settled", "unknown"):
+            reply.reported_cost = paid.payment.amount  # what was paid, in the asset's base units
     if reply.retry_after is None:
         reply.retry_after = retry_after(response_headers.get("Retry-After"))
     reply.latency_ms = _ms(started)
     return reply
+
+
+def _payment_id(paying: PayingClient | None, payment: PaymentContext | None) -> int | None:
+    if paying is None or payment is None:
+        return None
+    found = paying.store.payment_for(payment.request_key, payment.attempt_id)
+    return found.id if found is not None else None
 
 
 def _ms(started: float) -> int:
