@@ -43,6 +43,7 @@ class Facilitator(LoopbackServer):
         self.knobs = knobs or FacilitatorKnobs()
         self.books = FacilitatorBooks()
         self.networks = networks
+        self._pending: dict[str, tuple[str, str]] = {}  # nonce -> (transaction, network) reported pending
         self._core = x402FacilitatorSync()
         register_exact_evm_facilitator(self._core, FacilitatorWeb3Signer("0x" + key.hex(), rpc_url,
                                                                           confirmation_timeout_seconds=20),
@@ -77,6 +78,11 @@ class Facilitator(LoopbackServer):
         if self.knobs.down:
             return web.json_response({"error": "facilitator unavailable"}, status=503)
         payload, requirements = await self._parse(request)
+        nonce = str(payload.payload.get("authorization", {}).get("nonce", ""))
+        if self.knobs.pending and nonce in self._pending:  # asked again: still "pending", never settled twice
+            tx, network = self._pending[nonce]
+            result = SettleResponse(success=False, error_reason="settlement_pending", transaction=tx, network=network)
+            return web.json_response(result.model_dump(mode="json", by_alias=True, exclude_none=True))
         if self.knobs.fail_settle:
             result = SettleResponse(success=False, error_reason="unexpected_settle_error",
                                     error_message="settlement refused by the facilitator", transaction="",
@@ -86,6 +92,7 @@ class Facilitator(LoopbackServer):
             if result.success:
                 self.books.settled.append(result.transaction)
                 if self.knobs.pending:  # it did settle; the answer only says it is not final
+                    self._pending[nonce] = (result.transaction, result.network)
                     result = SettleResponse(success=False, error_reason="settlement_pending",
                                             transaction=result.transaction, network=result.network,
                                             payer=result.payer)

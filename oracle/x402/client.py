@@ -8,8 +8,10 @@ an offer or refuses, the ledger reserves it against the budgets, the SDK signs t
 authorization, and the header is stored (committed) before the paid request is sent. Every refusal
 is stored as a `rejected` row with its reason and nothing signed. A transport error after sending
 re-sends the stored header, never a new signature; a payment whose fate stays unknown is left to the
-reconciler. The settlement answer (`PAYMENT-RESPONSE` / `X-PAYMENT-RESPONSE`) is recorded:
-settled with its transaction, rejected, or unknown for `settlement_pending`.
+reconciler. The settlement answer (`PAYMENT-RESPONSE` / `X-PAYMENT-RESPONSE`) is recorded: settled
+with its transaction; any other answer (failed, `settlement_pending`) leaves it unknown until the
+token's records say whether money moved. Only a paid request refused before settlement (its first
+send answered 402 without a settlement) is rejected outright.
 """
 
 from __future__ import annotations
@@ -43,9 +45,6 @@ from oracle.results import load_untrusted_json
 from oracle.store import Payment, Store
 from oracle.x402.policy import Offer, choose, offers
 from oracle.x402.wallet import PaymentWallet
-
-# Settlement results that do not say money did not move: the reconciler decides them.
-_NOT_FINAL = ("settlement_pending",)
 
 
 @dataclass(frozen=True)
@@ -143,10 +142,11 @@ class PayingClient:
             self.store.update_payment(payment.id, state="sent")
             await self.store.commit()
         last: Exception | None = None
-        for _ in range(2):  # a dropped connection: once more with the same header
+        for attempt in range(2):  # a dropped connection: once more with the same header
             try:
                 status, response_headers, raw = await self._post(url, body, {**headers, name: payment.header},
                                                                   timeout)
+                first_send = first_send and attempt == 0
                 break
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last = exc
@@ -168,12 +168,12 @@ class PayingClient:
         if settle is not None and settle.success:
             self.store.update_payment(payment.id, state="settled", tx_hash=settle.transaction or "",
                                       delivered=int(delivered), error="" if delivered else f"HTTP {status}")
-        elif settle is not None and (settle.error_reason or "") in _NOT_FINAL:
-            self.store.update_payment(payment.id, state="unknown", tx_hash=settle.transaction or "",
-                                      error=str(settle.error_reason), delivered=int(delivered))
         elif settle is not None:
-            self.store.update_payment(payment.id, state="rejected",
-                                      error=f"{settle.error_reason}: {settle.error_message or ''}"[:300])
+            # A failed or pending settlement may still have moved money (a first try that landed, a
+            # transaction still in the pool): only the token's records can say; the reconciler reads them.
+            self.store.update_payment(payment.id, state="unknown", tx_hash=settle.transaction or "",
+                                      error=f"settlement: {settle.error_reason} {settle.error_message or ''}"[:300],
+                                      delivered=int(delivered))
         elif status == 402:
             reason = _error_of_402(headers, raw)
             self.store.update_payment(payment.id, state="rejected" if first_send else "unknown",
