@@ -263,6 +263,8 @@ class X402Settings(_Strict):
     max_validity_seconds: int = Field(300, gt=0, le=86_400, description="longest authorization window signed")
     max_unresolved: int = Field(32, ge=1, description="payments signed but not yet settled or expired, at most")
     reconcile_interval: float = Field(30.0, gt=0, description="seconds between passes of the reconciler")
+    stale_after: float = Field(120.0, gt=0, description="seconds after which a payment still being sent is "
+                                                        "looked up on-chain (longer than any paid call)")
     budget: X402Budget
 
 

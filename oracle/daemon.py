@@ -60,8 +60,8 @@ class Daemon:
             async with aiohttp.ClientSession(connector=connector) as session:
                 paying = None
                 if config.x402 is not None and wallet is not None:
-                    paying = PayingClient(session, wallet, config.x402, store)
                     reconciler = Reconciler(store, config.x402, session)
+                    paying = PayingClient(session, wallet, config.x402, store, resolve=reconciler.resolve)
                     scheduler.add_job(reconciler.run_once, "interval", seconds=config.x402.reconcile_interval)
                     log.info("paying over x402 from %s", wallet.address)
                 router = ModelRouter(catalog, session, store, config.router, paying=paying)

@@ -42,6 +42,7 @@ from oracle.router.adapters.base import (
     CONTEXT_LENGTH,
     FATAL,
     PAYMENT,
+    RESENT,
     TRANSIENT,
     UNAVAILABLE,
 )
@@ -59,7 +60,7 @@ UNLIMITED = 2**255
 _FALLBACK_REASON = {CONTEXT_LENGTH: ReasonCode.PROMPT_TOO_LARGE, CONTENT_POLICY: ReasonCode.CONTENT_FILTERED,
                     UNAVAILABLE: ReasonCode.PROVIDERS_UNAVAILABLE, TRANSIENT: ReasonCode.PROVIDERS_UNAVAILABLE,
                     FATAL: ReasonCode.PROVIDERS_UNAVAILABLE, PAYMENT: ReasonCode.PAYMENT_FAILED,
-                    BUDGET: ReasonCode.BUDGET_EXHAUSTED}
+                    BUDGET: ReasonCode.BUDGET_EXHAUSTED, RESENT: ReasonCode.PAYMENT_FAILED}
 
 
 @dataclass
@@ -258,7 +259,7 @@ class _Run:
             if reply.kind == FATAL:
                 self.finished.add(e.id)
                 return _Outcome(False, ReasonCode.PROVIDERS_UNAVAILABLE, f"{e.id}: {reply.error}", e.model, stop=True)
-            if reply.kind != TRANSIENT:
+            if reply.kind not in (TRANSIENT, RESENT):
                 self.finished.add(e.id)
                 return _Outcome(False, _FALLBACK_REASON[reply.kind], f"{e.id}: {reply.error}", e.model)
             time_left = self.deadline - self.r.clock() - 0.5

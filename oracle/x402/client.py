@@ -17,7 +17,7 @@ send answered 402 without a settlement) is rejected outright.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -63,6 +63,8 @@ class PaidReply:
     payment: Payment | None = None  # the payment made (or re-used) for this reply
     refusal: str = ""  # why a 402 was not paid
     budget: bool = False  # the refusal was a budget or the cap on unresolved payments
+    spent: bool = False  # a payment sent before (e.g. before a restart) was refused now: its nonce may be
+    # spent with the answer lost; a new attempt pays anew, this one is left to the reconciler
 
 
 class PaymentRefused(Exception):
@@ -71,8 +73,12 @@ class PaymentRefused(Exception):
 
 class PayingClient:
     def __init__(self, session: aiohttp.ClientSession, wallet: PaymentWallet, settings: X402Settings, store: Store,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 resolve: Callable[[Payment], Awaitable[str]] | None = None) -> None:
         self.session = session
+        # Looks a payment up on-chain at once when a re-sent one is refused (the reconciler's), so a
+        # lost answer does not leave its payment unresolved until the next pass.
+        self.resolve = resolve
         self.wallet = wallet
         self.settings = settings
         self.store = store
@@ -157,7 +163,13 @@ class PayingClient:
             raise last
         self._record(payment, status, response_headers, raw, first_send)
         await self.store.commit()
-        return PaidReply(status, response_headers, raw, self.store.payment(payment.id))
+        spent = status == 402 and not first_send
+        if spent and self.resolve is not None:
+            row = self.store.payment(payment.id)
+            if row is not None and row.state == "unknown":
+                await self.resolve(row)
+                await self.store.commit()
+        return PaidReply(status, response_headers, raw, self.store.payment(payment.id), spent=spent)
 
     def _record(self, payment: Payment, status: int, headers: Mapping[str, str], raw: bytes,
                 first_send: bool) -> None:

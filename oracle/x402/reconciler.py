@@ -42,11 +42,11 @@ class ReconcileReport:
 
 class Reconciler:
     def __init__(self, store: Store, settings: X402Settings, session: aiohttp.ClientSession,
-                 stale_after: float = 120.0, clock: Callable[[], float] = time.time) -> None:
+                 stale_after: float | None = None, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.rpc = {n.network: n.rpc_url for n in settings.networks}
         self.session = session
-        self.stale_after = stale_after  # longer than any paid call can take
+        self.stale_after = settings.stale_after if stale_after is None else stale_after
         self.clock = clock
 
     async def run_once(self) -> ReconcileReport:
@@ -62,27 +62,37 @@ class Reconciler:
             if p.network not in self.rpc:
                 report.pending += 1
                 continue
-            try:
-                used = await self._used(p)
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                log.warning("payment %d: cannot read the token: %s", p.id, exc)
-                report.pending += 1
-                continue
-            if used:
-                tx = p.tx_hash or await self._transaction(p)
-                error = "" if p.delivered else PAID_WITHOUT_DELIVERY
-                self.store.update_payment(p.id, state="settled", tx_hash=tx, error=error)
+            outcome = await self.resolve(p, now)
+            if outcome == "settled":
                 report.settled += 1
                 if not p.delivered:
                     report.flagged.append(p.id)
-                    log.warning("payment %d (%s) was paid without delivery: %s", p.id, p.request_key, tx)
-            elif now > p.valid_before:
-                self.store.update_payment(p.id, state="expired")
+            elif outcome == "expired":
                 report.expired += 1
             else:
                 report.pending += 1
         await self.store.commit()
         return report
+
+    async def resolve(self, p: Payment, now: float | None = None) -> str:
+        """Settle or expire one signed payment from the token's records; the state it ends in."""
+        now = self.clock() if now is None else now
+        try:
+            used = await self._used(p)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("payment %d: cannot read the token: %s", p.id, exc)
+            return p.state
+        if used:
+            tx = p.tx_hash or await self._transaction(p)
+            self.store.update_payment(p.id, state="settled", tx_hash=tx,
+                                      error="" if p.delivered else PAID_WITHOUT_DELIVERY)
+            if not p.delivered:
+                log.warning("payment %d (%s) was paid without delivery: %s", p.id, p.request_key, tx)
+            return "settled"
+        if now > p.valid_before:
+            self.store.update_payment(p.id, state="expired")
+            return "expired"
+        return p.state
 
     async def _rpc(self, network: str, method: str, params: list[Any]) -> Any:
         async with self.session.post(self.rpc[network], json={"jsonrpc": "2.0", "id": 1, "method": method,

@@ -34,6 +34,7 @@ UNAVAILABLE = "unavailable"  # model not served, out of credits (a 402 that is n
 FATAL = "fatal"  # other 400s, 401, 403: our request or our key is wrong; stop
 PAYMENT = "payment"  # an x402 payment the policy refused or that failed: fall back
 BUDGET = "budget"  # an x402 payment beyond a budget: fall back
+RESENT = "resent"  # a payment sent before a restart was refused: retried (paying anew), not the provider's fault
 
 _CONTEXT_MARKERS = ("context_length", "context length", "maximum context", "context window", "prompt is too long",
                     "too many tokens", "exceeds the maximum number of tokens", "input token count")
@@ -119,6 +120,9 @@ async def send(session: aiohttp.ClientSession, fmt: WireFormat, d: ModelDeployme
     if paid is not None and paid.refusal:
         reply = ProviderReply("error", BUDGET if paid.budget else PAYMENT, raw=raw, http_status=status,
                               error=f"payment not made: {paid.refusal}"[:500])
+    elif paid is not None and paid.spent:
+        reply = ProviderReply("error", RESENT, raw=raw, http_status=status,
+                              error="a payment sent earlier was refused (answer lost?): a new attempt pays anew")
     else:
         reply = fmt.parse(status, response_headers, raw)
     if paid is not None and paid.payment is not None:
