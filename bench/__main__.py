@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import daemon, gas, router
+from bench import daemon, gas, router, x402
 
 
 def _daemon() -> int:
@@ -15,7 +15,11 @@ def _router() -> int:
     return router.main([])
 
 
-BENCHMARKS = {"gas": gas.main, "router": _router, "daemon": _daemon}
+def _x402() -> int:
+    return x402.main([])
+
+
+BENCHMARKS = {"gas": gas.main, "router": _router, "x402": _x402, "daemon": _daemon}
 
 
 def main() -> int:

@@ -24,6 +24,14 @@ def _base() -> dict[str, Any]:
     }
 
 
+_PIN = {"network": "eip155:8453", "asset": "0x" + "33" * 20, "pay_to": "0x" + "44" * 20}
+
+
+def _wallet(network: str) -> dict[str, Any]:
+    return {"wallet": {"key_env": "P"}, "networks": [{"network": network, "rpc_url": "http://rpc"}],
+            "max_payment": 10_000, "budget": {"total": 1, "per_provider": 1, "per_requester": 1}}
+
+
 def test_example_config_parses() -> None:
     config = load_config(ROOT / "config.example.toml")
     assert config.chains[0].confirmations == 3
@@ -51,6 +59,14 @@ def test_example_config_parses() -> None:
         (lambda c: c["models"][0].update(api_key_env="K"), "api_key_env is only read when payer is 'api_key'"),
         (lambda c: c["models"][0].update(max_output=10**6), "max_output is larger than context_window"),
         (lambda c: c["models"].append(dict(c["models"][0])), "models[].id: duplicate 'm'"),
+        # x402: a paid deployment needs a pin and a wallet section naming its network.
+        (lambda c: c["models"][0].update(payer="x402"), "payer 'x402' needs an x402 table"),
+        (lambda c: c["models"][0].update(payer="x402", x402=_PIN), "'x402' needs an [x402] section with the wallet"),
+        (lambda c: c["models"][0].update(payer="x402", x402=_PIN) or c.update(x402=_wallet("eip155:1")),
+         "models[0] (m).x402.network: eip155:8453 is not in x402.networks"),
+        (lambda c: c["models"][0].update(payer="x402", x402=dict(_PIN, pay_to="0x12")), "x402.pay_to: not an address"),
+        (lambda c: c["models"][0].update(payer="x402", x402=dict(_PIN, network="base")), "x402.network: String should"),
+        (lambda c: c.update(x402=dict(_wallet("eip155:8453"), max_payment=0)), "x402.max_payment"),
         (lambda c: c.update(signer={}), "signer: give exactly one of key_env or keystore"),
         (lambda c: c.update(chains=[]), "chains: List should have at least 1 item"),
     ],

@@ -36,7 +36,6 @@ from x402.http.utils import (
 )
 from x402.mechanisms.evm.exact.client import ExactEvmScheme
 from x402.mechanisms.evm.exact.v1.client import ExactEvmSchemeV1
-from x402.mechanisms.evm.signers import EthAccountSigner
 from x402.schemas import PaymentPayload, PaymentRequired, SettleResponse
 from x402.schemas.v1 import PaymentPayloadV1, PaymentRequiredV1, PaymentRequirementsV1
 
@@ -83,9 +82,8 @@ class PayingClient:
         self.settings = settings
         self.store = store
         self.clock = clock
-        signer = EthAccountSigner(wallet.account)
-        self._v2 = ExactEvmScheme(signer)
-        self._v1 = ExactEvmSchemeV1(signer)
+        self._v2 = ExactEvmScheme(wallet.signer)
+        self._v1 = ExactEvmSchemeV1(wallet.signer)
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float, ctx: PaymentContext,
                    pin: X402Pin, provider: str) -> PaidReply:
@@ -99,25 +97,33 @@ class PayingClient:
         status, response_headers, raw = await self._post(url, body, headers, timeout)
         if status != 402:
             return PaidReply(status, response_headers, raw)
+        prepared = await self.prepare(status, response_headers, raw, ctx, pin, provider)
+        if isinstance(prepared, PaidReply):
+            return prepared
+        return await self._send_paid(url, body, headers, timeout, prepared)
+
+    async def prepare(self, status: int, headers: Mapping[str, str], raw: bytes, ctx: PaymentContext, pin: X402Pin,
+                      provider: str) -> Payment | PaidReply:
+        """From a 402 to a signed payment on record (committed), or the refusal: the client's whole cost
+        of paying (parse, policy, ledger reservation, signature), which `bench/x402.py` measures."""
         try:
-            required = _requirements(response_headers, raw)
+            required = _requirements(headers, raw)
             chosen = choose(offers(required), pin, self.settings, ctx.max_amount)
         except PaymentRefused as exc:
-            return self._refuse(ctx, provider, pin, str(exc), status, response_headers, raw)
+            return self._refuse(ctx, provider, pin, str(exc), status, headers, raw)
         if isinstance(chosen, str):
-            return self._refuse(ctx, provider, pin, chosen, status, response_headers, raw)
+            return self._refuse(ctx, provider, pin, chosen, status, headers, raw)
         draft = _row(ctx, provider, chosen, self.wallet.address)
         reserved = self.store.reserve_payment(
             draft, self.clock(), self.settings.budget.window,
             {"total": self.settings.budget.total, "per_provider": self.settings.budget.per_provider,
              "per_requester": self.settings.budget.per_requester}, self.settings.max_unresolved)
         if isinstance(reserved, str):
-            return self._refuse(ctx, provider, pin, reserved, status, response_headers, raw, budget=True)
+            return self._refuse(ctx, provider, pin, reserved, status, headers, raw, budget=True)
         header, nonce, valid_before = self._sign(chosen, required)
         self.store.update_payment(reserved.id, state="signed", nonce=nonce, valid_before=valid_before, header=header)
         await self.store.commit()  # the signature is on record before anyone can see it
-        signed = replace(reserved, state="signed", nonce=nonce, valid_before=valid_before, header=header)
-        return await self._send_paid(url, body, headers, timeout, signed)
+        return replace(reserved, state="signed", nonce=nonce, valid_before=valid_before, header=header)
 
     # ------------------------------------------------------------ steps
 

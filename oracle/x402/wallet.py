@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-
 from oracle.config import ConfigError, KeySource
+from oracle.x402.signer import WalletSigner
 
 
 class PaymentWallet:
     def __init__(self, key: bytes) -> None:
-        self._account: LocalAccount = Account.from_key(key)
+        self._signer = WalletSigner(key)
 
     @classmethod
     def load(cls, source: KeySource, signer_key: bytes) -> PaymentWallet:
@@ -21,12 +19,12 @@ class PaymentWallet:
 
     @property
     def address(self) -> str:
-        return str(self._account.address)
+        return self._signer.address
 
     @property
-    def account(self) -> LocalAccount:
-        """For the SDK's signer; the key stays inside the account object."""
-        return self._account
+    def signer(self) -> WalletSigner:
+        """The SDK's signer for this wallet; the key stays inside it."""
+        return self._signer
 
     def __repr__(self) -> str:
         return f"PaymentWallet({self.address})"
