@@ -1,9 +1,11 @@
 """What `oracle dev` shows: the daemon answering requests on the embedded local stack.
 
-anvil with every contract deployed, a local OpenAI-compatible model server, and the real daemon
-(watcher, pipeline, router, transaction manager) in this process. Three requests flow through it:
-a keeper's risk check that pauses a vault, a governance bot's proposal summary, and a plain text
-question; each is shown from the request to the consumer's decoded result and the receipt.
+anvil with every contract deployed, a local OpenAI-compatible model server, the local x402 stack (a
+facilitator settling on anvil and a second model server behind its paywall), and the real daemon
+(watcher, pipeline, router, x402 paying client, transaction manager) in this process. Four requests
+flow through it: a keeper's risk check that pauses a vault, a governance bot's proposal summary, a
+plain text question, and the same kind of question to the paywalled model, paid from the daemon's
+wallet; each is shown from the request to the consumer's decoded result and the receipt.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ from eth_utils import keccak
 from oracle.config import parse_config
 from oracle.daemon import Daemon
 from oracle.devnet.answer import ask, requested_events
-from oracle.devnet.harness import DEV_MODEL, SIGNER_ENV, dev_config
+from oracle.devnet.facilitator import Facilitator
+from oracle.devnet.harness import DEV_MODEL, PAID_MODEL, PAYMENT_ENV, SIGNER_ENV, dev_config, paid_model, x402_section
 from oracle.devnet.model_server import ModelServer
+from oracle.devnet.paywall import Paywall
 from oracle.devnet.stack import LocalStack
 from oracle.protocol import RequestParams, ResultSpec, ResultType, Status
 from oracle.store import Store, request_key
 
 Say = Callable[[str], None]
+PAID_PRICE = 2_500  # TestUSD base units (6 decimals) per call to the paywalled model
 
 
 def _wait(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -99,6 +104,23 @@ def requests_flow(stack: LocalStack, store_path: Path, say: Say) -> bool:
     say(f"text         request 0x{event.request_id.hex()[:16]}... -> status {Status(decoded[1]).name.lower()}, "
         f"text {decoded[3]!r}")
     ok &= bool(decoded[1] == Status.SUCCESS)
+
+    # 4. The same question to a provider behind an x402 paywall: the daemon pays it from its wallet.
+    usd = stack.contract("TestUSD")
+    before = usd.functions.balanceOf(k.payment_wallet.address).call()
+    event = ask(stack, RequestParams(
+        callback=stack.addresses["TypedResultsConsumer"], callback_gas_limit=300_000, deadline=now + 600,
+        max_tokens=64, temperature=0, seed=1, model_spec=PAID_MODEL, prompt=b"In one line: what is x402?",
+        result=ResultSpec(ResultType.TEXT, max_bytes=64)))
+    _wait(lambda: consumer.functions.decoded(event.request_id).call()[0])
+    decoded = consumer.functions.decoded(event.request_id).call()
+    paid = before - usd.functions.balanceOf(k.payment_wallet.address).call()
+    attempts = _receipt(store_path, stack, event.request_id).get("router", {}).get("attempts", [])
+    say(f"paid call    request 0x{event.request_id.hex()[:16]}... -> status {Status(decoded[1]).name.lower()}, "
+        f"text {decoded[3]!r}")
+    say(f"  x402       paid {paid} TestUSD units ({paid / 10**6:.4f} USD) from the payment wallet "
+        f"{k.payment_wallet.address[:10]}...; ledger payment {attempts[-1]['payment_id'] if attempts else None}")
+    ok &= bool(decoded[1] == Status.SUCCESS and paid == PAID_PRICE)
     payee = stack.contract("AIOracle").functions.balanceOf(k.owner.address).call()
     say(f"fees         {payee} wei credited to the signer's payee {k.owner.address}")
     return ok
@@ -108,13 +130,18 @@ def _settled(stack: LocalStack, request_id: bytes) -> bool:
     return bool(stack.contract("AIOracle").functions.commitments(request_id).call() == b"\0" * 32)
 
 
-async def _run(stack: LocalStack, store_path: Path, model: ModelServer, say: Say) -> bool:
-    config = parse_config(dev_config(stack, model.base_url, store_path))
+async def _run(stack: LocalStack, store_path: Path, model: ModelServer, paid: ModelServer, say: Say) -> bool:
+    raw = dev_config(stack, model.base_url, store_path)
+    raw["models"].append(paid_model(stack, paid.base_url, PAID_PRICE))
+    raw["x402"] = x402_section(stack)
+    config = parse_config(raw)
     stop = asyncio.Event()
     daemon = Daemon(config, shutdown_grace=5.0)
     task = asyncio.create_task(daemon.run(stop))
     await daemon.ready.wait()
-    say(f"daemon       running: signer {stack.keys.signer.address}, model server {model.base_url}")
+    facilitator = paid.paywall.facilitator.url if paid.paywall is not None else ""
+    say(f"daemon       running: signer {stack.keys.signer.address}, model server {model.base_url}, "
+        f"paywalled model server {paid.base_url} (x402 facilitator {facilitator})")
     try:
         return await asyncio.to_thread(requests_flow, stack, store_path, say)
     finally:
@@ -127,9 +154,16 @@ def run_dev(say: Say = print) -> bool:
     with LocalStack() as stack, tempfile.TemporaryDirectory() as tmp:
         say(f"anvil        {stack.rpc_url} (chain {stack.chain_id}); contracts: "
             f"{', '.join(f'{n} {a[:10]}...' for n, a in stack.addresses.items())}")
-        os.environ[SIGNER_ENV] = stack.keys.signer.private_key.hex()  # the daemon reads its key from here
+        os.environ[SIGNER_ENV] = stack.keys.signer.private_key.hex()  # the daemon reads its keys from here
+        os.environ[PAYMENT_ENV] = stack.keys.payment_wallet.private_key.hex()
+        network = f"eip155:{stack.chain_id}"
+        facilitator = Facilitator(stack.rpc_url, stack.keys.facilitator.private_key, [network]).start()
         model = ModelServer().start()
+        paid = ModelServer(paywall=Paywall(facilitator.url, network, stack.addresses["TestUSD"],
+                                           stack.keys.owner.address, PAID_PRICE)).start()
         try:
-            return asyncio.run(_run(stack, Path(tmp) / "oracle.sqlite", model, say))
+            return asyncio.run(_run(stack, Path(tmp) / "oracle.sqlite", model, paid, say))
         finally:
+            paid.stop()
             model.stop()
+            facilitator.stop()

@@ -21,7 +21,9 @@ from typing import Any
 from oracle.devnet.stack import LocalStack
 
 SIGNER_ENV = "ORACLE_SIGNER_KEY"
+PAYMENT_ENV = "ORACLE_PAYMENT_KEY"
 DEV_MODEL = "dev-model-2026-01-01"
+PAID_MODEL = "dev-paid-model-2026-01-01"
 
 
 def dev_config(stack: LocalStack, model_base_url: str, store_path: Path, *, rpc_url: str | None = None,
@@ -46,6 +48,27 @@ def dev_config(stack: LocalStack, model_base_url: str, store_path: Path, *, rpc_
                     "timeout": 10.0}],
         "pipeline": {"concurrency": 64, "deadline_margin": 5.0},
     }
+
+
+def paid_model(stack: LocalStack, base_url: str, price: int, model: str = PAID_MODEL) -> dict[str, Any]:
+    """A deployment behind the local x402 paywall, paid per call in TestUSD to the owner's address."""
+    return {"id": "paid", "provider": "paid-local", "api": "openai", "base_url": base_url, "model": model,
+            "payer": "x402", "call_price": price, "context_window": 4_096, "max_output": 1_024,
+            "capabilities": ["json_schema", "seed"], "timeout": 10.0,
+            "x402": {"network": f"eip155:{stack.chain_id}", "asset": stack.addresses["TestUSD"],
+                     "pay_to": stack.keys.owner.address}}
+
+
+def x402_section(stack: LocalStack, **overrides: Any) -> dict[str, Any]:
+    """The daemon's [x402] table for the local stack: the dev payment wallet paying on the local chain."""
+    section: dict[str, Any] = {
+        "wallet": {"key_env": PAYMENT_ENV},
+        "networks": [{"network": f"eip155:{stack.chain_id}", "rpc_url": stack.rpc_url}],
+        "max_payment": 100_000, "max_validity_seconds": 300,
+        "budget": {"total": 10**9, "per_provider": 10**9, "per_requester": 10**9},
+    }
+    section.update(overrides)
+    return section
 
 
 def _toml_value(v: Any) -> str:

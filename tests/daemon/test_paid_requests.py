@@ -22,7 +22,16 @@ import pytest
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask
 from oracle.devnet.facilitator import Facilitator
-from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, wait_until, write_config
+from oracle.devnet.harness import (
+    PAYMENT_ENV,
+    SIGNER_ENV,
+    DaemonProcess,
+    dev_config,
+    paid_model,
+    wait_until,
+    write_config,
+    x402_section,
+)
 from oracle.devnet.model_server import Knobs, ModelServer
 from oracle.devnet.paywall import Paywall
 from oracle.protocol import ResultSpec, ResultType, Status
@@ -30,7 +39,6 @@ from oracle.store import Store, request_key
 from tests.daemon.test_rpc_faults import fulfillments_per_request
 
 PRICE = 3_000
-PAYMENT_ENV = "ORACLE_PAYMENT_KEY"
 
 
 class Paid:
@@ -43,13 +51,8 @@ class Paid:
         self.model = ModelServer(Knobs(latency=latency), paywall=self.paywall).start()
         self.store_path = tmp / "oracle.sqlite"
         config = dev_config(stack, self.model.base_url, self.store_path)
-        config["models"][0].update(payer="x402", call_price=PRICE, x402={
-            "network": self.network, "asset": stack.addresses["TestUSD"], "pay_to": stack.keys.owner.address})
-        config["x402"] = {"wallet": {"key_env": PAYMENT_ENV}, "networks": [{"network": self.network,
-                                                                             "rpc_url": stack.rpc_url}],
-                          "max_payment": 10_000, "max_validity_seconds": 300, "reconcile_interval": 1.0,
-                          "stale_after": 3.0,
-                          "budget": {"total": 10**9, "per_provider": 10**9, "per_requester": 10**9}}
+        config["models"] = [paid_model(stack, self.model.base_url, PRICE, model="dev-model-2026-01-01")]
+        config["x402"] = x402_section(stack, reconcile_interval=1.0, stale_after=3.0)
         self.daemon = DaemonProcess(write_config(config, tmp / "config.toml"), {
             SIGNER_ENV: stack.keys.signer.private_key.hex(), PAYMENT_ENV: stack.keys.payment_wallet.private_key.hex()})
 
