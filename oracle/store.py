@@ -132,6 +132,12 @@ class StoredTx:
     block_hash: bytes | None
 
 
+def _scopes(p: Payment) -> list[tuple[str, str]]:
+    """The budget scopes a payment counts in: all payments, its provider's, its requester's."""
+    return [("total", "total"), ("per_provider", f"provider:{p.provider}"),
+            ("per_requester", f"requester:{p.requester}")]
+
+
 def _payment(r: sqlite3.Row) -> Payment:
     return Payment(r["id"], r["request_key"], r["attempt_id"], r["provider"], r["requester"], r["network"], r["asset"],
                    r["pay_to"], int(r["amount"]), r["payer"], r["version"], r["nonce"] or "", r["valid_before"],
@@ -200,6 +206,10 @@ def _m3_payments(db: sqlite_utils.Database) -> None:
             delivered INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL,
             UNIQUE (request_key, attempt_id))""")
     db.execute("CREATE INDEX payments_by_state ON payments (state, created_at)")
+    # Spending per budget scope and minute: a reservation sums at most a window's minutes per scope, not
+    # every payment in the window.
+    db.execute("CREATE TABLE payment_spend (scope TEXT NOT NULL, minute INTEGER NOT NULL, amount INTEGER NOT NULL, "
+               "PRIMARY KEY (scope, minute))")
 
 
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1_core, _m2_router, _m3_payments)
@@ -507,15 +517,13 @@ class Store:
         self.commit_now()  # the reservation is a transaction of its own
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            since = now - window
-            spent = ("SELECT COALESCE(SUM(CAST(amount AS INTEGER)), 0) FROM payments WHERE created_at > ? "
-                     f"AND state IN ({','.join('?' * len(PAYMENT_SPENDING))})")
-            base = (since, *PAYMENT_SPENDING)
-            checks = [("total", spent, base), ("per_provider", spent + " AND provider=?", (*base, p.provider)),
-                      ("per_requester", spent + " AND requester=?", (*base, p.requester))]
+            # Whole minutes: a payment counts from the start of its minute, so the window is at most a
+            # minute longer than configured (never shorter: budgets are never overspent).
+            since = int(now - window) // 60
             refusal = ""
-            for name, sql, args in checks:
-                used = int(self._conn.execute(sql, args).fetchone()[0])
+            for name, scope in _scopes(p):
+                used = int(self._conn.execute("SELECT COALESCE(SUM(amount), 0) FROM payment_spend WHERE scope=? "
+                                              "AND minute >= ?", (scope, since)).fetchone()[0])
                 if used + p.amount > limits[name]:
                     refusal = f"{name} budget: {used} spent of {limits[name]}, {p.amount} more asked"
                     break
@@ -533,6 +541,8 @@ class Store:
                 "payer, version, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (p.request_key, p.attempt_id, p.provider, p.requester, p.network, p.asset, p.pay_to, str(p.amount),
                  p.payer, p.version, "reserved", now, now))
+            for _, scope in _scopes(p):
+                self._conn.execute(self._SPEND, (scope, int(now) // 60, p.amount))
             self._conn.execute("COMMIT")
         except BaseException:
             if self._conn.in_transaction:
@@ -555,10 +565,19 @@ class Store:
         assert found is not None
         return found
 
+    _SPEND = ("INSERT INTO payment_spend (scope, minute, amount) VALUES (?,?,?) "
+              "ON CONFLICT(scope, minute) DO UPDATE SET amount = amount + excluded.amount")
+
     def update_payment(self, payment_id: int, **fields: Any) -> None:
-        """Set ledger fields (state, nonce, valid_before, header, tx_hash, error, delivered)."""
+        """Set ledger fields (state, nonce, valid_before, header, tx_hash, error, delivered). A payment
+        that turns out not to have moved money (rejected, expired) gives its budget back."""
         allowed = {"state", "nonce", "valid_before", "header", "tx_hash", "error", "delivered"}
         assert set(fields) <= allowed, fields
+        if fields.get("state") not in (None, *PAYMENT_SPENDING):
+            row = self._one("SELECT * FROM payments WHERE id=?", (payment_id,))
+            if row is not None and row["state"] in PAYMENT_SPENDING:
+                for _, scope in _scopes(_payment(row)):
+                    self._write(self._SPEND, (scope, int(row["created_at"]) // 60, -int(row["amount"])))
         names = sorted(fields)
         self._write(f"UPDATE payments SET {', '.join(f'{n}=?' for n in names)}, updated_at=? WHERE id=?",
                     (*(fields[n] for n in names), time.time(), payment_id))

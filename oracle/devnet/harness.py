@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -152,10 +153,12 @@ class DaemonProcess:
             self.process.wait(10)
 
     def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM, then wait; returns the exit code."""
+        """SIGTERM once it is up (a daemon still importing has no handler yet), then wait; the exit code."""
         if self.process is None:
             return 0
         if self.alive():
+            with contextlib.suppress(TimeoutError, RuntimeError):
+                self.wait_ready(timeout)
             self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout)

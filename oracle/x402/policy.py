@@ -64,6 +64,9 @@ def choose(candidates: list[Offer], pin: X402Pin, settings: X402Settings, allowa
 def _refusal(o: Offer, pin: X402Pin, networks: set[str], settings: X402Settings, allowance: int) -> str | None:
     if o.scheme != "exact":
         return f"scheme {o.scheme!r} is not paid (only exact)"
+    method = (o.requirements.extra or {}).get("assetTransferMethod")
+    if method not in (None, "eip3009"):
+        return f"asset transfer method {str(method)[:40]!r} is not paid (only EIP-3009 authorizations)"
     if o.network not in networks:
         return f"network {o.network} is not configured"
     if o.network != pin.network:

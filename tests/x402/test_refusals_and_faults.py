@@ -16,7 +16,7 @@ from aiohttp import web
 
 from oracle.config import X402Pin
 from oracle.devnet.loopback import LoopbackServer
-from oracle.store import Store
+from oracle.store import Payment, Store
 from oracle.x402 import PaymentContext
 from oracle.x402.reconciler import PAID_WITHOUT_DELIVERY, Reconciler
 from tests.x402.conftest import PRICE, X402Stack, paying_client
@@ -218,8 +218,6 @@ async def test_a_dropped_connection_after_paying_resends_the_same_header(x402_st
 
 
 async def test_an_expired_unresolved_payment_frees_its_budget(x402_stack: X402Stack, store: Store) -> None:
-    from oracle.store import Payment
-
     row = store.reserve_payment(Payment(0, "k", 1, "local", "0x" + "22" * 20, x402_stack.network,
                                         x402_stack.stack.addresses["TestUSD"], x402_stack.stack.keys.owner.address,
                                         PRICE, x402_stack.stack.keys.payment_wallet.address, 2, "", 0, "", "reserved",
@@ -235,3 +233,74 @@ async def test_an_expired_unresolved_payment_frees_its_budget(x402_stack: X402St
     report = await _reconcile(x402_stack, store, clock=time.time() + 120)
     assert report.expired == 1 and store.payment(row.id).state == "expired"  # type: ignore[union-attr]
     assert (await _pay(x402_stack, store, budget=budget)).status == 200
+
+
+# ---------------------------------------------------------------- a process stopped mid-payment
+
+
+async def test_stopped_between_signing_and_sending_the_stored_header_is_sent(x402_stack: X402Stack,
+                                                                             store: Store) -> None:
+    """`prepare` is everything up to the signed row's commit: a process killed right after it leaves a
+    signed payment; the next one sends that header, and only that, once."""
+    s, ctx = x402_stack, _ctx()
+    async with paying_client(s, store) as first:
+        status, headers, raw = await first._post(f"{s.model.base_url}/chat/completions", BODY.encode(), HEADERS, 30)
+        signed = await first.prepare(status, headers, raw, ctx, s.pin, "local")
+    assert isinstance(signed, Payment) and signed.state == "signed"
+    before = _settlements(s)
+    reply = await _pay(s, store, ctx)  # a new client, as after a restart
+    assert reply.status == 200 and reply.payment.id == signed.id
+    assert reply.payment.state == "settled" and reply.payment.header == signed.header
+    assert _settlements(s) == before + 1
+
+
+async def test_stopped_between_sending_and_the_answer_pays_at_most_once(x402_stack: X402Stack,
+                                                                          store: Store) -> None:
+    import asyncio
+
+    s, ctx = x402_stack, _ctx()
+    s.model.knobs.latency = 0.5
+    before = _settlements(s)
+    try:
+        async with paying_client(s, store) as client:
+            task = asyncio.create_task(client.post(f"{s.model.base_url}/chat/completions", BODY.encode(), HEADERS,
+                                                   30, ctx, s.pin, "local"))
+            await asyncio.sleep(0.3)  # the paid request is at the provider
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    finally:
+        s.model.knobs.latency = 0.0
+    row = store.payment_for(ctx.request_key, ctx.attempt_id)
+    assert row is not None and row.state == "sent"
+    async with aiohttp.ClientSession() as session:
+        reconciler = Reconciler(store, s.settings(), session)
+        async with paying_client(s, store) as client:
+            client.resolve = reconciler.resolve
+            reply = await client.post(f"{s.model.base_url}/chat/completions", BODY.encode(), HEADERS, 30, ctx, s.pin,
+                                      "local")
+    assert reply.payment is not None and reply.payment.id == row.id
+    # Either the provider never settled the cut-off call and this send paid and answered, or it had
+    # settled and the spent header was refused: settled without delivery. Never two settlements.
+    assert (reply.status, reply.payment.state) in ((200, "settled"), (402, "settled"))
+    assert _settlements(s) == before + 1
+
+
+def test_the_policy_pays_only_exact_eip3009_offers(x402_stack: X402Stack) -> None:
+    from x402.schemas import PaymentRequired
+
+    from oracle.x402.policy import choose, offers
+
+    s = x402_stack
+    base = s.paywall.requirements
+    cases = {"scheme 'upto'": base.model_copy(update={"scheme": "upto"}),
+             "transfer method 'permit2'": base.model_copy(update={"extra": {**base.extra,
+                                                                            "assetTransferMethod": "permit2"}}),
+             "maxTimeoutSeconds must be positive": base.model_copy(update={"max_timeout_seconds": 0}),
+             "not a whole number": base.model_copy(update={"amount": "1.5"})}
+    for words, offer in cases.items():
+        chosen = choose(offers(PaymentRequired(accepts=[offer])), s.pin, s.settings(), 10**6)
+        assert isinstance(chosen, str) and words in chosen, (words, chosen)
+    # With a refused offer first, a good one later is taken.
+    chosen = choose(offers(PaymentRequired(accepts=[cases["scheme 'upto'"], base])), s.pin, s.settings(), 10**6)
+    assert not isinstance(chosen, str) and chosen.amount == PRICE
