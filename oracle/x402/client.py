@@ -92,6 +92,10 @@ class PayingClient:
         existing = self.store.payment_for(ctx.request_key, ctx.attempt_id)
         if existing is not None and existing.header:
             return await self._send_paid(url, body, headers, timeout, existing)  # resumed: the same signature
+        if existing is not None and existing.state == "reserved":
+            # Reserved, never signed (the daemon stopped in between): a new attempt pays anew; the
+            # reconciler releases this one.
+            return PaidReply(402, {}, b"", existing, spent=True)
         if existing is not None:
             return PaidReply(402, {}, b"", existing, refusal=existing.error or f"payment {existing.state}")
         status, response_headers, raw = await self._post(url, body, headers, timeout)

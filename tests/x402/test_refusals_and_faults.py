@@ -158,12 +158,15 @@ async def _reconcile(s: X402Stack, store: Store, clock: float | None = None) -> 
         return await reconciler.run_once()
 
 
-async def test_facilitator_down_pays_nothing(x402_stack: X402Stack, store: Store) -> None:
+async def test_facilitator_down_pays_nothing_and_holds_no_budget(x402_stack: X402Stack, store: Store) -> None:
     x402_stack.facilitator.knobs.down = True
     before = _settlements(x402_stack)
-    reply = await _pay(x402_stack, store)
+    budget = {"total": PRICE, "per_provider": PRICE, "per_requester": PRICE}
+    reply = await _pay(x402_stack, store, budget=budget)
     assert reply.status == 402 and reply.payment.state == "rejected" and "verification failed" in reply.payment.error
     assert _settlements(x402_stack) == before
+    x402_stack.facilitator.knobs.down = False
+    assert (await _pay(x402_stack, store, budget=budget)).status == 200  # its budget was given back
 
 
 async def test_a_failed_settlement_holds_its_budget_until_the_token_says_it_expired(x402_stack: X402Stack,
@@ -304,3 +307,19 @@ def test_the_policy_pays_only_exact_eip3009_offers(x402_stack: X402Stack) -> Non
     # With a refused offer first, a good one later is taken.
     chosen = choose(offers(PaymentRequired(accepts=[cases["scheme 'upto'"], base])), s.pin, s.settings(), 10**6)
     assert not isinstance(chosen, str) and chosen.amount == PRICE
+
+
+async def test_stopped_between_reserving_and_signing_a_new_attempt_pays(x402_stack: X402Stack, store: Store) -> None:
+    s, ctx = x402_stack, _ctx()
+    reserved = store.reserve_payment(Payment(0, ctx.request_key, ctx.attempt_id, "local", ctx.requester, s.network,
+                                             s.stack.addresses["TestUSD"], s.stack.keys.owner.address, PRICE,
+                                             s.stack.keys.payment_wallet.address, 2, "", 0, "", "reserved", "", "",
+                                             False), time.time(), 3600, {"total": 10**9, "per_provider": 10**9,
+                                                                         "per_requester": 10**9}, 8)
+    assert not isinstance(reserved, str)
+    reply = await _pay(s, store, ctx)
+    assert reply.spent and reply.payment.id == reserved.id and reply.payment.nonce == ""  # nothing signed for it
+    report = await _reconcile(s, store)
+    assert report.expired >= 1 and store.payment(reserved.id).state == "expired"  # type: ignore[union-attr]
+    fresh = await _pay(s, store, PaymentContext(ctx.request_key, ctx.requester, ctx.attempt_id + 1, ctx.max_amount))
+    assert fresh.status == 200 and fresh.payment.state == "settled"
