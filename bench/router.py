@@ -102,6 +102,9 @@ class NullLog:
     def payment_for(self, request_key: str, attempt_id: int) -> Payment | None:
         return None
 
+    def request_payments(self, request_key: str) -> tuple[int, int]:
+        return 0, 0
+
     async def commit(self) -> None: ...
 
 

@@ -114,6 +114,7 @@ class Payment:
 # Payments that count against budgets: all but those known not to have moved money.
 PAYMENT_SPENDING = ("reserved", "signed", "sent", "settled", "unknown")
 PAYMENT_UNRESOLVED = ("reserved", "signed", "sent", "unknown")
+PAYMENT_FINAL = ("rejected", "expired")  # moved no money, never will: they stay so
 
 
 @dataclass
@@ -573,14 +574,25 @@ class Store:
         that turns out not to have moved money (rejected, expired) gives its budget back."""
         allowed = {"state", "nonce", "valid_before", "header", "tx_hash", "error", "delivered"}
         assert set(fields) <= allowed, fields
-        if fields.get("state") not in (None, *PAYMENT_SPENDING):
+        if "state" in fields:
             row = self._one("SELECT * FROM payments WHERE id=?", (payment_id,))
-            if row is not None and row["state"] in PAYMENT_SPENDING:
+            if row is not None and row["state"] in PAYMENT_FINAL and fields["state"] != row["state"]:
+                fields = {k: v for k, v in fields.items() if k != "state"}  # final: its budget is settled
+                if not fields:
+                    return
+            elif row is not None and row["state"] in PAYMENT_SPENDING and fields["state"] not in PAYMENT_SPENDING:
                 for _, scope in _scopes(_payment(row)):
                     self._write(self._SPEND, (scope, int(row["created_at"]) // 60, -int(row["amount"])))
         names = sorted(fields)
         self._write(f"UPDATE payments SET {', '.join(f'{n}=?' for n in names)}, updated_at=? WHERE id=?",
                     (*(fields[n] for n in names), time.time(), payment_id))
+
+    def request_payments(self, request_key: str) -> tuple[int, int]:
+        """(amount that may have moved, highest attempt id with a payment) for one request."""
+        row = self._one(f"SELECT COALESCE(SUM(CASE WHEN state IN ({','.join('?' * len(PAYMENT_SPENDING))}) "
+                        "THEN CAST(amount AS INTEGER) ELSE 0 END), 0) AS spent, COALESCE(MAX(attempt_id), 0) AS last "
+                        "FROM payments WHERE request_key=?", (*PAYMENT_SPENDING, request_key))
+        return (int(row["spent"]), int(row["last"])) if row is not None else (0, 0)
 
     def payment(self, payment_id: int) -> Payment | None:
         row = self._one("SELECT * FROM payments WHERE id=?", (payment_id,))

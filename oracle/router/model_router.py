@@ -136,7 +136,9 @@ class ModelRouter:
                 return Answer(Status.FAILURE, out.reason, b"", (out.model,) if out.model else (), out.detail, section)
             section["answer"] = {"deployment": out.deployment, "model": out.model}
             return Answer(Status.SUCCESS, ReasonCode.NONE, out.result, (out.model,), "", section)
-        outs = await asyncio.gather(*(run.walk(m) for m in range(decision.ensemble)))
+        async with asyncio.TaskGroup() as members:  # one member failing unexpectedly stops the others
+            tasks = [members.create_task(run.walk(m)) for m in range(decision.ensemble)]
+        outs = [t.result() for t in tasks]
         failed = next((o for o in outs if not o.ok), None)
         models = tuple(o.model for o in outs if o.model)
         if failed is not None:
@@ -172,7 +174,13 @@ class _Run:
             n = seen.get(a.deployment, 0)
             seen[a.deployment] = n + 1
             self.prior[(a.deployment, n)] = a
-        self.next_id = max((a.attempt_id for a in prior), default=0) + 1
+        # New attempt ids also clear the payments of a request re-included with other content, whose
+        # attempts were dropped but whose payments stay on the ledger.
+        spent, last_paid = router.store.request_payments(request.key)
+        self.next_id = max(max((a.attempt_id for a in prior), default=0), last_paid) + 1
+        # What this request may still pay over x402: the fee's share after gas, less what it may have paid.
+        self.allowance = max(0, request.allowance - spent)
+        self.paid_here = 0
         self.calls_on: dict[str, int] = {}
         self.finished: set[str] = set()  # deployments that failed for good for this request
         self.not_before: dict[str, float] = {}  # deployment -> when its Retry-After allows another call
@@ -292,21 +300,23 @@ class _Run:
                                   payment_id=paid.id if paid is not None else None)
             self._note(prior.attempt_id, e, reply, prior.cost)
             return reply  # not counted in health again: it was when it was made
-        if prior is not None:
-            attempt_id = prior.attempt_id  # sent before a crash, never answered: same idempotency key
-        else:
-            attempt_id = self.next_id
-            self.next_id += 1
-            store.start_attempt(self.request.key, attempt_id, e.id)
-            await store.commit()  # on record before the provider sees it
         request = self.request
-        call = Call(self.call.system, self.call.user, self.call.schema, self.call.max_tokens, self.call.temperature,
-                    self.call.seed, {"X-Oracle-Request": request.key,
-                                     "Idempotency-Key": f"{request.key}/{request.params_hash.hex()[:16]}/{e.id}/"
-                                                        f"{attempt_id}"})
-        timeout = min(e.deployment.timeout, max(0.1, self.deadline - self.r.clock() - 0.5))
-        try:
-            payment = PaymentContext(request.key, request.requester, attempt_id, request.allowance)
+        try:  # from here on the call holds its breaker slot (a half-open probe): released if we stop early
+            if prior is not None:
+                attempt_id = prior.attempt_id  # sent before a crash, never answered: same idempotency key
+            else:
+                attempt_id = self.next_id
+                self.next_id += 1
+                store.start_attempt(request.key, attempt_id, e.id)
+                await store.commit()  # on record before the provider sees it
+            call = Call(self.call.system, self.call.user, self.call.schema, self.call.max_tokens,
+                        self.call.temperature, self.call.seed,
+                        {"X-Oracle-Request": request.key,
+                         "Idempotency-Key": f"{request.key}/{request.params_hash.hex()[:16]}/{e.id}/{attempt_id}"})
+            timeout = min(e.deployment.timeout, max(0.1, self.deadline - self.r.clock() - 0.5))
+            k = self.decision.ensemble
+            payment = PaymentContext(request.key, request.requester, attempt_id,
+                                     max(0, min(request.allowance // k, self.allowance - self.paid_here)))
             reply = await send(self.r.session, FORMATS[e.deployment.api], e.deployment, call, timeout,
                                self.r.paying, payment)
         except BaseException:
@@ -314,6 +324,8 @@ class _Run:
             raise
         self.r.health.record(e.id, reply.latency_ms, reply.provider_failed)
         cost = e.cost(reply.usage, reply.reported_cost)
+        if reply.payment_id is not None and reply.reported_cost is not None:
+            self.paid_here += reply.reported_cost
         store.finish_attempt(Attempt(request.key, attempt_id, e.id, "done", reply.outcome, reply.latency_ms,
                                      reply.usage, cost, reply.raw_sha256, reply.text, reply.error, reply.kind,
                                      reply.http_status), reply.raw)

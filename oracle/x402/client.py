@@ -90,8 +90,10 @@ class PayingClient:
         """POST; pay a 402 if the policy and budgets allow. Transport errors before any payment raise
         (aiohttp.ClientError / TimeoutError) like a plain POST."""
         existing = self.store.payment_for(ctx.request_key, ctx.attempt_id)
-        if existing is not None and existing.header:
+        if existing is not None and existing.header and existing.state in ("signed", "sent", "unknown", "settled"):
             return await self._send_paid(url, body, headers, timeout, existing)  # resumed: the same signature
+        if existing is not None and existing.header:  # expired: this attempt's signature is dead
+            return PaidReply(402, {}, b"", existing, spent=True)
         if existing is not None and existing.state == "reserved":
             # Reserved, never signed (the daemon stopped in between): a new attempt pays anew; the
             # reconciler releases this one.
@@ -115,6 +117,8 @@ class PayingClient:
             chosen = choose(offers(required), pin, self.settings, ctx.max_amount)
         except PaymentRefused as exc:
             return self._refuse(ctx, provider, pin, str(exc), status, headers, raw)
+        except Exception as exc:  # whatever else a hostile 402 can make the SDK's models do
+            return self._refuse(ctx, provider, pin, f"malformed 402: {type(exc).__name__}", status, headers, raw)
         if isinstance(chosen, str):
             return self._refuse(ctx, provider, pin, chosen, status, headers, raw)
         draft = _row(ctx, provider, chosen, self.wallet.address)
@@ -124,7 +128,15 @@ class PayingClient:
              "per_requester": self.settings.budget.per_requester}, self.settings.max_unresolved)
         if isinstance(reserved, str):
             return self._refuse(ctx, provider, pin, reserved, status, headers, raw, budget=True)
-        header, nonce, valid_before = self._sign(chosen, required)
+        if reserved.state != "reserved" or reserved.header:  # this attempt already has a payment: never a second
+            return PaidReply(status, headers, raw, reserved, spent=True)
+        try:
+            header, nonce, valid_before = self._sign(chosen, required)
+        except Exception as exc:  # e.g. an `extra` without the token's EIP-712 name: nothing was signed
+            self.store.update_payment(reserved.id, state="expired", error=f"not signed: {type(exc).__name__}")
+            await self.store.commit()
+            return PaidReply(status, headers, raw, self.store.payment(reserved.id),
+                             refusal=f"cannot sign for this 402: {type(exc).__name__}")
         self.store.update_payment(reserved.id, state="signed", nonce=nonce, valid_before=valid_before, header=header)
         await self.store.commit()  # the signature is on record before anyone can see it
         return replace(reserved, state="signed", nonce=nonce, valid_before=valid_before, header=header)
@@ -171,8 +183,9 @@ class PayingClient:
             await self.store.commit()
             assert last is not None
             raise last
+        # Not committed here: the caller stores the answer in the same transaction (no await in between),
+        # so a crash cannot keep the settlement and lose the answer it paid for.
         self._record(payment, status, response_headers, raw, first_send)
-        await self.store.commit()
         spent = status == 402 and not first_send
         if spent and self.resolve is not None:
             row = self.store.payment(payment.id)
@@ -183,8 +196,9 @@ class PayingClient:
 
     def _record(self, payment: Payment, status: int, headers: Mapping[str, str], raw: bytes,
                 first_send: bool) -> None:
-        """What the provider says became of the payment. A 402 to a header sent before may mean the
-        first send settled it (the nonce is spent): only the token can tell, so it is left unknown."""
+        """What the provider says became of the payment. Anything but a settlement leaves it unknown:
+        a 402 to a header sent before may mean the first send settled it, and a refused signature stays
+        usable until it expires; only the token can tell."""
         settle = _settlement(headers)
         delivered = 200 <= status < 300
         if settle is not None and settle.success:
@@ -197,9 +211,10 @@ class PayingClient:
                                       error=f"settlement: {settle.error_reason} {settle.error_message or ''}"[:300],
                                       delivered=int(delivered))
         elif status == 402:
+            # Refused without a settlement; the signature stays valid until validBefore, so it counts
+            # against the budgets until the reconciler sees it expire unused.
             reason = _error_of_402(headers, raw)
-            self.store.update_payment(payment.id, state="rejected" if first_send else "unknown",
-                                      error=f"paid request refused: {reason}"[:300])
+            self.store.update_payment(payment.id, state="unknown", error=f"paid request refused: {reason}"[:300])
         else:  # no word on settlement: the token's records will tell
             self.store.update_payment(payment.id, state="unknown", error=f"HTTP {status} without a settlement answer",
                                       delivered=int(delivered))
@@ -225,7 +240,7 @@ def _requirements(headers: Mapping[str, str], raw: bytes) -> PaymentRequired | P
         doc: Any = load_untrusted_json(raw) if raw else None
         if isinstance(doc, dict) and doc.get("x402Version") == 1:
             return PaymentRequiredV1.model_validate(doc)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # untrusted: base64, JSON and the SDK's models may each object in their way
         raise PaymentRefused(f"malformed 402: {type(exc).__name__}: {str(exc)[:200]}") from None
     raise PaymentRefused("a 402 without x402 payment requirements (out of credits?)")
 

@@ -43,7 +43,8 @@ def offers(required: PaymentRequired | PaymentRequiredV1) -> list[Offer]:
             amount_text = r.max_amount_required
         else:
             network, amount_text = str(r.network), r.amount
-        amount = int(amount_text) if str(amount_text).isdigit() else -1
+        text = str(amount_text)
+        amount = int(text) if text.isascii() and text.isdigit() and len(text) < 78 else -1
         out.append(Offer(required.x402_version, r.scheme, network, r.asset, r.pay_to, amount,
                          r.max_timeout_seconds, r))
     return out

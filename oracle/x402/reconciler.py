@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 _AUTHORIZATION_STATE = keccak(text="authorizationState(address,bytes32)")[:4]
 _AUTHORIZATION_USED = "0x" + keccak(text="AuthorizationUsed(address,bytes32)").hex()
 PAID_WITHOUT_DELIVERY = "paid without delivery"
+# Seconds past validBefore before an unused authorization counts as expired: the token judges validity by
+# block time, which may lag this clock, and a settlement may still sit in the pool.
+EXPIRY_MARGIN = 120
 
 
 @dataclass
@@ -89,7 +92,7 @@ class Reconciler:
             if not p.delivered:
                 log.warning("payment %d (%s) was paid without delivery: %s", p.id, p.request_key, tx)
             return "settled"
-        if now > p.valid_before:
+        if now > p.valid_before + EXPIRY_MARGIN:
             self.store.update_payment(p.id, state="expired")
             return "expired"
         return p.state

@@ -169,6 +169,13 @@ def test_a_nonsense_reported_cost_is_ignored(cost: Any) -> None:
     assert parse_chat(200, raw).reported_cost is None
 
 
+def test_absurd_usage_and_cost_claims_are_bounded() -> None:
+    raw = json.dumps({"choices": [{"message": {"content": '{"value": 1}'}, "finish_reason": "stop"}],
+                      "usage": {"prompt_tokens": 10**30, "completion_tokens": 10**25, "cost": 1e20}}).encode()
+    reply = parse_chat(200, raw)
+    assert reply.usage["input"] == 2**40 and reply.usage["output"] == 2**40 and reply.reported_cost is None
+
+
 def test_anthropic_usage_counts_cache_reads_as_input() -> None:
     raw = json.dumps({"type": "message", "content": [{"type": "text", "text": '{"value": 3}'}],
                       "stop_reason": "end_turn",

@@ -163,9 +163,12 @@ async def test_facilitator_down_pays_nothing_and_holds_no_budget(x402_stack: X40
     before = _settlements(x402_stack)
     budget = {"total": PRICE, "per_provider": PRICE, "per_requester": PRICE}
     reply = await _pay(x402_stack, store, budget=budget)
-    assert reply.status == 402 and reply.payment.state == "rejected" and "verification failed" in reply.payment.error
+    # The signature was refused, but it stays usable until validBefore: counted until it expires unused.
+    assert reply.status == 402 and reply.payment.state == "unknown" and "verification failed" in reply.payment.error
     assert _settlements(x402_stack) == before
     x402_stack.facilitator.knobs.down = False
+    assert (await _pay(x402_stack, store, budget=budget)).budget
+    assert (await _reconcile(x402_stack, store, clock=time.time() + 600)).expired == 1
     assert (await _pay(x402_stack, store, budget=budget)).status == 200  # its budget was given back
 
 
@@ -180,7 +183,7 @@ async def test_a_failed_settlement_holds_its_budget_until_the_token_says_it_expi
     x402_stack.facilitator.knobs.fail_settle = False
     assert (await _pay(x402_stack, store, budget=budget)).budget  # counted as spent while unresolved
     assert (await _reconcile(x402_stack, store)).pending == 1  # unused, still valid
-    report = await _reconcile(x402_stack, store, clock=time.time() + 400)  # past its validBefore
+    report = await _reconcile(x402_stack, store, clock=time.time() + 600)  # past its validBefore
     assert report.expired == 1 and store.payment(reply.payment.id).state == "expired"  # type: ignore[union-attr]
     again = await _pay(x402_stack, store, budget=budget)  # the budget it held is free again
     assert again.status == 200 and again.payment.state == "settled"
@@ -233,7 +236,7 @@ async def test_an_expired_unresolved_payment_frees_its_budget(x402_stack: X402St
     budget = {"total": PRICE, "per_provider": PRICE, "per_requester": PRICE}
     assert (await _pay(x402_stack, store, budget=budget)).budget  # held by the unresolved payment
     assert (await _reconcile(x402_stack, store)).pending == 1  # not used on-chain, still valid: wait
-    report = await _reconcile(x402_stack, store, clock=time.time() + 120)
+    report = await _reconcile(x402_stack, store, clock=time.time() + 300)  # past validBefore and the margin
     assert report.expired == 1 and store.payment(row.id).state == "expired"  # type: ignore[union-attr]
     assert (await _pay(x402_stack, store, budget=budget)).status == 200
 
@@ -323,3 +326,51 @@ async def test_stopped_between_reserving_and_signing_a_new_attempt_pays(x402_sta
     assert report.expired >= 1 and store.payment(reserved.id).state == "expired"  # type: ignore[union-attr]
     fresh = await _pay(s, store, PaymentContext(ctx.request_key, ctx.requester, ctx.attempt_id + 1, ctx.max_amount))
     assert fresh.status == 200 and fresh.payment.state == "settled"
+
+
+def test_a_final_payment_stays_final_and_gives_its_budget_back_once(store: Store) -> None:
+    limits = {"total": 1_000, "per_provider": 1_000, "per_requester": 1_000}
+    row = store.reserve_payment(Payment(0, "k", 1, "p", "r", "eip155:1", "0xa", "0xb", 1_000, "0xc", 2, "", 0, "",
+                                        "reserved", "", "", False), time.time(), 3600, limits, 8)
+    assert not isinstance(row, str)
+    store.update_payment(row.id, state="expired")
+    store.update_payment(row.id, state="unknown", error="a late answer")  # refused: expired is final
+    store.update_payment(row.id, state="expired")
+    store.commit_now()
+    assert store.payment(row.id).state == "expired"  # type: ignore[union-attr]
+    for attempt in (2, 3):  # the budget came back exactly once: one more full payment fits, not two
+        again = store.reserve_payment(Payment(0, "k", attempt, "p", "r", "eip155:1", "0xa", "0xb", 1_000, "0xc", 2, "",
+                                              0, "", "reserved", "", "", False), time.time(), 3600, limits, 8)
+        assert isinstance(again, str) == (attempt == 3), again
+
+
+@pytest.mark.parametrize(("requirements", "words"), [
+    ({"amount": "²"}, "not a whole number"),
+    ({"amount": "9" * 90}, "not a whole number"),
+    ({"extra": {}}, "cannot sign"),
+    ({"extra": {"name": 7, "version": "2"}}, "cannot sign"),
+])
+async def test_hostile_requirements_are_refused_without_a_signature(x402_stack: X402Stack, store: Store,
+                                                                    requirements: dict[str, Any],
+                                                                    words: str) -> None:
+    from x402.http.utils import encode_payment_required_header
+    from x402.schemas import PaymentRequired
+
+    offer = x402_stack.paywall.requirements.model_copy(update=requirements)
+    header = encode_payment_required_header(PaymentRequired(accepts=[offer]))
+    server = _Hostile(header, b"{}").start()
+    try:
+        reply = await _pay(x402_stack, store, url=f"http://127.0.0.1:{server.port}/v1/chat/completions")
+    finally:
+        server.stop()
+    assert words in reply.refusal and reply.payment.header == "" and reply.payment.nonce == ""
+    assert reply.payment.state in ("rejected", "expired")  # counts against no budget
+
+
+async def test_a_402_header_that_is_not_an_object_is_refused(x402_stack: X402Stack, store: Store) -> None:
+    server = _Hostile(base64.b64encode(b'"just a string"').decode(), b"{}").start()
+    try:
+        reply = await _pay(x402_stack, store, url=f"http://127.0.0.1:{server.port}/v1/chat/completions")
+    finally:
+        server.stop()
+    _refused(reply, "malformed 402")

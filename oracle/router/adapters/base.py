@@ -77,7 +77,7 @@ class ProviderReply:
     def provider_failed(self) -> bool:
         """Does this reply count against the deployment's health and breaker? Errors about this
         request (too long, blocked by policy) and the model's own behaviour do not."""
-        return self.outcome == "error" and self.kind in (TRANSIENT, UNAVAILABLE, FATAL, PAYMENT)
+        return self.outcome == "error" and self.kind in (TRANSIENT, UNAVAILABLE, FATAL)
 
 
 class WireFormat(Protocol):
@@ -106,7 +106,13 @@ async def send(session: aiohttp.ClientSession, fmt: WireFormat, d: ModelDeployme
         if d.payer == "x402":
             if paying is None or payment is None or d.x402 is None:
                 return ProviderReply("error", FATAL, error="payer x402 without a payment wallet")
-            paid = await paying.post(url, body, headers, timeout, payment, d.x402, d.provider)
+            try:
+                paid = await paying.post(url, body, headers, timeout, payment, d.x402, d.provider)
+            except (aiohttp.ClientError, TimeoutError):
+                raise
+            except Exception as exc:  # a provider's hostile payment answer must not stop the request
+                return ProviderReply("error", PAYMENT, error=f"payment failed: {type(exc).__name__}: {exc}"[:500],
+                                     latency_ms=_ms(started), payment_id=_payment_id(paying, payment))
             status, response_headers, raw = paid.status, paid.headers, paid.raw
         else:
             async with session.post(url, data=body, headers=headers,
@@ -187,9 +193,14 @@ def not_json(status: int, raw: bytes) -> ProviderReply:
                          http_status=status, error=f"HTTP {status}: body is not a JSON object")
 
 
+# Bounds on what a provider may claim (tokens, micro-USD): enough for any real call, small enough that a
+# cost computed from them stays a SQLite INTEGER.
+CLAIM_MAX = 2**40
+
+
 def count(v: Any) -> int:
-    """A token count from an untrusted body: a non-negative integer, else 0."""
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+    """A token count from an untrusted body: a non-negative integer, at most CLAIM_MAX, else 0."""
+    return min(v, CLAIM_MAX) if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
 
 
 def micro_usd(v: Any) -> int | None:
@@ -200,7 +211,7 @@ def micro_usd(v: Any) -> int | None:
         amount = Decimal(repr(v)) * 1_000_000
     except InvalidOperation:
         return None
-    if amount < 0 or not amount.is_finite():
+    if amount < 0 or not amount.is_finite() or amount > CLAIM_MAX:
         return None
     return int(amount.to_integral_value(rounding=ROUND_CEILING))
 
