@@ -18,9 +18,32 @@ from typing import Annotated, Any, Literal
 
 from eth_account import Account
 from eth_utils import is_address, to_checksum_address
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-Address = Annotated[str, Field(description="checksummed EVM address")]
+
+def _checksummed(value: str) -> str:
+    if not is_address(value):
+        raise ValueError(f"not an address: {value!r}")
+    return to_checksum_address(value)
+
+
+def _http_url(value: str, info: ValidationInfo) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"{info.field_name} must be http(s)://, got {value!r}")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_checksummed), Field(description="checksummed EVM address")]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class ConfigError(ValueError):
@@ -94,7 +117,7 @@ class GasSettings(_Strict):
 class ChainSettings(_Strict):
     name: str = Field(min_length=1)
     chain_id: int = Field(gt=0)
-    rpc_url: str
+    rpc_url: HttpUrl
     ws_url: str | None = None
     oracle: Address
     confirmations: int = Field(0, ge=0, le=1_000)
@@ -103,20 +126,6 @@ class ChainSettings(_Strict):
     sweep_interval: float = Field(2.0, gt=0, description="seconds between sweeps of the head")
     native_price_micro_usd: int = Field(gt=0, description="price of 1 native coin (1e18 wei) in micro-USD")
     gas: GasSettings = GasSettings()
-
-    @field_validator("oracle")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        if not is_address(value):
-            raise ValueError(f"not an address: {value!r}")
-        return to_checksum_address(value)
-
-    @field_validator("rpc_url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"rpc_url must be http(s)://, got {value!r}")
-        return value
 
     @field_validator("ws_url")
     @classmethod
@@ -138,12 +147,6 @@ class X402Pin(_Strict):
     asset: Address
     pay_to: Address
 
-    @field_validator("asset", "pay_to")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        if not is_address(value):
-            raise ValueError(f"not an address: {value!r}")
-        return to_checksum_address(value)
 
 
 class ModelDeployment(_Strict):
@@ -157,7 +160,7 @@ class ModelDeployment(_Strict):
     id: str = Field(min_length=1, description="deployment id, unique")
     provider: str = Field(min_length=1, description="who serves it; ensemble members use different providers")
     api: Literal["openai", "anthropic", "gemini"] = Field(description="wire format")
-    base_url: str
+    base_url: HttpUrl
     model: str = Field(min_length=1, description="exact versioned model id, as requests name it")
     payer: Literal["api_key", "x402", "none"] = Field(
         description="api_key: a key from api_key_env; x402: paid per call from the payment wallet; none: local")
@@ -180,8 +183,6 @@ class ModelDeployment(_Strict):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must be http(s)://, got {value!r}")
         return value.rstrip("/")
 
     @field_validator("model")
@@ -235,14 +236,7 @@ class RouterSettings(_Strict):
 
 class X402Network(_Strict):
     network: str = Field(pattern=r"^eip155:[0-9]+$", description="CAIP-2 network the wallet pays on")
-    rpc_url: str = Field(description="for reconciling payments with the token's records")
-
-    @field_validator("rpc_url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"rpc_url must be http(s)://, got {value!r}")
-        return value
+    rpc_url: HttpUrl = Field(description="for reconciling payments with the token's records")
 
 
 class X402Budget(_Strict):

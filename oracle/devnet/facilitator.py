@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 from x402 import x402FacilitatorSync
 from x402.mechanisms.evm import FacilitatorWeb3Signer
 from x402.mechanisms.evm.exact.register import register_exact_evm_facilitator
@@ -71,7 +72,7 @@ class Facilitator(LoopbackServer):
             return web.json_response({"error": "facilitator unavailable"}, status=503)
         payload, requirements = await self._parse(request)
         result = await asyncio.to_thread(self._core.verify, payload, requirements)
-        return web.json_response(result.model_dump(mode="json", by_alias=True, exclude_none=True))
+        return _json(result)
 
     async def _settle(self, request: web.Request) -> web.Response:
         self.books.calls["settle"] += 1
@@ -82,7 +83,7 @@ class Facilitator(LoopbackServer):
         if self.knobs.pending and nonce in self._pending:  # asked again: still "pending", never settled twice
             tx, network = self._pending[nonce]
             result = SettleResponse(success=False, error_reason="settlement_pending", transaction=tx, network=network)
-            return web.json_response(result.model_dump(mode="json", by_alias=True, exclude_none=True))
+            return _json(result)
         if self.knobs.fail_settle:
             result = SettleResponse(success=False, error_reason="unexpected_settle_error",
                                     error_message="settlement refused by the facilitator", transaction="",
@@ -96,9 +97,14 @@ class Facilitator(LoopbackServer):
                     result = SettleResponse(success=False, error_reason="settlement_pending",
                                             transaction=result.transaction, network=result.network,
                                             payer=result.payer)
-        return web.json_response(result.model_dump(mode="json", by_alias=True, exclude_none=True))
+        return _json(result)
 
     async def _supported(self, request: web.Request) -> web.Response:
         self.books.calls["supported"] += 1
         supported = self._core.get_supported()
-        return web.json_response(supported.model_dump(mode="json", by_alias=True, exclude_none=True))
+        return _json(supported)
+
+
+def _json(model: BaseModel) -> web.Response:
+    """An SDK model as the facilitator protocol's JSON (camelCase, no nulls)."""
+    return web.json_response(model.model_dump(mode="json", by_alias=True, exclude_none=True))

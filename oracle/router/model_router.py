@@ -176,7 +176,8 @@ class _Run:
             self.prior[(a.deployment, n)] = a
         # New attempt ids also clear the payments of a request re-included with other content, whose
         # attempts were dropped but whose payments stay on the ledger.
-        spent, last_paid = router.store.request_payments(request.key)
+        # (Only a router that pays over x402 has payments to look up: no query on the common path.)
+        spent, last_paid = router.store.request_payments(request.key) if router.paying is not None else (0, 0)
         self.next_id = max(max((a.attempt_id for a in prior), default=0), last_paid) + 1
         # What this request may still pay over x402: the fee's share after gas, less what it may have paid.
         self.allowance = max(0, request.allowance - spent)

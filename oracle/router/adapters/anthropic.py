@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from oracle.config import ModelDeployment
-from oracle.results import load_untrusted_json
 from oracle.router.adapters.base import (
     TRANSIENT,
     Call,
@@ -24,8 +23,8 @@ from oracle.router.adapters.base import (
     api_key,
     body_bytes,
     count,
-    error_reply,
-    not_json,
+    error_body,
+    json_object,
 )
 
 API_VERSION = "2023-06-01"
@@ -49,17 +48,11 @@ class AnthropicMessages:
         return f"{d.base_url}/v1/messages", headers, body_bytes(doc)
 
     def parse(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderReply:
-        try:
-            doc = load_untrusted_json(raw)
-        except ValueError:
-            return not_json(status, raw)
-        if not isinstance(doc, dict):
-            return not_json(status, raw)
+        doc = json_object(status, raw)
+        if isinstance(doc, ProviderReply):
+            return doc
         if status != 200 or doc.get("type") == "error" or "error" in doc:
-            err = doc.get("error")
-            if isinstance(err, dict):
-                return error_reply(status, raw, str(err.get("type", "")), str(err.get("message", "")))
-            return error_reply(status, raw, "", str(err))
+            return error_body(status, raw, doc.get("error"), "type")
         usage = _usage(doc.get("usage"))
         stop = doc.get("stop_reason")
         content = doc.get("content")

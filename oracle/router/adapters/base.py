@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from oracle.config import ModelDeployment
+from oracle.results import load_untrusted_json
 from oracle.x402 import PaidReply, PayingClient, PaymentContext
 
 # Outcomes of a call, one per reply.
@@ -186,6 +187,23 @@ def error_reply(status: int, raw: bytes, code: str, message: str) -> ProviderRep
     kind = classify(status, code, message)
     return ProviderReply("error", kind, raw=raw, http_status=status,
                          error=f"HTTP {status} {code}: {message}".strip()[:500])
+
+
+def json_object(status: int, raw: bytes) -> dict[str, Any] | ProviderReply:
+    """A reply body as a JSON object, or the error reply saying it is not one."""
+    try:
+        doc = load_untrusted_json(raw)
+    except ValueError:
+        return not_json(status, raw)
+    return doc if isinstance(doc, dict) else not_json(status, raw)
+
+
+def error_body(status: int, raw: bytes, err: Any, *code_fields: str) -> ProviderReply:
+    """The error reply for a provider's `error` member: its code from the first of `code_fields` it has."""
+    if not isinstance(err, dict):
+        return error_reply(status, raw, "", str(err))
+    code = next((err[f] for f in code_fields if err.get(f)), "")
+    return error_reply(status, raw, str(code), str(err.get("message", "")))
 
 
 def not_json(status: int, raw: bytes) -> ProviderReply:

@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import quote
 
 from oracle.config import ModelDeployment
-from oracle.results import load_untrusted_json
 from oracle.router.adapters.base import (
     TRANSIENT,
     Call,
@@ -24,8 +23,8 @@ from oracle.router.adapters.base import (
     api_key,
     body_bytes,
     count,
-    error_reply,
-    not_json,
+    error_body,
+    json_object,
 )
 
 _FINISH = {"STOP": "ok", "MAX_TOKENS": "truncated", "SAFETY": "filtered", "RECITATION": "filtered",
@@ -51,18 +50,13 @@ class GeminiGenerateContent:
         return f"{d.base_url}/v1beta/models/{quote(d.model, safe='')}:generateContent", headers, body_bytes(doc)
 
     def parse(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderReply:
-        try:
-            doc = load_untrusted_json(raw)
-        except ValueError:
-            return not_json(status, raw)
-        if not isinstance(doc, dict):
-            return not_json(status, raw)
+        doc = json_object(status, raw)
+        if isinstance(doc, ProviderReply):
+            return doc
         if status != 200 or "error" in doc:
             err = doc.get("error")
-            if not isinstance(err, dict):
-                return error_reply(status, raw, "", str(err))
-            reply = error_reply(status, raw, str(err.get("status", "")), str(err.get("message", "")))
-            reply.retry_after = _retry_delay(err.get("details"))
+            reply = error_body(status, raw, err, "status")
+            reply.retry_after = _retry_delay(err.get("details")) if isinstance(err, dict) else None
             return reply
         usage = _usage(doc.get("usageMetadata"))
         candidates: Any = doc.get("candidates")

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from oracle.config import ModelDeployment
-from oracle.results import load_untrusted_json
 from oracle.router.adapters.base import (
     TRANSIENT,
     Call,
@@ -22,9 +21,9 @@ from oracle.router.adapters.base import (
     api_key,
     body_bytes,
     count,
-    error_reply,
+    error_body,
+    json_object,
     micro_usd,
-    not_json,
 )
 
 _FINISH = {"stop": "ok", "length": "truncated", "content_filter": "filtered"}
@@ -53,18 +52,11 @@ class OpenAIChat:
 
 
 def parse_chat(status: int, raw: bytes) -> ProviderReply:
-    try:
-        doc = load_untrusted_json(raw)
-    except ValueError:
-        return not_json(status, raw)
-    if not isinstance(doc, dict):
-        return not_json(status, raw)
+    doc = json_object(status, raw)
+    if isinstance(doc, ProviderReply):
+        return doc
     if status != 200 or "error" in doc:
-        err = doc.get("error")
-        if isinstance(err, dict):
-            code = err.get("code") or err.get("type") or ""
-            return error_reply(status, raw, str(code), str(err.get("message", "")))
-        return error_reply(status, raw, "", str(err))
+        return error_body(status, raw, doc.get("error"), "code", "type")
     usage = _usage(doc.get("usage"))
     reported = micro_usd(doc["usage"].get("cost")) if isinstance(doc.get("usage"), dict) else None
     try:
