@@ -124,6 +124,9 @@ class ChainSettings(_Strict):
     start_block: int = Field(0, ge=0)
     max_log_range: int = Field(2_000, ge=1)
     sweep_interval: float = Field(2.0, gt=0, description="seconds between sweeps of the head")
+    max_reorg_depth: int = Field(64, ge=1, le=2_048, description=(
+        "deepest reorg followed back; a deeper one stops this chain's intake until an operator looks"))
+    rpc_timeout: float = Field(10.0, gt=0, description="seconds for one JSON-RPC call")
     native_price_micro_usd: int = Field(gt=0, description="price of 1 native coin (1e18 wei) in micro-USD")
     gas: GasSettings = GasSettings()
 

@@ -91,7 +91,7 @@ class Daemon:
 
     async def _build(self, chain: ChainSettings, session: aiohttp.ClientSession, store: Store,
                      router: ModelRouter, key: bytes) -> ChainRuntime:
-        rpc = ChainClient(session, chain.rpc_url)
+        rpc = ChainClient(session, chain.rpc_url, timeout=chain.rpc_timeout)
         actual = await rpc.chain_id()
         if actual != chain.chain_id:
             raise ConfigError(f"chains[{chain.name}].chain_id is {chain.chain_id} but {chain.rpc_url} serves "
@@ -120,9 +120,10 @@ class Daemon:
 
 def _log_stats(rt: ChainRuntime, store: Store) -> None:
     counts = store.count_by_state(rt.settings.chain_id)
-    log.info("chain %s: head %d, requests %s, txs sent %d confirmed %d%s", rt.settings.name, rt.watcher.head,
-             counts, rt.txm.sent, rt.txm.confirmed,
-             f", PAUSED: {rt.txm.paused_reason}" if rt.txm.paused_reason else "")
+    log.info("chain %s: head %d, requests %s, txs sent %d rebuilt %d confirmed %d%s%s", rt.settings.name,
+             rt.watcher.head, counts, rt.txm.sent, rt.txm.rebuilt, rt.txm.confirmed,
+             f", PAUSED: {rt.txm.paused_reason}" if rt.txm.paused_reason else "",
+             f", NOT READY: {rt.watcher.halted}" if rt.watcher.halted else "")
 
 
 def _log_health(router: ModelRouter) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oracle.chain.events import DecodedParams, EventDecodeError, decode_params
+from oracle.chain.gas import response_gas_bound
 from oracle.chain.signer import ResponseSigner
 from oracle.chain.txmanager import ReadyResponse, TxManager
 from oracle.config import ChainSettings, PipelineSettings
@@ -32,7 +33,7 @@ from oracle.protocol import (
     model_used,
     parse_model_spec,
 )
-from oracle.results import ResultError, json_schema
+from oracle.results import ResultError, json_schema, max_encoded_bytes
 from oracle.router import Answer, Router, RouteRequest
 from oracle.router.receipts import canonical_json, receipt_hash
 from oracle.store import State, Store, StoredRequest
@@ -136,6 +137,9 @@ class Pipeline:
             await self.store.commit()
             return
         state = r.state
+        if (state == State.CONFIRMED and r.signature is not None and r.receipt_hash is not None
+                and self.store.set_state(r.key, State.SIGNED, expect=[State.CONFIRMED])):
+            state = State.SIGNED  # re-included after a reorg with the same content: its signed answer stands
         if state == State.CONFIRMED:
             state = self._check(r, decoded)  # committed with the next step's first write
         if state in (State.ACCEPTED, State.REFUSED):
@@ -229,9 +233,12 @@ class Pipeline:
         )
 
     def _fee_and_gas(self, r: StoredRequest, d: DecodedParams) -> tuple[int, int]:
-        """The escrowed fee and the gas of answering, both in micro-USD at the chain's configured price."""
+        """The escrowed fee and the gas of answering (the largest response the request allows, sent
+        alone, calldata floor included), both in micro-USD at the chain's configured price."""
         fee_micro_usd = r.fee * self.chain.native_price_micro_usd // 10**18
-        gas_wei = (self.chain.gas.fulfill_gas_overhead + d.params.callback_gas_limit) * self.gas_price()
+        gas = response_gas_bound(r.request_id, _commitment(r, d), max_encoded_bytes(d.params.result),
+                                 self.chain.gas.fulfill_gas_overhead)
+        gas_wei = gas * self.gas_price()
         return fee_micro_usd, -(-gas_wei * self.chain.native_price_micro_usd // 10**18)
 
     def _receipt(self, r: StoredRequest, d: DecodedParams, answer: Answer) -> dict[str, Any]:

@@ -127,7 +127,7 @@ class StoredTx:
     max_fee: int
     priority_fee: int
     request_keys: list[str]
-    state: str  # pending | mined | confirmed | replaced | failed
+    state: str  # pending | replaced | dropped | mined | confirmed
     sent_at: float
     block_number: int | None
     block_hash: bytes | None
@@ -213,7 +213,12 @@ def _m3_payments(db: sqlite_utils.Database) -> None:
                "PRIMARY KEY (scope, minute))")
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1_core, _m2_router, _m3_payments)
+def _m4_tx_day(db: sqlite_utils.Database) -> None:
+    """The UTC day a transaction's gas was counted in, so a reorg that undoes it takes it back from that day."""
+    db.table("txs").add_column("mined_day", str)
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1_core, _m2_router, _m3_payments, _m4_tx_day)
 
 
 # ---------------------------------------------------------------- the store
@@ -332,16 +337,24 @@ class Store:
     def reinclude_request(self, r: StoredRequest) -> None:
         """A known request appeared in another block (re-included after a reorg, noticed or not). The
         same request id can carry other content (the requester's nonce was free again): then nothing
-        of the old one is kept, not even its model attempts. Either way it is answered and signed anew;
-        a request already settled is left alone."""
+        of the old one is kept, not even its model attempts, and it is answered and signed anew. A
+        request already settled is left alone."""
         row = self._one("SELECT state, params, fee, requester, block_hash FROM requests WHERE key=?", (r.key,))
         if row is None or row["state"] in State.TERMINAL - {State.ROLLED_BACK}:
             return
         if row["state"] != State.ROLLED_BACK and bytes(row["block_hash"]) == r.block_hash:
             return  # the same log seen again
-        if (bytes(row["params"]), row["fee"], row["requester"]) != (r.params, str(r.fee), r.requester):
-            self._write("DELETE FROM attempts WHERE request_key=?", (r.key,))
-            self._write("DELETE FROM route_decisions WHERE request_key=?", (r.key,))
+        if (bytes(row["params"]), row["fee"], row["requester"]) == (r.params, str(r.fee), r.requester):
+            # The same request in another block: its commitment is the same, so its answer, signature and
+            # any transaction carrying it stay valid. Only where it is changes; a request that had been
+            # rolled back waits for its new block's depth again (the pipeline re-uses what it stored).
+            state = r.state if row["state"] == State.ROLLED_BACK else row["state"]
+            self._write("UPDATE requests SET block_number=?, block_hash=?, log_index=?, nonce=?, deadline=?, "
+                        "state=?, updated_at=? WHERE key=?",
+                        (r.block_number, r.block_hash, r.log_index, r.nonce, r.deadline, state, time.time(), r.key))
+            return
+        self._write("DELETE FROM attempts WHERE request_key=?", (r.key,))
+        self._write("DELETE FROM route_decisions WHERE request_key=?", (r.key,))
         self._write(
             "UPDATE requests SET block_number=?, block_hash=?, log_index=?, requester=?, nonce=?, fee=?, params=?, "
             "deadline=?, state=?, reason=0, reason_detail='', status=0, result=NULL, model_used=NULL, "
@@ -350,10 +363,11 @@ class Store:
              r.state, time.time(), r.key),
         )
 
-    def mark_settled(self, key: str, state: str, block_number: int) -> None:
-        """The chain says the request was fulfilled or cancelled (by anyone) in `block_number`."""
-        self._write("UPDATE requests SET state=?, settled_block=?, updated_at=? WHERE key=?",
-                    (state, block_number, time.time(), key))
+    def mark_settled(self, key: str, state: str, block_number: int, tx_hash: bytes | None = None) -> None:
+        """The chain says the request was fulfilled or cancelled (by anyone) in `block_number`, by the
+        transaction `tx_hash` when it is known: the row names the settlement that is on-chain."""
+        self._write("UPDATE requests SET state=?, settled_block=?, fulfill_tx=COALESCE(?, fulfill_tx), updated_at=? "
+                    "WHERE key=?", (state, block_number, tx_hash, time.time(), key))
 
     def reopen_settled_after(self, chain_id: int, oracle: str, block_number: int) -> list[str]:
         """Settlements above `block_number` were reorganised away: signed answers go back to be sent
@@ -663,11 +677,15 @@ class Store:
                     (t.tx_hash, t.chain_id, t.sender, t.nonce, t.raw, str(t.max_fee), str(t.priority_fee),
                      json.dumps(t.request_keys), t.state, t.sent_at))
 
-    def set_tx_state(self, tx_hash: bytes, state: str, *, block_number: int | None = None,
-                     block_hash: bytes | None = None, gas_used: int | None = None, gas_cost: int | None = None) -> None:
-        self._write("UPDATE txs SET state=?, block_number=?, block_hash=?, gas_used=?, gas_cost=? WHERE tx_hash=?",
-                    (state, block_number, block_hash, gas_used, None if gas_cost is None else str(gas_cost),
-                     tx_hash))
+    def set_tx_state(self, tx_hash: bytes, state: str) -> None:
+        self._write("UPDATE txs SET state=? WHERE tx_hash=?", (state, tx_hash))
+
+    def record_mined(self, t: StoredTx, block_number: int, block_hash: bytes, gas_used: int, gas_cost: int,
+                     day: str) -> None:
+        """The chain's receipt for `t`: where it was mined and what it cost, counted in `day`'s gas."""
+        self._write("UPDATE txs SET state='mined', block_number=?, block_hash=?, gas_used=?, gas_cost=?, mined_day=? "
+                    "WHERE tx_hash=?", (block_number, block_hash, gas_used, str(gas_cost), day, t.tx_hash))
+        self.add_gas_spend(t.chain_id, day, gas_cost)
 
     def txs_in_state(self, chain_id: int, sender: str, states: Iterable[str]) -> list[StoredTx]:
         states = list(states)
@@ -676,14 +694,47 @@ class Store:
                          "ORDER BY nonce, sent_at", (chain_id, sender, *states))
         return [_tx_from_row(r) for r in rows]
 
-    def reopen_txs_after(self, chain_id: int, block_number: int) -> list[StoredTx]:
-        """Our transactions mined above `block_number` were reorganised away: pending again."""
-        rows = self._all("SELECT * FROM txs WHERE chain_id=? AND state IN ('mined','confirmed') AND block_number>?",
-                         (chain_id, block_number))
-        txs = [_tx_from_row(r) for r in rows]
-        self._write_many("UPDATE txs SET state='pending', block_number=NULL, block_hash=NULL WHERE tx_hash=?",
-                         [(t.tx_hash,) for t in txs])
-        return txs
+    def txs_mined_after(self, chain_id: int, sender: str, block_number: int) -> list[StoredTx]:
+        rows = self._all("SELECT * FROM txs WHERE chain_id=? AND sender=? AND state IN ('mined','confirmed') "
+                         "AND block_number>?", (chain_id, sender, block_number))
+        return [_tx_from_row(r) for r in rows]
+
+    def txs_included_from(self, chain_id: int, sender: str, nonce: int) -> list[StoredTx]:
+        """Transactions on record as mined at `nonce` or above (the chain's count says they are not)."""
+        rows = self._all("SELECT * FROM txs WHERE chain_id=? AND sender=? AND state IN ('mined','confirmed') "
+                         "AND nonce>=?", (chain_id, sender, nonce))
+        return [_tx_from_row(r) for r in rows]
+
+    def txs_at_nonce(self, chain_id: int, sender: str, nonce: int) -> list[StoredTx]:
+        """Every transaction ever signed for this nonce, whatever its state."""
+        rows = self._all("SELECT * FROM txs WHERE chain_id=? AND sender=? AND nonce=? ORDER BY sent_at",
+                         (chain_id, sender, nonce))
+        return [_tx_from_row(r) for r in rows]
+
+    def live_nonces(self, chain_id: int, sender: str, low: int) -> tuple[set[int], int]:
+        """(nonces from `low` with a transaction that may still use them, the next nonce to hand out)."""
+        rows = self._all("SELECT DISTINCT nonce FROM txs WHERE chain_id=? AND sender=? AND nonce>=? AND "
+                         "state IN ('pending','replaced','mined','confirmed')", (chain_id, sender, low))
+        row = self._one("SELECT next_nonce FROM nonces WHERE chain_id=? AND sender=?", (chain_id, sender))
+        return {r["nonce"] for r in rows}, (row["next_nonce"] if row is not None else 0)
+
+    def reopen_tx(self, t: StoredTx) -> list[str]:
+        """A transaction on record as mined is not on the chain (its block was reorganised away): pending
+        again, its gas no longer counted, and the requests it settled carried by it again. Returns those."""
+        row = self._one("SELECT gas_cost, mined_day FROM txs WHERE tx_hash=?", (t.tx_hash,))
+        if row is not None and row["gas_cost"] is not None and row["mined_day"] is not None:
+            self.add_gas_spend(t.chain_id, row["mined_day"], -int(row["gas_cost"]))
+        self._write("UPDATE txs SET state='pending', block_number=NULL, block_hash=NULL, gas_used=NULL, "
+                    "gas_cost=NULL, mined_day=NULL WHERE tx_hash=?", (t.tx_hash,))
+        if not t.request_keys or t.block_number is None:
+            return []
+        marks = ",".join("?" * len(t.request_keys))
+        rows = self._all(f"SELECT key FROM requests WHERE key IN ({marks}) AND state=? AND settled_block=?",
+                         (*t.request_keys, State.FULFILLED, t.block_number))
+        keys = [r["key"] for r in rows]
+        self._write_many("UPDATE requests SET state=?, settled_block=NULL, fulfill_tx=?, updated_at=? WHERE key=?",
+                         [(State.SUBMITTED, t.tx_hash, time.time(), k) for k in keys])
+        return keys
 
     def add_gas_spend(self, chain_id: int, day: str, wei: int) -> None:
         row = self._one("SELECT wei FROM gas_spend WHERE chain_id=? AND day=?", (chain_id, day))

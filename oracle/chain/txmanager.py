@@ -2,12 +2,17 @@
 
 - Nonces come from the store (persisted before use), never below the chain's count.
 - Ready responses are batched into `fulfillBatch` (or sent alone with `fulfill`); each transaction
-  is simulated first (`eth_estimateGas`), written to the store with its raw bytes, then sent, so a
-  restart re-broadcasts the same bytes rather than signing anew.
-- EIP-1559 fees: twice the latest base fee plus the priority fee, never above the configured cap; a
-  transaction not mined within `replace_after` is re-sent with fees bumped by `fee_bump_percent`.
-- Receipts are followed to the confirmation depth; a mined transaction whose block is reorganised
-  away is re-broadcast.
+  is simulated first (`eth_call`), written to the store with its raw bytes, then sent.
+- Its gas limit is `fulfilment_gas` of its exact calldata (never below the EIP-7623 floor); its fees
+  are EIP-1559, twice the next base fee plus the priority fee, never above the configured cap.
+- The chain is the truth. Each pass reads the signer's nonce: a transaction on record as mined at or
+  above it is not on the chain (a reorg took it) and is pending again. A transaction is final at the
+  confirmation depth; until then its receipt's block hash is re-checked.
+- A transaction is never re-broadcast unchanged more than once. One that the node does not hold, or
+  that is not mined within `replace_after`, or that the node refused, is rebuilt under the same nonce:
+  its responses re-checked against the chain (those whose requests are gone are dropped), its gas
+  limit and fees recomputed from the latest block. A nonce with nothing left to carry is filled with a
+  zero-value transfer to the signer itself, so no later nonce waits behind it.
 - Guards: a daily gas budget (sending stops when it is spent) and a low-balance threshold (below it
   the pipeline stops taking new work). Both say why in `paused_reason`.
 """
@@ -16,22 +21,25 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import enum
 import logging
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi import encode
 from eth_account import Account
 from eth_account.typed_transactions import TypedTransaction
 from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
 
 from oracle.abi import signature
-from oracle.chain.calldata import fulfill_batch_calldata, fulfill_calldata
+from oracle.chain.calldata import decode_fulfilment, fulfill_batch_calldata, fulfill_calldata
 from oracle.chain.errors import decode_revert
 from oracle.chain.events import FULFILLED_TOPIC, log_topics_and_data
+from oracle.chain.gas import SELF_TRANSFER_GAS, fulfilment_gas
 from oracle.chain.rpc import ChainClient, RpcError, RpcUnavailable
 from oracle.config import ChainSettings
 from oracle.protocol import Commitment, Response
@@ -41,6 +49,11 @@ log = logging.getLogger(__name__)
 
 SKIPPED_TOPIC = keccak(text=signature("AIOracle", "FulfillmentSkipped"))
 UNKNOWN_REQUEST = keccak(text="UnknownRequest(bytes32)")[:4]
+COMMITMENTS_SELECTOR = keccak(text="commitments(bytes32)")[:4]
+# A response whose request is not open on-chain is held back this long before it may be sent again: the
+# watcher meanwhile learns whether it was settled by someone else or reorganised away.
+GONE_HOLD_SECONDS = 5.0
+NODE_GRACE_SECONDS = 1.0  # a transaction just sent may not be visible to the node yet
 
 
 @dataclass
@@ -52,6 +65,30 @@ class ReadyResponse:
     deadline: int
 
 
+class Refusal(enum.StrEnum):
+    """What a node's refusal of a raw transaction means for it."""
+
+    NONE = "none"  # accepted (or already held)
+    NONCE_USED = "nonce_used"  # its nonce is taken: by this transaction or another; the receipts decide
+    PRICE = "price"  # priced under the base fee or under the one it replaces: re-price at once
+    FUNDS = "funds"  # the signer cannot pay for it: the balance guard holds sending
+    PERMANENT = "permanent"  # sending it again cannot help: rebuild it, or fill its nonce
+    UNREACHABLE = "unreachable"  # no answer: the next pass looks again
+
+
+def classify_refusal(message: str) -> Refusal:
+    m = message.lower()
+    if "already known" in m or "already imported" in m or "known transaction" in m:
+        return Refusal.NONE
+    if "nonce too low" in m:
+        return Refusal.NONCE_USED
+    if "underpriced" in m or "base fee" in m or "fee cap" in m or "max fee per gas" in m:
+        return Refusal.PRICE
+    if "insufficient funds" in m:
+        return Refusal.FUNDS
+    return Refusal.PERMANENT
+
+
 class TxManager:
     def __init__(self, chain: ChainSettings, rpc: ChainClient, store: Store, private_key: bytes,
                  clock: Callable[[], float] = time.time) -> None:
@@ -61,10 +98,11 @@ class TxManager:
         self._key = private_key
         self.sender = to_checksum_address(Account.from_key(private_key).address)
         self.clock = clock  # the chain's now, for deadlines; transaction timing uses this machine's clock
-        self._queue: deque[ReadyResponse] = deque()
+        self._queue: list[ReadyResponse] = []
         self._queued: set[str] = set()
-        self._in_flight: dict[str, bytes] = {}  # request key -> hash of the transaction carrying it
+        self._in_flight: set[str] = set()  # request keys carried by a transaction not yet final
         self._sending: set[str] = set()  # taken from the queue, not yet on record as in flight
+        self._held: dict[str, float] = {}  # request key -> until when it is not sent (its request is gone)
         self._ready = asyncio.Event()
         self._chain_nonce: int | None = None
         self._base_fee = 0
@@ -72,8 +110,12 @@ class TxManager:
         self._base_fee_at = 0.0
         self._balance: int | None = None
         self._balance_at = 0.0
+        self._broadcasts: Counter[bytes] = Counter()  # raw transactions handed to the node, by hash
+        self._held_nonces: dict[int, int] = {}  # nonce -> head block before which it is not re-priced again
+        self._head = 0
         self.paused_reason = ""
         self.sent = 0
+        self.rebuilt = 0
         self.confirmed = 0
 
     # ------------------------------------------------------------ the pipeline's side
@@ -84,49 +126,35 @@ class TxManager:
 
     def submit(self, item: ReadyResponse) -> None:
         """Queue a signed response; a response already queued or carried by a pending tx is ignored."""
-        if item.key in self._queued or item.key in self._in_flight or item.key in self._sending:
+        if self.carries(item.key):
             return
         self._queue.append(item)
         self._queued.add(item.key)
         self._ready.set()
 
     def carries(self, key: str) -> bool:
-        return key in self._queued or key in self._in_flight or key in self._sending
+        if key in self._held and self._held[key] <= time.monotonic():
+            del self._held[key]
+        return key in self._queued or key in self._in_flight or key in self._sending or key in self._held
 
     def reorged(self, common_block: int) -> None:
-        """The chain reorganised above `common_block`: our transactions mined there are pending again
-        (the monitor re-broadcasts the same bytes), and still carry their responses."""
-        for tx in self.store.reopen_txs_after(self.chain.chain_id, common_block):
-            if tx.sender != self.sender:
-                continue
-            log.warning("chain %s: tx 0x%s (nonce %d) was reorganised away; pending again", self.chain.name,
-                        tx.tx_hash.hex(), tx.nonce)
-            for key in tx.request_keys:
-                self._in_flight[key] = tx.tx_hash
-            self.store.mark_submitted(tx.request_keys, tx.tx_hash)
+        """The watcher found the chain reorganised above `common_block`: our transactions mined there
+        are pending again; the monitor re-checks and rebuilds them before anything is re-sent."""
+        for tx in self.store.txs_mined_after(self.chain.chain_id, self.sender, common_block):
+            self._vanished(tx, f"its block {tx.block_number} was reorganised away")
 
     def current_max_fee(self) -> int:
         """The maxFeePerGas a transaction sent now would pay, wei (for the pipeline's economics check)."""
-        cap = self.chain.gas.max_fee_per_gas
-        return min(cap, 2 * self._base_fee + min(max(self.chain.gas.priority_fee, self._network_priority), cap))
+        return self._price(self._base_fee, self._network_priority)[0]
 
     # ------------------------------------------------------------ loops
 
     async def run(self) -> None:
-        await self._resume()
+        for tx in self.store.txs_in_state(self.chain.chain_id, self.sender, ["pending", "replaced", "mined"]):
+            self._in_flight.update(tx.request_keys)  # the monitor follows (and if need be rebuilds) them
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._send_loop())
             tasks.create_task(self._monitor_loop())
-
-    async def _resume(self) -> None:
-        """Re-broadcast what a previous run sent (same bytes, same hashes)."""
-        for tx in self.store.txs_in_state(self.chain.chain_id, self.sender, ["pending"]):
-            for key in tx.request_keys:
-                self._in_flight[key] = tx.tx_hash
-            await self._broadcast(tx.raw, tx.tx_hash)
-        for tx in self.store.txs_in_state(self.chain.chain_id, self.sender, ["mined"]):
-            for key in tx.request_keys:
-                self._in_flight[key] = tx.tx_hash
 
     async def _send_loop(self) -> None:
         while True:
@@ -158,17 +186,19 @@ class TxManager:
                     self._sending.difference_update(i.key for i in batch)
 
     def _take_batch(self) -> list[ReadyResponse]:
-        """Up to `batch_max` responses whose gas together stays under `batch_gas_max` (a transaction
-        above the block gas limit would never be mined and would hold every later nonce)."""
+        """Up to `batch_max` responses whose gas together, calldata floor included, stays under
+        `batch_gas_max` (a transaction above the block gas limit would never be mined)."""
         now = self.clock()  # deadlines are in chain time
         batch: list[ReadyResponse] = []
         gas = 0
-        while self._queue and len(batch) < self.chain.gas.batch_max:
-            item = self._queue[0]
-            item_gas = self._response_gas(item)
+        taken = 0
+        for item in self._queue:
+            if len(batch) >= self.chain.gas.batch_max:
+                break
+            item_gas = self._gas_limit([item])
             if batch and gas + item_gas > self.chain.gas.batch_gas_max:
                 break
-            self._queue.popleft()
+            taken += 1
             self._queued.discard(item.key)
             if item.key in self._in_flight:
                 continue
@@ -177,6 +207,7 @@ class TxManager:
                 continue
             batch.append(item)
             gas += item_gas
+        del self._queue[:taken]
         return batch
 
     async def _guards_allow_sending(self) -> bool:
@@ -185,51 +216,65 @@ class TxManager:
             self._balance = await self.rpc.balance(self.sender)
             self._balance_at = now
         if self._balance < self.chain.gas.low_balance:
-            self.paused_reason = (f"signer {self.sender} balance {self._balance} wei is below low_balance "
-                                  f"{self.chain.gas.low_balance}: not taking new work")
-            log.error("chain %s: %s", self.chain.name, self.paused_reason)
+            self._pause(f"signer {self.sender} balance {self._balance} wei is below low_balance "
+                        f"{self.chain.gas.low_balance}: not taking new work")
             return False
         spent = self.store.gas_spent(self.chain.chain_id, _today())
         if spent >= self.chain.gas.daily_budget:
-            self.paused_reason = f"daily gas budget {self.chain.gas.daily_budget} wei spent ({spent}): sending held"
-            log.error("chain %s: %s", self.chain.name, self.paused_reason)
+            self._pause(f"daily gas budget {self.chain.gas.daily_budget} wei spent ({spent}): sending held")
             return False
         self.paused_reason = ""
         return True
 
-    # ------------------------------------------------------------ sending
+    def _pause(self, reason: str) -> None:
+        if reason != self.paused_reason:
+            log.error("chain %s: %s", self.chain.name, reason)
+        self.paused_reason = reason
 
-    async def _fees(self) -> tuple[int, int]:
-        """EIP-1559 fees from the fee history: room for the base fee to double, the priority fee the
-        latest block paid at its median (at least the configured one), all under the cap."""
+    # ------------------------------------------------------------ fees and gas
+
+    async def _fees(self, fresh: bool = False) -> tuple[int, int]:
+        """(maxFeePerGas, maxPriorityFeePerGas): room for the next base fee to double, the priority fee
+        the latest block paid at its median (at least the configured one), all under the cap. `fresh`
+        reads the chain now instead of the last second's figures (to re-price after a refusal)."""
         now = time.time()
-        if now - self._base_fee_at > 1.0:
+        if fresh or now - self._base_fee_at > 1.0:
             self._base_fee, self._network_priority = await self.rpc.fee_history()
             self._base_fee_at = now
+        return self._price(self._base_fee, self._network_priority)
+
+    def _price(self, base_fee: int, network_priority: int) -> tuple[int, int]:
         cap = self.chain.gas.max_fee_per_gas
-        priority = min(max(self.chain.gas.priority_fee, self._network_priority), cap)
-        return min(cap, 2 * self._base_fee + priority), priority
+        priority = min(max(self.chain.gas.priority_fee, network_priority), cap)
+        return min(cap, 2 * base_fee + priority), priority
+
+    def _gas_limit(self, batch: Sequence[ReadyResponse]) -> int:
+        return fulfilment_gas([i.commitment.callback_gas_limit for i in batch], self._calldata(batch),
+                              self.chain.gas.fulfill_gas_overhead)
+
+    @staticmethod
+    def _calldata(batch: Sequence[ReadyResponse]) -> bytes:
+        if len(batch) == 1:
+            return fulfill_calldata(batch[0].response, batch[0].commitment, batch[0].signature)
+        return fulfill_batch_calldata([(i.response, i.commitment, i.signature) for i in batch])
+
+    # ------------------------------------------------------------ sending new transactions
 
     async def _send(self, batch: list[ReadyResponse]) -> None:
-        if len(batch) == 1:
-            item = batch[0]
-            data = fulfill_calldata(item.response, item.commitment, item.signature)
-        else:
-            data = fulfill_batch_calldata([(i.response, i.commitment, i.signature) for i in batch])
+        data = self._calldata(batch)
         try:
             # One execution against the latest state: a call that would revert is not sent.
             await self.rpc.eth_call(self.chain.oracle, data, sender=self.sender)
         except RpcError as exc:
             self._refused(batch, exc)
             return
-        gas = self._gas_limit(batch, data)
+        gas = self._gas_limit(batch)
         max_fee, priority = await self._fees()
         spent = self.store.gas_spent(self.chain.chain_id, _today())
         if spent + gas * max_fee > self.chain.gas.daily_budget:
             # at worst this transaction costs gas * max_fee: it must fit in what is left of the budget
-            self.paused_reason = (f"daily gas budget {self.chain.gas.daily_budget} wei: {spent} spent, this "
-                                  f"transaction could cost {gas * max_fee}; sending held")
-            log.error("chain %s: %s", self.chain.name, self.paused_reason)
+            self._pause(f"daily gas budget {self.chain.gas.daily_budget} wei: {spent} spent, this "
+                        f"transaction could cost {gas * max_fee}; sending held")
             for item in batch:
                 self.submit(item)
             await asyncio.sleep(1.0)
@@ -237,53 +282,57 @@ class TxManager:
         if self._chain_nonce is None:
             self._chain_nonce = await self.rpc.nonce(self.sender, "pending")
         nonce = self.store.allocate_nonce(self.chain.chain_id, self.sender, self._chain_nonce)
-        raw, tx_hash = self._sign(nonce, data, gas, max_fee, priority)
-        keys = [i.key for i in batch]
-        self.store.record_tx(StoredTx(tx_hash, self.chain.chain_id, self.sender, nonce, raw, max_fee, priority, keys,
-                                      "pending", time.time(), None, None))
-        self.store.mark_submitted(keys, tx_hash)
-        for key in keys:
-            self._in_flight[key] = tx_hash
-        await self.store.commit()  # on record before it leaves: a restart re-sends these same bytes
-        await self._broadcast(raw, tx_hash)
+        tx = self._record(self._sign(nonce, self.chain.oracle, data, gas, max_fee, priority, [i.key for i in batch]))
+        await self.store.commit()
         self.sent += 1
+        await self._deliver(tx)
 
-    def _gas_limit(self, batch: list[ReadyResponse], data: bytes) -> int:
-        """An upper bound instead of eth_estimateGas (whose search runs the call many times): intrinsic
-        and calldata gas, then per response the oracle's overhead and the callback's limit with the
-        EIP-150 reserve the contract checks for. Unused gas is not paid for."""
-        return 21_000 + 16 * len(data) + sum(self._response_gas(item) for item in batch)
-
-    def _response_gas(self, item: ReadyResponse) -> int:
-        return self.chain.gas.fulfill_gas_overhead + item.commitment.callback_gas_limit * 64 // 63 + 5_000
-
-    def _sign(self, nonce: int, data: bytes, gas: int, max_fee: int, priority: int) -> tuple[bytes, bytes]:
+    def _sign(self, nonce: int, to: str, data: bytes, gas: int, max_fee: int, priority: int,
+              keys: list[str]) -> StoredTx:
         signed = Account.sign_transaction({
-            "type": 2, "chainId": self.chain.chain_id, "nonce": nonce, "to": self.chain.oracle, "value": 0,
-            "data": data, "gas": gas, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority,
+            "type": 2, "chainId": self.chain.chain_id, "nonce": nonce, "to": to, "value": 0, "data": data,
+            "gas": gas, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority,
         }, self._key)
-        return bytes(signed.raw_transaction), bytes(signed.hash)
+        return StoredTx(bytes(signed.hash), self.chain.chain_id, self.sender, nonce, bytes(signed.raw_transaction),
+                        max_fee, priority, keys, "pending", time.time(), None, None)
 
-    async def _broadcast(self, raw: bytes, tx_hash: bytes) -> None:
+    def _record(self, tx: StoredTx) -> StoredTx:
+        """On record before it leaves (the caller commits): a restart finds it and follows it."""
+        self.store.record_tx(tx)
+        self.store.mark_submitted(tx.request_keys, tx.tx_hash)
+        self._in_flight.update(tx.request_keys)
+        return tx
+
+    async def _deliver(self, tx: StoredTx) -> None:
+        """Hand a recorded transaction to the node and act on a refusal at once."""
+        refusal = await self._broadcast(tx)
+        if refusal in (Refusal.PRICE, Refusal.PERMANENT):
+            await self._rebuild(tx.nonce, [tx], known=False, refused=True, why=f"the node refused it ({refusal})")
+
+    async def _broadcast(self, tx: StoredTx) -> Refusal:
+        if self._broadcasts[tx.tx_hash] >= 2:
+            return Refusal.NONE  # sent, and re-sent once: only a rebuilt transaction goes out now
+        self._broadcasts[tx.tx_hash] += 1
         try:
-            await self.rpc.send_raw(raw)
+            await self.rpc.send_raw(tx.raw)
         except RpcError as exc:
-            message = exc.message.lower()
-            if "already known" in message or "already imported" in message:
-                return
-            if "nonce too low" in message:
-                # Either this very tx was mined, or another of ours took the nonce; the monitor decides.
+            refusal = classify_refusal(exc.message)
+            if refusal == Refusal.NONCE_USED:
                 self._chain_nonce = None
-                return
-            if "insufficient funds" in message:
+            elif refusal == Refusal.PRICE:
+                self._broadcasts[tx.tx_hash] -= 1  # the node did not take it: sending it again is no repeat
+            elif refusal == Refusal.FUNDS:
                 self._balance = None
-            log.warning("chain %s: broadcast of 0x%s refused: %s", self.chain.name, tx_hash.hex(), exc.message)
+            if refusal not in (Refusal.NONE, Refusal.NONCE_USED):
+                log.warning("chain %s: node refused tx 0x%s (nonce %d): %s", self.chain.name, tx.tx_hash.hex(),
+                            tx.nonce, exc.message)
+            return refusal
         except RpcUnavailable as exc:
             log.warning("chain %s: broadcast of 0x%s failed (%s); the monitor will retry", self.chain.name,
-                        tx_hash.hex(), exc)
-
-    def _retry_later(self, item: ReadyResponse, delay: float = 2.0) -> None:
-        asyncio.get_running_loop().call_later(delay, self.submit, item)
+                        tx.tx_hash.hex(), exc)
+            self._broadcasts[tx.tx_hash] -= 1  # the node may never have seen it
+            return Refusal.UNREACHABLE
+        return Refusal.NONE
 
     def _refused(self, batch: list[ReadyResponse], exc: RpcError) -> None:
         """Simulation reverted: the whole call would fail. Say why, and settle what can be settled."""
@@ -296,14 +345,16 @@ class TxManager:
         log.warning("chain %s: simulation of %d responses reverted: %s", self.chain.name, len(batch), reason or name)
         for item in batch:
             if name == "UnknownRequest":
-                # settled by someone else (or cancelled): the watcher records which
-                continue
-            if name == "RequestExpired":
+                self._hold(item.key)  # settled by someone else, cancelled or reorganised away: the watcher says
+            elif name == "RequestExpired":
                 self.store.set_state(item.key, State.EXPIRED, detail="deadline passed before it was mined")
             elif name in ("OraclePaused", "InsufficientGasForCallback") or reason is None:
-                self._retry_later(item)
+                asyncio.get_running_loop().call_later(2.0, self.submit, item)
             else:
                 self.store.set_state(item.key, State.EXPIRED, detail=f"the oracle refuses the response: {reason}")
+
+    def _hold(self, key: str) -> None:
+        self._held[key] = time.monotonic() + GONE_HOLD_SECONDS
 
     # ------------------------------------------------------------ following transactions
 
@@ -319,88 +370,194 @@ class TxManager:
         if time.time() - self._base_fee_at > 1.0:
             await self._fees()
         await self._guards_allow_sending()  # keeps `paused_reason` current even when nothing is queued
-        pending = self.store.txs_in_state(self.chain.chain_id, self.sender, ["pending", "replaced"])
+        chain_id = self.chain.chain_id
+        # The chain's count of our mined transactions: what is on record as mined at or above it is not.
+        mined_count = await self.rpc.nonce(self.sender, "latest")
+        self._head = await self.rpc.block_number()
+        for tx in self.store.txs_included_from(chain_id, self.sender, mined_count):
+            self._vanished(tx, f"the signer's nonce on-chain is {mined_count}")
+        pending = self.store.txs_in_state(chain_id, self.sender, ["pending", "replaced"])
         by_nonce: dict[int, list[StoredTx]] = {}
         for tx in pending:
             by_nonce.setdefault(tx.nonce, []).append(tx)
-        for nonce, txs in by_nonce.items():
-            await self._follow_nonce(nonce, txs)
-        if pending:
-            await self.store.commit()
-        mined = self.store.txs_in_state(self.chain.chain_id, self.sender, ["mined"])
-        if mined:
-            head = await self.rpc.block_number()
-            for tx in mined:
-                await self._confirm(tx, head)
-            await self.store.commit()
+        for nonce in sorted(by_nonce):
+            await self._follow_nonce(nonce, by_nonce[nonce], mined_count)
+        await self._fill_gaps(mined_count)
+        for tx in self.store.txs_in_state(chain_id, self.sender, ["mined"]):
+            await self._confirm(tx)
+        await self.store.commit()
 
-    async def _follow_nonce(self, nonce: int, txs: list[StoredTx]) -> None:
+    def _vanished(self, tx: StoredTx, why: str) -> None:
+        reopened = self.store.reopen_tx(tx)
+        log.warning("chain %s: tx 0x%s (nonce %d) is not on the chain (%s): pending again with %d responses, "
+                    "%d of them settled by it", self.chain.name, tx.tx_hash.hex(), tx.nonce, why,
+                    len(tx.request_keys), len(reopened))
+        self._in_flight.update(tx.request_keys)
+
+    async def _follow_nonce(self, nonce: int, txs: list[StoredTx], mined_count: int) -> None:
         for tx in txs:
             receipt = await self.rpc.receipt(tx.tx_hash)
             if receipt is not None and receipt.get("blockHash"):
-                self._mined(tx, receipt, [t for t in txs if t.tx_hash != tx.tx_hash])
+                self._mined(tx, receipt)
                 return
-        newest = max(txs, key=lambda t: t.sent_at)
-        age = time.time() - newest.sent_at
-        if age < 1.0:
-            return  # just sent: no receipt yet is normal, and asking the node again costs a round trip
-        if not await self.rpc.transaction_known(newest.tx_hash):
-            # dropped from the node (a reorg took its block, or the node restarted): the same bytes again
-            log.warning("chain %s: node lost tx 0x%s (nonce %d); re-broadcasting", self.chain.name,
-                        newest.tx_hash.hex(), nonce)
-            await self._broadcast(newest.raw, newest.tx_hash)
-            return
-        if age < self.chain.gas.replace_after:
-            return
-        chain_nonce = await self.rpc.nonce(self.sender, "latest")
-        if chain_nonce > nonce:
-            # the nonce is used but none of our hashes has a receipt: the tx was replaced by one we lost
+        if nonce < mined_count:
+            # The nonce is used but none of the hashes we follow has a receipt: look at every one we
+            # signed for it (the chain's receipts decide what was spent), else another took the nonce.
+            followed = {t.tx_hash for t in txs}
+            for tx in self.store.txs_at_nonce(self.chain.chain_id, self.sender, nonce):
+                receipt = await self.rpc.receipt(tx.tx_hash) if tx.tx_hash not in followed else None
+                if receipt is not None and receipt.get("blockHash"):
+                    self._mined(tx, receipt)
+                    return
+            log.warning("chain %s: nonce %d was used by a transaction we did not send; re-queueing %d responses",
+                        self.chain.name, nonce, len(txs[-1].request_keys))
             for tx in txs:
                 self.store.set_tx_state(tx.tx_hash, "dropped")
-            self._requeue(newest.request_keys)
+            self._requeue(txs[-1].request_keys)
             return
-        await self._replace(newest)
+        newest = max(txs, key=lambda t: t.sent_at)
+        age = time.time() - newest.sent_at
+        if age < NODE_GRACE_SECONDS:
+            return
+        if self._held_nonces.get(nonce, 0) > self._head:
+            return  # waiting for a block before trying again (its price is above what it may pay)
+        if not await self.rpc.transaction_known(newest.tx_hash):
+            await self._rebuild(nonce, txs, known=False, why="the node does not hold it")
+        elif age >= self.chain.gas.replace_after:
+            await self._rebuild(nonce, txs, known=True, why=f"not mined after {self.chain.gas.replace_after:g} s")
 
-    async def _replace(self, tx: StoredTx) -> None:
-        """Re-send the same call with the same nonce and fees bumped (nodes require >= 10%)."""
-        bump = 100 + self.chain.gas.fee_bump_percent
-        max_fee, priority = await self._fees()
-        max_fee = max(max_fee, tx.max_fee * bump // 100 + 1)
-        priority = max(priority, tx.priority_fee * bump // 100 + 1)
-        if max_fee > self.chain.gas.max_fee_per_gas:
-            log.warning("chain %s: tx 0x%s stuck and at the fee cap; re-broadcasting", self.chain.name,
-                        tx.tx_hash.hex())
-            await self._broadcast(tx.raw, tx.tx_hash)
-            self.store.set_tx_state(tx.tx_hash, "pending")
-            return
-        fields = TypedTransaction.from_bytes(HexBytes(tx.raw)).as_dict()
-        raw, tx_hash = self._sign(tx.nonce, bytes(fields["data"]), int(fields["gas"]), max_fee, priority)
-        self.store.set_tx_state(tx.tx_hash, "replaced")
-        self.store.record_tx(StoredTx(tx_hash, tx.chain_id, tx.sender, tx.nonce, raw, max_fee, priority,
-                                      tx.request_keys, "pending", time.time(), None, None))
-        self.store.mark_submitted(tx.request_keys, tx_hash)
-        for key in tx.request_keys:
-            self._in_flight[key] = tx_hash
+    async def _rebuild(self, nonce: int, txs: list[StoredTx], *, known: bool, why: str, refused: bool = False,
+                       fill: bool = False) -> None:
+        """Replace the transaction at `nonce`: its responses whose requests are still open on-chain,
+        re-simulated, with the gas limit and fees of now; a self-transfer when none is left (or `fill`).
+        `known`: the node holds the newest one, so the new one must outbid it. `refused`: the node
+        refused the newest one, so it is not sent unchanged again."""
+        newest = max(txs, key=lambda t: t.sent_at)
+        cap = self.chain.gas.max_fee_per_gas
+        max_fee, priority = await self._fees(fresh=True)
+        if known:  # a node replaces a transaction it holds only for a higher price on both fees
+            max_fee, priority = self._outbid(newest, max_fee, priority)
+            if max_fee > cap:  # it holds one at the cap already: nothing to do but wait for the base fee
+                self._hold_nonce(nonce, newest, f"it cannot be re-priced under the fee cap {cap} wei")
+                return
+        max_fee, priority = min(max_fee, cap), min(priority, cap)
+        items = [] if fill else await self._still_open(newest)
+        if fill:
+            self._release(newest.request_keys)
+        data = self._calldata(items) if items else b""
+        if items:
+            try:
+                await self.rpc.eth_call(self.chain.oracle, data, sender=self.sender)
+            except RpcError as exc:
+                log.warning("chain %s: the responses of nonce %d no longer simulate (%s); filling it",
+                            self.chain.name, nonce, exc.message)
+                self._release([i.key for i in items])
+                items, data = [], b""
+        gas = self._gas_limit(items) if items else SELF_TRANSFER_GAS
+        to = self.chain.oracle if items else self.sender
+        tx = self._sign(nonce, to, data, gas, max_fee, priority, [i.key for i in items])
+        if self._broadcasts[tx.tx_hash] >= (1 if refused else 2):
+            # the same bytes again: a transaction the node took is sent once more at most
+            max_fee, priority = self._outbid(newest, max_fee, priority)
+            if max_fee > cap:
+                self._hold_nonce(nonce, newest, f"it is at the fee cap {cap} wei")
+                return
+            tx = self._sign(nonce, to, data, gas, max_fee, priority, [i.key for i in items])
+        self._record(tx)
+        for old in txs:
+            if old.tx_hash != tx.tx_hash:
+                self.store.set_tx_state(old.tx_hash, "replaced")
+        self._held_nonces.pop(nonce, None)
         await self.store.commit()
-        log.info("chain %s: nonce %d re-priced to %d wei (tx 0x%s)", self.chain.name, tx.nonce, max_fee,
-                 tx_hash.hex())
-        await self._broadcast(raw, tx_hash)
+        self.rebuilt += 1
+        log.info("chain %s: nonce %d rebuilt (%s): %d responses, gas %d, max fee %d wei (tx 0x%s)", self.chain.name,
+                 nonce, why, len(items), gas, max_fee, tx.tx_hash.hex())
+        refusal = await self._broadcast(tx)
+        if refusal == Refusal.PRICE:
+            self._hold_nonce(nonce, tx, "the base fee is above what it may pay")
+        elif refusal == Refusal.PERMANENT and not fill:
+            await self._rebuild(nonce, [*txs, tx], known=False, refused=True, fill=True,
+                                why="the node refused the rebuilt one too")
 
-    def _mined(self, tx: StoredTx, receipt: dict[str, Any], others: list[StoredTx]) -> None:
+    def _hold_nonce(self, nonce: int, tx: StoredTx, why: str) -> None:
+        """Leave `nonce` as it is until the next block (said once, not every pass)."""
+        if nonce not in self._held_nonces:
+            log.warning("chain %s: nonce %d waits: %s (tx 0x%s)", self.chain.name, nonce, why, tx.tx_hash.hex())
+        self._held_nonces[nonce] = self._head + 1
+
+    def _outbid(self, old: StoredTx, max_fee: int, priority: int) -> tuple[int, int]:
+        bump = 100 + self.chain.gas.fee_bump_percent
+        return max(max_fee, old.max_fee * bump // 100 + 1), max(priority, old.priority_fee * bump // 100 + 1)
+
+    async def _still_open(self, tx: StoredTx) -> list[ReadyResponse]:
+        """The responses `tx` carries whose requests are open on-chain with the same commitment and whose
+        deadlines have not passed; the others are released (held a while, then left to the watcher)."""
+        now = self.clock()
+        open_items: list[ReadyResponse] = []
+        for response, commitment, sig in decode_fulfilment(_calldata_of(tx.raw)):
+            key = request_key(self.chain.chain_id, self.chain.oracle, response.request_id)
+            stored = await self.rpc.eth_call(self.chain.oracle, COMMITMENTS_SELECTOR + encode(
+                ["bytes32"], [response.request_id]))
+            if stored != commitment.hash() or now > commitment.deadline:
+                self._release([key])
+                continue
+            open_items.append(ReadyResponse(key, response, commitment, sig, commitment.deadline))
+        return open_items
+
+    async def _fill_gaps(self, mined_count: int) -> None:
+        """A nonce between the chain's count and the next one we hand out with no transaction that may
+        use it holds every later one: fill it."""
+        live, next_nonce = self.store.live_nonces(self.chain.chain_id, self.sender, mined_count)
+        for nonce in range(mined_count, next_nonce):
+            if nonce in live:
+                continue
+            max_fee, priority = await self._fees(fresh=True)
+            tx = self._record(self._sign(nonce, self.sender, b"", SELF_TRANSFER_GAS, max_fee, priority, []))
+            await self.store.commit()
+            log.warning("chain %s: nonce %d had no transaction; filled with a self-transfer (tx 0x%s)",
+                        self.chain.name, nonce, tx.tx_hash.hex())
+            await self._broadcast(tx)
+
+    def _mined(self, tx: StoredTx, receipt: dict[str, Any]) -> None:
         block_number = int(receipt["blockNumber"], 16)
-        block_hash = bytes.fromhex(receipt["blockHash"][2:])
         gas_used = int(receipt["gasUsed"], 16)
         price = int(receipt.get("effectiveGasPrice", "0x0"), 16)
-        self.store.set_tx_state(tx.tx_hash, "mined", block_number=block_number, block_hash=block_hash,
-                                gas_used=gas_used, gas_cost=gas_used * price)
-        self.store.add_gas_spend(self.chain.chain_id, _today(), gas_used * price)
-        for other in others:
-            self.store.set_tx_state(other.tx_hash, "dropped")
+        self.store.record_mined(tx, block_number, bytes.fromhex(receipt["blockHash"][2:]), gas_used,
+                                gas_used * price, _today())
+        for other in self.store.txs_at_nonce(self.chain.chain_id, self.sender, tx.nonce):
+            if other.tx_hash != tx.tx_hash and other.state in ("pending", "replaced"):
+                self.store.set_tx_state(other.tx_hash, "dropped")
+                self._broadcasts.pop(other.tx_hash, None)
+        self._held_nonces.pop(tx.nonce, None)
         if int(receipt["status"], 16) != 1:
             log.warning("chain %s: tx 0x%s reverted on-chain; re-queueing its responses", self.chain.name,
                         tx.tx_hash.hex())
             self._requeue(tx.request_keys)
+
+    async def _confirm(self, tx: StoredTx) -> None:
+        """Final at the confirmation depth; until then the receipt's block hash is checked again."""
+        receipt = await self.rpc.receipt(tx.tx_hash)
+        if receipt is None or not receipt.get("blockHash"):
+            self._vanished(tx, f"its receipt in block {tx.block_number} is gone")
             return
+        block_hash = bytes.fromhex(receipt["blockHash"][2:])
+        if block_hash != tx.block_hash:  # mined again in another block: count its depth from there
+            self.store.reopen_tx(tx)
+            self._mined(tx, receipt)
+            return
+        assert tx.block_number is not None
+        if self._head - tx.block_number < self.chain.confirmations:
+            return
+        self.store.set_tx_state(tx.tx_hash, "confirmed")
+        self._broadcasts.pop(tx.tx_hash, None)
+        self.confirmed += 1
+        self._in_flight.difference_update(tx.request_keys)
+        if int(receipt["status"], 16) == 1:
+            self._settle(tx, receipt, tx.block_number)
+
+    def _settle(self, tx: StoredTx, receipt: dict[str, Any], block_number: int) -> None:
+        """What the final receipt says of each response it carried."""
+        settled: set[str] = set()
         for entry in receipt.get("logs", []):
             if str(entry.get("address", "")).lower() != self.chain.oracle.lower():
                 continue
@@ -408,36 +565,32 @@ class TxManager:
             if len(topics) < 2:
                 continue
             key = request_key(self.chain.chain_id, self.chain.oracle, topics[1])
+            settled.add(key)
             if topics[0] == FULFILLED_TOPIC:
-                self.store.mark_settled(key, State.FULFILLED, block_number)
+                self.store.mark_settled(key, State.FULFILLED, block_number, tx.tx_hash)
             elif topics[0] == SKIPPED_TOPIC and data[:4] != UNKNOWN_REQUEST:
-                # UnknownRequest: settled by someone else, which the watcher records. Anything else
-                # (expired, refused) will not change by sending again.
+                # Anything but UnknownRequest (expired, refused) will not change by sending again.
                 self.store.set_state(key, State.EXPIRED, detail=f"skipped on-chain: 0x{data[:4].hex()}")
+            else:
+                settled.discard(key)
+        # UnknownRequest: settled by someone else or reorganised away; the watcher says which
+        self._release(sorted(set(tx.request_keys) - settled))
 
-    async def _confirm(self, tx: StoredTx, head: int) -> None:
-        assert tx.block_number is not None
-        if head - tx.block_number < self.chain.confirmations:
-            return
-        header = await self.rpc.header(tx.block_number)
-        if header is None or header.hash != tx.block_hash:
-            log.warning("chain %s: block of tx 0x%s was reorganised away; re-broadcasting", self.chain.name,
-                        tx.tx_hash.hex())
-            self.store.set_tx_state(tx.tx_hash, "pending")
-            await self._broadcast(tx.raw, tx.tx_hash)
-            return
-        self.store.set_tx_state(tx.tx_hash, "confirmed", block_number=tx.block_number, block_hash=tx.block_hash)
-        self.confirmed += 1
-        for key in tx.request_keys:  # (a replacement's hash may be recorded instead of this one)
-            self._in_flight.pop(key, None)
+    def _release(self, keys: list[str]) -> None:
+        """Responses whose requests are not open on-chain: back to `signed`, not sent again for a while."""
+        for key in keys:
+            self._hold(key)
+        self._requeue(keys)
 
     def _requeue(self, keys: list[str]) -> None:
         """Responses whose transaction failed go back to `signed`; the pipeline submits them again."""
-        for key in keys:
-            self._in_flight.pop(key, None)
+        self._in_flight.difference_update(keys)
         self.store.requeue_submitted(keys)
+
+
+def _calldata_of(raw: bytes) -> bytes:
+    return bytes(TypedTransaction.from_bytes(HexBytes(raw)).as_dict()["data"])
 
 
 def _today() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-

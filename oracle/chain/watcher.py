@@ -52,6 +52,7 @@ class RequestWatcher:
         self.range = chain.max_log_range
         self.head = 0
         self.undecodable = 0
+        self.halted = ""  # why this chain's intake stopped (a reorg deeper than max_reorg_depth), or ""
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------ loops
@@ -72,6 +73,8 @@ class RequestWatcher:
                 await self.sweep_once()
                 backoff = 0.1
                 timeout = self.chain.sweep_interval
+            except ReorgTooDeep:
+                return  # said at ERROR; the chain reports not ready until an operator restarts it
             except (RpcError, RpcUnavailable) as exc:
                 log.warning("chain %s: sweep failed (%s); retrying", self.chain.name, exc)
                 timeout = backoff
@@ -86,6 +89,8 @@ class RequestWatcher:
     async def _subscription_loop(self) -> None:
         assert self.subscription is not None
         async for raw in self.subscription.logs():
+            if self.halted:
+                return
             if raw.get("removed"):
                 self._removed(raw)
                 self.wake()  # a reorg: let the sweep find the common block and roll back the rest
@@ -111,12 +116,13 @@ class RequestWatcher:
             before = await self.rpc.header(end)
             try:
                 logs = await self.rpc.get_logs(self.chain.oracle, TOPICS, start, end)
-            except RpcError as exc:
+            except (RpcError, RpcUnavailable) as exc:
+                # refused or timed out: nodes bound what one query may cost, so ask for less
                 if end == start:
                     raise
                 self.range = max(1, (end - start + 1) // 2)
-                log.info("chain %s: getLogs %d-%d refused (%s); range now %d", self.chain.name, start, end,
-                         exc.message, self.range)
+                log.info("chain %s: getLogs %d-%d failed (%s); range now %d", self.chain.name, start, end,
+                         exc, self.range)
                 continue
             header = await self.rpc.header(end)
             if header is None or before is None or header.hash != before.hash:
@@ -145,6 +151,12 @@ class RequestWatcher:
         if header is not None and header.hash == block_hash:
             return number
         common = await self._common_ancestor(number)
+        if common is None:
+            self.halted = (f"reorg deeper than max_reorg_depth {self.chain.max_reorg_depth}: no block within "
+                           f"{self.chain.max_reorg_depth} of {number} is still on the chain; intake stopped, "
+                           f"nothing rolled back. Check the node (is it on the right chain?), then restart")
+            log.error("chain %s: %s", self.chain.name, self.halted)
+            raise ReorgTooDeep(self.halted)
         # Reopen first: a settled request whose own block also went away must end up rolled back.
         reopened = self.store.reopen_settled_after(chain_id, oracle, common)
         rolled = self.store.rollback_requests_after(chain_id, oracle, common)
@@ -157,18 +169,24 @@ class RequestWatcher:
                     self.chain.name, number, common, len(rolled), len(reopened))
         return common
 
-    async def _common_ancestor(self, number: int) -> int:
-        """The newest block we read that the chain still has (a known block, or a known block's parent)."""
+    async def _common_ancestor(self, number: int) -> int | None:
+        """The newest block we read that the chain still has (a known block, or a known block's parent),
+        looking back at most `max_reorg_depth` blocks; None when there is none within that bound."""
+        bound = number - self.chain.max_reorg_depth
         for known_number, known_hash, parent_hash in self.store.known_blocks(self.chain.chain_id, number,
                                                                               limit=4_096):
+            if known_number < bound:
+                break
             header = await self.rpc.header(known_number)
             if header is not None and header.hash == known_hash:
                 return known_number
-            if parent_hash is not None and known_number > 0:
+            if parent_hash is not None and known_number > 0 and known_number - 1 >= bound:
                 parent = await self.rpc.header(known_number - 1)
                 if parent is not None and parent.hash == parent_hash:
                     return known_number - 1
-        return self.chain.start_block - 1
+        if bound < self.chain.start_block:
+            return self.chain.start_block - 1  # the whole history we read is within the bound
+        return None
 
     # ------------------------------------------------------------ ingesting logs
 
@@ -193,9 +211,9 @@ class RequestWatcher:
                 if topics and topics[0] == REQUESTED_TOPIC:
                     new += self._ingest_request(raw, block_number, block_hash, log_index)
                 elif topics and topics[0] == FULFILLED_TOPIC:
-                    self._settle(decode_fulfilled(raw).request_id, State.FULFILLED, block_number)
+                    self._settle(decode_fulfilled(raw).request_id, State.FULFILLED, block_number, _tx_hash(raw))
                 elif topics and topics[0] == CANCELLED_TOPIC:
-                    self._settle(decode_cancelled(raw).request_id, State.CANCELLED, block_number)
+                    self._settle(decode_cancelled(raw).request_id, State.CANCELLED, block_number, None)
             except (EventDecodeError, ValueError, TypeError, KeyError, IndexError) as exc:
                 # from our own oracle's address this cannot happen; if it does, the log is skipped
                 # loudly rather than stopping every later request behind it
@@ -231,5 +249,19 @@ class RequestWatcher:
         except (KeyError, TypeError, ValueError):
             log.error("chain %s: malformed removed log: %r", self.chain.name, raw)
 
-    def _settle(self, request_id: bytes, state: str, block_number: int) -> None:
-        self.store.mark_settled(request_key(self.chain.chain_id, self.chain.oracle, request_id), state, block_number)
+    def _settle(self, request_id: bytes, state: str, block_number: int, tx_hash: bytes | None) -> None:
+        self.store.mark_settled(request_key(self.chain.chain_id, self.chain.oracle, request_id), state, block_number,
+                                tx_hash)
+
+
+def _tx_hash(raw: dict[str, Any]) -> bytes | None:
+    value = raw.get("transactionHash")
+    try:
+        return bytes.fromhex(value[2:]) if isinstance(value, str) and len(value) == 66 else None
+    except ValueError:
+        return None
+
+
+class ReorgTooDeep(Exception):
+    """The chain no longer has any block we read within `max_reorg_depth`: following it back further
+    would roll back what may be final; the chain's intake stops instead."""
