@@ -1,8 +1,10 @@
 """A JSON-RPC and WebSocket proxy on loopback that injects faults between the daemon and anvil.
 
 Knobs (change them while it runs): added delay, a share of calls answered with a JSON-RPC error or a
-dropped connection, `eth_getLogs` refused above a block range (as public nodes do), and WebSocket
-connections cut at an interval. It counts what it did so tests can check the faults happened.
+dropped connection, `eth_getLogs` refused or stalled above a block range (as public nodes do),
+WebSocket connections cut at an interval, and raw transactions accepted but never passed on (as a node
+does with one it cannot mine: every copy of the same bytes meets the same fate). It counts what it did
+so tests can check the faults happened.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from eth_utils import keccak
 
 from oracle.devnet.loopback import LoopbackServer
 
@@ -26,7 +29,10 @@ class FaultKnobs:
     error_rate: float = 0.0  # share of HTTP calls answered with a JSON-RPC error
     drop_rate: float = 0.0  # share of HTTP calls whose connection is closed without an answer
     max_log_range: int | None = None  # eth_getLogs spanning more blocks is refused
+    slow_log_range: int | None = None  # eth_getLogs spanning more blocks answers after `slow_log_delay`
+    slow_log_delay: float = 0.0
     ws_cut_every: float | None = None  # seconds between cuts of each WebSocket connection
+    swallow_raw_txs: int = 0  # the next N distinct raw transactions get their hash back and go nowhere
     spare_methods: tuple[str, ...] = ("eth_chainId",)  # never faulted
     seed: int = 11
 
@@ -37,7 +43,9 @@ class FaultCounts:
     errors: int = 0
     drops: int = 0
     refused_ranges: int = 0
+    slowed_ranges: int = 0
     ws_cuts: int = 0
+    swallowed: Counter[str] = field(default_factory=Counter)  # copies of each swallowed tx, by hash
 
 
 class FaultProxy(LoopbackServer):
@@ -103,11 +111,31 @@ class FaultProxy(LoopbackServer):
                 self.counts.refused_ranges += 1
                 return web.json_response({"jsonrpc": "2.0", "id": doc.get("id"), "error": {
                     "code": -32005, "message": f"query exceeds max block range {k.max_log_range}"}})
+            if method == "eth_getLogs" and k.slow_log_range is not None and _log_range(doc) > k.slow_log_range:
+                self.counts.slowed_ranges += 1
+                await asyncio.sleep(k.slow_log_delay)
+            if method == "eth_sendRawTransaction":
+                swallowed = self._swallow(doc)
+                if swallowed is not None:
+                    return web.json_response({"jsonrpc": "2.0", "id": doc.get("id"), "result": swallowed})
         assert self._session is not None
         async with self._session.post(self.upstream_http, data=body,
                                       headers={"Content-Type": "application/json"}) as upstream:
             payload = await upstream.read()
             return web.Response(status=upstream.status, body=payload, content_type="application/json")
+
+    def _swallow(self, doc: dict[str, Any]) -> str | None:
+        """The hash to answer with, if this raw transaction is to go nowhere."""
+        try:
+            tx_hash = "0x" + keccak(bytes.fromhex(doc["params"][0][2:])).hex()
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+        if tx_hash not in self.counts.swallowed:
+            if self.knobs.swallow_raw_txs <= 0:
+                return None
+            self.knobs.swallow_raw_txs -= 1
+        self.counts.swallowed[tx_hash] += 1
+        return tx_hash
 
     # ------------------------------------------------------------ WebSocket
 

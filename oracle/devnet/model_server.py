@@ -13,7 +13,7 @@ Failures come from knobs (a seeded schedule: share of calls failing, and how) or
 the prompt, which always gets that treatment: `[[refuse]]`, `[[malformed]]`, `[[truncate]]`,
 `[[filter]]`, `[[context]]` (context-length error), `[[policy]]` (content-policy error), `[[500]]`,
 `[[429]]`, `[[200error]]` (an error inside HTTP 200), `[[402]]` (out of credits), `[[401]]`,
-`[[400]]`, `[[timeout]]`.
+`[[400]]`, `[[timeout]]`. `[[long]]` is no failure: text answers fill the longest string the schema allows.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from oracle.devnet.loopback import LoopbackServer
 from oracle.devnet.paywall import Paywall
 
 FAULTS = ("500", "429", "timeout")
-_MARKER = re.compile(r"\[\[(refuse|malformed|truncate|filter|context|policy|500|429|200error|402|401|400|timeout)]]")
+_MARKER = re.compile(
+    r"\[\[(refuse|malformed|truncate|filter|context|policy|500|429|200error|402|401|400|timeout|long)]]")
 
 
 @dataclass
@@ -68,8 +69,9 @@ def seed_of(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
-def value_for(schema: dict[str, Any], seed: int) -> Any:
-    """A value that satisfies `schema` (the subset our result schemas use), chosen by `seed`."""
+def value_for(schema: dict[str, Any], seed: int, long: bool = False) -> Any:
+    """A value that satisfies `schema` (the subset our result schemas use), chosen by `seed`; with `long`,
+    free text is as long as the schema allows."""
     kind = schema.get("type")
     if "enum" in schema:
         return schema["enum"][seed % len(schema["enum"])]
@@ -86,7 +88,10 @@ def value_for(schema: dict[str, Any], seed: int) -> Any:
         if pattern:
             return "0x" + hashlib.sha256(str(seed).encode()).hexdigest()[:8]
         text = f"answer {seed % 100_000}"
-        return text[: int(schema.get("maxLength", len(text)))]
+        limit = int(schema.get("maxLength", len(text)))
+        if long:
+            text = (text + " ") * (limit // (len(text) + 1) + 1)
+        return text[:limit]
     if kind == "array":
         if "prefixItems" in schema:
             return [value_for(s, seed + i) for i, s in enumerate(schema["prefixItems"])]
@@ -234,7 +239,8 @@ class ModelServer(LoopbackServer):
         if scenario in ("refuse", "filter", "malformed", "truncate"):
             content = '{"value": "not what the schema asked for"'
         else:
-            value = value_for((asked.schema or {}).get("properties", {}).get("value", {"type": "string"}), seed)
+            value = value_for((asked.schema or {}).get("properties", {}).get("value", {"type": "string"}), seed,
+                              long=scenario == "long")
             content = json.dumps({"value": value})
         body = _render(api, asked.model, scenario, content, len(asked.user) // 4 + 20, seed)
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from oracle.chain.events import FULFILLED_TOPIC, decode_fulfilled
+from oracle.chain.txmanager import SKIPPED_TOPIC, UNKNOWN_REQUEST
 from oracle.devnet import LocalStack
 from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, write_config
 from oracle.devnet.model_server import ModelServer
@@ -45,3 +48,31 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             code = run.daemon.stop()
             model.stop()
             assert code == 0, run.daemon.log()[-3000:]
+
+
+@dataclass
+class ChainAudit:
+    """What the final chain says of the daemon's work, read from blocks, receipts and events alone."""
+
+    fulfilled: Counter[bytes]  # Fulfilled events per request id
+    reverted: list[str]  # the signer's transactions that reverted
+    skipped_unknown: int  # responses sent for requests that were no longer open (FulfillmentSkipped UnknownRequest)
+    latest_nonce: int  # the signer's mined transactions
+    pending_nonce: int  # ... and those the node holds: a gap or a stuck one keeps them apart
+
+
+def audit_chain(stack: LocalStack) -> ChainAudit:
+    w3, signer = stack.w3, stack.keys.signer.address
+    oracle = stack.contract("AIOracle").address
+    reverted = []
+    for number in range(w3.eth.block_number + 1):
+        for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]:
+            assert not isinstance(tx, bytes)
+            if tx["from"] == signer and w3.eth.get_transaction_receipt(tx["hash"])["status"] != 1:
+                reverted.append(tx["hash"].to_0x_hex())
+    fulfilled = Counter(decode_fulfilled(entry).request_id for entry in w3.eth.get_logs(
+        {"address": oracle, "fromBlock": 0, "topics": ["0x" + FULFILLED_TOPIC.hex()]}))
+    skipped = w3.eth.get_logs({"address": oracle, "fromBlock": 0, "topics": ["0x" + SKIPPED_TOPIC.hex()]})
+    unknown = sum(1 for entry in skipped if bytes(entry["data"])[:4] == UNKNOWN_REQUEST)
+    return ChainAudit(fulfilled, reverted, unknown, w3.eth.get_transaction_count(signer, "latest"),
+                      w3.eth.get_transaction_count(signer, "pending"))
