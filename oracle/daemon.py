@@ -123,7 +123,7 @@ def _log_stats(rt: ChainRuntime, store: Store) -> None:
     log.info("chain %s: head %d, requests %s, txs sent %d rebuilt %d confirmed %d%s%s", rt.settings.name,
              rt.watcher.head, counts, rt.txm.sent, rt.txm.rebuilt, rt.txm.confirmed,
              f", PAUSED: {rt.txm.paused_reason}" if rt.txm.paused_reason else "",
-             f", NOT READY: {rt.watcher.halted}" if rt.watcher.halted else "")
+             "".join(f", NOT READY: {why}" for why in (rt.watcher.halted, rt.txm.halted) if why))
 
 
 def _log_health(router: ModelRouter) -> None:

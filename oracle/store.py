@@ -336,15 +336,19 @@ class Store:
 
     def reinclude_request(self, r: StoredRequest) -> None:
         """A known request appeared in another block (re-included after a reorg, noticed or not). The
-        same request id can carry other content (the requester's nonce was free again): then nothing
-        of the old one is kept, not even its model attempts, and it is answered and signed anew. A
-        request already settled is left alone."""
+        same request id can carry other content (the old request was reorganised away and the
+        requester's nonce was free again): then nothing of the old one is kept, not even its model
+        attempts or a settlement we had seen, and it is answered and signed anew. The same request
+        already settled is left alone."""
         row = self._one("SELECT state, params, fee, requester, block_hash FROM requests WHERE key=?", (r.key,))
-        if row is None or row["state"] in State.TERMINAL - {State.ROLLED_BACK}:
+        if row is None:
+            return
+        same = (bytes(row["params"]), row["fee"], row["requester"]) == (r.params, str(r.fee), r.requester)
+        if same and row["state"] in State.TERMINAL - {State.ROLLED_BACK}:
             return
         if row["state"] != State.ROLLED_BACK and bytes(row["block_hash"]) == r.block_hash:
             return  # the same log seen again
-        if (bytes(row["params"]), row["fee"], row["requester"]) == (r.params, str(r.fee), r.requester):
+        if same:
             # The same request in another block: its commitment is the same, so its answer, signature and
             # any transaction carrying it stay valid. Only where it is changes; a request that had been
             # rolled back waits for its new block's depth again (the pipeline re-uses what it stored).
@@ -379,6 +383,34 @@ class Store:
                          [(State.SIGNED if r["signature"] is not None else State.CONFIRMED, now, r["key"])
                           for r in rows])
         return [r["key"] for r in rows]
+
+    def forget_missing_in_blocks(self, chain_id: int, oracle: str, start: int, end: int, requested: set[str],
+                                 settled: set[str]) -> tuple[list[str], list[str]]:
+        """Blocks start..end as the chain has them now hold the requests `requested` and the settlements
+        `settled`: requests we placed there that they do not hold are rolled back, settlements reopened
+        (signed answers to be sent again, the rest to be answered). Returns (rolled back, reopened)."""
+        # Reopen first: a settled request whose own block also went away must end up rolled back.
+        rows = self._all("SELECT key, signature FROM requests WHERE chain_id=? AND oracle=? AND settled_block "
+                         "BETWEEN ? AND ? AND state IN (?,?)",
+                         (chain_id, oracle, start, end, State.FULFILLED, State.CANCELLED))
+        gone = [r for r in rows if r["key"] not in settled]
+        now = time.time()
+        self._write_many("UPDATE requests SET state=?, settled_block=NULL, updated_at=? WHERE key=?",
+                         [(State.SIGNED if r["signature"] is not None else State.CONFIRMED, now, r["key"])
+                          for r in gone])
+        rows = self._all("SELECT key FROM requests WHERE chain_id=? AND oracle=? AND block_number BETWEEN ? AND ? "
+                         "AND state NOT IN (?,?,?,?)", (chain_id, oracle, start, end, State.FULFILLED, State.EXPIRED,
+                                                        State.CANCELLED, State.ROLLED_BACK))
+        rolled = [r["key"] for r in rows if r["key"] not in requested]
+        self.set_states(rolled, State.ROLLED_BACK)
+        return rolled, [r["key"] for r in gone]
+
+    def highest_block(self, chain_id: int, oracle: str) -> int:
+        """The highest block an open request or a settlement on record lies in."""
+        row = self._one("SELECT MAX(MAX(block_number), COALESCE(MAX(settled_block), 0)) AS n FROM requests "
+                        "WHERE chain_id=? AND oracle=? AND state NOT IN (?,?)",
+                        (chain_id, oracle, State.ROLLED_BACK, State.EXPIRED))
+        return int(row["n"]) if row is not None and row["n"] is not None else 0
 
     def get_request(self, key: str) -> StoredRequest | None:
         row = self._one("SELECT * FROM requests WHERE key=?", (key,))

@@ -114,6 +114,7 @@ class TxManager:
         self._held_nonces: dict[int, int] = {}  # nonce -> head block before which it is not re-priced again
         self._head = 0
         self.paused_reason = ""
+        self.halted = ""  # why no new work is taken until a restart (a reorg deeper than max_reorg_depth)
         self.sent = 0
         self.rebuilt = 0
         self.confirmed = 0
@@ -122,7 +123,7 @@ class TxManager:
 
     @property
     def accepting_new_work(self) -> bool:
-        return not self.paused_reason
+        return not self.paused_reason and not self.halted
 
     def submit(self, item: ReadyResponse) -> None:
         """Queue a signed response; a response already queued or carried by a pending tx is ignored."""
@@ -223,7 +224,7 @@ class TxManager:
         if spent >= self.chain.gas.daily_budget:
             self._pause(f"daily gas budget {self.chain.gas.daily_budget} wei spent ({spent}): sending held")
             return False
-        self.paused_reason = ""
+        self.paused_reason = self.halted
         return True
 
     def _pause(self, reason: str) -> None:
@@ -344,8 +345,10 @@ class TxManager:
         name = reason.name if reason else exc.message
         log.warning("chain %s: simulation of %d responses reverted: %s", self.chain.name, len(batch), reason or name)
         for item in batch:
-            if name == "UnknownRequest":
-                self._hold(item.key)  # settled by someone else, cancelled or reorganised away: the watcher says
+            if name in ("UnknownRequest", "CommitmentMismatch"):
+                # settled by someone else, cancelled, reorganised away, or the id now names other content
+                # (the requester's nonce came free in a reorg): the watcher says which
+                self._hold(item.key)
             elif name == "RequestExpired":
                 self.store.set_state(item.key, State.EXPIRED, detail="deadline passed before it was mined")
             elif name in ("OraclePaused", "InsufficientGasForCallback") or reason is None:
@@ -375,6 +378,14 @@ class TxManager:
         mined_count = await self.rpc.nonce(self.sender, "latest")
         self._head = await self.rpc.block_number()
         for tx in self.store.txs_included_from(chain_id, self.sender, mined_count):
+            depth = self._head - (tx.block_number or self._head)
+            if depth > self.chain.max_reorg_depth:
+                # as the watcher does: what is deeper than the bound is not undone, an operator looks
+                self.halted = (f"tx 0x{tx.tx_hash.hex()} (nonce {tx.nonce}) mined {depth} blocks deep is not on "
+                               f"the chain, beyond max_reorg_depth {self.chain.max_reorg_depth}: left as it is, "
+                               f"no new work taken. Check the node (is it on the right chain?), then restart")
+                self._pause(self.halted)
+                continue
             self._vanished(tx, f"the signer's nonce on-chain is {mined_count}")
         pending = self.store.txs_in_state(chain_id, self.sender, ["pending", "replaced"])
         by_nonce: dict[int, list[StoredTx]] = {}

@@ -53,6 +53,7 @@ class RequestWatcher:
         self.head = 0
         self.undecodable = 0
         self.halted = ""  # why this chain's intake stopped (a reorg deeper than max_reorg_depth), or ""
+        self._highest_seen = store.highest_block(chain.chain_id, chain.oracle)  # the highest block we took a log from
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------ loops
@@ -129,10 +130,15 @@ class RequestWatcher:
                 return  # the chain moved under this range (a reorg in progress): read it again next sweep
             self.clock.observe(header.timestamp)
             self.ingest(logs)
+            self._forget_missing(start, end, logs)
             self.store.set_cursor(self.chain.chain_id, self.chain.oracle, end, header.hash)
             self.store.remember_blocks(self.chain.chain_id, [(end, header.hash, header.parent_hash)])
             start = end + 1
             self.range = min(self.chain.max_log_range, self.range * 2)
+        if head < self._highest_seen:
+            # the chain is shorter than blocks we took logs from: whatever we placed there is gone
+            self._forget_missing(head + 1, self._highest_seen, [])
+            self._highest_seen = head
         confirmed = self.store.confirm_up_to(self.chain.chain_id, head - self.chain.confirmations)
         await self.store.commit()
         if confirmed:
@@ -207,6 +213,7 @@ class RequestWatcher:
                 log.error("chain %s: malformed log skipped: %r", self.chain.name, raw)
                 continue
             blocks.append((block_number, block_hash, None))
+            self._highest_seen = max(self._highest_seen, block_number)
             try:
                 if topics and topics[0] == REQUESTED_TOPIC:
                     new += self._ingest_request(raw, block_number, block_hash, log_index)
@@ -221,6 +228,26 @@ class RequestWatcher:
                 log.error("chain %s: undecodable event in block %d: %s", self.chain.name, block_number, exc)
         self.store.remember_blocks(self.chain.chain_id, blocks)
         return new
+
+    def _forget_missing(self, start: int, end: int, logs: list[dict[str, Any]]) -> None:
+        """`logs` are all of the oracle's events in blocks start..end as the chain has them now. A request
+        or settlement we took in from the subscription for one of those blocks that is not among them
+        was reorganised away before the sweep reached it: roll the request back, reopen the settlement."""
+        requested: set[str] = set()
+        settled: set[str] = set()
+        for raw in logs:
+            try:
+                topics, _ = log_topics_and_data(raw)
+            except (KeyError, TypeError, ValueError):
+                continue
+            if len(topics) > 1 and not raw.get("removed"):
+                key = request_key(self.chain.chain_id, self.chain.oracle, topics[1])
+                (requested if topics[0] == REQUESTED_TOPIC else settled).add(key)
+        rolled, reopened = self.store.forget_missing_in_blocks(self.chain.chain_id, self.chain.oracle, start, end,
+                                                              requested, settled)
+        if rolled or reopened:
+            log.warning("chain %s: blocks %d-%d no longer hold %d requests and %d settlements we had seen; "
+                        "rolled back and reopened", self.chain.name, start, end, len(rolled), len(reopened))
 
     def _ingest_request(self, raw: dict[str, Any], block_number: int, block_hash: bytes, log_index: int) -> int:
         event = peek_requested(raw)  # its params are decoded (and checked) once, by the pipeline

@@ -53,7 +53,10 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(tmp_path: Path) -> N
             assert len(ids) == REQUESTS
             wait_until(lambda: all(_decoded(run, i)["delivered"] for i in ids), 120, interval=0.5,
                        what="every request to be fulfilled")
-            time.sleep(1.0)
+            # the last start is up, and a later request answered: nothing more is coming for the others
+            run.daemon.wait_ready()
+            marker = ask(stack, _params(run, SPECS[0], prompt="after the last kill")).request_id
+            wait_until(lambda: _decoded(run, marker)["delivered"], 30, what="the marker request")
             counts = fulfillments_per_request(stack)
             assert [i.hex() for i in ids if counts[i] != 1] == []
             keys = [request_key(stack.chain_id, stack.addresses["AIOracle"], i) for i in ids]

@@ -3,7 +3,6 @@ daemon keeps running. A decoy contract emitting the oracle's event signature is 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -108,7 +107,6 @@ def test_decoy_contract_with_the_same_event_is_ignored(running: Running) -> None
     # a real request made after it is answered, so the daemon has certainly read past the decoy's block
     event = ask(stack, _params(running, UINT, prompt="real question after the decoy"))
     _wait_delivered(running, event.request_id)
-    time.sleep(1.0)
     assert decoy.functions.commitments(request_id).call() != b"\0" * 32  # never fulfilled
     decoy_key = request_key(stack.chain_id, Web3.to_checksum_address(decoy_address), request_id)
     assert running.model.books.calls[decoy_key] == 0

@@ -51,7 +51,7 @@ def test_largest_text_answer_the_limits_allow_is_fulfilled(env: tuple[LocalStack
         wait_until(lambda: audit_chain(stack).fulfilled[event.request_id] == 1, 30, what="the fulfilment")
         # (storing 8 KB takes more gas than any callback may have: the Fulfilled event is the witness)
         (fulfilled,) = [decode_fulfilled(e) for e in stack.w3.eth.get_logs(
-            {"address": stack.addresses["AIOracle"], "fromBlock": 0, "topics": ["0x" + FULFILLED_TOPIC.hex()]})]
+            {"address": stack.contract("AIOracle").address, "fromBlock": 0, "topics": ["0x" + FULFILLED_TOPIC.hex()]})]
         answer = model.books.answers[request_key(stack.chain_id, stack.addresses["AIOracle"], event.request_id)]
         assert len(answer.encode()) == max_bytes
         assert fulfilled.status == Status.SUCCESS

@@ -1,24 +1,25 @@
-"""Reorganisations (anvil_reorg / anvil_rollback): a request reorganised away is not fulfilled, one
-re-included in a new block is fulfilled once, and a fulfillment reorganised away is sent again."""
+"""Reorganisations (anvil_reorg / anvil_rollback), where anvil drops the transactions of the blocks it
+removes: what the chain says wins. Each case ends with every request on the final chain fulfilled
+exactly once, no nonce gap, and no transaction spent on a request that no longer exists."""
 
 from __future__ import annotations
 
-import time
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from oracle.chain.events import FULFILLED_TOPIC
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask
 from oracle.devnet.harness import wait_until
 from oracle.devnet.model_server import ModelServer
 from oracle.protocol import ResultSpec, ResultType, Status
-from oracle.store import State, Store, request_key
-from tests.daemon.conftest import Running, start_daemon
+from oracle.store import State, Store, StoredRequest, request_key
+from tests.daemon.conftest import Running, audit_chain, start_daemon
 from tests.daemon.test_result_types import _decoded, _params, _wait_delivered
-from tests.daemon.test_rpc_faults import fulfillments_per_request
 
 SPEC = ResultSpec(ResultType.UINT, min=0, max=99)
 
@@ -29,20 +30,65 @@ def _rpc(stack: LocalStack, method: str, params: list[Any]) -> Any:
     return reply.get("result")
 
 
-def _state(run: Running, request_id: bytes) -> str | None:
+def _row(run: Running, request_id: bytes) -> StoredRequest | None:
     store = Store.open(run.config["store"]["path"])
     try:
-        found = store.get_request(request_key(run.stack.chain_id, run.stack.addresses["AIOracle"], request_id))
-        return found.state if found else None
+        return store.get_request(request_key(run.stack.chain_id, run.stack.addresses["AIOracle"], request_id))
     finally:
         store.close()
 
 
-def _daemon_with_depth(tmp_path: Path, confirmations: int) -> Iterator[Running]:
+def _state(run: Running, request_id: bytes) -> str | None:
+    row = _row(run, request_id)
+    return row.state if row else None
+
+
+def _cursor(run: Running) -> int:
+    store = Store.open(run.config["store"]["path"])
+    try:
+        found = store.cursor(run.stack.chain_id, run.stack.addresses["AIOracle"])
+        return found[0] if found else -1
+    finally:
+        store.close()
+
+
+def _fulfilment(stack: LocalStack, request_id: bytes) -> Any:
+    (entry,) = stack.w3.eth.get_logs({"address": stack.contract("AIOracle").address, "fromBlock": 0,
+                                      "topics": ["0x" + FULFILLED_TOPIC.hex(), "0x" + request_id.hex()]})
+    return entry
+
+
+def _fulfilment_block(stack: LocalStack, request_id: bytes) -> int:
+    return int(_fulfilment(stack, request_id)["blockNumber"])
+
+
+def _mine(stack: LocalStack, blocks: int) -> None:
+    _rpc(stack, "anvil_mine", [blocks])
+
+
+def _final_chain_settles(run: Running, ids: list[bytes], mine: int = 0) -> None:
+    """Every request answered once on the final chain; nothing reverted or sent for a gone request; the
+    signer's nonces contiguous."""
+    stack = run.stack
+
+    def settled() -> bool:
+        if mine:
+            _mine(stack, mine)
+        audit = audit_chain(stack)
+        return all(audit.fulfilled[i] == 1 for i in ids) and audit.latest_nonce == audit.pending_nonce
+
+    wait_until(settled, 60, interval=0.3, what="every request fulfilled on the final chain")
+    audit = audit_chain(stack)
+    assert all(audit.fulfilled[i] == 1 for i in ids), audit.fulfilled
+    assert not audit.reverted and audit.skipped_unknown == 0, (audit, run.daemon.log()[-3000:])
+
+
+def _daemon_with_depth(tmp_path: Path, confirmations: int, **overrides: Any) -> Iterator[Running]:
     with LocalStack() as stack:
         model = ModelServer().start()
-        run = start_daemon(stack, model, tmp_path, confirmations=confirmations)
+        run = start_daemon(stack, model, tmp_path, confirmations=confirmations, **overrides)
         try:
+            run.daemon.wait_ready()
             yield run
         finally:
             assert run.daemon.stop() == 0, run.daemon.log()[-2000:]
@@ -66,16 +112,15 @@ def test_request_reorganised_away_is_not_fulfilled(deep: Running) -> None:
     event = ask(stack, _params(deep, SPEC, prompt="soon gone"))
     wait_until(lambda: _state(deep, event.request_id) == State.SEEN, 10, what="the daemon to see the request")
     _rpc(stack, "anvil_rollback", [1])
-    _rpc(stack, "anvil_mine", [6])
+    _mine(stack, 6)
     wait_until(lambda: _state(deep, event.request_id) == State.ROLLED_BACK, 15, what="the rollback")
-    time.sleep(1.5)
-    key = request_key(stack.chain_id, stack.addresses["AIOracle"], event.request_id)
-    assert deep.model.books.calls[key] == 0
-    assert fulfillments_per_request(stack)[event.request_id] == 0
-    # the daemon goes on answering
+    # a later request, answered, is the marker: by then the gone one would have been answered too
     later = ask(stack, _params(deep, SPEC, prompt="after the reorg"))
-    _rpc(stack, "anvil_mine", [3])
+    _mine(stack, 3)
     assert _wait_delivered(deep, later.request_id)["status"] == Status.SUCCESS
+    # (the later request took the gone one's nonce, so its id too: the model's books are read by prompt)
+    assert not any("soon gone" in json.dumps(body) for body in deep.model.books.requests)
+    _final_chain_settles(deep, [later.request_id], mine=1)
 
 
 def test_request_re_included_in_a_new_block_is_fulfilled_once(deep: Running) -> None:
@@ -88,31 +133,135 @@ def test_request_re_included_in_a_new_block_is_fulfilled_once(deep: Running) -> 
     raw = _rpc(stack, "eth_getRawTransactionByHash", ["0x" + bytes(tx).hex()])  # type: ignore[arg-type]
     _rpc(stack, "anvil_reorg", [1, [[raw, 0]]])
     assert stack.w3.eth.get_block(block)["hash"] != old_hash
-    _rpc(stack, "anvil_mine", [3])
+    _mine(stack, 3)
     assert _wait_delivered(deep, event.request_id)["status"] == Status.SUCCESS
-    _rpc(stack, "anvil_mine", [3])
-    time.sleep(1.0)
-    assert fulfillments_per_request(stack)[event.request_id] == 1
+    _final_chain_settles(deep, [event.request_id], mine=1)
     key = request_key(stack.chain_id, stack.addresses["AIOracle"], event.request_id)
     assert deep.model.books.answered[key] == 1
 
 
+@pytest.mark.parametrize("how", ["rollback", "reorg"])
 @pytest.mark.parametrize("settled_first", [False, True], ids=["caught-by-txmanager", "caught-by-watcher"])
-def test_fulfillment_reorganised_away_is_sent_again(shallow: Running, settled_first: bool) -> None:
+def test_fulfilment_reorganised_away_at_depth_0_is_sent_again(shallow: Running, settled_first: bool,
+                                                               how: str) -> None:
     stack = shallow.stack
-    event = ask(stack, _params(shallow, SPEC, prompt=f"answered, then undone ({settled_first})"))
+    event = ask(stack, _params(shallow, SPEC, prompt=f"answered, then undone ({settled_first}, {how})"))
     _wait_delivered(shallow, event.request_id)
-    assert fulfillments_per_request(stack)[event.request_id] == 1
+    block = _fulfilment_block(stack, event.request_id)
     if settled_first:
-        # let the transaction be confirmed and the watcher's cursor pass its block: only the watcher's
-        # reorg check can notice now
-        wait_until(lambda: _state(shallow, event.request_id) == State.FULFILLED, 10, what="settlement")
-        time.sleep(1.5)
-    _rpc(stack, "anvil_rollback", [1])  # drops the block holding the fulfillment, and its transaction
-    assert fulfillments_per_request(stack)[event.request_id] == 0
+        # the transaction final and the watcher's cursor past its block: only the watcher's check of
+        # the cursor's block hash can notice now
+        wait_until(lambda: _state(shallow, event.request_id) == State.FULFILLED and _cursor(shallow) >= block,
+                   10, what="settlement")
+    if how == "rollback":
+        _rpc(stack, "anvil_rollback", [stack.w3.eth.block_number - block + 1])
+    else:
+        _rpc(stack, "anvil_reorg", [stack.w3.eth.block_number - block + 1, []])
+    assert audit_chain(stack).fulfilled[event.request_id] == 0
     assert not _decoded(shallow, event.request_id)["delivered"]
     _wait_delivered(shallow, event.request_id)
-    time.sleep(1.5)
-    assert fulfillments_per_request(stack)[event.request_id] == 1
+    _final_chain_settles(shallow, [event.request_id])
     key = request_key(stack.chain_id, stack.addresses["AIOracle"], event.request_id)
     assert shallow.model.books.answered[key] == 1  # the stored answer was re-sent, not re-asked
+    wait_until(lambda: _state(shallow, event.request_id) == State.FULFILLED, 10, what="the row to say fulfilled")
+
+
+def test_many_fulfilments_reorganised_away_at_depth_0_all_end_answered_once(shallow: Running) -> None:
+    stack = shallow.stack
+    ids: list[bytes] = []
+    for round_ in range(3):
+        batch = [ask(stack, _params(shallow, SPEC, prompt=f"round {round_} request {i}")).request_id
+                 for i in range(5)]
+        for request_id in batch:
+            _wait_delivered(shallow, request_id)
+        ids += batch
+        _rpc(stack, "anvil_rollback", [2])  # takes fulfilments (and perhaps a request) with it
+    alive = [i for i in ids if stack.contract("AIOracle").functions.commitments(i).call() != b"\0" * 32
+             or audit_chain(stack).fulfilled[i]]
+    _final_chain_settles(shallow, alive)
+
+
+def test_fulfilment_not_yet_final_is_sent_again_when_its_block_goes(deep: Running) -> None:
+    stack = deep.stack
+    event = ask(stack, _params(deep, SPEC, prompt="mined, not final"))
+    _mine(stack, 3)
+    _wait_delivered(deep, event.request_id)
+    block = _fulfilment_block(stack, event.request_id)
+    assert stack.w3.eth.block_number - block < 2  # mined, short of the confirmation depth
+    _rpc(stack, "anvil_rollback", [stack.w3.eth.block_number - block + 1])
+    _final_chain_settles(deep, [event.request_id], mine=1)
+    wait_until(lambda: _state(deep, event.request_id) == State.FULFILLED, 10, what="the row to say fulfilled")
+
+
+def test_final_fulfilment_undone_by_a_reorg_deeper_than_the_depth_is_sent_again(deep: Running) -> None:
+    stack = deep.stack
+    event = ask(stack, _params(deep, SPEC, prompt="final, then undone"))
+    _mine(stack, 3)
+    _wait_delivered(deep, event.request_id)
+    block = _fulfilment_block(stack, event.request_id)
+    _mine(stack, 3)
+    wait_until(lambda: _state(deep, event.request_id) == State.FULFILLED, 10, what="the fulfilment to be final")
+    _rpc(stack, "anvil_reorg", [stack.w3.eth.block_number - block + 1, []])  # deeper than 2 confirmations
+    _final_chain_settles(deep, [event.request_id], mine=1)
+    wait_until(lambda: _state(deep, event.request_id) == State.FULFILLED, 10, what="the row to say fulfilled")
+    key = request_key(stack.chain_id, stack.addresses["AIOracle"], event.request_id)
+    assert deep.model.books.answered[key] == 1
+
+
+def test_request_and_its_fulfilment_re_included_keep_the_row_whole(shallow: Running) -> None:
+    stack = shallow.stack
+    event = ask(stack, _params(shallow, SPEC, prompt="both moved to new blocks"))
+    request_block = stack.w3.eth.block_number
+    _wait_delivered(shallow, event.request_id)
+    fulfil_block = _fulfilment_block(stack, event.request_id)
+    wait_until(lambda: _state(shallow, event.request_id) == State.FULFILLED and _cursor(shallow) >= fulfil_block,
+               10, what="settlement")
+    hashes = [bytes(stack.w3.eth.get_block(b)["transactions"][0]) for b in (request_block, fulfil_block)]  # type: ignore[arg-type]
+    raws = [_rpc(stack, "eth_getRawTransactionByHash", ["0x" + h.hex()]) for h in hashes]
+    depth = stack.w3.eth.block_number - request_block + 1
+    _rpc(stack, "anvil_reorg", [depth, [[raws[0], 0], [raws[1], fulfil_block - request_block]]])
+    _mine(stack, 1)
+    _final_chain_settles(shallow, [event.request_id])
+    fulfilled = _fulfilment(stack, event.request_id)
+
+    def whole() -> bool:
+        row = _row(shallow, event.request_id)
+        return (row is not None and row.state == State.FULFILLED
+                and row.fulfill_tx == bytes(fulfilled["transactionHash"]) and row.result is not None
+                and row.receipt_hash is not None and row.signature is not None)
+
+    wait_until(whole, 15, what="the row to describe the fulfilment on-chain")
+    row = _row(shallow, event.request_id)
+    assert row is not None and row.status == Status.SUCCESS
+    assert _decoded(shallow, event.request_id)["receiptHash"] == row.receipt_hash
+
+
+@pytest.fixture
+def bounded(tmp_path: Path) -> Iterator[Running]:
+    """A daemon at depth 0 that follows a reorg back at most 2 blocks."""
+    yield from _daemon_with_depth(tmp_path, 0, max_reorg_depth=2)
+
+
+def test_reorg_deeper_than_max_reorg_depth_stops_the_chains_intake(bounded: Running) -> None:
+    run = bounded
+    stack = run.stack
+    event = ask(stack, _params(run, SPEC, prompt="answered before the deep reorg"))
+    _wait_delivered(run, event.request_id)
+    _mine(stack, 4)
+    head = stack.w3.eth.block_number
+    wait_until(lambda: _cursor(run) >= head and _state(run, event.request_id) == State.FULFILLED, 10,
+               what="the watcher to reach the head")
+    _rpc(stack, "anvil_reorg", [8, []])  # the request and its fulfilment go, 5 and more blocks deep
+    wait_until(lambda: "reorg deeper than max_reorg_depth 2" in run.daemon.log(), 15,
+               what="the daemon to stop the chain's intake")
+    assert "ERROR" in next(line for line in run.daemon.log().splitlines() if "max_reorg_depth 2" in line)
+    wait_until(lambda: "beyond max_reorg_depth 2" in run.daemon.log(), 15,
+               what="the transaction manager to leave its transaction as it is")
+    # nothing beyond the bound was touched: the request is still on record as fulfilled
+    assert _state(run, event.request_id) == State.FULFILLED
+    assert _cursor(run) == head
+    run.daemon.stop()
+    run.restart()  # a restart meets the same reorg and stops again, still touching nothing
+    wait_until(lambda: run.daemon.log().count("reorg deeper than max_reorg_depth 2") >= 2, 15,
+               what="the restarted daemon to stop the intake again")
+    assert _state(run, event.request_id) == State.FULFILLED
