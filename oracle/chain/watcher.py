@@ -98,7 +98,7 @@ class RequestWatcher:
                 continue
             # No commit here: the pipeline reads through the same connection, and its first side
             # effect (a model call) commits first, this insert included.
-            if self.ingest([raw]) and self.chain.confirmations == 0:
+            if self.ingest([raw], swept=False) and self.chain.confirmations == 0:
                 self.on_new_work()
 
     # ------------------------------------------------------------ the sweep
@@ -196,8 +196,10 @@ class RequestWatcher:
 
     # ------------------------------------------------------------ ingesting logs
 
-    def ingest(self, logs: list[dict[str, Any]]) -> int:
-        """Store what the logs say; returns how many requests were new. Idempotent."""
+    def ingest(self, logs: list[dict[str, Any]], swept: bool = True) -> int:
+        """Store what the logs say; returns how many requests were new. Idempotent. Only blocks the sweep
+        read (`swept`) are remembered for finding a reorg's common block: a log pushed by the subscription
+        may already be of the new branch, and would hide the fork."""
         new = 0
         blocks: list[tuple[int, bytes, bytes | None]] = []
         for raw in logs:
@@ -226,7 +228,8 @@ class RequestWatcher:
                 # loudly rather than stopping every later request behind it
                 self.undecodable += 1
                 log.error("chain %s: undecodable event in block %d: %s", self.chain.name, block_number, exc)
-        self.store.remember_blocks(self.chain.chain_id, blocks)
+        if swept:
+            self.store.remember_blocks(self.chain.chain_id, blocks)
         return new
 
     def _forget_missing(self, start: int, end: int, logs: list[dict[str, Any]]) -> None:

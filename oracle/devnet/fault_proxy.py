@@ -33,6 +33,7 @@ class FaultKnobs:
     slow_log_delay: float = 0.0
     ws_cut_every: float | None = None  # seconds between cuts of each WebSocket connection
     swallow_raw_txs: int = 0  # the next N distinct raw transactions get their hash back and go nowhere
+    refuse_raw_txs: int = 0  # the next N raw transactions are refused for a reason no new price fixes
     spare_methods: tuple[str, ...] = ("eth_chainId",)  # never faulted
     seed: int = 11
 
@@ -46,6 +47,7 @@ class FaultCounts:
     slowed_ranges: int = 0
     ws_cuts: int = 0
     swallowed: Counter[str] = field(default_factory=Counter)  # copies of each swallowed tx, by hash
+    refused_txs: int = 0
 
 
 class FaultProxy(LoopbackServer):
@@ -114,6 +116,11 @@ class FaultProxy(LoopbackServer):
             if method == "eth_getLogs" and k.slow_log_range is not None and _log_range(doc) > k.slow_log_range:
                 self.counts.slowed_ranges += 1
                 await asyncio.sleep(k.slow_log_delay)
+            if method == "eth_sendRawTransaction" and k.refuse_raw_txs > 0:
+                k.refuse_raw_txs -= 1
+                self.counts.refused_txs += 1
+                return web.json_response({"jsonrpc": "2.0", "id": doc.get("id"), "error": {
+                    "code": -32003, "message": "proxy: transaction rejected by policy"}})
             if method == "eth_sendRawTransaction":
                 swallowed = self._swallow(doc)
                 if swallowed is not None:

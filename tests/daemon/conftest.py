@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from oracle.chain.txmanager import SKIPPED_TOPIC, UNKNOWN_REQUEST
 from oracle.devnet import LocalStack
 from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, write_config
 from oracle.devnet.model_server import ModelServer
+from oracle.store import Store
 
 
 @dataclass
@@ -76,3 +78,24 @@ def audit_chain(stack: LocalStack) -> ChainAudit:
     unknown = sum(1 for entry in skipped if bytes(entry["data"])[:4] == UNKNOWN_REQUEST)
     return ChainAudit(fulfilled, reverted, unknown, w3.eth.get_transaction_count(signer, "latest"),
                       w3.eth.get_transaction_count(signer, "pending"))
+
+
+def gas_paid_on_chain(stack: LocalStack) -> int:
+    """What the signer's mined transactions cost, wei, from the final chain's receipts."""
+    w3, signer, total = stack.w3, stack.keys.signer.address, 0
+    for number in range(w3.eth.block_number + 1):
+        for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]:
+            assert not isinstance(tx, bytes)
+            if tx["from"] == signer:
+                receipt = w3.eth.get_transaction_receipt(tx["hash"])
+                total += receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    return total
+
+
+def gas_on_record(run: Running) -> int:
+    """The day's gas spend the daemon's store holds (what its daily budget is checked against)."""
+    store = Store.open(run.config["store"]["path"])
+    try:
+        return store.gas_spent(run.stack.chain_id, datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"))
+    finally:
+        store.close()

@@ -19,7 +19,7 @@ from oracle.devnet.model_server import ModelServer
 from oracle.protocol import ResultSpec, ResultType, Status
 from oracle.results import encode_result
 from oracle.store import Store, request_key
-from tests.daemon.conftest import Running, audit_chain, start_daemon
+from tests.daemon.conftest import Running, audit_chain, gas_on_record, gas_paid_on_chain, start_daemon
 from tests.daemon.test_reorgs import _rpc
 from tests.daemon.test_result_types import _params, _wait_delivered
 
@@ -123,5 +123,33 @@ def test_base_fee_jump_under_the_cap_costs_at_most_one_repricing(
         assert waited < REPLACE_AFTER, f"fulfilment waited {waited:.1f} s"
         assert run.daemon.log().count("node refused tx") <= 1  # refused once for its price, then re-priced
         assert not audit_chain(stack).reverted
+        # the day's gas on record is what the chain's receipts say was paid
+        wait_until(lambda: gas_on_record(run) == gas_paid_on_chain(stack), 10, what="the gas ledger to agree")
     finally:
         assert run.daemon.stop() == 0
+
+
+def test_transaction_refused_for_good_frees_its_nonce_and_its_responses_go_again(
+        env: tuple[LocalStack, ModelServer, Path]) -> None:
+    stack, model, tmp = env
+    # the node refuses the first transaction and its rebuilt replacement for a reason no price fixes
+    proxy = FaultProxy(stack.rpc_url, stack.ws_url, FaultKnobs(refuse_raw_txs=2)).start()
+    run = start_daemon(stack, model, tmp, rpc_url=proxy.rpc_url, ws_url=proxy.ws_url, gas=GAS)
+    try:
+        run.daemon.wait_ready()
+        spec = ResultSpec(ResultType.UINT, min=0, max=9)
+        event = ask(stack, _params(run, spec, prompt="its first transaction is refused"))
+        assert _wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
+        assert proxy.counts.refused_txs == 2
+        signer = stack.keys.signer.address
+        fills = [tx for n in range(stack.w3.eth.block_number + 1)
+                 for tx in stack.w3.eth.get_block(n, full_transactions=True)["transactions"]
+                 if not isinstance(tx, bytes) and tx["from"] == signer and tx["to"] == signer]
+        assert len(fills) == 1 and fills[0]["value"] == 0  # the nonce was filled, not waited on
+        audit = audit_chain(stack)
+        assert audit.fulfilled[event.request_id] == 1 and not audit.reverted
+        assert audit.latest_nonce == audit.pending_nonce
+        wait_until(lambda: gas_on_record(run) == gas_paid_on_chain(stack), 10, what="the gas ledger to agree")
+    finally:
+        assert run.daemon.stop() == 0
+        proxy.stop()

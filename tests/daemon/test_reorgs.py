@@ -18,7 +18,7 @@ from oracle.devnet.harness import wait_until
 from oracle.devnet.model_server import ModelServer
 from oracle.protocol import ResultSpec, ResultType, Status
 from oracle.store import State, Store, StoredRequest, request_key
-from tests.daemon.conftest import Running, audit_chain, start_daemon
+from tests.daemon.conftest import Running, audit_chain, gas_on_record, gas_paid_on_chain, start_daemon
 from tests.daemon.test_result_types import _decoded, _params, _wait_delivered
 
 SPEC = ResultSpec(ResultType.UINT, min=0, max=99)
@@ -81,6 +81,8 @@ def _final_chain_settles(run: Running, ids: list[bytes], mine: int = 0) -> None:
     audit = audit_chain(stack)
     assert all(audit.fulfilled[i] == 1 for i in ids), audit.fulfilled
     assert not audit.reverted and audit.skipped_unknown == 0, (audit, run.daemon.log()[-3000:])
+    # gas counted once per mined transaction, and taken back for what a reorg undid
+    wait_until(lambda: gas_on_record(run) == gas_paid_on_chain(stack), 15, what="the gas ledger to agree")
 
 
 def _daemon_with_depth(tmp_path: Path, confirmations: int, **overrides: Any) -> Iterator[Running]:
