@@ -38,10 +38,11 @@ class State:
     SUBMITTED = "submitted"  # a fulfillment transaction carries it
     FULFILLED = "fulfilled"  # confirmed on-chain (by us or anyone)
     EXPIRED = "expired"  # the deadline passed before it could be fulfilled
+    UNPROFITABLE = "unprofitable"  # its fee does not cover the gas of answering: left for its requester to reclaim
     ROLLED_BACK = "rolled_back"  # the block that held it was reorganised away
     CANCELLED = "cancelled"  # the requester took the refund
 
-    TERMINAL = frozenset({FULFILLED, EXPIRED, ROLLED_BACK, CANCELLED})
+    TERMINAL = frozenset({FULFILLED, EXPIRED, ROLLED_BACK, CANCELLED, UNPROFITABLE})
 
 
 @dataclass

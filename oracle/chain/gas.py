@@ -57,6 +57,12 @@ def fulfilment_gas(callback_gas_limits: Iterable[int], data: bytes, overhead: in
     return max(intrinsic_gas(data) + execution, floor_gas(data))
 
 
+def marginal_gas(callback_gas_limit: int, data: bytes, overhead: int, batch_size: int) -> int:
+    """One response's share of a transaction carrying `batch_size` responses: its own calldata (`data`,
+    the response sent alone) with the floor, its execution and callback gas, and its part of the base."""
+    return fulfilment_gas([callback_gas_limit], data, overhead) - TX_BASE_GAS + -(-TX_BASE_GAS // batch_size)
+
+
 def response_gas_bound(request_id: bytes, commitment: Commitment, result_bytes: int, overhead: int) -> int:
     """The most gas a response to one request can cost sent alone, before its answer is known: its result
     at `result_bytes` of non-zero bytes (the dearest calldata), the callback's full limit."""

@@ -39,7 +39,7 @@ from oracle.abi import signature
 from oracle.chain.calldata import decode_fulfilment, fulfill_batch_calldata, fulfill_calldata
 from oracle.chain.errors import decode_revert
 from oracle.chain.events import FULFILLED_TOPIC, log_topics_and_data
-from oracle.chain.gas import SELF_TRANSFER_GAS, fulfilment_gas
+from oracle.chain.gas import SELF_TRANSFER_GAS, fulfilment_gas, marginal_gas
 from oracle.chain.rpc import ChainClient, RpcError, RpcUnavailable
 from oracle.config import ChainSettings
 from oracle.protocol import Commitment, Response
@@ -262,6 +262,10 @@ class TxManager:
     # ------------------------------------------------------------ sending new transactions
 
     async def _send(self, batch: list[ReadyResponse]) -> None:
+        max_fee, priority = await self._fees()
+        batch = self._profitable(batch, max_fee)
+        if not batch:
+            return
         data = self._calldata(batch)
         try:
             # One execution against the latest state: a call that would revert is not sent.
@@ -270,7 +274,6 @@ class TxManager:
             self._refused(batch, exc)
             return
         gas = self._gas_limit(batch)
-        max_fee, priority = await self._fees()
         spent = self.store.gas_spent(self.chain.chain_id, _today())
         if spent + gas * max_fee > self.chain.gas.daily_budget:
             # at worst this transaction costs gas * max_fee: it must fit in what is left of the budget
@@ -287,6 +290,32 @@ class TxManager:
         await self.store.commit()
         self.sent += 1
         await self._deliver(tx)
+
+    def _marginal_gas(self, item: ReadyResponse, batch_size: int) -> int:
+        return marginal_gas(item.commitment.callback_gas_limit, self._calldata([item]),
+                            self.chain.gas.fulfill_gas_overhead, batch_size)
+
+    def _affordable(self, batch: Sequence[ReadyResponse]) -> int:
+        """The highest maxFeePerGas at which every response's fee still covers its gas in this batch."""
+        return min((i.commitment.fee // self._marginal_gas(i, len(batch)) for i in batch), default=0)
+
+    def _profitable(self, batch: list[ReadyResponse], max_fee: int) -> list[ReadyResponse]:
+        """The responses whose escrowed fee covers their marginal gas at `max_fee`; the others are left to
+        expire (their requesters reclaim the fees) and stored as unprofitable with the figures."""
+        while batch:
+            losing = [i for i in batch if i.commitment.fee < self._marginal_gas(i, len(batch)) * max_fee]
+            if not losing:
+                return batch
+            for item in losing:
+                gas = self._marginal_gas(item, len(batch))
+                detail = (f"fee {item.commitment.fee} wei does not cover {gas} gas at {max_fee} wei/gas "
+                          f"({gas * max_fee} wei): not answered; the requester can cancel after the deadline")
+                if self.store.set_state(item.key, State.UNPROFITABLE, detail=detail,
+                                        expect=[State.SIGNED, State.SUBMITTED]):
+                    log.info("chain %s: request %s unprofitable: %s", self.chain.name, item.key, detail)
+                self._in_flight.discard(item.key)
+            batch = [i for i in batch if i not in losing]  # fewer responses share the base: check again
+        return batch
 
     def _sign(self, nonce: int, to: str, data: bytes, gas: int, max_fee: int, priority: int,
               keys: list[str]) -> StoredTx:
@@ -445,14 +474,20 @@ class TxManager:
         refused the newest one, so it is not sent unchanged again."""
         newest = max(txs, key=lambda t: t.sent_at)
         cap = self.chain.gas.max_fee_per_gas
+        carried = _carried(newest, self.chain.oracle)
+        if carried and not fill:
+            # re-pricing never goes above what the responses' fees cover
+            cap = min(cap, self._affordable(carried))
         max_fee, priority = await self._fees(fresh=True)
         if known:  # a node replaces a transaction it holds only for a higher price on both fees
             max_fee, priority = self._outbid(newest, max_fee, priority)
             if max_fee > cap:  # it holds one at the cap already: nothing to do but wait for the base fee
-                self._hold_nonce(nonce, newest, f"it cannot be re-priced under the fee cap {cap} wei")
+                self._hold_nonce(nonce, newest, f"it cannot be re-priced above {cap} wei (the fee cap, or "
+                                                f"what its responses' fees cover)")
                 return
-        max_fee, priority = min(max_fee, cap), min(priority, cap)
-        items = [] if fill else await self._still_open(newest)
+        max_fee = min(max_fee, self.chain.gas.max_fee_per_gas)
+        priority = min(priority, max_fee)
+        items = [] if fill else self._profitable(await self._still_open(newest), max_fee)
         if fill:
             self._release(newest.request_keys)
         data = self._calldata(items) if items else b""
@@ -505,14 +540,14 @@ class TxManager:
         deadlines have not passed; the others are released (held a while, then left to the watcher)."""
         now = self.clock()
         open_items: list[ReadyResponse] = []
-        for response, commitment, sig in decode_fulfilment(_calldata_of(tx.raw)):
-            key = request_key(self.chain.chain_id, self.chain.oracle, response.request_id)
+        for item in _carried(tx, self.chain.oracle):
+            key, response, commitment = item.key, item.response, item.commitment
             stored = await self.rpc.eth_call(self.chain.oracle, COMMITMENTS_SELECTOR + encode(
                 ["bytes32"], [response.request_id]))
             if stored != commitment.hash() or now > commitment.deadline:
                 self._release([key])
                 continue
-            open_items.append(ReadyResponse(key, response, commitment, sig, commitment.deadline))
+            open_items.append(item)
         return open_items
 
     async def _fill_gaps(self, mined_count: int) -> None:
@@ -599,8 +634,11 @@ class TxManager:
         self.store.requeue_submitted(keys)
 
 
-def _calldata_of(raw: bytes) -> bytes:
-    return bytes(TypedTransaction.from_bytes(HexBytes(raw)).as_dict()["data"])
+def _carried(tx: StoredTx, oracle: str) -> list[ReadyResponse]:
+    """The signed responses a stored transaction of ours carries, read back from its calldata."""
+    data = bytes(TypedTransaction.from_bytes(HexBytes(tx.raw)).as_dict()["data"])
+    return [ReadyResponse(request_key(tx.chain_id, oracle, response.request_id), response, commitment, sig,
+                          commitment.deadline) for response, commitment, sig in decode_fulfilment(data)]
 
 
 def _today() -> str:

@@ -149,6 +149,12 @@ class ModelRouter:
         return Answer(Status.SUCCESS, ReasonCode.NONE, combined.result, models, "", section)
 
 
+def _cost_unknown(reply: ProviderReply) -> bool:
+    """No answer came back (a timeout or a dropped connection): the provider may have done, and billed,
+    the work; so may a payment whose fate is not known."""
+    return reply.outcome == "error" and (reply.http_status == 0 or reply.kind == RESENT)
+
+
 def _hex(value: object) -> str:
     if isinstance(value, bytes):
         return "0x" + value.hex()
@@ -182,6 +188,11 @@ class _Run:
         # What this request may still pay over x402: the fee's share after gas, less what it may have paid.
         self.allowance = max(0, request.allowance - spent)
         self.paid_here = 0
+        # What the request's calls may cost, micro-USD, held against its allowance across every attempt,
+        # fallback and ensemble member: a call reserves its worst case (its answer at max tokens at the
+        # deployment's prices, or its per-call price) before it is made and is settled at its cost after.
+        self.worst = {e.id: cost for e, cost in zip(decision.plan, decision.estimates, strict=True)}
+        self.reserved = sum(a.cost if a.state == "done" else self.worst.get(a.deployment, 0) for a in prior)
         self.calls_on: dict[str, int] = {}
         self.finished: set[str] = set()  # deployments that failed for good for this request
         self.not_before: dict[str, float] = {}  # deployment -> when its Retry-After allows another call
@@ -209,6 +220,12 @@ class _Run:
                 if self.deadline - self.r.clock() < 0.5:
                     return _Outcome(False, ReasonCode.DEADLINE_TOO_SHORT, "the deadline came before an answer",
                                     last.model or e.model)
+                if not self._replayable(e) and not self._fits(e):
+                    last = _Outcome(False, ReasonCode.BUDGET_EXHAUSTED,
+                                    f"{e.id}: a call may cost {self.worst.get(e.id, 0)} micro-USD; "
+                                    f"{max(0, self.request.allowance - self.reserved)} of the request's "
+                                    f"{self.request.allowance} are left", e.model)
+                    continue
                 if not self._replayable(e) and not self.r.health.allow(e.id):
                     last = _Outcome(False, ReasonCode.PROVIDERS_UNAVAILABLE, f"{e.id}: circuit open", e.model)
                     continue
@@ -230,6 +247,9 @@ class _Run:
                 await asyncio.sleep(resume_at - self.r.clock())
         return last
 
+    def _fits(self, e: Entry) -> bool:
+        return self.reserved + self.worst.get(e.id, 0) <= self.request.allowance
+
     def _taken(self, member: int, provider: str) -> bool:
         return any(p == provider for m, p in self.in_use.items() if m != member)
 
@@ -248,13 +268,13 @@ class _Run:
                 try:
                     result = answer_to_result(self.request.params.result, reply.text)
                 except ResultError as exc:
-                    if malformed_again:
+                    if malformed_again and (self._replayable(e) or self._fits(e)):
                         malformed_again = False
                         continue
                     self.finished.add(e.id)
                     return _Outcome(False, ReasonCode.MALFORMED, f"{e.id}: {exc}", e.model)
                 return _Outcome(True, ReasonCode.NONE, "", e.model, result, e.id)
-            if reply.outcome == "malformed" and malformed_again:
+            if reply.outcome == "malformed" and malformed_again and (self._replayable(e) or self._fits(e)):
                 malformed_again = False
                 continue
             if reply.outcome == "refused":
@@ -276,7 +296,7 @@ class _Run:
             wait = reply.retry_after if reply.retry_after is not None else min(
                 backoff * (0.5 + random.random()), self.r.settings.backoff_max)
             if (retries >= self.r.settings.retries or wait > self.r.settings.backoff_max or wait >= time_left
-                    or not self._may_retry(e)):
+                    or not self._may_retry(e) or not (self._replayable(e) or self._fits(e))):
                 if reply.retry_after is not None:
                     self.not_before[e.id] = self.r.clock() + reply.retry_after
                 return _Outcome(False, ReasonCode.PROVIDERS_UNAVAILABLE, f"{e.id}: {reply.error}", e.model)
@@ -290,8 +310,13 @@ class _Run:
     async def _call(self, e: Entry) -> ProviderReply:
         """One HTTP call to `e`, or its replay from the store when a previous run finished it."""
         n = self.calls_on.get(e.id, 0)
-        self.calls_on[e.id] = n + 1
         prior = self.prior.get((e.id, n))
+        if prior is None and not self._fits(e):
+            # checked here, with no wait before the reservation below: concurrent members cannot both fit
+            self.r.health.release(e.id)
+            return ProviderReply("error", BUDGET, error=f"a call may cost {self.worst.get(e.id, 0)} micro-USD; "
+                                 f"{max(0, self.request.allowance - self.reserved)} of the request's allowance left")
+        self.calls_on[e.id] = n + 1
         store = self.r.store
         if prior is not None and prior.state == "done":
             raw = store.raw_response(prior.raw_sha256) if prior.raw_sha256 else None
@@ -315,9 +340,11 @@ class _Run:
                         {"X-Oracle-Request": request.key,
                          "Idempotency-Key": f"{request.key}/{request.params_hash.hex()[:16]}/{e.id}/{attempt_id}"})
             timeout = min(e.deployment.timeout, max(0.1, self.deadline - self.r.clock() - 0.5))
-            k = self.decision.ensemble
+            worst = self.worst.get(e.id, 0)
+            if prior is None:
+                self.reserved += worst  # before the call leaves: concurrent members see it
             payment = PaymentContext(request.key, request.requester, attempt_id,
-                                     max(0, min(request.allowance // k, self.allowance - self.paid_here)))
+                                     max(0, min(worst, self.allowance - self.paid_here)))
             reply = await send(self.r.session, FORMATS[e.deployment.api], e.deployment, call, timeout,
                                self.r.paying, payment)
         except BaseException:
@@ -325,6 +352,8 @@ class _Run:
             raise
         self.r.health.record(e.id, reply.latency_ms, reply.provider_failed)
         cost = e.cost(reply.usage, reply.reported_cost)
+        if not _cost_unknown(reply):
+            self.reserved += cost - worst  # settled at what it cost; a call of unknown fate keeps its worst case
         if reply.payment_id is not None and reply.reported_cost is not None:
             self.paid_here += reply.reported_cost
         store.finish_attempt(Attempt(request.key, attempt_id, e.id, "done", reply.outcome, reply.latency_ms,

@@ -14,9 +14,10 @@ from web3 import Web3
 from oracle.abi import input_types, signature
 from oracle.chain.events import RequestedEvent
 from oracle.devnet.answer import ask, requested_events
+from oracle.devnet.harness import wait_until
 from oracle.protocol import PolicyClass, ReasonCode, RequestParams, ResultSpec, ResultType, Status
-from oracle.store import Store, request_key
-from tests.daemon.conftest import Running
+from oracle.store import State, Store, request_key
+from tests.daemon.conftest import Running, audit_chain
 from tests.daemon.test_result_types import _decoded, _params, _wait_delivered
 
 
@@ -52,25 +53,41 @@ UINT = ResultSpec(ResultType.UINT, min=0, max=100)
         ("unknown spec option", {"model_spec": "cheapest;colour=red"}, ReasonCode.UNSUPPORTED, "unknown model spec"),
         ("capability not offered", {"model_spec": "cheapest;needs=tools"}, ReasonCode.UNSUPPORTED, "capabilities"),
         ("price cap below every model", {"model_spec": "cheapest;max_price=1"}, ReasonCode.FEE_TOO_LOW, "max_price"),
-        ("fee below cost", {"model_spec": "fastest"}, ReasonCode.FEE_TOO_LOW, "below gas"),
     ],
 )
 def test_hostile_request_is_answered_with_a_failure_and_a_reason(
     running: Running, what: str, change: dict[str, Any], reason: ReasonCode, detail: str
 ) -> None:
-    restore = _zero_fees(running) if reason == ReasonCode.FEE_TOO_LOW else None
-    try:
-        params = _params(running, UINT, **change)
-        event = _ask_raw_labels(running, params) if "labels" in what else ask(running.stack, params)
-    finally:
-        if restore:
-            restore()
+    params = _params(running, UINT, **change)
+    event = _ask_raw_labels(running, params) if "labels" in what else ask(running.stack, params)
     decoded = _wait_delivered(running, event.request_id)
     assert (decoded["status"], decoded["reasonCode"]) == (Status.FAILURE, reason), what
     stored = _stored(running, event.request_id)
     assert stored.reason == reason and detail in stored.reason_detail, stored.reason_detail
     key = request_key(running.stack.chain_id, running.stack.addresses["AIOracle"], event.request_id)
     assert running.model.books.calls[key] == 0  # refused before any model was asked
+
+
+def test_request_whose_fee_cannot_pay_for_its_answer_is_left_unanswered(running: Running) -> None:
+    stack = running.stack
+    restore = _zero_fees(running)  # a fresh deployment's schedule: anyone may ask for 1 wei
+    try:
+        # the most callback gas the oracle allows: answering would cost the operator all of it
+        event = ask(stack, _params(running, UINT, model_spec="fastest", prompt="answer me at your cost",
+                                   callback_gas_limit=2_000_000), extra_fee=1)
+    finally:
+        restore()
+    wait_until(lambda: getattr(_stored(running, event.request_id), "state", None) == State.UNPROFITABLE, 20,
+               what="the request to be stored as unprofitable")
+    stored = _stored(running, event.request_id)
+    assert stored.reason == ReasonCode.FEE_TOO_LOW and "fee 1 wei does not cover" in stored.reason_detail
+    # a later request answered is the marker: nothing was sent for the first, and no model asked
+    later = ask(stack, _params(running, UINT, prompt="an ordinary question after it"))
+    _wait_delivered(running, later.request_id)
+    assert audit_chain(stack).fulfilled[event.request_id] == 0
+    assert not _decoded(running, event.request_id)["delivered"]
+    key = request_key(stack.chain_id, stack.addresses["AIOracle"], event.request_id)
+    assert running.model.books.calls[key] == 0
 
 
 def _ask_raw_labels(run: Running, params: RequestParams) -> RequestedEvent:

@@ -270,3 +270,48 @@ async def test_attempts_carry_cost_usage_and_the_raw_response_hash(servers: Serv
     assert raw is not None and hashlib.sha256(raw).hexdigest() == note["response_sha256"]
     assert note["payment_id"] is None  # paid by key, not over x402
 
+
+
+# ---------------------------------------------------------------- spend per request
+
+def _worst(answer: Answer) -> dict[str, int]:
+    return {d: c for d, c in answer.receipt["decision"]["plan"]}
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic", "gemini"])
+async def test_calls_stop_when_their_worst_case_no_longer_fits_the_fee(servers: Servers, store: Store,
+                                                                       api: str) -> None:
+    # every answer malformed: without a bound, 4 slots of 2 calls on each of 2 deployments
+    a, b = servers(Knobs(force="malformed")), servers(Knobs(force="malformed"))
+    # priced per call, so each call costs exactly its worst case
+    flat = {"input_price": 0, "output_price": 0}
+    deployments = [deployment("a", a, api, call_price=100, **flat), deployment("b", b, api, call_price=150, **flat)]
+    allowance = 350  # room for three calls
+    async with router_for(deployments, store, FAST.model_copy(update={"attempt_budget": 4})) as router:
+        request = route_request(allowance=allowance)
+        answer = await router.answer(request, _later(), [])
+    attempts = answer.receipt["attempts"]
+    assert answer.status == Status.FAILURE and answer.reason in (ReasonCode.MALFORMED, ReasonCode.BUDGET_EXHAUSTED)
+    assert sum(x["cost"] for x in attempts) <= allowance
+    assert a.books.total + b.books.total == 3, _outcomes(answer)  # 4 slots x 2 calls without the bound
+
+
+async def test_a_call_that_never_answers_keeps_its_worst_case_reserved(servers: Servers, store: Store) -> None:
+    silent = servers(Knobs(force="timeout", timeout_sleep=2.0))
+    d = deployment("a", silent, timeout=0.2, input_price=0, output_price=0, call_price=100)
+    async with router_for([d], store, FAST.model_copy(update={"attempt_budget": 4, "retries": 2})) as router:
+        answer = await router.answer(route_request(allowance=200), _later(), [])
+    # the provider may have done (and billed) the work of a call that timed out: two such calls fill
+    # an allowance of two worst cases, where 4 slots x 3 tries would have been made
+    assert answer.status == Status.FAILURE and silent.books.total == 2, _outcomes(answer)
+
+
+async def test_ensemble_members_reserve_their_share_before_they_call(servers: Servers, store: Store) -> None:
+    members = [servers(Knobs(force="timeout", timeout_sleep=2.0)) for _ in range(3)]
+    deployments = [deployment(f"m{i}", s, timeout=0.2, input_price=0, output_price=0, call_price=100)
+                   for i, s in enumerate(members)]
+    async with router_for(deployments, store, FAST.model_copy(update={"attempt_budget": 4, "retries": 2})) as router:
+        answer = await router.answer(route_request(spec="ensemble:2", allowance=300), _later(), [])
+    # two members call at once, each holding 100 before it sends; the third call fills the allowance
+    assert answer.status == Status.FAILURE
+    assert sum(s.books.total for s in members) == 3, _outcomes(answer)
