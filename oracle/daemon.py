@@ -17,6 +17,7 @@ import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from oracle.chain.clock import ChainClock
+from oracle.chain.fee_schedule import fee_shortfalls, smallest_response_gas
 from oracle.chain.rpc import ChainClient, LogSubscription
 from oracle.chain.signer import ResponseSigner
 from oracle.chain.txmanager import TxManager
@@ -98,6 +99,7 @@ class Daemon:
                               f"chain {actual}")
         clock = ChainClock()
         txm = TxManager(chain, rpc, store, key, clock=clock.now)
+        await self._check_fees(rpc, chain, txm)
         signer = ResponseSigner(key, chain.chain_id, chain.oracle)
         pipeline = Pipeline(chain, self.config.pipeline, store, router, signer, txm, txm.current_max_fee,
                             clock=clock.now)
@@ -106,6 +108,19 @@ class Daemon:
         watcher = RequestWatcher(chain, rpc, store, clock, subscription, on_new_work=pipeline.wake,
                                  on_reorg=txm.reorged)
         return ChainRuntime(chain, rpc, watcher, txm, pipeline)
+
+    @staticmethod
+    async def _check_fees(rpc: ChainClient, chain: ChainSettings, txm: TxManager) -> None:
+        """Refuse to serve an oracle whose fee schedule cannot pay for the smallest response."""
+        price = min(chain.gas.max_fee_per_gas, await txm.price_now())
+        shortfalls = await fee_shortfalls(rpc, chain, price)
+        if shortfalls:
+            raise ConfigError(
+                f"chains[{chain.name}]: the fee schedule of oracle {chain.oracle} cannot pay for its smallest "
+                f"response ({smallest_response_gas(chain)} gas at {price} wei/gas): "
+                + "; ".join(str(s) for s in shortfalls)
+                + ". Raise those classes' baseFee with setFeeSchedule(policyClass, (baseFee, perCallbackGas, "
+                  "perOutputToken)) from the oracle's owner, then start again")
 
     async def _drain(self) -> None:
         for rt in self.chains:

@@ -144,6 +144,10 @@ class TxManager:
         for tx in self.store.txs_mined_after(self.chain.chain_id, self.sender, common_block):
             self._vanished(tx, f"its block {tx.block_number} was reorganised away")
 
+    async def price_now(self) -> int:
+        """The maxFeePerGas a transaction signed now would carry, read from the chain."""
+        return (await self._fees(fresh=True))[0]
+
     def current_max_fee(self) -> int:
         """The maxFeePerGas a transaction sent now would pay, wei (for the pipeline's economics check)."""
         return self._price(self._base_fee, self._network_priority)[0]

@@ -14,7 +14,7 @@ from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask
 from oracle.devnet.harness import wait_until
 from oracle.devnet.model_server import ModelServer
-from oracle.protocol import ResultSpec, ResultType, Status
+from oracle.protocol import PolicyClass, ResultSpec, ResultType, Status
 from oracle.store import State, Store, request_key
 from tests.daemon.conftest import Running, start_daemon
 from tests.daemon.test_reorgs import _rpc, _state
@@ -95,3 +95,18 @@ def test_stuck_transaction_is_repriced_under_the_same_nonce(env: tuple[LocalStac
     finally:
         _rpc(stack, "evm_setAutomine", [True])
         assert run.daemon.stop() == 0
+
+
+def test_daemon_refuses_an_oracle_whose_fees_cannot_pay_for_its_smallest_answer(
+        env: tuple[LocalStack, ModelServer, Path]) -> None:
+    stack, model, tmp = env
+    oracle = stack.contract("AIOracle")
+    for cls in (PolicyClass.CHEAPEST, PolicyClass.ENSEMBLE):  # as a fresh deployment has them: zero
+        stack.transact(oracle.functions.setFeeSchedule(int(cls), (0, 0, 0)), stack.keys.owner)
+    run = start_daemon(stack, model, tmp, gas=GAS)
+    wait_until(lambda: not run.daemon.alive(), 30, what="the daemon to refuse to start")
+    assert run.daemon.stop() == 2
+    log = run.daemon.log()
+    assert "cannot pay for its smallest response" in log and "setFeeSchedule" in log
+    assert "cheapest: at least 0 wei charged" in log and "ensemble: at least 0 wei charged" in log
+    assert "fastest:" not in log  # the classes that do pay are not named
