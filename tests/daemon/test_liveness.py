@@ -116,7 +116,9 @@ def test_base_fee_jump_under_the_cap_costs_at_most_one_repricing(
         # 60 gwei from the next block on, under the daemon's cap of 100 gwei; the request is mined in it
         _rpc(stack, "anvil_setNextBlockBaseFeePerGas", [hex(60 * 10**9)])
         asked_at = time.monotonic()
-        event = ask(stack, _params(run, spec, prompt="right after the jump"))
+        # a fee that pays for answering at the cap (else it is left unanswered: never at a loss)
+        event = ask(stack, _params(run, spec, prompt="right after the jump", callback_gas_limit=100_000),
+                    extra_fee=10**17)
         assert stack.w3.eth.get_block("latest")["baseFeePerGas"] == 60 * 10**9
         assert _wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
         waited = time.monotonic() - asked_at
