@@ -130,6 +130,13 @@ class ChainSettings(_Strict):
     native_price_micro_usd: int = Field(gt=0, description="price of 1 native coin (1e18 wei) in micro-USD")
     gas: GasSettings = GasSettings()
 
+    @model_validator(mode="after")
+    def _depths(self) -> ChainSettings:
+        if self.max_reorg_depth < self.confirmations:
+            raise ValueError(f"max_reorg_depth ({self.max_reorg_depth}) must be at least confirmations "
+                             f"({self.confirmations}): a final transaction must lie within the reorgs followed")
+        return self
+
     @field_validator("ws_url")
     @classmethod
     def _ws(cls, value: str | None) -> str | None:

@@ -106,7 +106,7 @@ class Daemon:
         subscription = (LogSubscription(session, chain.ws_url, chain.oracle, TOPICS)
                         if chain.ws_url is not None else None)
         watcher = RequestWatcher(chain, rpc, store, clock, subscription, on_new_work=pipeline.wake,
-                                 on_reorg=txm.reorged)
+                                 on_reorg=txm.reorged, on_halt=txm.halt)
         return ChainRuntime(chain, rpc, watcher, txm, pipeline)
 
     @staticmethod

@@ -385,26 +385,14 @@ class Store:
                           for r in rows])
         return [r["key"] for r in rows]
 
-    def forget_missing_in_blocks(self, chain_id: int, oracle: str, start: int, end: int, requested: set[str],
-                                 settled: set[str]) -> tuple[list[str], list[str]]:
-        """Blocks start..end as the chain has them now hold the requests `requested` and the settlements
-        `settled`: requests we placed there that they do not hold are rolled back, settlements reopened
-        (signed answers to be sent again, the rest to be answered). Returns (rolled back, reopened)."""
-        # Reopen first: a settled request whose own block also went away must end up rolled back.
-        rows = self._all("SELECT key, signature FROM requests WHERE chain_id=? AND oracle=? AND settled_block "
-                         "BETWEEN ? AND ? AND state IN (?,?)",
-                         (chain_id, oracle, start, end, State.FULFILLED, State.CANCELLED))
-        gone = [r for r in rows if r["key"] not in settled]
-        now = time.time()
-        self._write_many("UPDATE requests SET state=?, settled_block=NULL, updated_at=? WHERE key=?",
-                         [(State.SIGNED if r["signature"] is not None else State.CONFIRMED, now, r["key"])
-                          for r in gone])
-        rows = self._all("SELECT key FROM requests WHERE chain_id=? AND oracle=? AND block_number BETWEEN ? AND ? "
-                         "AND state NOT IN (?,?,?,?)", (chain_id, oracle, start, end, State.FULFILLED, State.EXPIRED,
-                                                        State.CANCELLED, State.ROLLED_BACK))
-        rolled = [r["key"] for r in rows if r["key"] not in requested]
-        self.set_states(rolled, State.ROLLED_BACK)
-        return rolled, [r["key"] for r in gone]
+    def open_requests_in_blocks(self, chain_id: int, oracle: str, start: int,
+                                end: int) -> list[tuple[str, int, bytes]]:
+        """(key, block number, block hash) of the requests not yet settled that lie in blocks start..end."""
+        marks = ",".join("?" * len(State.TERMINAL))
+        rows = self._all(f"SELECT key, block_number, block_hash FROM requests WHERE chain_id=? AND oracle=? AND "
+                         f"block_number BETWEEN ? AND ? AND state NOT IN ({marks})",
+                         (chain_id, oracle, start, end, *State.TERMINAL))
+        return [(r["key"], r["block_number"], bytes(r["block_hash"])) for r in rows]
 
     def highest_block(self, chain_id: int, oracle: str) -> int:
         """The highest block an open request or a settlement on record lies in."""

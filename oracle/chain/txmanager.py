@@ -54,6 +54,11 @@ COMMITMENTS_SELECTOR = keccak(text="commitments(bytes32)")[:4]
 # watcher meanwhile learns whether it was settled by someone else or reorganised away.
 GONE_HOLD_SECONDS = 5.0
 NODE_GRACE_SECONDS = 1.0  # a transaction just sent may not be visible to the node yet
+# What the chain says is acted on once it has said it for this long: a node behind a load balancer may
+# briefly answer from a replica that lags (a lower nonce, a missing receipt).
+SETTLE_SECONDS = 1.0
+# Nodes refuse larger transactions (geth: 128 KiB); a batch stays under this much calldata.
+MAX_TX_DATA_BYTES = 120_000
 
 
 @dataclass
@@ -70,7 +75,8 @@ class Refusal(enum.StrEnum):
 
     NONE = "none"  # accepted (or already held)
     NONCE_USED = "nonce_used"  # its nonce is taken: by this transaction or another; the receipts decide
-    PRICE = "price"  # priced under the base fee or under the one it replaces: re-price at once
+    PRICE = "price"  # priced under the base fee: re-price at once
+    REPLACEMENT = "replacement"  # the node holds another at this nonce and wants a higher price to replace it
     FUNDS = "funds"  # the signer cannot pay for it: the balance guard holds sending
     PERMANENT = "permanent"  # sending it again cannot help: rebuild it, or fill its nonce
     UNREACHABLE = "unreachable"  # no answer: the next pass looks again
@@ -82,6 +88,8 @@ def classify_refusal(message: str) -> Refusal:
         return Refusal.NONE
     if "nonce too low" in m:
         return Refusal.NONCE_USED
+    if "replacement" in m and "underpriced" in m:
+        return Refusal.REPLACEMENT
     if "underpriced" in m or "base fee" in m or "fee cap" in m or "max fee per gas" in m:
         return Refusal.PRICE
     if "insufficient funds" in m:
@@ -112,6 +120,9 @@ class TxManager:
         self._balance_at = 0.0
         self._broadcasts: Counter[bytes] = Counter()  # raw transactions handed to the node, by hash
         self._held_nonces: dict[int, int] = {}  # nonce -> head block before which it is not re-priced again
+        self._seen_since: dict[tuple[str, int | bytes], float] = {}  # a chain fact -> when first seen
+        self._asked: set[tuple[str, int | bytes]] = set()
+        self._strikes: dict[str, int] = {}  # request key -> transactions carrying it the node refused for good
         self._head = 0
         self.paused_reason = ""
         self.halted = ""  # why no new work is taken until a restart (a reorg deeper than max_reorg_depth)
@@ -155,7 +166,11 @@ class TxManager:
     # ------------------------------------------------------------ loops
 
     async def run(self) -> None:
-        for tx in self.store.txs_in_state(self.chain.chain_id, self.sender, ["pending", "replaced", "mined"]):
+        newest: dict[int, StoredTx] = {}
+        for tx in self.store.txs_in_state(self.chain.chain_id, self.sender, ["pending", "replaced"]):
+            if tx.nonce not in newest or tx.sent_at > newest[tx.nonce].sent_at:
+                newest[tx.nonce] = tx
+        for tx in [*newest.values(), *self.store.txs_in_state(self.chain.chain_id, self.sender, ["mined"])]:
             self._in_flight.update(tx.request_keys)  # the monitor follows (and if need be rebuilds) them
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._send_loop())
@@ -197,11 +212,16 @@ class TxManager:
         batch: list[ReadyResponse] = []
         gas = 0
         taken = 0
+        size = 0
         for item in self._queue:
             if len(batch) >= self.chain.gas.batch_max:
                 break
             item_gas = self._gas_limit([item])
-            if batch and gas + item_gas > self.chain.gas.batch_gas_max:
+            item_size = len(item.response.result) + 1_000
+            # a response once refused for good goes alone: the next refusal is then its own
+            alone = self._strikes.get(item.key, 0) > 0
+            if batch and (gas + item_gas > self.chain.gas.batch_gas_max or size + item_size > MAX_TX_DATA_BYTES
+                          or alone or any(self._strikes.get(i.key, 0) for i in batch)):
                 break
             taken += 1
             self._queued.discard(item.key)
@@ -212,10 +232,19 @@ class TxManager:
                 continue
             batch.append(item)
             gas += item_gas
+            size += item_size
         del self._queue[:taken]
         return batch
 
+    def halt(self, why: str) -> None:
+        """Take no new work until a restart (the chain's intake stopped: see the watcher)."""
+        self.halted = self.halted or why
+        self._pause(self.halted)
+
     async def _guards_allow_sending(self) -> bool:
+        if self.halted:
+            self._pause(self.halted)
+            return False
         now = time.time()
         if self._balance is None or now - self._balance_at > 5.0:
             self._balance = await self.rpc.balance(self.sender)
@@ -228,7 +257,7 @@ class TxManager:
         if spent >= self.chain.gas.daily_budget:
             self._pause(f"daily gas budget {self.chain.gas.daily_budget} wei spent ({spent}): sending held")
             return False
-        self.paused_reason = self.halted
+        self.paused_reason = ""
         return True
 
     def _pause(self, reason: str) -> None:
@@ -283,6 +312,7 @@ class TxManager:
             # at worst this transaction costs gas * max_fee: it must fit in what is left of the budget
             self._pause(f"daily gas budget {self.chain.gas.daily_budget} wei: {spent} spent, this "
                         f"transaction could cost {gas * max_fee}; sending held")
+            self._sending.difference_update(i.key for i in batch)
             for item in batch:
                 self.submit(item)
             await asyncio.sleep(1.0)
@@ -295,23 +325,24 @@ class TxManager:
         self.sent += 1
         await self._deliver(tx)
 
-    def _marginal_gas(self, item: ReadyResponse, batch_size: int) -> int:
-        return marginal_gas(item.commitment.callback_gas_limit, self._calldata([item]),
-                            self.chain.gas.fulfill_gas_overhead, batch_size)
-
-    def _affordable(self, batch: Sequence[ReadyResponse]) -> int:
-        """The highest maxFeePerGas at which every response's fee still covers its gas in this batch."""
-        return min((i.commitment.fee // self._marginal_gas(i, len(batch)) for i in batch), default=0)
+    def _shares(self, batch: Sequence[ReadyResponse]) -> dict[str, int]:
+        """Each response's gas in this batch: its own calldata (with the floor), execution and callback,
+        its part of the base, and its part of the batch's framing (what no single response accounts for)."""
+        own = {i.key: marginal_gas(i.commitment.callback_gas_limit, self._calldata([i]),
+                                   self.chain.gas.fulfill_gas_overhead, len(batch)) for i in batch}
+        framing = max(0, self._gas_limit(batch) - sum(own.values())) if len(batch) > 1 else 0
+        return {k: g + -(-framing // len(batch)) for k, g in own.items()}
 
     def _profitable(self, batch: list[ReadyResponse], max_fee: int) -> list[ReadyResponse]:
-        """The responses whose escrowed fee covers their marginal gas at `max_fee`; the others are left to
-        expire (their requesters reclaim the fees) and stored as unprofitable with the figures."""
+        """The responses whose escrowed fee covers their gas in the batch at `max_fee`; the others are left
+        to expire (their requesters reclaim the fees) and stored as unprofitable with the figures."""
         while batch:
-            losing = [i for i in batch if i.commitment.fee < self._marginal_gas(i, len(batch)) * max_fee]
+            shares = self._shares(batch)
+            losing = [i for i in batch if i.commitment.fee < shares[i.key] * max_fee]
             if not losing:
                 return batch
             for item in losing:
-                gas = self._marginal_gas(item, len(batch))
+                gas = shares[item.key]
                 detail = (f"fee {item.commitment.fee} wei does not cover {gas} gas at {max_fee} wei/gas "
                           f"({gas * max_fee} wei): not answered; the requester can cancel after the deadline")
                 if self.store.set_state(item.key, State.UNPROFITABLE, detail=detail,
@@ -337,11 +368,27 @@ class TxManager:
         self._in_flight.update(tx.request_keys)
         return tx
 
-    async def _deliver(self, tx: StoredTx) -> None:
-        """Hand a recorded transaction to the node and act on a refusal at once."""
+    async def _deliver(self, tx: StoredTx, txs: Sequence[StoredTx] = ()) -> None:
+        """Hand a recorded transaction to the node and act on a refusal at once. `txs`: the ones it replaces."""
         refusal = await self._broadcast(tx)
-        if refusal in (Refusal.PRICE, Refusal.PERMANENT):
-            await self._rebuild(tx.nonce, [tx], known=False, refused=True, why=f"the node refused it ({refusal})")
+        if refusal == Refusal.PRICE:
+            await self._rebuild(tx.nonce, [*txs, tx], known=bool(txs), refused=True, why="priced under the base fee")
+        elif refusal == Refusal.REPLACEMENT:
+            await self._rebuild(tx.nonce, [*txs, tx], known=True, refused=True, why="the node holds a dearer one")
+        elif refusal == Refusal.PERMANENT:
+            self._strike(tx)
+            await self._rebuild(tx.nonce, [*txs, tx], known=bool(txs), refused=True, fill=True,
+                                why="the node refused it for good")
+
+    def _strike(self, tx: StoredTx) -> None:
+        """The node refused a transaction for a reason no price fixes. Its responses are sent again, each
+        alone; one refused alone is given up (stored expired with the reason), so nothing loops."""
+        for key in tx.request_keys:
+            self._strikes[key] = self._strikes.get(key, 0) + 1
+            if self._strikes[key] >= 2 and len(tx.request_keys) == 1:
+                self.store.set_state(key, State.EXPIRED, detail="the node refuses every transaction carrying this "
+                                     "response; check the node's limits (transaction size, gas) and its log")
+                self._in_flight.discard(key)
 
     async def _broadcast(self, tx: StoredTx) -> Refusal:
         if self._broadcasts[tx.tx_hash] >= 2:
@@ -403,6 +450,13 @@ class TxManager:
             await asyncio.sleep(0.25)
 
     async def monitor_once(self) -> None:
+        self._asked = set()
+        try:
+            await self._follow_all()
+        finally:
+            self._seen_since = {f: t for f, t in self._seen_since.items() if f in self._asked}
+
+    async def _follow_all(self) -> None:
         if time.time() - self._base_fee_at > 1.0:
             await self._fees()
         await self._guards_allow_sending()  # keeps `paused_reason` current even when nothing is queued
@@ -411,6 +465,8 @@ class TxManager:
         mined_count = await self.rpc.nonce(self.sender, "latest")
         self._head = await self.rpc.block_number()
         for tx in self.store.txs_included_from(chain_id, self.sender, mined_count):
+            if not self._settled_fact(("vanished", tx.tx_hash)):
+                continue  # (a lagging replica may answer with an old nonce: look again before acting)
             depth = self._head - (tx.block_number or self._head)
             if depth > self.chain.max_reorg_depth:
                 # as the watcher does: what is deeper than the bound is not undone, an operator looks
@@ -430,6 +486,14 @@ class TxManager:
         for tx in self.store.txs_in_state(chain_id, self.sender, ["mined"]):
             await self._confirm(tx)
         await self.store.commit()
+
+    def _settled_fact(self, fact: tuple[str, int | bytes]) -> bool:
+        """Whether the chain has said `fact` for at least SETTLE_SECONDS (asked again each pass). Facts
+        not asked again in a pass are forgotten, so one that stops being true starts over."""
+        now = time.monotonic()
+        first = self._seen_since.setdefault(fact, now)
+        self._asked.add(fact)
+        return now - first >= SETTLE_SECONDS
 
     def _vanished(self, tx: StoredTx, why: str) -> None:
         reopened = self.store.reopen_tx(tx)
@@ -453,11 +517,14 @@ class TxManager:
                 if receipt is not None and receipt.get("blockHash"):
                     self._mined(tx, receipt)
                     return
+            if not self._settled_fact(("nonce used", nonce)):
+                return  # a receipt may be late on a lagging node: look again before deciding
+            keys = sorted({k for t in txs for k in t.request_keys})
             log.warning("chain %s: nonce %d was used by a transaction we did not send; re-queueing %d responses",
-                        self.chain.name, nonce, len(txs[-1].request_keys))
+                        self.chain.name, nonce, len(keys))
             for tx in txs:
                 self.store.set_tx_state(tx.tx_hash, "dropped")
-            self._requeue(txs[-1].request_keys)
+            self._requeue(keys)
             return
         newest = max(txs, key=lambda t: t.sent_at)
         age = time.time() - newest.sent_at
@@ -466,31 +533,30 @@ class TxManager:
         if self._held_nonces.get(nonce, 0) > self._head:
             return  # waiting for a block before trying again (its price is above what it may pay)
         if not await self.rpc.transaction_known(newest.tx_hash):
-            await self._rebuild(nonce, txs, known=False, why="the node does not hold it")
-        elif age >= self.chain.gas.replace_after:
+            if self._settled_fact(("unknown", newest.tx_hash)):
+                await self._rebuild(nonce, txs, known=False, why="the node does not hold it")
+        elif age >= self.chain.gas.replace_after and nonce == mined_count:
+            # (later nonces only wait behind this one: re-pricing them would not help)
             await self._rebuild(nonce, txs, known=True, why=f"not mined after {self.chain.gas.replace_after:g} s")
 
     async def _rebuild(self, nonce: int, txs: list[StoredTx], *, known: bool, why: str, refused: bool = False,
                        fill: bool = False) -> None:
-        """Replace the transaction at `nonce`: its responses whose requests are still open on-chain,
-        re-simulated, with the gas limit and fees of now; a self-transfer when none is left (or `fill`).
-        `known`: the node holds the newest one, so the new one must outbid it. `refused`: the node
-        refused the newest one, so it is not sent unchanged again."""
+        """Replace the transaction at `nonce`: its responses whose requests are still open on-chain and
+        whose fees pay for them at the new price, re-simulated, with the gas limit and fees of now; a
+        self-transfer when none is left (or `fill`). `known`: the node holds one of `txs`, so the new one
+        must outbid them. `refused`: the node refused the newest, so it is not sent unchanged again."""
         newest = max(txs, key=lambda t: t.sent_at)
         cap = self.chain.gas.max_fee_per_gas
-        carried = _carried(newest, self.chain.oracle)
-        if carried and not fill:
-            # re-pricing never goes above what the responses' fees cover
-            cap = min(cap, self._affordable(carried))
         max_fee, priority = await self._fees(fresh=True)
         if known:  # a node replaces a transaction it holds only for a higher price on both fees
-            max_fee, priority = self._outbid(newest, max_fee, priority)
+            max_fee, priority = self._outbid(txs, max_fee, priority)
             if max_fee > cap:  # it holds one at the cap already: nothing to do but wait for the base fee
-                self._hold_nonce(nonce, newest, f"it cannot be re-priced above {cap} wei (the fee cap, or "
-                                                f"what its responses' fees cover)")
+                self._hold_nonce(nonce, newest, f"it cannot be re-priced above the fee cap {cap} wei")
                 return
-        max_fee = min(max_fee, self.chain.gas.max_fee_per_gas)
-        priority = min(priority, max_fee)
+        elif self._base_fee > max_fee:
+            # not even the cap pays the next block's base fee: signing again now would only be refused
+            self._hold_nonce(nonce, newest, f"the base fee {self._base_fee} wei is above the fee cap {cap} wei")
+            return
         items = [] if fill else self._profitable(await self._still_open(newest), max_fee)
         if fill:
             self._release(newest.request_keys)
@@ -508,7 +574,7 @@ class TxManager:
         tx = self._sign(nonce, to, data, gas, max_fee, priority, [i.key for i in items])
         if self._broadcasts[tx.tx_hash] >= (1 if refused else 2):
             # the same bytes again: a transaction the node took is sent once more at most
-            max_fee, priority = self._outbid(newest, max_fee, priority)
+            max_fee, priority = self._outbid(txs, max_fee, priority)
             if max_fee > cap:
                 self._hold_nonce(nonce, newest, f"it is at the fee cap {cap} wei")
                 return
@@ -522,12 +588,11 @@ class TxManager:
         self.rebuilt += 1
         log.info("chain %s: nonce %d rebuilt (%s): %d responses, gas %d, max fee %d wei (tx 0x%s)", self.chain.name,
                  nonce, why, len(items), gas, max_fee, tx.tx_hash.hex())
-        refusal = await self._broadcast(tx)
-        if refusal == Refusal.PRICE:
-            self._hold_nonce(nonce, tx, "the base fee is above what it may pay")
-        elif refusal == Refusal.PERMANENT and not fill:
-            await self._rebuild(nonce, [*txs, tx], known=False, refused=True, fill=True,
-                                why="the node refused the rebuilt one too")
+        if items:
+            await self._deliver(tx, [t for t in txs if t.tx_hash != tx.tx_hash])
+        elif await self._broadcast(tx) in (Refusal.PRICE, Refusal.REPLACEMENT, Refusal.PERMANENT):
+            # a self-transfer refused: the next pass looks again, once a block is in
+            self._hold_nonce(nonce, tx, "the node refused the transfer that fills it")
 
     def _hold_nonce(self, nonce: int, tx: StoredTx, why: str) -> None:
         """Leave `nonce` as it is until the next block (said once, not every pass)."""
@@ -535,9 +600,11 @@ class TxManager:
             log.warning("chain %s: nonce %d waits: %s (tx 0x%s)", self.chain.name, nonce, why, tx.tx_hash.hex())
         self._held_nonces[nonce] = self._head + 1
 
-    def _outbid(self, old: StoredTx, max_fee: int, priority: int) -> tuple[int, int]:
+    def _outbid(self, txs: Sequence[StoredTx], max_fee: int, priority: int) -> tuple[int, int]:
+        """Fees that replace any of `txs` the node may hold (nodes want both fees raised by >= 10%)."""
         bump = 100 + self.chain.gas.fee_bump_percent
-        return max(max_fee, old.max_fee * bump // 100 + 1), max(priority, old.priority_fee * bump // 100 + 1)
+        return (max(max_fee, *(t.max_fee * bump // 100 + 1 for t in txs)),
+                max(priority, *(t.priority_fee * bump // 100 + 1 for t in txs)))
 
     async def _still_open(self, tx: StoredTx) -> list[ReadyResponse]:
         """The responses `tx` carries whose requests are open on-chain with the same commitment and whose
@@ -574,10 +641,14 @@ class TxManager:
         price = int(receipt.get("effectiveGasPrice", "0x0"), 16)
         self.store.record_mined(tx, block_number, bytes.fromhex(receipt["blockHash"][2:]), gas_used,
                                 gas_used * price, _today())
+        orphans: set[str] = set()
         for other in self.store.txs_at_nonce(self.chain.chain_id, self.sender, tx.nonce):
             if other.tx_hash != tx.tx_hash and other.state in ("pending", "replaced"):
                 self.store.set_tx_state(other.tx_hash, "dropped")
                 self._broadcasts.pop(other.tx_hash, None)
+                orphans.update(other.request_keys)
+        # responses only the dropped ones carried (a rebuild can carry other ones) go back to be sent
+        self._requeue(sorted(orphans - set(tx.request_keys)))
         self._held_nonces.pop(tx.nonce, None)
         if int(receipt["status"], 16) != 1:
             log.warning("chain %s: tx 0x%s reverted on-chain; re-queueing its responses", self.chain.name,

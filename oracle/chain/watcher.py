@@ -28,7 +28,7 @@ from oracle.chain.events import (
     log_topics_and_data,
     peek_requested,
 )
-from oracle.chain.rpc import ChainClient, LogSubscription, RpcError, RpcUnavailable
+from oracle.chain.rpc import BlockHeader, ChainClient, LogSubscription, RpcError, RpcUnavailable
 from oracle.config import ChainSettings
 from oracle.store import State, Store, StoredRequest, request_key
 
@@ -41,7 +41,8 @@ class RequestWatcher:
     def __init__(self, chain: ChainSettings, rpc: ChainClient, store: Store, clock: ChainClock,
                  subscription: LogSubscription | None = None,
                  on_new_work: Callable[[], None] = lambda: None,
-                 on_reorg: Callable[[int], None] = lambda common: None) -> None:
+                 on_reorg: Callable[[int], None] = lambda common: None,
+                 on_halt: Callable[[str], None] = lambda why: None) -> None:
         self.chain = chain
         self.clock = clock
         self.rpc = rpc
@@ -49,11 +50,12 @@ class RequestWatcher:
         self.subscription = subscription
         self.on_new_work = on_new_work
         self.on_reorg = on_reorg
+        self.on_halt = on_halt
         self.range = chain.max_log_range
         self.head = 0
         self.undecodable = 0
         self.halted = ""  # why this chain's intake stopped (a reorg deeper than max_reorg_depth), or ""
-        self._highest_seen = store.highest_block(chain.chain_id, chain.oracle)  # the highest block we took a log from
+        self._last_head = store.highest_block(chain.chain_id, chain.oracle)  # the highest head a sweep read
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------ loops
@@ -128,21 +130,36 @@ class RequestWatcher:
             header = await self.rpc.header(end)
             if header is None or before is None or header.hash != before.hash:
                 return  # the chain moved under this range (a reorg in progress): read it again next sweep
+            # Every block within max_reorg_depth of the head is remembered, so a reorg's common block is
+            # found exactly; their parent links are checked to be the branch the logs were read from.
+            recent = await self._linked_headers(max(start, head - self.chain.max_reorg_depth + 1), header)
+            if recent is None:
+                return  # the chain moved under this range: read it again next sweep
             self.clock.observe(header.timestamp)
             self.ingest(logs)
-            self._forget_missing(start, end, logs)
+            await self._forget_missing(start, end, logs, {h.number: h.hash for h in recent})
             self.store.set_cursor(self.chain.chain_id, self.chain.oracle, end, header.hash)
-            self.store.remember_blocks(self.chain.chain_id, [(end, header.hash, header.parent_hash)])
+            self.store.remember_blocks(self.chain.chain_id, [(h.number, h.hash, h.parent_hash) for h in recent])
             start = end + 1
             self.range = min(self.chain.max_log_range, self.range * 2)
-        if head < self._highest_seen:
-            # the chain is shorter than blocks we took logs from: whatever we placed there is gone
-            self._forget_missing(head + 1, self._highest_seen, [])
-            self._highest_seen = head
+        if head < self._last_head:
+            # the chain is shorter than it was: whatever we placed in the blocks it lost is gone
+            await self._forget_missing(head + 1, self._last_head, [], {})
+        self._last_head = head
         confirmed = self.store.confirm_up_to(self.chain.chain_id, head - self.chain.confirmations)
         await self.store.commit()
         if confirmed:
             self.on_new_work()
+
+    async def _linked_headers(self, low: int, top: BlockHeader) -> list[BlockHeader] | None:
+        """Headers low..top (top included), or None when their parent links do not join up."""
+        headers = [top]
+        for number in range(top.number - 1, low - 1, -1):
+            found = await self.rpc.header(number)
+            if found is None or found.hash != headers[-1].parent_hash:
+                return None
+            headers.append(found)
+        return headers
 
     async def _checked_cursor(self) -> int:
         """The cursor block, after rolling back to the last common block if the chain reorganised."""
@@ -162,6 +179,7 @@ class RequestWatcher:
                            f"{self.chain.max_reorg_depth} of {number} is still on the chain; intake stopped, "
                            f"nothing rolled back. Check the node (is it on the right chain?), then restart")
             log.error("chain %s: %s", self.chain.name, self.halted)
+            self.on_halt(self.halted)
             raise ReorgTooDeep(self.halted)
         # Reopen first: a settled request whose own block also went away must end up rolled back.
         reopened = self.store.reopen_settled_after(chain_id, oracle, common)
@@ -215,7 +233,6 @@ class RequestWatcher:
                 log.error("chain %s: malformed log skipped: %r", self.chain.name, raw)
                 continue
             blocks.append((block_number, block_hash, None))
-            self._highest_seen = max(self._highest_seen, block_number)
             try:
                 if topics and topics[0] == REQUESTED_TOPIC:
                     new += self._ingest_request(raw, block_number, block_hash, log_index)
@@ -232,25 +249,36 @@ class RequestWatcher:
             self.store.remember_blocks(self.chain.chain_id, blocks)
         return new
 
-    def _forget_missing(self, start: int, end: int, logs: list[dict[str, Any]]) -> None:
-        """`logs` are all of the oracle's events in blocks start..end as the chain has them now. A request
-        or settlement we took in from the subscription for one of those blocks that is not among them
-        was reorganised away before the sweep reached it: roll the request back, reopen the settlement."""
-        requested: set[str] = set()
-        settled: set[str] = set()
+    async def _forget_missing(self, start: int, end: int, logs: list[dict[str, Any]],
+                              hashes: dict[int, bytes]) -> None:
+        """`logs` are the oracle's events in blocks start..end as the chain has them now. A request we
+        took in (from the subscription) for one of those blocks that is not among them is rolled back
+        when its block is no longer the one it was seen in; a block that is the same but whose log is
+        missing is the node's index lagging, and is said, not acted on."""
+        found = set()
         for raw in logs:
             try:
                 topics, _ = log_topics_and_data(raw)
             except (KeyError, TypeError, ValueError):
                 continue
-            if len(topics) > 1 and not raw.get("removed"):
-                key = request_key(self.chain.chain_id, self.chain.oracle, topics[1])
-                (requested if topics[0] == REQUESTED_TOPIC else settled).add(key)
-        rolled, reopened = self.store.forget_missing_in_blocks(self.chain.chain_id, self.chain.oracle, start, end,
-                                                              requested, settled)
-        if rolled or reopened:
-            log.warning("chain %s: blocks %d-%d no longer hold %d requests and %d settlements we had seen; "
-                        "rolled back and reopened", self.chain.name, start, end, len(rolled), len(reopened))
+            if len(topics) > 1 and topics[0] == REQUESTED_TOPIC and not raw.get("removed"):
+                found.add(request_key(self.chain.chain_id, self.chain.oracle, topics[1]))
+        rolled = []
+        for key, number, block_hash in self.store.open_requests_in_blocks(self.chain.chain_id, self.chain.oracle,
+                                                                          start, end):
+            if key in found:
+                continue
+            if number not in hashes:
+                header = await self.rpc.header(number)
+                hashes[number] = header.hash if header is not None else b""
+            if hashes[number] == block_hash:
+                log.warning("chain %s: the node returned no log for request %s in block %d, which is unchanged; "
+                            "is its log index behind?", self.chain.name, key, number)
+            elif self.store.rollback_request_in_block(key, block_hash):
+                rolled.append(key)
+        if rolled:
+            log.warning("chain %s: blocks %d-%d no longer hold %d requests we had seen; rolled back", self.chain.name,
+                        start, end, len(rolled))
 
     def _ingest_request(self, raw: dict[str, Any], block_number: int, block_hash: bytes, log_index: int) -> int:
         event = peek_requested(raw)  # its params are decoded (and checked) once, by the pipeline

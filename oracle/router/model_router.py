@@ -155,6 +155,10 @@ def _cost_unknown(reply: ProviderReply) -> bool:
     return reply.outcome == "error" and (reply.http_status == 0 or reply.kind == RESENT)
 
 
+def _attempt_cost_unknown(a: Attempt) -> bool:
+    return a.outcome == "error" and (a.http_status == 0 or a.kind == RESENT)
+
+
 def _hex(value: object) -> str:
     if isinstance(value, bytes):
         return "0x" + value.hex()
@@ -192,7 +196,8 @@ class _Run:
         # fallback and ensemble member: a call reserves its worst case (its answer at max tokens at the
         # deployment's prices, or its per-call price) before it is made and is settled at its cost after.
         self.worst = {e.id: cost for e, cost in zip(decision.plan, decision.estimates, strict=True)}
-        self.reserved = sum(a.cost if a.state == "done" else self.worst.get(a.deployment, 0) for a in prior)
+        self.reserved = sum(a.cost if a.state == "done" and not _attempt_cost_unknown(a)
+                            else max(a.cost, self.worst.get(a.deployment, 0)) for a in prior)
         self.calls_on: dict[str, int] = {}
         self.finished: set[str] = set()  # deployments that failed for good for this request
         self.not_before: dict[str, float] = {}  # deployment -> when its Retry-After allows another call
@@ -311,11 +316,14 @@ class _Run:
         """One HTTP call to `e`, or its replay from the store when a previous run finished it."""
         n = self.calls_on.get(e.id, 0)
         prior = self.prior.get((e.id, n))
-        if prior is None and not self._fits(e):
-            # checked here, with no wait before the reservation below: concurrent members cannot both fit
-            self.r.health.release(e.id)
-            return ProviderReply("error", BUDGET, error=f"a call may cost {self.worst.get(e.id, 0)} micro-USD; "
-                                 f"{max(0, self.request.allowance - self.reserved)} of the request's allowance left")
+        worst = self.worst.get(e.id, 0)
+        if prior is None:
+            if not self._fits(e):
+                self.r.health.release(e.id)
+                return ProviderReply("error", BUDGET, error=f"a call may cost {worst} micro-USD; "
+                                     f"{max(0, self.request.allowance - self.reserved)} of the request's "
+                                     f"allowance left")
+            self.reserved += worst  # at once, with no wait after the check: concurrent members see it
         self.calls_on[e.id] = n + 1
         store = self.r.store
         if prior is not None and prior.state == "done":
@@ -340,9 +348,6 @@ class _Run:
                         {"X-Oracle-Request": request.key,
                          "Idempotency-Key": f"{request.key}/{request.params_hash.hex()[:16]}/{e.id}/{attempt_id}"})
             timeout = min(e.deployment.timeout, max(0.1, self.deadline - self.r.clock() - 0.5))
-            worst = self.worst.get(e.id, 0)
-            if prior is None:
-                self.reserved += worst  # before the call leaves: concurrent members see it
             payment = PaymentContext(request.key, request.requester, attempt_id,
                                      max(0, min(worst, self.allowance - self.paid_here)))
             reply = await send(self.r.session, FORMATS[e.deployment.api], e.deployment, call, timeout,

@@ -262,7 +262,7 @@ def test_reorg_deeper_than_max_reorg_depth_stops_the_chains_intake(bounded: Runn
     # nothing beyond the bound was touched: the request is still on record as fulfilled
     assert _state(run, event.request_id) == State.FULFILLED
     assert _cursor(run) == head
-    run.daemon.stop()
+    assert run.daemon.stop() == 0
     run.restart()  # a restart meets the same reorg and stops again, still touching nothing
     wait_until(lambda: run.daemon.log().count("reorg deeper than max_reorg_depth 2") >= 2, 15,
                what="the restarted daemon to stop the intake again")

@@ -76,7 +76,7 @@ def test_stuck_transaction_is_repriced_under_the_same_nonce(env: tuple[LocalStac
     try:
         event = ask(stack, _params(run, SPEC, prompt="stuck for a while"))
         _rpc(stack, "evm_setAutomine", [False])  # nothing is mined until we say so
-        wait_until(lambda: "re-priced" in run.daemon.log(), 20, what="a re-priced transaction")
+        wait_until(lambda: "rebuilt (not mined after" in run.daemon.log(), 20, what="a re-priced transaction")
         _rpc(stack, "evm_setAutomine", [True])
         _rpc(stack, "anvil_mine", [1])
         assert _wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
