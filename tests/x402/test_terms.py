@@ -12,11 +12,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from x402.http.utils import decode_payment_signature_header, encode_payment_signature_header
 from x402.schemas import PaymentPayload
 
 from oracle.config import X402Pin
 from oracle.devnet.fault_proxy import FaultProxy
+from oracle.devnet.loopback import LoopbackServer
 from oracle.store import Store
 from oracle.x402 import PaymentContext
 from oracle.x402.signer import domain_separator
@@ -221,3 +223,39 @@ async def test_no_identifier_is_sent_to_a_provider_that_does_not_declare_it(x402
     reply = await _pay(x402_stack, store)
     assert reply.status == 200 and reply.payment.identifier == ""
     assert decode_payment_signature_header(reply.payment.header).extensions is None  # type: ignore[union-attr]
+
+
+async def test_a_paid_call_is_not_redirected_to_another_origin(x402_stack: X402Stack, store: Store) -> None:
+    """A provider that asks for payment, then redirects the paid call: the signed payment is not carried
+    to the other origin (nor is anything else), and the call ends with the redirect as its answer."""
+    from tests.router.test_redirects import Recorder
+
+    s = x402_stack
+    async with aiohttp.ClientSession() as session, session.post(f"{s.model.base_url}/chat/completions",
+                                                                data=BODY, headers=HEADERS) as r:
+        asked = r.headers["PAYMENT-REQUIRED"]
+    recorder = Recorder().start()
+
+    class PayThenRedirect(LoopbackServer):
+        def app(self) -> web.Application:
+            app = web.Application()
+
+            async def answer(request: web.Request) -> web.Response:
+                if "PAYMENT-SIGNATURE" not in request.headers:
+                    return web.json_response({}, status=402, headers={"PAYMENT-REQUIRED": asked})
+                return web.Response(status=307, headers={"Location": f"http://127.0.0.1:{recorder.port}/paid"})
+
+            app.router.add_post("/v1/chat/completions", answer)
+            return app
+
+    provider = PayThenRedirect().start()
+    try:
+        async with paying_client(s, store) as client:
+            reply = await client.post(f"http://127.0.0.1:{provider.port}/v1/chat/completions", BODY, HEADERS, 10,
+                                      _ctx(), s.pin, "local")
+    finally:
+        provider.stop()
+        recorder.stop()
+    assert recorder.seen == []
+    assert reply.status == 307 and reply.payment is not None and reply.payment.header
+    assert reply.payment.state == "unknown" and "HTTP 307" in reply.payment.error  # the token's records decide
