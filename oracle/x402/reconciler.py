@@ -69,6 +69,11 @@ class Reconciler:
     async def run_once(self) -> ReconcileReport:
         report = ReconcileReport()
         now = self.clock()
+        for network in self.confirmations:
+            try:  # keeps the head the paying client records as each new payment's from_block fresh
+                await self.networks.head(network)
+            except NetworkError as exc:
+                log.info("%s: head not read this pass: %s", network, exc)
         for p in self.store.payments(("unknown", "signed", "sent", "reserved")):
             if p.state != "unknown" and now - p.updated_at < self.stale_after:
                 continue  # a call may still be in flight

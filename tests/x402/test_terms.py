@@ -259,3 +259,35 @@ async def test_a_paid_call_is_not_redirected_to_another_origin(x402_stack: X402S
     assert recorder.seen == []
     assert reply.status == 307 and reply.payment is not None and reply.payment.header
     assert reply.payment.state == "unknown" and "HTTP 307" in reply.payment.error  # the token's records decide
+
+
+async def test_the_router_never_signs_beyond_a_requests_allowance_when_answers_never_come(x402_stack: X402Stack,
+                                                                                          store: Store) -> None:
+    """Through the real router: two paid deployments on a provider that keeps every payment header and
+    never answers; retries and fallbacks each make a new attempt, and what is signed stays within the
+    allowance."""
+    from oracle.config import ModelDeployment, RouterSettings
+    from oracle.protocol import Status
+    from oracle.router import Catalog, ModelRouter
+    from tests.router.conftest import route_request
+
+    s = x402_stack
+    s.paywall.knobs.hold_paid = 3.0
+    kept = len(s.paywall.kept)
+    pin = {"network": s.network, "asset": s.pin.asset, "pay_to": s.pin.pay_to}
+    deployments = [ModelDeployment.model_validate({
+        "id": f"held-{i}", "provider": f"held-{i}", "api": "openai", "base_url": s.model.base_url,
+        "model": f"held-{i}-2026-01-01", "payer": "x402", "x402": pin, "call_price": PRICE,
+        "context_window": 32_000, "max_output": 2_000, "capabilities": ["json_schema", "seed"], "timeout": 0.3})
+        for i in range(2)]
+    request = route_request("held answers", spec="held-0-2026-01-01,held-1-2026-01-01", allowance=3_000)
+    settings = RouterSettings(attempt_budget=4, retries=1, backoff=0.01, backoff_max=0.2)
+    async with aiohttp.ClientSession() as session, paying_client(s, store) as paying:
+        router = ModelRouter(Catalog(deployments), session, store, settings, paying=paying)
+        answer = await router.answer(request, time.time() + 30, [])
+    assert answer.status == Status.FAILURE
+    signed = [p for p in store.payments() if p.request_key == request.key and p.header]
+    assert sum(p.amount for p in signed) <= 3_000, [(p.attempt_id, p.state, p.amount) for p in signed]
+    assert len(s.paywall.kept) - kept <= 2  # one authorization, sent at most twice (the same header)
+    held = {decode_payment_signature_header(h).payload["authorization"]["nonce"] for h in s.paywall.kept[kept:]}
+    assert len(held) * PRICE <= 3_000
