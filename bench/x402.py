@@ -26,6 +26,7 @@ from oracle.config import X402Pin, X402Settings
 from oracle.devnet.keys import anvil_key
 from oracle.store import Payment, Store
 from oracle.x402 import PayingClient, PaymentContext, PaymentWallet
+from oracle.x402.signer import domain_separator
 
 TARGETS = {"payment_overhead_ms_p50": 2.0}
 NETWORK = "eip155:31337"
@@ -44,7 +45,9 @@ async def bench(payments: int) -> dict[str, float]:
         "wallet": {"key_env": "UNUSED"}, "networks": [{"network": NETWORK, "rpc_url": "http://127.0.0.1:1"}],
         "max_payment": 10_000, "max_unresolved": 10**9,
         "budget": {"total": 10**15, "per_provider": 10**15, "per_requester": 10**15}})
-    pin = X402Pin(network=NETWORK, asset=ASSET, pay_to=PAY_TO)
+    # No node here: the token's EIP-712 domain is pinned, as an operator does for a token that publishes none.
+    separator = domain_separator("Test USD", "2", 31337, ASSET)
+    pin = X402Pin(network=NETWORK, asset=ASSET, pay_to=PAY_TO, domain_separator="0x" + separator.hex())
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(Path(tmp) / "ledger.sqlite")
         samples: list[float] = []

@@ -156,7 +156,9 @@ class X402Pin(_Strict):
     network: str = Field(pattern=r"^eip155:[0-9]+$", description="CAIP-2 network, e.g. eip155:8453")
     asset: Address
     pay_to: Address
-
+    domain_separator: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{64}$", description=(
+        "the asset's EIP-712 domain separator: when set, a 402's domain must build exactly this and the token "
+        "is not asked; when not, it is read from the token (DOMAIN_SEPARATOR(), or EIP-5267 eip712Domain())"))
 
 
 class ModelDeployment(_Strict):
@@ -247,6 +249,10 @@ class RouterSettings(_Strict):
 class X402Network(_Strict):
     network: str = Field(pattern=r"^eip155:[0-9]+$", description="CAIP-2 network the wallet pays on")
     rpc_url: HttpUrl = Field(description="for reconciling payments with the token's records")
+    confirmations: int = Field(12, ge=0, le=1_000, description=(
+        "blocks on top of a settlement before it is final; until then the reconciler re-checks it"))
+    max_log_range: int = Field(2_000, ge=1, description="most blocks one eth_getLogs asks for (halved when refused)")
+    rpc_timeout: float = Field(10.0, gt=0, description="seconds for one JSON-RPC call")
 
 
 class X402Budget(_Strict):

@@ -27,6 +27,7 @@ from oracle.pipeline import Pipeline
 from oracle.router import Catalog, ModelRouter
 from oracle.store import Store
 from oracle.x402 import PayingClient, PaymentWallet
+from oracle.x402.network import PaymentNetworks
 from oracle.x402.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,10 @@ class Daemon:
             async with aiohttp.ClientSession(connector=connector) as session:
                 paying = None
                 if config.x402 is not None and wallet is not None:
-                    reconciler = Reconciler(store, config.x402, session)
-                    paying = PayingClient(session, wallet, config.x402, store, resolve=reconciler.resolve)
+                    networks = PaymentNetworks(session, config.x402)
+                    reconciler = Reconciler(store, config.x402, session, networks=networks)
+                    paying = PayingClient(session, wallet, config.x402, store, resolve=reconciler.resolve,
+                                          networks=networks)
                     scheduler.add_job(reconciler.run_once, "interval", seconds=config.x402.reconcile_interval)
                     log.info("paying over x402 from %s", wallet.address)
                 router = ModelRouter(catalog, session, store, config.router, paying=paying)

@@ -110,6 +110,10 @@ class Payment:
     error: str
     delivered: bool
     updated_at: float = 0.0
+    identifier: str = ""  # the x402 payment-identifier sent with it, when the provider declared the extension
+    from_block: int = 0  # no settlement of it can be in an earlier block (a head seen before it was signed)
+    settled_block: int = 0  # the block its settlement is in, once seen on-chain
+    final: bool = False  # settled at least `confirmations` blocks deep: no longer re-checked
 
 
 # Payments that count against budgets: all but those known not to have moved money.
@@ -143,7 +147,8 @@ def _scopes(p: Payment) -> list[tuple[str, str]]:
 def _payment(r: sqlite3.Row) -> Payment:
     return Payment(r["id"], r["request_key"], r["attempt_id"], r["provider"], r["requester"], r["network"], r["asset"],
                    r["pay_to"], int(r["amount"]), r["payer"], r["version"], r["nonce"] or "", r["valid_before"],
-                   r["header"], r["state"], r["tx_hash"], r["error"], bool(r["delivered"]), r["updated_at"])
+                   r["header"], r["state"], r["tx_hash"], r["error"], bool(r["delivered"]), r["updated_at"],
+                   r["identifier"], r["from_block"], r["settled_block"], bool(r["final"]))
 
 
 def request_key(chain_id: int, oracle: str, request_id: bytes) -> str:
@@ -219,7 +224,17 @@ def _m4_tx_day(db: sqlite_utils.Database) -> None:
     db.table("txs").add_column("mined_day", str)
 
 
-MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1_core, _m2_router, _m3_payments, _m4_tx_day)
+def _m5_payment_finality(db: sqlite_utils.Database) -> None:
+    """x402 payments: the payment-identifier sent with each, the block its settlement cannot precede (log
+    queries start there), the block it settled in, and whether that settlement is final."""
+    db.execute("ALTER TABLE payments ADD COLUMN identifier TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE payments ADD COLUMN from_block INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE payments ADD COLUMN settled_block INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE payments ADD COLUMN final INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1_core, _m2_router, _m3_payments, _m4_tx_day,
+                                                                 _m5_payment_finality)
 
 
 # ---------------------------------------------------------------- the store
@@ -541,23 +556,33 @@ class Store:
     # ------------------------------------------------------------ the x402 ledger
 
     def reserve_payment(self, p: Payment, now: float, window: float, limits: dict[str, int],
-                        max_unresolved: int) -> Payment | str:
-        """The attempt's payment: the one already on record, or a new row reserved against the rolling
-        budgets in one BEGIN IMMEDIATE transaction. A string says which limit refused it.
+                        max_unresolved: int, request_cap: int | None = None) -> Payment | str:
+        """The attempt's payment: the one already on record, or a new row reserved against the request's
+        allowance and the rolling budgets in one BEGIN IMMEDIATE transaction. A string says which limit
+        refused it.
 
-        `limits` holds "total", "per_provider" and "per_requester"; a reserved payment counts as spent
-        until it is known not to have moved money."""
+        `request_cap` bounds the sum of the request's payments that may have moved money, this one
+        included, each at its full amount (a call that timed out may have been settled); `limits` holds
+        "total", "per_provider" and "per_requester". A reserved payment counts as spent until it is known
+        not to have moved money."""
         existing = self.payment_for(p.request_key, p.attempt_id)
         if existing is not None:
             return existing
         self.commit_now()  # the reservation is a transaction of its own
         self._conn.execute("BEGIN IMMEDIATE")
         try:
+            refusal = ""
+            if request_cap is not None:
+                spent = int(self._conn.execute(
+                    f"SELECT COALESCE(SUM(CAST(amount AS INTEGER)), 0) FROM payments WHERE request_key=? AND state "
+                    f"IN ({','.join('?' * len(PAYMENT_SPENDING))})", (p.request_key, *PAYMENT_SPENDING)).fetchone()[0])
+                if spent + p.amount > request_cap:
+                    refusal = (f"request allowance: {spent} may already have been paid of {request_cap}, "
+                               f"{p.amount} more asked")
             # Whole minutes: a payment counts from the start of its minute, so the window is at most a
             # minute longer than configured (never shorter: budgets are never overspent).
             since = int(now - window) // 60
-            refusal = ""
-            for name, scope in _scopes(p):
+            for name, scope in _scopes(p) if not refusal else ():
                 used = int(self._conn.execute("SELECT COALESCE(SUM(amount), 0) FROM payment_spend WHERE scope=? "
                                               "AND minute >= ?", (scope, since)).fetchone()[0])
                 if used + p.amount > limits[name]:
@@ -574,9 +599,9 @@ class Store:
                 return refusal
             cur = self._conn.execute(
                 "INSERT INTO payments (request_key, attempt_id, provider, requester, network, asset, pay_to, amount, "
-                "payer, version, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "payer, version, state, from_block, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (p.request_key, p.attempt_id, p.provider, p.requester, p.network, p.asset, p.pay_to, str(p.amount),
-                 p.payer, p.version, "reserved", now, now))
+                 p.payer, p.version, "reserved", p.from_block, now, now))
             for _, scope in _scopes(p):
                 self._conn.execute(self._SPEND, (scope, int(now) // 60, p.amount))
             self._conn.execute("COMMIT")
@@ -607,7 +632,8 @@ class Store:
     def update_payment(self, payment_id: int, **fields: Any) -> None:
         """Set ledger fields (state, nonce, valid_before, header, tx_hash, error, delivered). A payment
         that turns out not to have moved money (rejected, expired) gives its budget back."""
-        allowed = {"state", "nonce", "valid_before", "header", "tx_hash", "error", "delivered"}
+        allowed = {"state", "nonce", "valid_before", "header", "tx_hash", "error", "delivered", "identifier",
+                   "from_block", "settled_block", "final"}
         assert set(fields) <= allowed, fields
         if "state" in fields:
             row = self._one("SELECT * FROM payments WHERE id=?", (payment_id,))
@@ -636,6 +662,10 @@ class Store:
     def payment_for(self, request_key: str, attempt_id: int) -> Payment | None:
         row = self._one("SELECT * FROM payments WHERE request_key=? AND attempt_id=?", (request_key, attempt_id))
         return _payment(row) if row is not None else None
+
+    def settlements_to_confirm(self) -> list[Payment]:
+        """Settled payments not yet final: their settlement may still be reorganised away."""
+        return [_payment(r) for r in self._all("SELECT * FROM payments WHERE state='settled' AND final=0 ORDER BY id")]
 
     def payments(self, states: Sequence[str] = ()) -> list[Payment]:
         if not states:

@@ -42,7 +42,10 @@ from x402.schemas.v1 import PaymentPayloadV1, PaymentRequiredV1, PaymentRequirem
 from oracle.config import X402Pin, X402Settings
 from oracle.results import load_untrusted_json
 from oracle.store import Payment, Store
-from oracle.x402.policy import Offer, choose, offers
+from oracle.x402.identifier import declared, new_identifier, with_identifier
+from oracle.x402.network import NetworkError, PaymentNetworks
+from oracle.x402.policy import Offer, choose, offered_domain, offers
+from oracle.x402.signer import DomainMismatch, domain_separator
 from oracle.x402.wallet import PaymentWallet
 
 
@@ -51,7 +54,9 @@ class PaymentContext:
     request_key: str
     requester: str  # the on-chain requester, for its budget
     attempt_id: int
-    max_amount: int  # the request's allowance, in the asset's base units
+    # The request's allowance, in the asset's base units: a hard cap on the sum of the request's payments
+    # that may have moved money (each at its full amount, this one included).
+    max_amount: int
 
 
 @dataclass
@@ -73,8 +78,11 @@ class PaymentRefused(Exception):
 class PayingClient:
     def __init__(self, session: aiohttp.ClientSession, wallet: PaymentWallet, settings: X402Settings, store: Store,
                  clock: Callable[[], float] = time.time,
-                 resolve: Callable[[Payment], Awaitable[str]] | None = None) -> None:
+                 resolve: Callable[[Payment], Awaitable[str]] | None = None,
+                 networks: PaymentNetworks | None = None) -> None:
         self.session = session
+        # The payment networks' nodes: the token's own EIP-712 domain (cached), the head before signing.
+        self.networks = networks if networks is not None else PaymentNetworks(session, settings)
         # Looks a payment up on-chain at once when a re-sent one is refused (the reconciler's), so a
         # lost answer does not leave its payment unresolved until the next pass.
         self.resolve = resolve
@@ -82,8 +90,6 @@ class PayingClient:
         self.settings = settings
         self.store = store
         self.clock = clock
-        self._v2 = ExactEvmScheme(wallet.signer)
-        self._v1 = ExactEvmSchemeV1(wallet.signer)
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float, ctx: PaymentContext,
                    pin: X402Pin, provider: str) -> PaidReply:
@@ -121,46 +127,95 @@ class PayingClient:
             return self._refuse(ctx, provider, pin, f"malformed 402: {type(exc).__name__}", status, headers, raw)
         if isinstance(chosen, str):
             return self._refuse(ctx, provider, pin, chosen, status, headers, raw)
-        draft = _row(ctx, provider, chosen, self.wallet.address)
+        separator = await self._domain(chosen, pin)
+        if isinstance(separator, str):
+            return self._refuse(ctx, provider, pin, separator, status, headers, raw)
+        draft = replace(_row(ctx, provider, chosen, self.wallet.address),
+                        from_block=self.networks.known_head(chosen.network))
         reserved = self.store.reserve_payment(
             draft, self.clock(), self.settings.budget.window,
             {"total": self.settings.budget.total, "per_provider": self.settings.budget.per_provider,
-             "per_requester": self.settings.budget.per_requester}, self.settings.max_unresolved)
+             "per_requester": self.settings.budget.per_requester}, self.settings.max_unresolved,
+            request_cap=ctx.max_amount)
         if isinstance(reserved, str):
             return self._refuse(ctx, provider, pin, reserved, status, headers, raw, budget=True)
         if reserved.state != "reserved" or reserved.header:  # this attempt already has a payment: never a second
             return PaidReply(status, headers, raw, reserved, spent=True)
         try:
-            header, nonce, valid_before = self._sign(chosen, required)
-        except Exception as exc:  # e.g. an `extra` without the token's EIP-712 name: nothing was signed
-            self.store.update_payment(reserved.id, state="expired", error=f"not signed: {type(exc).__name__}")
+            header, nonce, valid_before, identifier = self._sign(chosen, required, separator)
+        except Exception as exc:  # whatever the SDK objects to in a hostile 402: nothing was signed
+            why = str(exc) if isinstance(exc, DomainMismatch) else type(exc).__name__
+            self.store.update_payment(reserved.id, state="expired", error=f"not signed: {why}"[:300])
             await self.store.commit()
             return PaidReply(status, headers, raw, self.store.payment(reserved.id),
-                             refusal=f"cannot sign for this 402: {type(exc).__name__}")
-        self.store.update_payment(reserved.id, state="signed", nonce=nonce, valid_before=valid_before, header=header)
+                             refusal=f"cannot sign for this 402: {why}"[:300])
+        self.store.update_payment(reserved.id, state="signed", nonce=nonce, valid_before=valid_before, header=header,
+                                  identifier=identifier)
         await self.store.commit()  # the signature is on record before anyone can see it
-        return replace(reserved, state="signed", nonce=nonce, valid_before=valid_before, header=header)
+        return replace(reserved, state="signed", nonce=nonce, valid_before=valid_before, header=header,
+                       identifier=identifier)
+
+    async def _domain(self, offer: Offer, pin: X402Pin) -> bytes | str:
+        """The token's own EIP-712 domain separator if the 402's domain builds exactly it; else why not.
+        Signing for another domain (another token's name, a wrong version) would give the provider a
+        signature the token rejects at best, and one valid elsewhere at worst."""
+        domain = offered_domain(offer)
+        if isinstance(domain, str):
+            return f"cannot sign for this 402: {domain}"
+        where = f"{offer.asset} on {offer.network}"
+        if pin.domain_separator is not None:
+            expected, source = bytes.fromhex(pin.domain_separator[2:]), "the deployment's pinned domain_separator"
+        else:
+            try:
+                found = await self.networks.domain_separator(offer.network, offer.asset)
+            except NetworkError as exc:
+                return (f"cannot read the EIP-712 domain of {where} ({exc}); nothing signed: check "
+                        "x402.networks' rpc_url, or pin domain_separator in this deployment's x402 table")[:300]
+            if found is None:
+                return (f"the token {where} publishes no EIP-712 domain (neither DOMAIN_SEPARATOR() nor "
+                        "eip712Domain()); nothing signed: pin domain_separator in this deployment's x402 table")
+            expected, source = found, "the token's own"
+        name, version, chain_id, contract = domain
+        if domain_separator(name, version, chain_id, contract) != expected:
+            return (f"the 402's EIP-712 domain (name {name[:40]!r}, version {version[:20]!r}, chain {chain_id}) is "
+                    f"not {source} for {where}; nothing signed: the provider must name the token's domain, or "
+                    "fix domain_separator if the pin is wrong")[:300]
+        return expected
 
     # ------------------------------------------------------------ steps
 
     async def _post(self, url: str, body: bytes, headers: Mapping[str, str],
                     timeout: float) -> tuple[int, Mapping[str, str], bytes]:
-        async with self.session.post(url, data=body, headers=headers,
+        # No redirects: a paid call's headers (the payment itself, any key) never go to another origin.
+        async with self.session.post(url, data=body, headers=headers, allow_redirects=False,
                                      timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             return resp.status, resp.headers.copy(), await resp.read()
 
-    def _sign(self, offer: Offer, required: PaymentRequired | PaymentRequiredV1) -> tuple[str, str, int]:
-        """(header value, nonce, validBefore) of a fresh EIP-3009 authorization for `offer`."""
+    def _sign(self, offer: Offer, required: PaymentRequired | PaymentRequiredV1,
+              separator: bytes) -> tuple[str, str, int, str]:
+        """(header value, nonce, validBefore, payment identifier or "") of a fresh EIP-3009 authorization
+        for `offer`, signed only in the domain whose separator is `separator`. A provider that declares
+        the payment-identifier extension gets an id with it: re-sending the same header later (a lost
+        answer, a restart) then fetches the stored answer instead of paying again."""
+        signer = self.wallet.signer.bound_to(separator)
         payload: PaymentPayload | PaymentPayloadV1
+        identifier = ""
         if isinstance(offer.requirements, PaymentRequirementsV1):
-            inner = self._v1.create_payment_payload(offer.requirements)
+            inner = ExactEvmSchemeV1(signer).create_payment_payload(offer.requirements.model_copy(deep=True))
             payload = PaymentPayloadV1(scheme=offer.scheme, network=offer.requirements.network, payload=inner)
         else:
-            inner = self._v2.create_payment_payload(offer.requirements)
+            inner = ExactEvmScheme(signer).create_payment_payload(offer.requirements.model_copy(deep=True))
             resource = required.resource if isinstance(required, PaymentRequired) else None
-            payload = PaymentPayload(payload=inner, accepted=offer.requirements, resource=resource)
+            extensions = None
+            if isinstance(required, PaymentRequired) and declared(required.extensions):
+                assert required.extensions is not None
+                identifier = new_identifier()
+                extensions = with_identifier(required.extensions, identifier)
+            payload = PaymentPayload(payload=inner, accepted=offer.requirements, resource=resource,
+                                     extensions=extensions)
         authorization = inner["authorization"]
-        return encode_payment_signature_header(payload), str(authorization["nonce"]), int(authorization["validBefore"])
+        return (encode_payment_signature_header(payload), str(authorization["nonce"]),
+                int(authorization["validBefore"]), identifier)
 
     async def _send_paid(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float,
                          payment: Payment) -> PaidReply:

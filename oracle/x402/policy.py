@@ -8,6 +8,7 @@ reserved in the ledger (`Store.reserve_payment`), where they can be counted atom
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,26 @@ def _refusal(o: Offer, pin: X402Pin, networks: set[str], settings: X402Settings,
     if o.max_timeout_seconds > settings.max_validity_seconds:
         return f"validity window {o.max_timeout_seconds} s is longer than {settings.max_validity_seconds} s"
     return None
+
+
+def offered_domain(o: Offer) -> tuple[str, str, int, str] | str:
+    """The EIP-712 domain (name, version, chainId, verifyingContract) a signature for `o` would be made
+    in: name and version from the 402's `extra` (version "1" when absent, as the SDK does), the chain
+    of its network and the asset as verifying contract; or why the 402 names none."""
+    extra = o.requirements.extra
+    if isinstance(extra, str):  # v1 allows `extra` as JSON text
+        try:
+            extra = json.loads(extra)
+        except ValueError:
+            return "its extra is not a JSON object"
+    if not isinstance(extra, dict):
+        return "its extra is not an object"
+    name, version = extra.get("name"), extra.get("version", "1")
+    if not isinstance(name, str) or not isinstance(version, str):
+        return "its extra does not name the token's EIP-712 domain (name and version as text)"
+    if len(name) > 200 or len(version) > 50:
+        return "its extra's EIP-712 name or version is implausibly long"
+    return name, version, int(o.network.split(":", 1)[1]), str(o.asset)
 
 
 def _lower(value: Any) -> str:

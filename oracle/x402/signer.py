@@ -30,6 +30,16 @@ def _domain_separator(name: str, version: str, chain_id: int, verifying_contract
                   + bytes(12) + bytes.fromhex(verifying_contract.removeprefix("0x")))
 
 
+def domain_separator(name: str, version: str, chain_id: int, verifying_contract: str) -> bytes:
+    """The EIP-712 separator of a (name, version, chainId, verifyingContract) domain, as EIP-3009 tokens
+    build theirs."""
+    return _domain_separator(name, version, chain_id, verifying_contract.lower())
+
+
+class DomainMismatch(ValueError):
+    """Asked to sign for an EIP-712 domain other than the one the payment was checked against."""
+
+
 def _word(value: Any, kind: str) -> bytes:
     if kind == "address":
         return bytes(12) + bytes.fromhex(str(value).removeprefix("0x"))
@@ -63,6 +73,10 @@ class WalletSigner:
             return sig[:64] + bytes([sig[64] + 27])
         return self.sign_generic(domain, types, message)
 
+    def bound_to(self, separator: bytes) -> DomainBoundSigner:
+        """This signer, refusing any typed data whose domain separator is not `separator`."""
+        return DomainBoundSigner(self, separator)
+
     def sign_generic(self, domain: TypedDataDomain, types: dict[str, list[TypedDataField]],
                      message: dict[str, Any]) -> bytes:
         """eth_account's EIP-712 encoder: any typed data (and the reference the fast path is tested against)."""
@@ -72,3 +86,22 @@ class WalletSigner:
         signed = Account.sign_typed_data(self._raw, domain_data=domain_dict, message_types=types_dict,
                                          message_data=message)
         return bytes(signed.signature)
+
+
+class DomainBoundSigner:
+    """The SDK's signer for one payment: it signs only for the domain the payment was checked against,
+    whatever domain the SDK builds (e.g. from defaults of its own when a 402's `extra` lacks one)."""
+
+    def __init__(self, signer: WalletSigner, separator: bytes) -> None:
+        self._signer = signer
+        self._separator = separator
+        self.address = signer.address
+
+    def sign_typed_data(self, domain: TypedDataDomain, types: dict[str, list[TypedDataField]], primary_type: str,
+                        message: dict[str, Any]) -> bytes:
+        asked = domain_separator(str(domain.name), str(domain.version), int(domain.chain_id),
+                                 str(domain.verifying_contract))
+        if asked != self._separator:
+            raise DomainMismatch(f"EIP-712 domain (name {domain.name!r}, version {domain.version!r}) is not the "
+                                 "token's own")
+        return self._signer.sign_typed_data(domain, types, primary_type, message)

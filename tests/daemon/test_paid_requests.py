@@ -4,7 +4,9 @@ End to end, the on-chain balances move by exactly the price, the ledger row is s
 transaction and the receipt names the payment. With SIGKILLs at random moments across paid requests
 (between signing and sending, between sending and the answer, anywhere), every request is fulfilled
 once, each attempt is paid at most once (counted on-chain), and after reconciliation the ledger is
-true: nothing left signed, sent or unknown, and no budget held by a payment that moved nothing."""
+true: nothing left signed, sent or unknown, and no budget held by a payment that moved nothing. The
+paywall keeps x402's payment-identifier extension, so an answer lost with the daemon is fetched again
+with the same payment after the restart: nothing is paid without delivery."""
 
 from __future__ import annotations
 
@@ -164,9 +166,11 @@ def test_sigkill_during_paid_requests(tmp_path: Path) -> None:
             per_attempt = Counter((r.request_key, r.attempt_id) for r in ledger if r.state == "settled")
             assert max(per_attempt.values()) == 1
             statuses = Counter(stack.contract("TypedResultsConsumer").functions.decoded(i).call()[1] for i in ids)
-            # An answer lost with the daemon is paid for again by a new attempt (x402 cannot hand a spent
-            # authorization back); the first payment is flagged, and every request is answered.
             assert statuses == {Status.SUCCESS: len(ids)}, statuses
+            # An answer lost with the daemon is fetched again under its payment identifier (the same header
+            # re-sent): one payment per request, each delivered.
+            assert [r.id for r in ledger if r.state == "settled" and not r.delivered] == []
+            assert len(settled) == len(ids) and all(r.identifier for r in ledger if r.header)
             print(f"kills: {kills}; payments in flight at a kill: {dict(seen_at_kill)}; ledger: "
                   f"{dict(Counter(r.state for r in ledger))}; paid without delivery: "
                   f"{sum(1 for r in ledger if r.state == 'settled' and not r.delivered)}")

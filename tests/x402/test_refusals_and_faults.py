@@ -45,6 +45,8 @@ def _reset(x402_stack: X402Stack) -> Iterator[None]:
     x402_stack.paywall.knobs.settle_then_500 = x402_stack.paywall.knobs.drop_after_settle = False
     x402_stack.facilitator.knobs.down = x402_stack.facilitator.knobs.fail_settle = False
     x402_stack.facilitator.knobs.pending = False
+    x402_stack.paywall.knobs.hold_paid = 0.0
+    x402_stack.paywall.payment_identifier = True
     x402_stack.paywall.set_price(PRICE)
 
 
@@ -208,9 +210,10 @@ async def test_settled_then_500_is_flagged_paid_without_delivery(x402_stack: X40
     assert _settlements(x402_stack) == before + 1
 
 
-async def test_a_dropped_connection_after_paying_resends_the_same_header(x402_stack: X402Stack,
-                                                                          store: Store) -> None:
+async def test_a_dropped_connection_after_paying_without_payment_identifiers_is_flagged(x402_stack: X402Stack,
+                                                                                        store: Store) -> None:
     x402_stack.paywall.knobs.drop_after_settle = True
+    x402_stack.paywall.payment_identifier = False  # a provider that does not keep answers per payment
     before = _settlements(x402_stack)
     reply = await _pay(x402_stack, store)
     # The second send carried the same signature: its nonce was spent, so the paywall asked again; the

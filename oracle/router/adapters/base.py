@@ -116,7 +116,8 @@ async def send(session: aiohttp.ClientSession, fmt: WireFormat, d: ModelDeployme
                                      latency_ms=_ms(started), payment_id=_payment_id(paying, payment))
             status, response_headers, raw = paid.status, paid.headers, paid.raw
         else:
-            async with session.post(url, data=body, headers=headers,
+            # No redirects: a key (Authorization, x-api-key, x-goog-api-key) never goes to another origin.
+            async with session.post(url, data=body, headers=headers, allow_redirects=False,
                                     timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 raw = await resp.read()
                 status = resp.status
@@ -124,7 +125,13 @@ async def send(session: aiohttp.ClientSession, fmt: WireFormat, d: ModelDeployme
     except (aiohttp.ClientError, TimeoutError) as exc:
         return ProviderReply("error", TRANSIENT, error=f"{type(exc).__name__}: {exc}"[:500],
                              latency_ms=_ms(started), payment_id=_payment_id(paying, payment))
-    if paid is not None and paid.refusal:
+    if 300 <= status < 400:
+        # A provider that redirects a call misbehaves: its answer is not followed, not retried elsewhere.
+        where = str(response_headers.get("Location", ""))[:200]
+        reply = ProviderReply("error", UNAVAILABLE, raw=raw, http_status=status,
+                              error=f"HTTP {status} redirect to {where!r} not followed: provider calls never follow "
+                                    "redirects (fix the deployment's base_url if the provider moved)")
+    elif paid is not None and paid.refusal:
         reply = ProviderReply("error", BUDGET if paid.budget else PAYMENT, raw=raw, http_status=status,
                               error=f"payment not made: {paid.refusal}"[:500])
     elif paid is not None and paid.spent:
