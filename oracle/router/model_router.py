@@ -187,11 +187,9 @@ class _Run:
         # New attempt ids also clear the payments of a request re-included with other content, whose
         # attempts were dropped but whose payments stay on the ledger.
         # (Only a router that pays over x402 has payments to look up: no query on the common path.)
-        spent, last_paid = router.store.request_payments(request.key) if router.paying is not None else (0, 0)
+        # (The x402 client caps the sum of the request's payments at its allowance from the ledger.)
+        _, last_paid = router.store.request_payments(request.key) if router.paying is not None else (0, 0)
         self.next_id = max(max((a.attempt_id for a in prior), default=0), last_paid) + 1
-        # What this request may still pay over x402: the fee's share after gas, less what it may have paid.
-        self.allowance = max(0, request.allowance - spent)
-        self.paid_here = 0
         # What the request's calls may cost, micro-USD, held against its allowance across every attempt,
         # fallback and ensemble member: a call reserves its worst case (its answer at max tokens at the
         # deployment's prices, or its per-call price) before it is made and is settled at its cost after.
@@ -348,8 +346,7 @@ class _Run:
                         {"X-Oracle-Request": request.key,
                          "Idempotency-Key": f"{request.key}/{request.params_hash.hex()[:16]}/{e.id}/{attempt_id}"})
             timeout = min(e.deployment.timeout, max(0.1, self.deadline - self.r.clock() - 0.5))
-            payment = PaymentContext(request.key, request.requester, attempt_id,
-                                     max(0, min(worst, self.allowance - self.paid_here)))
+            payment = PaymentContext(request.key, request.requester, attempt_id, request.allowance, call_max=worst)
             reply = await send(self.r.session, FORMATS[e.deployment.api], e.deployment, call, timeout,
                                self.r.paying, payment)
         except BaseException:
@@ -359,8 +356,6 @@ class _Run:
         cost = e.cost(reply.usage, reply.reported_cost)
         if not _cost_unknown(reply):
             self.reserved += cost - worst  # settled at what it cost; a call of unknown fate keeps its worst case
-        if reply.payment_id is not None and reply.reported_cost is not None:
-            self.paid_here += reply.reported_cost
         store.finish_attempt(Attempt(request.key, attempt_id, e.id, "done", reply.outcome, reply.latency_ms,
                                      reply.usage, cost, reply.raw_sha256, reply.text, reply.error, reply.kind,
                                      reply.http_status), reply.raw)

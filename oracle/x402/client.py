@@ -57,6 +57,8 @@ class PaymentContext:
     # The request's allowance, in the asset's base units: a hard cap on the sum of the request's payments
     # that may have moved money (each at its full amount, this one included).
     max_amount: int
+    # The most this one payment may be (what the router reserved for the call); None: the allowance.
+    call_max: int | None = None
 
 
 @dataclass
@@ -120,7 +122,8 @@ class PayingClient:
         of paying (parse, policy, ledger reservation, signature), which `bench/x402.py` measures."""
         try:
             required = _requirements(headers, raw)
-            chosen = choose(offers(required), pin, self.settings, ctx.max_amount)
+            limit = ctx.max_amount if ctx.call_max is None else min(ctx.max_amount, ctx.call_max)
+            chosen = choose(offers(required), pin, self.settings, limit)
         except PaymentRefused as exc:
             return self._refuse(ctx, provider, pin, str(exc), status, headers, raw)
         except Exception as exc:  # whatever else a hostile 402 can make the SDK's models do
