@@ -276,5 +276,4 @@ class Pipeline:
 
 
 def _commitment(r: StoredRequest, d: DecodedParams) -> Commitment:
-    p = d.params
-    return Commitment(r.requester, p.callback, p.callback_gas_limit, p.deadline, r.fee, d.params_hash)
+    return Commitment.of(r.requester, r.fee, d.params, d.params_hash)

@@ -60,14 +60,10 @@ def _word(value: int) -> bytes:
     return (value % 2**256).to_bytes(32, "big")
 
 
-# The contract accepts a result up to the request's size plus this much ABI framing (AIOracle.sol).
-RESULT_ENCODING_OVERHEAD = 96
-_ONE_WORD_KINDS = (ResultType.BOOL, ResultType.UINT, ResultType.INT, ResultType.CHOICE)
-
-
 def max_encoded_bytes(spec: ResultSpec) -> int:
-    """The longest result bytes a response to `spec` can carry (for bounding its gas before answering)."""
-    return 32 if spec.kind in _ONE_WORD_KINDS else spec.max_bytes + RESULT_ENCODING_OVERHEAD
+    """The longest result bytes a response to `spec` can carry (for bounding its gas before answering):
+    the bound the request's commitment holds on-chain."""
+    return spec.max_result_bytes
 
 
 def encode_result(spec: ResultSpec, value: Any) -> bytes:
