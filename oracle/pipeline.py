@@ -33,7 +33,7 @@ from oracle.protocol import (
     model_used,
     parse_model_spec,
 )
-from oracle.results import ResultError, json_schema, max_encoded_bytes
+from oracle.results import ResultError, check_answerable, max_encoded_bytes
 from oracle.router import Answer, Router, RouteRequest
 from oracle.router.receipts import canonical_json, receipt_hash
 from oracle.store import State, Store, StoredRequest
@@ -190,7 +190,7 @@ class Pipeline:
         except InvalidModelSpec as exc:
             return self._refuse(r, ReasonCode.INVALID_MODEL_SPEC, str(exc))
         try:
-            json_schema(p.result)  # refuses ABI types that cannot be asked of a model or encoded
+            check_answerable(p.result)  # result specs no answer could satisfy, before any model is asked
         except ResultError as exc:
             return self._refuse(r, ReasonCode.UNSUPPORTED, str(exc))
         if r.deadline - self.clock() < self.settings.deadline_margin:
