@@ -33,7 +33,7 @@ from oracle.protocol import (
     model_used,
     parse_model_spec,
 )
-from oracle.results import ResultError, json_schema, max_encoded_bytes
+from oracle.results import ResultError, check_answerable
 from oracle.router import Answer, Router, RouteRequest
 from oracle.router.receipts import canonical_json, receipt_hash
 from oracle.store import State, Store, StoredRequest
@@ -190,7 +190,7 @@ class Pipeline:
         except InvalidModelSpec as exc:
             return self._refuse(r, ReasonCode.INVALID_MODEL_SPEC, str(exc))
         try:
-            json_schema(p.result)  # refuses ABI types that cannot be asked of a model or encoded
+            check_answerable(p.result)  # result specs no answer could satisfy, before any model is asked
         except ResultError as exc:
             return self._refuse(r, ReasonCode.UNSUPPORTED, str(exc))
         if r.deadline - self.clock() < self.settings.deadline_margin:
@@ -236,8 +236,7 @@ class Pipeline:
         """The escrowed fee and the gas of answering (the largest response the request allows, sent
         alone, calldata floor included), both in micro-USD at the chain's configured price."""
         fee_micro_usd = r.fee * self.chain.native_price_micro_usd // 10**18
-        gas = response_gas_bound(r.request_id, _commitment(r, d), max_encoded_bytes(d.params.result),
-                                 self.chain.gas.fulfill_gas_overhead)
+        gas = response_gas_bound(r.request_id, _commitment(r, d), self.chain.gas.fulfill_gas_overhead)
         gas_wei = gas * self.gas_price()
         return fee_micro_usd, -(-gas_wei * self.chain.native_price_micro_usd // 10**18)
 
@@ -276,5 +275,4 @@ class Pipeline:
 
 
 def _commitment(r: StoredRequest, d: DecodedParams) -> Commitment:
-    p = d.params
-    return Commitment(r.requester, p.callback, p.callback_gas_limit, p.deadline, r.fee, d.params_hash)
+    return Commitment.of(r.requester, r.fee, d.params, d.params_hash)

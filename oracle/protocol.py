@@ -101,6 +101,10 @@ MAX_LABEL_BYTES: int = PROTOCOL["constants"]["MAX_LABEL_BYTES"]
 MAX_ABI_TYPE_BYTES: int = PROTOCOL["constants"]["MAX_ABI_TYPE_BYTES"]
 MAX_MODEL_FALLBACKS: int = PROTOCOL["constants"]["MAX_MODEL_FALLBACKS"]
 MAX_TEMPERATURE: int = PROTOCOL["constants"]["MAX_TEMPERATURE"]
+# A Text, Json or Abi result may carry its maxBytes plus this much ABI framing; the other kinds one word.
+RESULT_ENCODING_OVERHEAD: int = PROTOCOL["constants"]["RESULT_ENCODING_OVERHEAD"]
+WORD_RESULT_BYTES: int = PROTOCOL["constants"]["WORD_RESULT_BYTES"]
+_SIZED_KINDS = frozenset({ResultType.TEXT, ResultType.JSON, ResultType.ABI})
 
 
 def abi_type_of(struct: str) -> str:
@@ -131,6 +135,13 @@ class ResultSpec:
     def to_abi(self) -> tuple[Any, ...]:
         return (int(self.kind), self.max_bytes, _to_uint(self.min), _to_uint(self.max), list(self.labels),
                 self.abi_type)
+
+    @property
+    def max_result_bytes(self) -> int:
+        """The longest result a response may carry, as the request's commitment binds it on-chain."""
+        if self.kind in _SIZED_KINDS:
+            return self.max_bytes + RESULT_ENCODING_OVERHEAD
+        return WORD_RESULT_BYTES
 
     @classmethod
     def from_abi(cls, value: Sequence[Any]) -> ResultSpec:
@@ -174,16 +185,20 @@ class Commitment:
     callback: str
     callback_gas_limit: int
     deadline: int
+    max_result_bytes: int  # the longest result a response may carry: `ResultSpec.max_result_bytes`
     fee: int
     params_hash: bytes
 
     @classmethod
-    def of(cls, requester: str, fee: int, params: RequestParams) -> Commitment:
-        return cls(requester, params.callback, params.callback_gas_limit, params.deadline, fee, params.hash())
+    def of(cls, requester: str, fee: int, params: RequestParams, params_hash: bytes | None = None) -> Commitment:
+        """The commitment the oracle stores for `params`; `params_hash` when it is known already (taken
+        from the emitted bytes)."""
+        return cls(requester, params.callback, params.callback_gas_limit, params.deadline,
+                   params.result.max_result_bytes, fee, params.hash() if params_hash is None else params_hash)
 
     def to_abi(self) -> tuple[Any, ...]:
-        return (self.requester, self.callback, self.callback_gas_limit, self.deadline, self.fee,
-                self.params_hash)
+        return (self.requester, self.callback, self.callback_gas_limit, self.deadline, self.max_result_bytes,
+                self.fee, self.params_hash)
 
     def hash(self) -> bytes:
         """The value the oracle stores for an open request."""
@@ -270,11 +285,20 @@ _KEY_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz_")
 
 
 class InvalidModelSpec(ValueError):
-    """A model spec breaks the grammar; `offset` is the byte where, as the contract reports it."""
+    """A model spec the contract refuses; `offset` is the byte where, and `error` the custom error the
+    contract reverts with there."""
+
+    error = "InvalidModelSpec"
 
     def __init__(self, spec: bytes, offset: int, why: str) -> None:
         super().__init__(f"invalid model spec {spec!r} at byte {offset}: {why}")
         self.offset = offset
+
+
+class DuplicateModelSpecOption(InvalidModelSpec):
+    """An option's key repeats an earlier option's: the spec has no one meaning."""
+
+    error = "DuplicateModelSpecOption"
 
 
 @dataclass(frozen=True)
@@ -296,6 +320,8 @@ def parse_model_spec(spec: str | bytes) -> ModelSpec:
     offset = len(target) + 1
     for segment in option_segments:
         key, value = _parse_option(raw, offset, offset + len(segment))
+        if key in options:
+            raise DuplicateModelSpecOption(raw, offset, f"option {key} is given twice; give each option once")
         options[key] = value
         offset += len(segment) + 1
     return ModelSpec(parsed.policy, parsed.models, parsed.ensemble_size, options)

@@ -60,16 +60,6 @@ def _word(value: int) -> bytes:
     return (value % 2**256).to_bytes(32, "big")
 
 
-# The contract accepts a result up to the request's size plus this much ABI framing (AIOracle.sol).
-RESULT_ENCODING_OVERHEAD = 96
-_ONE_WORD_KINDS = (ResultType.BOOL, ResultType.UINT, ResultType.INT, ResultType.CHOICE)
-
-
-def max_encoded_bytes(spec: ResultSpec) -> int:
-    """The longest result bytes a response to `spec` can carry (for bounding its gas before answering)."""
-    return 32 if spec.kind in _ONE_WORD_KINDS else spec.max_bytes + RESULT_ENCODING_OVERHEAD
-
-
 def encode_result(spec: ResultSpec, value: Any) -> bytes:
     """ABI-encode `value` for `spec`, or raise ResultError naming what does not fit."""
     kind = spec.kind
@@ -183,6 +173,67 @@ def json_schema(spec: ResultSpec) -> dict[str, Any]:
         raise ResultError(f"unknown result type {kind}")
     return {"type": "object", "properties": {ANSWER_FIELD: value}, "required": [ANSWER_FIELD],
             "additionalProperties": False}
+
+
+# The shortest compact JSON object, "{}": a JSON result must have room for at least that.
+MIN_JSON_BYTES = 2
+
+
+def check_answerable(spec: ResultSpec) -> None:
+    """Raise ResultError, saying what to change, if no answer could satisfy `spec`: checked before any
+    model is asked, so such a request costs no model call. Also refuses what `json_schema` refuses."""
+    kind = spec.kind
+    if kind == ResultType.CHOICE:
+        first: dict[str, int] = {}
+        for i, label in enumerate(spec.labels):
+            if label in first:
+                raise ResultError(f"choice labels {first[label]} and {i} are both {label!r}: give each label once")
+            first[label] = i
+    if kind == ResultType.JSON and spec.max_bytes < MIN_JSON_BYTES:
+        raise ResultError(f"a JSON result of at most {spec.max_bytes} byte(s) cannot hold an object ({{}} alone "
+                          f"takes {MIN_JSON_BYTES}): raise maxBytes to at least {MIN_JSON_BYTES}")
+    if kind == ResultType.ABI:
+        abi_components(spec.abi_type)
+        t = parse(spec.abi_type)
+        depth = 1 + _nesting(t)  # the answer object {"value": ...} adds one level
+        if depth > MAX_JSON_DEPTH:
+            raise ResultError(f"ABI type {spec.abi_type} nests {depth - 1} levels of tuples and arrays; its answer "
+                              f"would be JSON {depth} deep and answers are read at most {MAX_JSON_DEPTH} deep: nest "
+                              f"at most {MAX_JSON_DEPTH - 1} levels")
+        least = _least_bytes(t)
+        if least > spec.max_bytes:
+            raise ResultError(f"ABI type {spec.abi_type} takes at least {least} bytes encoded, above the requested "
+                              f"maxBytes of {spec.max_bytes}: raise maxBytes to at least {least} (within the "
+                              f"oracle's maxResultBytes) or ask for a smaller type")
+    json_schema(spec)
+
+
+def _nesting(t: Any) -> int:
+    """Levels of tuples and arrays in ABI type `t`: each is one level of JSON array in an answer."""
+    if t.is_array:
+        return 1 + _nesting(t.item_type)
+    if isinstance(t, TupleType):
+        return 1 + max((_nesting(c) for c in t.components), default=0)
+    return 0
+
+
+def _least_bytes(t: Any) -> int:
+    """The shortest ABI encoding of any value of type `t`: empty strings, bytes and dynamic arrays; fixed
+    arrays and tuples in full."""
+    if t.is_array:
+        dims = t.arrlist[-1]
+        if not dims:
+            return 32  # T[]: its length word
+        item = t.item_type
+        return int(dims[0]) * (_head_bytes(item) + (_least_bytes(item) if item.is_dynamic else 0))
+    if isinstance(t, TupleType):
+        return sum(_head_bytes(c) + (_least_bytes(c) if c.is_dynamic else 0) for c in t.components)
+    return 32  # one word: a static value, or the length word of string / bytes
+
+
+def _head_bytes(t: Any) -> int:
+    """What `t` takes in its enclosing tuple or array's head: an offset word if dynamic, else itself."""
+    return 32 if t.is_dynamic else _least_bytes(t)
 
 
 def _abi_value(t: Any, v: Any) -> Any:

@@ -9,7 +9,7 @@ from web3.exceptions import ContractCustomError
 
 from oracle.chain.errors import decode_revert
 from oracle.devnet import LocalStack
-from oracle.protocol import InvalidModelSpec, PolicyClass, parse_model_spec
+from oracle.protocol import DuplicateModelSpecOption, InvalidModelSpec, PolicyClass, parse_model_spec
 
 
 @pytest.mark.parametrize(
@@ -40,10 +40,26 @@ def test_malformed_specs_name_the_byte(spec: str, offset: int) -> None:
     assert err.value.offset == offset
 
 
+@pytest.mark.parametrize(
+    ("spec", "offset"),
+    [("cheapest;max_price=1;max_price=2", 21), ("best;needs=seed;max_price=5;needs=seed", 28),
+     ("a,b;data=zdr;data=zdr", 13)],
+)
+def test_an_option_given_twice_is_refused_at_its_second_key(spec: str, offset: int) -> None:
+    with pytest.raises(DuplicateModelSpecOption, match="given twice; give each option once") as err:
+        parse_model_spec(spec)
+    assert (err.value.error, err.value.offset) == ("DuplicateModelSpecOption", offset)
+
+
+def test_options_with_distinct_keys_are_kept() -> None:
+    assert parse_model_spec("cheapest;max_price=1;max_prices=2").options == {"max_price": "1", "max_prices": "2"}
+
+
 def _chain_verdict(stack: LocalStack, spec: bytes) -> tuple[str, int | None]:
     oracle = stack.contract("AIOracle")
     try:
-        # quote() parses the spec and reverts with InvalidModelSpec(offset) where the grammar breaks.
+        # quote() parses the spec and reverts with InvalidModelSpec(offset) where the grammar breaks, or
+        # DuplicateModelSpecOption(offset) where an option repeats a key.
         oracle.functions.quote(spec.decode(), 1, 0).call()
         return ("ok", None)
     except ContractCustomError as exc:
@@ -52,13 +68,24 @@ def _chain_verdict(stack: LocalStack, spec: bytes) -> tuple[str, int | None]:
 
 
 _ALPHABET = st.sampled_from([*"abcz09AZ.,;=_-+/:@ \u00e9", "cheapest", "ensemble:", "best", "fastest",
-                             "max_price=", "needs="])
+                             "max_price=", "needs=", ";max_price=1", ";needs=seed", ";data=zdr"])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(parts=st.lists(_ALPHABET, max_size=12))
 def test_python_and_contract_agree(stack: LocalStack, parts: list[str]) -> None:
-    spec = "".join(parts).encode()
+    _agree(stack, "".join(parts).encode())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(target=st.sampled_from(["cheapest", "gpt-4o,b", "ensemble:3", "a b"]),
+       options=st.lists(st.sampled_from([";max_price=1", ";max_price=2", ";needs=seed", ";data=zdr", ";max_price=",
+                                         ";max_prices=1", ";Key=1"]), max_size=5))
+def test_python_and_contract_agree_on_repeated_options(stack: LocalStack, target: str, options: list[str]) -> None:
+    _agree(stack, (target + "".join(options)).encode())
+
+
+def _agree(stack: LocalStack, spec: bytes) -> None:
     if len(spec) > 256:
         return
     python: tuple[str, int | None]
@@ -66,6 +93,6 @@ def test_python_and_contract_agree(stack: LocalStack, parts: list[str]) -> None:
         parse_model_spec(spec)
         python = ("ok", None)
     except InvalidModelSpec as exc:
-        python = ("InvalidModelSpec", exc.offset)
+        python = (exc.error, exc.offset)
     # eth_abi encodes the string as UTF-8; send the same bytes the parser saw.
     assert _chain_verdict(stack, spec) == python, spec

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import replace
 
 import pytest
 from eth_utils import keccak
@@ -71,6 +72,20 @@ def test_event_decodes_to_the_params_sent_and_commitment_matches_storage(stack: 
     assert rid == request_id(stack.chain_id, stack.addresses["AIOracle"], consumer, nonce)
     stored = stack.contract("AIOracle").functions.commitments(rid).call()
     assert stored == Commitment.of(consumer, fee, params).hash()
+
+
+@pytest.mark.parametrize("result", [
+    ResultSpec(ResultType.TEXT, max_bytes=1_000), ResultSpec(ResultType.BOOL),
+    ResultSpec(ResultType.CHOICE, labels=("for", "against")),
+    ResultSpec(ResultType.ABI, max_bytes=300, abi_type="(string,uint8,string)"),
+], ids=lambda r: r.kind.name)
+def test_commitment_binds_the_result_bound_as_the_contract_does(stack: LocalStack, result: ResultSpec) -> None:
+    params = replace(_int_params(stack), result=result)
+    rid, _, fee = _ask(stack, params)
+    consumer = stack.addresses["TypedResultsConsumer"]
+    commitment = Commitment.of(consumer, fee, params)
+    assert commitment.max_result_bytes == (32 if result.max_bytes == 0 else result.max_bytes + 96)
+    assert stack.contract("AIOracle").functions.commitments(rid).call() == commitment.hash()
 
 
 def test_requested_event_with_a_foreign_topic_is_refused() -> None:

@@ -53,6 +53,9 @@ def test_fee_below_quote(stack: LocalStack) -> None:
         ({"result": ResultSpec(ResultType.INT, min=1, max=-1)}, "InvalidResultBounds(kind=3)"),
         ({"result": ResultSpec(ResultType.ABI, max_bytes=64, abi_type="(uint8")}, "InvalidAbiType()"),
         ({"result": ResultSpec(ResultType.CHOICE, labels=("only",))}, "InvalidChoiceLabels(count=1, max=32)"),
+        ({"result": ResultSpec(ResultType.CHOICE, labels=("yes", "no", "yes"))},
+         "DuplicateChoiceLabel(first=0, again=2)"),
+        ({"model_spec": "cheapest;max_price=1;max_price=2"}, "DuplicateModelSpecOption(offset=21)"),
     ],
 )
 def test_bad_request_names_the_problem(stack: LocalStack, change: dict[str, Any], expected: str) -> None:

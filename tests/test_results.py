@@ -8,7 +8,7 @@ import pytest
 from eth_abi import decode
 
 from oracle.protocol import ResultSpec, ResultType
-from oracle.results import ResultError, abi_components, decode_result, encode_result
+from oracle.results import ResultError, abi_components, check_answerable, decode_result, encode_result
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,42 @@ def test_json_refuses_nan() -> None:
 def test_bad_abi_types_are_refused(abi_type: str) -> None:
     with pytest.raises(ResultError):
         abi_components(abi_type)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (ResultSpec(ResultType.ABI, max_bytes=4_096, abi_type="(uint256[20000])"),
+         "takes at least 640000 bytes encoded, above the requested maxBytes of 4096"),
+        (ResultSpec(ResultType.ABI, max_bytes=63, abi_type="(uint256,uint256)"), "raise maxBytes to at least 64"),
+        (ResultSpec(ResultType.ABI, max_bytes=63, abi_type="(string)"), "at least 64 bytes"),  # offset + length
+        (ResultSpec(ResultType.ABI, max_bytes=287, abi_type="((bool,string)[2])"), "at least 288 bytes"),
+        (ResultSpec(ResultType.ABI, max_bytes=4_096, abi_type="(" * 64 + "bool" + ")" * 64), "nest at most 63"),
+        (ResultSpec(ResultType.ABI, max_bytes=4_096, abi_type="(bool" + "[]" * 64 + ")"), "nest at most 63"),
+        (ResultSpec(ResultType.JSON, max_bytes=1), "cannot hold an object"),
+        (ResultSpec(ResultType.CHOICE, labels=("for", "against", "for")), "choice labels 0 and 2 are both 'for'"),
+        (ResultSpec(ResultType.ABI, max_bytes=64, abi_type="(fixed128x18)"), "cannot be asked of a model"),
+    ],
+)
+def test_requests_no_answer_can_satisfy_are_refused(spec: ResultSpec, message: str) -> None:
+    with pytest.raises(ResultError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_answerable(spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "smallest"),
+    [
+        (ResultSpec(ResultType.ABI, max_bytes=64, abi_type="(uint256,uint256)"), (0, 0)),
+        (ResultSpec(ResultType.ABI, max_bytes=64, abi_type="(string)"), ("",)),
+        (ResultSpec(ResultType.ABI, max_bytes=288, abi_type="((bool,string)[2])"), ([(False, ""), (False, "")],)),
+        (ResultSpec(ResultType.ABI, max_bytes=4_096, abi_type="(" * 63 + "bool" + ")" * 63), None),
+        (ResultSpec(ResultType.JSON, max_bytes=2), {}),
+        (ResultSpec(ResultType.CHOICE, labels=("for", "For")), None),
+    ],
+)
+def test_requests_at_the_bounds_are_answerable(spec: ResultSpec, smallest: Any) -> None:
+    check_answerable(spec)
+    if spec.kind == ResultType.JSON:
+        assert len(encode_result(spec, smallest)) > 0  # the smallest object fits
+    elif spec.kind == ResultType.ABI and smallest is not None and len(smallest) == len(abi_components(spec.abi_type)):
+        assert len(encode_result(spec, smallest)) == spec.max_bytes  # the bound is the smallest encoding

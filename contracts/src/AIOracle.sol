@@ -44,10 +44,6 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
     /// receives its full `callbackGasLimit` or the whole fulfillment reverts.
     uint256 internal constant GAS_FOR_CALL_EXACT_CHECK = 5_000;
 
-    /// @dev A result is an ABI encoding: offset and length words plus padding come on top of the
-    /// content bytes that `maxResultBytes` bounds.
-    uint256 internal constant RESULT_ENCODING_OVERHEAD = 96;
-
     /// @dev Limits and the pause flag share one slot: fulfill reads it once.
     struct Config {
         uint32 maxCallbackGas;
@@ -114,6 +110,7 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
                     callback: params.callback,
                     callbackGasLimit: params.callbackGasLimit,
                     deadline: params.deadline,
+                    maxResultBytes: OracleTypes.maxResultBytes(params.result),
                     fee: msg.value,
                     paramsHash: OracleTypes.paramsHash(params)
                 })
@@ -129,9 +126,8 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
     function fulfill(Response calldata response, Commitment calldata commitment, bytes calldata signature)
         external
     {
-        Config memory cfg = _config;
-        if (cfg.paused) revert OraclePaused();
-        bytes4 err = _fulfill(response, commitment, signature, cfg.maxResultBytes);
+        if (_config.paused) revert OraclePaused();
+        bytes4 err = _fulfill(response, commitment, signature);
         if (err != bytes4(0)) _revertFor(err, response.requestId);
     }
 
@@ -146,8 +142,7 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
         Commitment[] calldata commitments_,
         bytes[] calldata signatures
     ) external returns (uint256 fulfilled) {
-        Config memory cfg = _config;
-        if (cfg.paused) revert OraclePaused();
+        if (_config.paused) revert OraclePaused();
         uint256 n = responses.length;
         if (commitments_.length != n || signatures.length != n) revert LengthMismatch();
         if (n > MAX_BATCH) revert BatchTooLarge(n, MAX_BATCH);
@@ -156,7 +151,7 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
             freeMemory := mload(0x40)
         }
         for (uint256 i = 0; i < n; ++i) {
-            bytes4 err = _fulfill(responses[i], commitments_[i], signatures[i], cfg.maxResultBytes);
+            bytes4 err = _fulfill(responses[i], commitments_[i], signatures[i]);
             // Nothing an item leaves in memory is needed afterwards: reuse it, so a batch's memory (and
             // its quadratic cost) stays the size of one item.
             assembly ("memory-safe") {
@@ -171,10 +166,8 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
     }
 
     /// @dev Returns the selector of the error that stops the response, or zero once it is applied.
-    function _fulfill(Response calldata r, Commitment calldata c, bytes calldata signature, uint256 maxResultBytes)
-        private
-        returns (bytes4)
-    {
+    /// The result is bounded by the request's own size, which its commitment carries.
+    function _fulfill(Response calldata r, Commitment calldata c, bytes calldata signature) private returns (bytes4) {
         bytes32 id = r.requestId;
         {
             bytes32 stored = commitments[id];
@@ -184,7 +177,7 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
         }
         if (block.timestamp > c.deadline) return RequestExpired.selector;
         if (!_statusConsistent(r)) return InvalidStatus.selector;
-        if (r.result.length > maxResultBytes + RESULT_ENCODING_OVERHEAD) return ResultTooLarge.selector;
+        if (r.result.length > c.maxResultBytes) return ResultTooLarge.selector;
 
         bytes32 resultHash = keccak256(r.result);
         (address signer, bytes4 signerError) = _signerOf(r, resultHash, signature);
@@ -434,12 +427,7 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
         }
 
         if (kind == uint8(ResultType.Choice)) {
-            uint256 n = r.labels.length;
-            if (n < 2 || n > cfg.maxChoiceLabels) revert InvalidChoiceLabels(n, cfg.maxChoiceLabels);
-            for (uint256 i = 0; i < n; ++i) {
-                uint256 len = bytes(r.labels[i]).length;
-                if (len == 0 || len > OracleTypes.MAX_LABEL_BYTES) revert InvalidChoiceLabels(n, cfg.maxChoiceLabels);
-            }
+            _validateLabels(r.labels, cfg.maxChoiceLabels);
         } else if (r.labels.length != 0) {
             revert UnusedResultField(kind);
         }
@@ -448,6 +436,25 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
             _validateAbiType(bytes(r.abiType));
         } else if (bytes(r.abiType).length != 0) {
             revert UnusedResultField(kind);
+        }
+    }
+
+    /// @dev 2..`maxLabels` labels, each 1..MAX_LABEL_BYTES bytes and each given once (an answer names a
+    /// label, so two equal ones could not be told apart). At most `maxLabels`^2/2 comparisons of hashes.
+    function _validateLabels(string[] calldata labels, uint256 maxLabels) private pure {
+        uint256 n = labels.length;
+        if (n < 2 || n > maxLabels) revert InvalidChoiceLabels(n, maxLabels);
+        bytes32[] memory seen = new bytes32[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            bytes calldata label = bytes(labels[i]);
+            if (label.length == 0 || label.length > OracleTypes.MAX_LABEL_BYTES) {
+                revert InvalidChoiceLabels(n, maxLabels);
+            }
+            bytes32 h = keccak256(label);
+            for (uint256 j = 0; j < i; ++j) {
+                if (seen[j] == h) revert DuplicateChoiceLabel(j, i);
+            }
+            seen[i] = h;
         }
     }
 

@@ -13,21 +13,32 @@ import {OracleTypes, PolicyClass} from "./OracleTypes.sol";
 ///   target = "cheapest" / "fastest" / "best" / "ensemble:" DIGIT(2-9) / id *( "," id )   ; <= 8 ids
 ///   id     = 1*( ALPHA / DIGIT / "." / "_" / "-" / "/" / ":" / "+" / at-sign )
 ///   option = key "=" value ; key = 1*( a-z / "_" ) ; value = 1*( ALPHA / DIGIT / "." / "_" / "-" / "+" )
+/// Each key appears at most once: "cheapest;max_price=1;max_price=2" has no one meaning.
 /// Examples: "gpt-4o-2024-08-06", "claude-sonnet-4-5-20250929,gemini-2.5-pro",
 /// "cheapest;max_price=20000;needs=json_schema+seed", "ensemble:3".
 library ModelSpec {
     /// @notice The spec breaks the grammar at byte `offset`.
     error InvalidModelSpec(uint256 offset);
+    /// @notice The option whose key starts at byte `offset` repeats an earlier option's key.
+    error DuplicateModelSpecOption(uint256 offset);
 
     /// @return cls the fee class; `k` the ensemble size (1 unless Ensemble)
     function parse(bytes calldata s) internal pure returns (PolicyClass cls, uint256 k) {
         uint256 n = s.length;
         uint256 end = _next(s, 0, n);
         (cls, k) = _target(s[0:end]);
+        if (end == n) return (cls, k);
+        // An option takes at least two bytes and its ";": the keys seen fit in (n - end) / 4 + 1 slots.
+        bytes32[] memory keys = new bytes32[]((n - end) / 4 + 1);
+        uint256 count = 0;
         while (end < n) {
             uint256 start = end + 1;
             end = _next(s, start, n);
-            _option(s[start:end], start);
+            bytes32 key = _option(s[start:end], start);
+            for (uint256 j = 0; j < count; ++j) {
+                if (keys[j] == key) revert DuplicateModelSpecOption(start);
+            }
+            keys[count++] = key;
         }
     }
 
@@ -61,10 +72,12 @@ library ModelSpec {
         return (PolicyClass.Exact, 1);
     }
 
-    function _option(bytes calldata o, uint256 offset) private pure {
+    /// @dev Checks one `key=value` option and returns the hash of its key.
+    function _option(bytes calldata o, uint256 offset) private pure returns (bytes32 key) {
         uint256 i = 0;
         while (i < o.length && isIn(KEY_CHARS, o[i])) ++i;
         if (i == 0 || i == o.length || o[i] != "=") revert InvalidModelSpec(offset + i);
+        key = keccak256(o[0:i]);
         uint256 valueStart = ++i;
         for (; i < o.length; ++i) {
             if (!isIn(VALUE_CHARS, o[i])) revert InvalidModelSpec(offset + i);

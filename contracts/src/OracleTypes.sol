@@ -61,7 +61,7 @@ enum PolicyClass {
 /// - Text, Json: `maxBytes` in 1..limit, the most UTF-8 bytes of the text; Abi: the most bytes of the
 ///   tuple's ABI encoding. min, max zero.
 /// - Uint: `min <= max` as uint256. Int: `int256(min) <= int256(max)` (two's-complement bits).
-/// - Choice: 2..limit `labels`, each 1..64 bytes; the result is the chosen index.
+/// - Choice: 2..limit `labels`, each 1..64 bytes and each given once; the result is the chosen index.
 /// - Abi: `abiType` a tuple type string such as "(string,uint8,string)".
 /// Fields a kind does not use must be zero or empty.
 struct ResultSpec {
@@ -89,11 +89,15 @@ struct RequestParams {
 }
 
 /// @notice The preimage of a stored commitment; passed back on fulfill and cancel.
+/// @dev `maxResultBytes` is the longest result a response may carry, fixed at request time by
+/// {OracleTypes.maxResultBytes}: the commitment is all the oracle keeps of a request, so the bound
+/// travels in it.
 struct Commitment {
     address requester;
     address callback;
     uint32 callbackGasLimit;
     uint64 deadline;
+    uint64 maxResultBytes;
     uint256 fee;
     bytes32 paramsHash;
 }
@@ -168,6 +172,11 @@ library OracleTypes {
     uint256 internal constant MAX_MODEL_FALLBACKS = 8;
     /// @dev Temperature is in hundredths; 2.00 is the largest any supported provider accepts.
     uint16 internal constant MAX_TEMPERATURE = 200;
+    /// @dev A Text or Json result is `abi.encode(string)` and an Abi result a tuple's encoding: offset and
+    /// length words plus padding come on top of the `maxBytes` content bytes.
+    uint256 internal constant RESULT_ENCODING_OVERHEAD = 96;
+    /// @dev Bool, Uint, Int and Choice results are one ABI word.
+    uint256 internal constant WORD_RESULT_BYTES = 32;
 
     /// @notice Request ids are unique across chains, deployments, requesters and requests.
     function requestId(uint256 chainId, address oracle, address requester, uint64 nonce)
@@ -182,9 +191,25 @@ library OracleTypes {
         return keccak256(abi.encode(params));
     }
 
+    /// @notice The longest result a response to a request for `r` may carry: one word for Bool, Uint,
+    /// Int and Choice; `maxBytes` plus the ABI framing for Text, Json and Abi.
+    function maxResultBytes(ResultSpec calldata r) internal pure returns (uint64) {
+        uint8 kind = r.kind;
+        if (kind == uint8(ResultType.Text) || kind == uint8(ResultType.Json) || kind == uint8(ResultType.Abi)) {
+            return uint64(r.maxBytes + RESULT_ENCODING_OVERHEAD);
+        }
+        return uint64(WORD_RESULT_BYTES);
+    }
+
     /// @notice The value stored per open request: keccak256(abi.encode(Commitment)).
-    function commitmentHash(Commitment calldata c) internal pure returns (bytes32) {
-        return keccak256(abi.encode(c));
+    /// @dev Hashes the calldata words as they are, without decoding each field: a field with dirty high
+    /// bits hashes differently from its clean value, so it can only fail to match a stored commitment.
+    function commitmentHash(Commitment calldata c) internal pure returns (bytes32 h) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, c, 0xe0) // seven words: a static struct is its fields in order
+            h := keccak256(ptr, 0xe0)
+        }
     }
 
     function responseStructHash(Response calldata r, bytes32 resultHash) internal pure returns (bytes32) {

@@ -5,8 +5,14 @@ import {OracleFixture} from "./utils/OracleFixture.sol";
 import {IAIOracle} from "../src/interfaces/IAIOracle.sol";
 import {TypedResultsConsumer} from "../src/examples/TypedResultsConsumer.sol";
 import {
-    RequestParams, ResultType, Commitment, Response, FeeSchedule, PolicyClass
+    RequestParams, ResultType, Commitment, Response, FeeSchedule, PolicyClass, OracleTypes
 } from "../src/OracleTypes.sol";
+
+contract CommitmentHasher {
+    function commitmentHash(Commitment calldata c) external pure returns (bytes32) {
+        return OracleTypes.commitmentHash(c);
+    }
+}
 
 contract AIOracleFuzzTest is OracleFixture {
     uint256 private constant SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
@@ -133,6 +139,38 @@ contract AIOracleFuzzTest is OracleFixture {
         (id, c) = _ask(p);
         _deliver(id, c, abi.encode(choice));
         assertEq(typed.decoded(id).unsignedValue, choice, "choice");
+    }
+
+    function testFuzz_commitment_hash_is_keccak_of_its_abi_encoding(Commitment memory c) public {
+        assertEq(new CommitmentHasher().commitmentHash(c), keccak256(abi.encode(c)), "commitment hash");
+    }
+
+        function testFuzz_result_is_bounded_by_its_requests_own_size(uint8 kind, uint32 maxBytes, uint256 length)
+        public
+    {
+        RequestParams memory p = textParams(address(consumer));
+        kind = uint8(bound(kind, 0, 2));
+        if (kind == 0) {
+            p.result.maxBytes = uint32(bound(maxBytes, 1, 4_096)); // Text, at most the oracle's limit
+        } else if (kind == 1) {
+            p = uintParams(address(consumer), 0, 100);
+        } else {
+            p.result.kind = uint8(ResultType.Abi);
+            p.result.maxBytes = uint32(bound(maxBytes, 1, 4_096));
+            p.result.abiType = "(bytes)";
+        }
+        uint256 allowed = kind == 1 ? 32 : uint256(p.result.maxBytes) + 96;
+        length = bound(length, 0, allowed + 200);
+        (bytes32 id, Commitment memory c) = request(p);
+        Response memory r = success(id, c, new bytes(length));
+        bytes memory sig = sign(SIGNER_KEY, r);
+        if (length > allowed) {
+            vm.expectRevert(abi.encodeWithSelector(IAIOracle.ResultTooLarge.selector, id));
+            oracle.fulfill(r, c, sig);
+        } else {
+            oracle.fulfill(r, c, sig);
+            assertEq(oracle.commitments(id), bytes32(0), "settled");
+        }
     }
 
     function testFuzz_text_and_abi_results_decode(string memory text, uint256 n, bool flag) public {

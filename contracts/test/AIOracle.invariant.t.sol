@@ -82,7 +82,9 @@ contract OracleHandler is Test {
         bytes32 id = oracle.request{value: fee}(p);
         received += fee;
         ids.push(id);
-        _commitmentOf[id] = Commitment(requester, p.callback, p.callbackGasLimit, p.deadline, fee, keccak256(abi.encode(p)));
+        // a uint result: one ABI word
+        _commitmentOf[id] =
+            Commitment(requester, p.callback, p.callbackGasLimit, p.deadline, 32, fee, keccak256(abi.encode(p)));
     }
 
     function _pick(uint256 seed) private view returns (bytes32 id, Commitment memory c, bool ok) {

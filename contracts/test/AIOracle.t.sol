@@ -162,6 +162,17 @@ contract AIOracleRequestTest is OracleFixture {
         _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidChoiceLabels.selector, 2, 16));
     }
 
+    function test_reverts_a_choice_label_given_twice() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.result.kind = uint8(ResultType.Choice);
+        p.result.maxBytes = 0;
+        p.result.labels = new string[](4);
+        (p.result.labels[0], p.result.labels[1], p.result.labels[2], p.result.labels[3]) = ("for", "against", "abstain", "against");
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.DuplicateChoiceLabel.selector, 1, 3));
+        p.result.labels[3] = "Against"; // labels are compared byte for byte
+        request(p);
+    }
+
     function test_reverts_malformed_abi_type() public {
         RequestParams memory p = textParams(address(consumer));
         p.result.kind = uint8(ResultType.Abi);
@@ -186,6 +197,14 @@ contract AIOracleRequestTest is OracleFixture {
         _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(ModelSpec.InvalidModelSpec.selector, 18));
         p.modelSpec = "";
         _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(ModelSpec.InvalidModelSpec.selector, 0));
+    }
+
+    function test_reverts_a_model_spec_option_given_twice() public {
+        RequestParams memory p = textParams(address(consumer));
+        p.modelSpec = "cheapest;max_price=1;max_price=2";
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(ModelSpec.DuplicateModelSpecOption.selector, 21));
+        p.modelSpec = "cheapest;max_price=1;needs=seed";
+        request(p);
     }
 
     function test_reverts_model_spec_too_long() public {
@@ -368,6 +387,52 @@ contract AIOracleFulfillTest is OracleFixture {
         oracle.fulfill(r, c, sign(SIGNER_KEY, r));
     }
 
+    function test_commitment_carries_the_requests_result_bound() public {
+        (, Commitment memory text) = request(textParams(address(consumer))); // maxBytes 1,024
+        assertEq(text.maxResultBytes, 1_024 + 96, "text: its size plus the ABI framing");
+        (, Commitment memory word) = request(uintParams(address(consumer), 0, 100));
+        assertEq(word.maxResultBytes, 32, "uint: one word");
+    }
+
+    function test_rejects_result_above_the_requests_own_size() public {
+        // maxBytes 1,024: the string's encoding may take 1,024 + 96 bytes, not the oracle's 4,096 + 96
+        (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
+        Response memory r = success(id, c, new bytes(1_024 + 97));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.ResultTooLarge.selector, id));
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+        r = success(id, c, new bytes(1_024 + 96)); // at the bound: accepted
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+        assertEq(consumer.calls(), 1, "delivered");
+    }
+
+    function test_rejects_a_one_word_result_longer_than_a_word() public {
+        (bytes32 id, Commitment memory c) = request(uintParams(address(consumer), 0, 100));
+        Response memory r = success(id, c, abi.encode(uint256(1), uint256(2)));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.ResultTooLarge.selector, id));
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+    }
+
+    function test_a_commitment_word_with_dirty_high_bits_does_not_match() public {
+        (bytes32 id, Commitment memory c) = request(uintParams(address(consumer), 0, 100));
+        Response memory r = success(id, c, abi.encode(uint256(7)));
+        bytes memory data = abi.encodeCall(IAIOracle.fulfill, (r, c, sign(SIGNER_KEY, r)));
+        // fulfill(Response, Commitment, bytes): the static Commitment sits inline after the Response's offset
+        // word; its fifth word is maxResultBytes, a uint64: set a bit above it
+        data[4 + 32 + 4 * 32] = 0x01;
+        (bool ok, bytes memory err) = address(oracle).call(data);
+        assertTrue(!ok, "dirty commitment accepted");
+        assertEq(err, abi.encodeWithSelector(IAIOracle.CommitmentMismatch.selector, id), "as a mismatch");
+        assertTrue(oracle.commitments(id) != bytes32(0), "still open");
+    }
+
+    function test_a_raised_bound_in_the_commitment_does_not_match() public {
+        (bytes32 id, Commitment memory c) = request(uintParams(address(consumer), 0, 100));
+        c.maxResultBytes = 4_096 + 96;
+        Response memory r = success(id, c, new bytes(2_000));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracle.CommitmentMismatch.selector, id));
+        oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+    }
+
     function test_callback_receives_exactly_its_gas_limit() public {
         RequestParams memory p = textParams(address(consumer));
         p.callbackGasLimit = 400_000;
@@ -522,6 +587,24 @@ contract AIOracleBatchTest is OracleFixture {
         }
         assertEq(skipped, 2, "two skips");
         assertTrue(oracle.commitments(rs[2].requestId) != bytes32(0), "item 2 still open");
+    }
+
+    function test_batch_skips_a_result_above_its_requests_size() public {
+        (Response[] memory rs, Commitment[] memory cs, bytes[] memory sigs) = _batch(3);
+        rs[1].result = abi.encode(uint256(1), uint256(2)); // a uint request: one word at most
+        sigs[1] = sign(SIGNER_KEY, rs[1]);
+        vm.recordLogs();
+        assertEq(oracle.fulfillBatch(rs, cs, sigs), 2, "the other two applied");
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        uint256 skipped;
+        for (uint256 i = 0; i < logs.length; ++i) {
+            if (logs[i].topics[0] != IAIOracle.FulfillmentSkipped.selector) continue;
+            assertEq(logs[i].topics[1], rs[1].requestId, "item 1 skipped");
+            assertEq(abi.decode(logs[i].data, (bytes4)), IAIOracle.ResultTooLarge.selector, "as too large");
+            ++skipped;
+        }
+        assertEq(skipped, 1, "one skip");
+        assertTrue(oracle.commitments(rs[1].requestId) != bytes32(0), "item 1 still open");
     }
 
     function test_batch_same_request_twice_settles_once() public {

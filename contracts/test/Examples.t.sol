@@ -115,6 +115,66 @@ contract GovernanceSummarizerTest is OracleFixture {
         summarizer.onOracleResult(bytes32(0), 1, 0, "", bytes32(0), bytes32(0));
     }
 
+    function test_a_long_description_is_cut_on_a_character_boundary() public {
+        // 2-, 3- and 4-byte characters; nine paddings put the cut at every byte of the 9-byte unit
+        bytes memory unit = bytes(unicode"é€😀");
+        bytes memory body;
+        while (body.length < 9_000) body = bytes.concat(body, unit);
+        uint256 limit = oracle.limits().maxPromptBytes;
+        for (uint256 pad = 0; pad < unit.length; ++pad) {
+            string memory description = string(bytes.concat("# Padded", new bytes(pad), "\n", body));
+            vm.prank(PROPOSER);
+            uint256 proposalId = governor.propose(targets, values, calldatas, description);
+            (bytes32 id, Commitment memory c, bytes memory prompt) = _ask(description);
+            assertTrue(prompt.length <= limit, "within the prompt limit");
+            assertTrue(_endsWith(prompt, "\n[truncated]"), "marked as cut");
+            assertTrue(_validUtf8(prompt), "no character split");
+            // and the proposal can be summarised
+            Response memory r = success(id, c, abi.encode("Long.", uint8(10), "Padded."));
+            oracle.fulfill(r, c, sign(SIGNER_KEY, r));
+            assertTrue(summarizer.hasSummary(proposalId), "summary stored");
+        }
+    }
+
+    function _ask(string memory description) private returns (bytes32 id, Commitment memory c, bytes memory prompt) {
+        uint256 fee = summarizer.quote();
+        vm.recordLogs();
+        vm.prank(REQUESTER);
+        id = summarizer.summarize{value: fee}(targets, values, calldatas, description);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        (, uint256 loggedFee, RequestParams memory p) = abi.decode(logs[0].data, (uint64, uint256, RequestParams));
+        c = commitmentOf(p, address(summarizer), loggedFee);
+        prompt = p.prompt;
+    }
+
+    function _endsWith(bytes memory text, bytes memory suffix) private pure returns (bool) {
+        if (text.length < suffix.length) return false;
+        for (uint256 i = 0; i < suffix.length; ++i) {
+            if (text[text.length - suffix.length + i] != suffix[i]) return false;
+        }
+        return true;
+    }
+
+    /// @dev Each lead byte followed by exactly the continuation bytes it announces.
+    function _validUtf8(bytes memory text) private pure returns (bool) {
+        uint256 i = 0;
+        while (i < text.length) {
+            uint8 lead = uint8(text[i]);
+            uint256 more;
+            if (lead < 0x80) more = 0;
+            else if (lead >= 0xC2 && lead < 0xE0) more = 1;
+            else if (lead >= 0xE0 && lead < 0xF0) more = 2;
+            else if (lead >= 0xF0 && lead < 0xF5) more = 3;
+            else return false;
+            if (i + more >= text.length && more > 0) return false;
+            for (uint256 j = 1; j <= more; ++j) {
+                if (uint8(text[i + j]) & 0xC0 != 0x80) return false;
+            }
+            i += more + 1;
+        }
+        return true;
+    }
+
     function _contains(bytes memory hay, bytes memory needle) private pure returns (bool) {
         for (uint256 i = 0; i + needle.length <= hay.length; ++i) {
             bool ok = true;

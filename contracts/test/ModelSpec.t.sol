@@ -53,12 +53,43 @@ contract ModelSpecTest is Test {
         _bad(unicode"gpt-4o\u00e9", 6);
     }
 
+    function test_an_option_given_twice_names_its_offset() public {
+        _twice("cheapest;max_price=1;max_price=2", 21);
+        _twice("best;needs=seed;max_price=5;needs=seed", 28);
+        _twice("a,b;data=zdr;data=zdr", 13);
+        _class("cheapest;max_price=1;max_prices=2", PolicyClass.Cheapest, 1); // another key
+        _class("cheapest;max_price=1;needs=seed;data=zdr", PolicyClass.Cheapest, 1);
+        _bad("cheapest;max_price=1;max_price=", 31); // the grammar is checked first, as in Python
+    }
+
+    function _twice(string memory spec, uint256 offset) private {
+        vm.expectRevert(abi.encodeWithSelector(ModelSpec.DuplicateModelSpecOption.selector, offset));
+        h.parse(spec);
+    }
+
     function testFuzz_parse_never_panics(bytes calldata raw) public view {
-        // any input either parses or reverts with InvalidModelSpec, never anything else
+        // any input either parses or reverts with one of the spec's errors, never anything else
         try h.parse(string(raw)) returns (PolicyClass, uint256 k) {
             assertTrue(k >= 1 && k <= 9, "k in range");
         } catch (bytes memory err) {
-            assertEq(bytes4(err), ModelSpec.InvalidModelSpec.selector, "only InvalidModelSpec");
+            assertTrue(
+                bytes4(err) == ModelSpec.InvalidModelSpec.selector
+                    || bytes4(err) == ModelSpec.DuplicateModelSpecOption.selector,
+                "only the spec's errors"
+            );
+        }
+    }
+
+    function testFuzz_options_repeat_only_when_a_key_does(uint8 a, uint8 b, uint8 c) public view {
+        string[4] memory keys = ["max_price", "needs", "data", "max_price_"];
+        (a, b, c) = (uint8(a % 4), uint8(b % 4), uint8(c % 4));
+        bytes memory spec = abi.encodePacked("cheapest;", keys[a], "=1;", keys[b], "=2;", keys[c], "=3");
+        bool repeats = a == b || a == c || b == c;
+        try h.parse(string(spec)) {
+            assertTrue(!repeats, "a repeated key was accepted");
+        } catch (bytes memory err) {
+            assertTrue(repeats, "distinct keys were refused");
+            assertEq(bytes4(err), ModelSpec.DuplicateModelSpecOption.selector, "as a repeat");
         }
     }
 }

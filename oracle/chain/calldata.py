@@ -54,6 +54,6 @@ def _response(v: Sequence[Any]) -> Response:
 
 
 def _commitment(v: Sequence[Any]) -> Commitment:
-    requester, callback, gas, deadline, fee, params_hash = v
-    return Commitment(to_checksum_address(requester), to_checksum_address(callback), gas, deadline, fee,
-                      bytes(params_hash))
+    requester, callback, gas, deadline, max_result_bytes, fee, params_hash = v
+    return Commitment(to_checksum_address(requester), to_checksum_address(callback), gas, deadline, max_result_bytes,
+                      fee, bytes(params_hash))

@@ -90,9 +90,7 @@ class RequestedEvent:
 
     @property
     def commitment(self) -> Commitment:
-        p = self.decoded.params
-        return Commitment(self.requester, p.callback, p.callback_gas_limit, p.deadline, self.fee,
-                          self.decoded.params_hash)
+        return Commitment.of(self.requester, self.fee, self.decoded.params, self.decoded.params_hash)
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ class Shortfall:
 
 
 def smallest_response_gas(chain: ChainSettings) -> int:
-    commitment = Commitment(_ANY_ADDRESS, _ANY_ADDRESS, 0, 2**64 - 1, 2**96 - 1, _ANY)
-    return response_gas_bound(_ANY, commitment, 0, chain.gas.fulfill_gas_overhead)
+    commitment = Commitment(_ANY_ADDRESS, _ANY_ADDRESS, 0, 2**64 - 1, 0, 2**96 - 1, _ANY)  # no result
+    return response_gas_bound(_ANY, commitment, chain.gas.fulfill_gas_overhead)
 
 
 async def fee_shortfalls(rpc: ChainClient, chain: ChainSettings, max_fee_per_gas: int) -> list[Shortfall]:

@@ -63,10 +63,11 @@ def marginal_gas(callback_gas_limit: int, data: bytes, overhead: int, batch_size
     return fulfilment_gas([callback_gas_limit], data, overhead) - TX_BASE_GAS + -(-TX_BASE_GAS // batch_size)
 
 
-def response_gas_bound(request_id: bytes, commitment: Commitment, result_bytes: int, overhead: int) -> int:
+def response_gas_bound(request_id: bytes, commitment: Commitment, overhead: int) -> int:
     """The most gas a response to one request can cost sent alone, before its answer is known: its result
-    at `result_bytes` of non-zero bytes (the dearest calldata), the callback's full limit."""
+    as long as the commitment allows, of non-zero bytes (the dearest calldata), the callback's full limit."""
     word = b"\xff" * 32
-    data = fulfill_calldata(Response(request_id, word, Status.SUCCESS, ReasonCode.NONE, b"\xff" * result_bytes,
-                                     word, word), commitment, b"\xff" * 65)
+    result = b"\xff" * commitment.max_result_bytes
+    data = fulfill_calldata(Response(request_id, word, Status.SUCCESS, ReasonCode.NONE, result, word, word),
+                            commitment, b"\xff" * 65)
     return fulfilment_gas([commitment.callback_gas_limit], data, overhead)

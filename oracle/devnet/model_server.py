@@ -69,18 +69,49 @@ def seed_of(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
+# The most values (scalars, arrays, objects) one answer holds. A dynamic array gets one item, so an
+# answer grows with its schema, not with 2**depth; fixed sizes still multiply (uint8[9][9][9]...),
+# and this bound keeps one request from tying up the server. Past it, arrays are left short.
+MAX_ANSWER_VALUES = 10_000
+
+
 def value_for(schema: dict[str, Any], seed: int, long: bool = False) -> Any:
     """A value that satisfies `schema` (the subset our result schemas use), chosen by `seed`; with `long`,
-    free text is as long as the schema allows."""
-    kind = schema.get("type")
-    if "enum" in schema:
-        return schema["enum"][seed % len(schema["enum"])]
-    if kind == "boolean":
-        return seed % 2 == 0
-    if kind == "integer":
-        lo, hi = int(schema.get("minimum", 0)), int(schema.get("maximum", 2**32))
-        return lo + seed % (hi - lo + 1)
-    if kind == "string":
+    free text is as long as the schema allows. At most MAX_ANSWER_VALUES values are built."""
+    return _AnswerBuilder(long).value(schema, seed)
+
+
+class _AnswerBuilder:
+    def __init__(self, long: bool) -> None:
+        self.long = long
+        self.left = MAX_ANSWER_VALUES
+
+    def value(self, schema: dict[str, Any], seed: int) -> Any:
+        self.left -= 1
+        kind = schema.get("type")
+        if "enum" in schema:
+            return schema["enum"][seed % len(schema["enum"])]
+        if kind == "boolean":
+            return seed % 2 == 0
+        if kind == "integer":
+            lo, hi = int(schema.get("minimum", 0)), int(schema.get("maximum", 2**32))
+            return lo + seed % (hi - lo + 1)
+        if kind == "string":
+            return self._string(schema, seed)
+        if kind == "array":
+            if "prefixItems" in schema:  # a tuple: every member, however little budget is left
+                return [self.value(s, seed + i) for i, s in enumerate(schema["prefixItems"])]
+            items: list[Any] = []
+            for i in range(int(schema.get("minItems", 1))):
+                if self.left <= 0:
+                    break
+                items.append(self.value(schema["items"], seed + i))
+            return items
+        if kind == "object":
+            return {k: self.value(s, seed) for k, s in schema.get("properties", {}).items()}
+        return {"answer": seed % 1000, "ok": True}  # any JSON
+
+    def _string(self, schema: dict[str, Any], seed: int) -> str:
         pattern = schema.get("pattern", "")
         if pattern.startswith("^0x[0-9a-fA-F]{"):
             digits = int(pattern.split("{")[1].split("}")[0])
@@ -89,17 +120,9 @@ def value_for(schema: dict[str, Any], seed: int, long: bool = False) -> Any:
             return "0x" + hashlib.sha256(str(seed).encode()).hexdigest()[:8]
         text = f"answer {seed % 100_000}"
         limit = int(schema.get("maxLength", len(text)))
-        if long:
+        if self.long:
             text = (text + " ") * (limit // (len(text) + 1) + 1)
         return text[:limit]
-    if kind == "array":
-        if "prefixItems" in schema:
-            return [value_for(s, seed + i) for i, s in enumerate(schema["prefixItems"])]
-        length = int(schema.get("minItems", 2))
-        return [value_for(schema["items"], seed + i) for i in range(length)]
-    if kind == "object":
-        return {k: value_for(s, seed) for k, s in schema.get("properties", {}).items()}
-    return {"answer": seed % 1000, "ok": True}  # any JSON
 
 
 @dataclass

@@ -26,8 +26,9 @@ from oracle.config import DATA_POLICY_RANK
 from oracle.protocol import InvalidModelSpec, ModelSpec, PolicyClass, ReasonCode, ResultType, parse_model_spec
 from oracle.router.catalog import CAPABILITY_BITS, Catalog, Entry
 
-# Estimating a prompt's tokens before asking: bytes / 3 is on the safe side for common tokenizers;
-# the system prompt and the answer schema add about 200.
+# Estimating a prompt's tokens before asking: bytes / 3 is on the safe side for common tokenizers. The
+# bytes are those of the message as sent (`prompts.sent_bytes`: system prompt, user message with the
+# prompt JSON-escaped, answer schema); a provider's chat framing adds fewer than 200 tokens.
 BYTES_PER_TOKEN = 3
 PROMPT_OVERHEAD_TOKENS = 200
 # Health figures count once a deployment has this many calls; before that the catalog's prior is used.
@@ -80,7 +81,7 @@ class DecisionInput:
     request_id: bytes
     model_spec: str
     result_kind: ResultType
-    prompt_bytes: int
+    prompt_bytes: int  # of the whole message as sent (`prompts.sent_bytes`), not of the prompt alone
     max_tokens: int
     allowance: int  # micro-USD the request's fee leaves for the model(s) after gas
     time_left_ms: int  # until the answer must be ready

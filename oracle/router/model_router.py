@@ -50,7 +50,7 @@ from oracle.router.catalog import Catalog, Entry
 from oracle.router.decision import Decision, DecisionInput, HealthPoint, decide
 from oracle.router.ensemble import combine
 from oracle.router.health import Health
-from oracle.router.prompts import system_prompt, user_message
+from oracle.router.prompts import sent_bytes, system_prompt, user_message
 from oracle.router.types import Answer, RouteLog, RouteRequest
 from oracle.store import Attempt
 from oracle.x402 import PayingClient, PaymentContext
@@ -97,8 +97,8 @@ class ModelRouter:
 
     def estimate_cost(self, params: RequestParams) -> int | None:
         """The least the request's model spec can cost (its cheapest eligible plan), before health."""
-        inputs = DecisionInput(b"", params.model_spec, params.result.kind, len(params.prompt), params.max_tokens,
-                               UNLIMITED, 2**62)
+        sent = sent_bytes(params.prompt.decode("utf-8", "replace"), params.result, self.instructions(params.result)[1])
+        inputs = DecisionInput(b"", params.model_spec, params.result.kind, sent, params.max_tokens, UNLIMITED, 2**62)
         decision = decide(inputs, self.catalog, {})
         if decision.refusal != ReasonCode.NONE:
             return None
@@ -113,7 +113,8 @@ class ModelRouter:
             health: Mapping[str, HealthPoint] = {d: HealthPoint(*v) for d, v in record["health"].items()}
         else:
             p = request.params
-            inputs = DecisionInput(request.request_id, p.model_spec, p.result.kind, len(p.prompt), p.max_tokens,
+            sent = sent_bytes(request.prompt, p.result, self.instructions(p.result)[1])
+            inputs = DecisionInput(request.request_id, p.model_spec, p.result.kind, sent, p.max_tokens,
                                    request.allowance, max(0, int((deadline - self.clock()) * 1000)))
             health = self.health.snapshot()
         decision = decide(inputs, self.catalog, health)

@@ -7,6 +7,8 @@ system prompt says to treat it as material to analyse, never as instructions.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from oracle.protocol import ResultSpec, ResultType
 
@@ -39,3 +41,12 @@ def user_message(prompt: str, spec: ResultSpec) -> str:
     if spec.kind == ResultType.ABI:
         message["abi_type"] = spec.abi_type
     return json.dumps(message, ensure_ascii=False)
+
+
+def sent_bytes(prompt: str, spec: ResultSpec, schema: Mapping[str, Any]) -> int:
+    """The bytes a model is sent for a request: the system prompt, the user message (in which the prompt
+    is JSON-escaped, so a control byte takes six) and the answer schema. The context-window filter
+    counts this, not the prompt's own length.
+    """
+    return (len(system_prompt(spec).encode()) + len(user_message(prompt, spec).encode())
+            + len(json.dumps(schema, separators=(",", ":")).encode()))

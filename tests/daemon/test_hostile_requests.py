@@ -12,7 +12,7 @@ from eth_utils import keccak
 from web3 import Web3
 
 from oracle.abi import input_types, signature
-from oracle.chain.events import RequestedEvent
+from oracle.chain.events import FULFILLED_TOPIC, FulfilledEvent, RequestedEvent, decode_fulfilled
 from oracle.devnet.answer import ask, requested_events
 from oracle.devnet.harness import wait_until
 from oracle.protocol import PolicyClass, ReasonCode, RequestParams, ResultSpec, ResultType, Status
@@ -53,6 +53,24 @@ UINT = ResultSpec(ResultType.UINT, min=0, max=100)
         ("unknown spec option", {"model_spec": "cheapest;colour=red"}, ReasonCode.UNSUPPORTED, "unknown model spec"),
         ("capability not offered", {"model_spec": "cheapest;needs=tools"}, ReasonCode.UNSUPPORTED, "capabilities"),
         ("price cap below every model", {"model_spec": "cheapest;max_price=1"}, ReasonCode.FEE_TOO_LOW, "max_price"),
+        # requests no answer can satisfy: refused before any model is asked
+        ("ABI type far above maxBytes", {"result": ResultSpec(ResultType.ABI, max_bytes=4_096,
+                                                             abi_type="(uint256[20000])")},
+         ReasonCode.UNSUPPORTED, "takes at least 640000 bytes encoded, above the requested maxBytes of 4096"),
+        ("ABI type one byte above maxBytes", {"result": ResultSpec(ResultType.ABI, max_bytes=63,
+                                                                  abi_type="(uint256,uint256)")},
+         ReasonCode.UNSUPPORTED, "raise maxBytes to at least 64"),
+        ("ABI type nested deeper than answers are read", {"result": ResultSpec(
+            ResultType.ABI, max_bytes=4_096, abi_type="(" * 64 + "uint8" + ")" * 64)},
+         ReasonCode.UNSUPPORTED, "nest at most 63 levels"),
+        ("ABI arrays nested deeper than answers are read", {"result": ResultSpec(
+            ResultType.ABI, max_bytes=4_096, abi_type="(uint8" + "[]" * 64 + ")")},
+         ReasonCode.UNSUPPORTED, "nest at most 63 levels"),
+        ("JSON without room for an object", {"result": ResultSpec(ResultType.JSON, max_bytes=1)},
+         ReasonCode.UNSUPPORTED, "cannot hold an object"),
+        # 5,000 bytes on-chain, 30,000 as sent once JSON-escaped: above the 4,096-token window
+        ("prompt that grows when escaped", {"prompt": b"\x01" * 5_000}, ReasonCode.PROMPT_TOO_LARGE,
+         "context window"),
     ],
 )
 def test_hostile_request_is_answered_with_a_failure_and_a_reason(
@@ -106,6 +124,32 @@ def _ask_raw_labels(run: Running, params: RequestParams) -> RequestedEvent:
     receipt = stack.w3.eth.wait_for_transaction_receipt(tx)
     (event,) = requested_events(receipt, stack.addresses["AIOracle"])
     return event
+
+
+@pytest.mark.parametrize("abi_type", ["(" * 63 + "uint8" + ")" * 63, "(uint8" + "[]" * 62 + ")"],
+                         ids=["tuples", "arrays"])
+def test_the_deepest_abi_type_answers_can_hold_is_answered(running: Running, abi_type: str) -> None:
+    spec = ResultSpec(ResultType.ABI, max_bytes=4_096, abi_type=abi_type)
+    event = ask(running.stack, _params(running, spec, prompt=f"deep {abi_type[:8]}"))
+    fulfilled = _wait_fulfilled(running, event.request_id)
+    assert (fulfilled.status, fulfilled.reason_code) == (Status.SUCCESS, ReasonCode.NONE), _stored(
+        running, event.request_id).reason_detail
+    key = request_key(running.stack.chain_id, running.stack.addresses["AIOracle"], event.request_id)
+    assert running.model.books.answered[key] == 1
+
+
+def _wait_fulfilled(run: Running, request_id: bytes) -> FulfilledEvent:
+    """The Fulfilled event of a request (whether or not the consumer could decode its result)."""
+    found: list[FulfilledEvent] = []
+
+    def fulfilled() -> bool:
+        logs = run.stack.w3.eth.get_logs({"address": run.stack.contract("AIOracle").address, "fromBlock": 0,
+                                          "topics": ["0x" + FULFILLED_TOPIC.hex(), "0x" + request_id.hex()]})
+        found.extend(decode_fulfilled(entry) for entry in logs)
+        return bool(found)
+
+    wait_until(fulfilled, 30, what="fulfillment")
+    return found[0]
 
 
 def test_daemon_still_answers_after_hostile_requests(running: Running) -> None:

@@ -227,6 +227,20 @@ async def test_a_resumed_request_replays_its_calls_and_reuses_its_idempotency_ke
     assert canonical_json(again.receipt) == canonical_json(answer.receipt)
 
 
+async def test_the_context_window_is_checked_against_the_message_as_sent(servers: Servers, store: Store) -> None:
+    server = servers()
+    small = deployment("a", server, context_window=4_096, max_output=256)
+    # 5,000 control bytes: 1,867 tokens by their own length, 30,000 bytes (10,000 tokens) once JSON-escaped
+    escaped, _ = await _answer([small], store, route_request(prompt="\x01" * 5_000))
+    assert (escaped.status, escaped.reason) == (Status.FAILURE, ReasonCode.PROMPT_TOO_LARGE)
+    assert escaped.receipt["decision"]["inputs"]["prompt_bytes"] > 30_000
+    assert escaped.receipt["attempts"] == [] and server.books.total == 0  # no model was asked
+    plain, _ = await _answer([small], store, route_request(prompt="x" * 5_000))  # as long, nothing to escape
+    assert plain.status == Status.SUCCESS
+    async with router_for([small], store) as router:
+        assert router.estimate_cost(route_request(prompt="\x01" * 5_000).params) is None  # no plan fits
+
+
 async def test_a_resumed_request_keeps_its_decision(servers: Servers, store: Store) -> None:
     a, b = servers(), servers()
     request = route_request()

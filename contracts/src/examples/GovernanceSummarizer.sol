@@ -105,7 +105,9 @@ contract GovernanceSummarizer is AIConsumer {
 
     /// @dev The proposal as plain text: its id, description and each action. It is data for the model;
     /// the daemon's fixed system prompt says what to do with it. A proposal longer than the oracle's
-    /// prompt limit is cut with a marker rather than refused, so padding cannot dodge review.
+    /// prompt limit is cut with a marker rather than refused, so padding cannot dodge review. The cut
+    /// falls on a UTF-8 character boundary: half a character would make the prompt invalid UTF-8, which
+    /// the daemon refuses, and the proposal could then never be summarised.
     function _prompt(
         uint256 proposalId,
         address[] calldata targets,
@@ -131,6 +133,8 @@ contract GovernanceSummarizer is AIConsumer {
         if (text.length > limit) {
             bytes memory marker = "\n[truncated]";
             uint256 keep = limit - marker.length;
+            // Back off continuation bytes (10xxxxxx) so the kept text ends with a whole character.
+            while (keep > 0 && uint8(text[keep]) & 0xC0 == 0x80) --keep;
             assembly ("memory-safe") {
                 mstore(text, keep)
             }

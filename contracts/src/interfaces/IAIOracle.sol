@@ -62,6 +62,8 @@ interface IAIOracle {
     error InvalidResultBounds(uint8 kind);
     error InvalidResultSize(uint256 maxBytes, uint256 limit);
     error InvalidChoiceLabels(uint256 count, uint256 max);
+    /// @notice Labels `first` and `again` are the same text; give each label once.
+    error DuplicateChoiceLabel(uint256 first, uint256 again);
     error InvalidAbiType();
     error UnusedResultField(uint8 kind);
 

@@ -100,9 +100,18 @@ abstract contract OracleFixture is Test {
             callback: p.callback,
             callbackGasLimit: p.callbackGasLimit,
             deadline: p.deadline,
+            maxResultBytes: resultBound(p.result),
             fee: fee,
             paramsHash: keccak256(abi.encode(p))
         });
+    }
+
+    /// @dev The longest result a response may carry, by the spec: one word, or maxBytes plus 96 bytes of
+    /// ABI framing for the sized kinds.
+    function resultBound(ResultSpec memory r) internal pure returns (uint64) {
+        bool sized = r.kind == uint8(ResultType.Text) || r.kind == uint8(ResultType.Json)
+            || r.kind == uint8(ResultType.Abi);
+        return sized ? uint64(r.maxBytes) + 96 : 32;
     }
 
     function quoteOf(RequestParams memory p) internal view returns (uint256) {
