@@ -18,7 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from oracle.chain.clock import ChainClock
 from oracle.chain.fee_schedule import fee_shortfalls, smallest_response_gas
-from oracle.chain.rpc import ChainClient, LogSubscription
+from oracle.chain.rpc import ChainClient, LogSubscription, RpcError, RpcUnavailable
 from oracle.chain.signer import ResponseSigner
 from oracle.chain.txmanager import TxManager
 from oracle.chain.watcher import TOPICS, RequestWatcher
@@ -115,8 +115,19 @@ class Daemon:
     @staticmethod
     async def _check_fees(rpc: ChainClient, chain: ChainSettings, txm: TxManager) -> None:
         """Refuse to serve an oracle whose fee schedule cannot pay for the smallest response."""
-        price = min(chain.gas.max_fee_per_gas, await txm.price_now())
-        shortfalls = await fee_shortfalls(rpc, chain, price)
+        delay = 0.1
+        for attempt in range(8):  # a node that fails a call now and then must not stop the start
+            try:
+                price = await txm.price_now()
+                shortfalls = await fee_shortfalls(rpc, chain, price)
+                break
+            except (RpcError, RpcUnavailable) as exc:
+                if attempt == 7:
+                    raise ConfigError(f"chains[{chain.name}]: could not read the fee schedule of oracle "
+                                      f"{chain.oracle} from {chain.rpc_url} ({exc}): is it the oracle's address, "
+                                      f"and is the node up?") from None
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
         if shortfalls:
             raise ConfigError(
                 f"chains[{chain.name}]: the fee schedule of oracle {chain.oracle} cannot pay for its smallest "

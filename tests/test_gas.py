@@ -63,10 +63,11 @@ def test_gas_bound_covers_the_largest_answers_the_limits_allow() -> None:
     ("nonce too low: next nonce 7, tx nonce 5", Refusal.NONCE_USED),
     ("max fee per gas less than block base fee: address 0xab.., maxFeePerGas: 1, baseFee: 60000000000",
      Refusal.PRICE),
-    ("replacement transaction underpriced", Refusal.PRICE),
+    ("replacement transaction underpriced", Refusal.REPLACEMENT),
     ("insufficient funds for gas * price + value", Refusal.FUNDS),
     ("intrinsic gas too low", Refusal.PERMANENT),
     ("something the node never said before", Refusal.PERMANENT),
+    ("proxy: injected internal error", Refusal.UNREACHABLE),
 ])
 def test_node_refusals_are_read_for_what_they_mean(message: str, refusal: Refusal) -> None:
     assert classify_refusal(message) == refusal

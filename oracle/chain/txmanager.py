@@ -82,8 +82,14 @@ class Refusal(enum.StrEnum):
     UNREACHABLE = "unreachable"  # no answer: the next pass looks again
 
 
-def classify_refusal(message: str) -> Refusal:
+# JSON-RPC's "internal error": the node failed, not the transaction.
+_INTERNAL_ERROR = -32603
+
+
+def classify_refusal(message: str, code: int = -32000) -> Refusal:
     m = message.lower()
+    if code == _INTERNAL_ERROR or "internal error" in m or "timeout" in m or "too many requests" in m:
+        return Refusal.UNREACHABLE
     if "already known" in m or "already imported" in m or "known transaction" in m:
         return Refusal.NONE
     if "nonce too low" in m:
@@ -304,6 +310,8 @@ class TxManager:
             # One execution against the latest state: a call that would revert is not sent.
             await self.rpc.eth_call(self.chain.oracle, data, sender=self.sender)
         except RpcError as exc:
+            if not _reverted(exc):
+                raise  # the node failed, not the call: sent again shortly
             self._refused(batch, exc)
             return
         gas = self._gas_limit(batch)
@@ -397,10 +405,10 @@ class TxManager:
         try:
             await self.rpc.send_raw(tx.raw)
         except RpcError as exc:
-            refusal = classify_refusal(exc.message)
+            refusal = classify_refusal(exc.message, exc.code)
             if refusal == Refusal.NONCE_USED:
                 self._chain_nonce = None
-            elif refusal == Refusal.PRICE:
+            elif refusal in (Refusal.PRICE, Refusal.UNREACHABLE):
                 self._broadcasts[tx.tx_hash] -= 1  # the node did not take it: sending it again is no repeat
             elif refusal == Refusal.FUNDS:
                 self._balance = None
@@ -451,10 +459,9 @@ class TxManager:
 
     async def monitor_once(self) -> None:
         self._asked = set()
-        try:
-            await self._follow_all()
-        finally:
-            self._seen_since = {f: t for f, t in self._seen_since.items() if f in self._asked}
+        await self._follow_all()
+        # (only after a whole pass: one cut short by an RPC error has not asked everything again)
+        self._seen_since = {f: t for f, t in self._seen_since.items() if f in self._asked}
 
     async def _follow_all(self) -> None:
         if time.time() - self._base_fee_at > 1.0:
@@ -557,17 +564,18 @@ class TxManager:
             # not even the cap pays the next block's base fee: signing again now would only be refused
             self._hold_nonce(nonce, newest, f"the base fee {self._base_fee} wei is above the fee cap {cap} wei")
             return
+        # Responses left out stay in flight until a transaction at this nonce is mined: an older one
+        # carrying them may still be; then the ones it did not carry go back to be sent (`_mined`).
         items = [] if fill else self._profitable(await self._still_open(newest), max_fee)
-        if fill:
-            self._release(newest.request_keys)
         data = self._calldata(items) if items else b""
         if items:
             try:
                 await self.rpc.eth_call(self.chain.oracle, data, sender=self.sender)
             except RpcError as exc:
+                if not _reverted(exc):
+                    raise  # the node failed, not the call: the next pass tries again
                 log.warning("chain %s: the responses of nonce %d no longer simulate (%s); filling it",
                             self.chain.name, nonce, exc.message)
-                self._release([i.key for i in items])
                 items, data = [], b""
         gas = self._gas_limit(items) if items else SELF_TRANSFER_GAS
         to = self.chain.oracle if items else self.sender
@@ -714,6 +722,11 @@ def _carried(tx: StoredTx, oracle: str) -> list[ReadyResponse]:
     data = bytes(TypedTransaction.from_bytes(HexBytes(tx.raw)).as_dict()["data"])
     return [ReadyResponse(request_key(tx.chain_id, oracle, response.request_id), response, commitment, sig,
                           commitment.deadline) for response, commitment, sig in decode_fulfilment(data)]
+
+
+def _reverted(exc: RpcError) -> bool:
+    """Whether an eth_call failed because the call reverts (rather than because the node failed)."""
+    return exc.revert_data is not None or exc.code == 3 or "revert" in exc.message.lower()
 
 
 def _today() -> str:

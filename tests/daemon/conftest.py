@@ -38,6 +38,17 @@ def start_daemon(stack: LocalStack, model: ModelServer, tmp: Path, **overrides: 
     return Running(stack, model, daemon, config, tmp)
 
 
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[tuple[LocalStack, ModelServer, Path]]:
+    """A local stack and model server of the test's own, for a daemon the test starts itself."""
+    with LocalStack() as stack:
+        model = ModelServer().start()
+        try:
+            yield stack, model, tmp_path
+        finally:
+            model.stop()
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     tmp = tmp_path_factory.mktemp("daemon")

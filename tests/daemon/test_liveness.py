@@ -4,7 +4,6 @@ takes and never mines is rebuilt under its nonce, and a base-fee jump costs at m
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,16 +25,6 @@ from tests.daemon.test_result_types import _params, _wait_delivered
 REPLACE_AFTER = 10.0
 GAS = {"max_fee_per_gas": 100 * 10**9, "priority_fee": 10**9, "daily_budget": 100 * 10**18,
        "low_balance": 10**16, "replace_after": REPLACE_AFTER}
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[tuple[LocalStack, ModelServer, Path]]:
-    with LocalStack() as stack:
-        model = ModelServer().start()
-        try:
-            yield stack, model, tmp_path
-        finally:
-            model.stop()
 
 
 @pytest.mark.parametrize("callback_gas", [0, 2_000_000], ids=["no-callback-gas", "max-callback-gas"])

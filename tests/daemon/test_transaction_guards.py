@@ -4,11 +4,8 @@ time is re-sent with higher fees under the same nonce."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask
@@ -24,16 +21,6 @@ from tests.daemon.test_rpc_faults import fulfillments_per_request
 SPEC = ResultSpec(ResultType.UINT, min=0, max=9)
 GAS: dict[str, Any] = {"max_fee_per_gas": 100 * 10**9, "priority_fee": 10**9, "daily_budget": 100 * 10**18,
                        "low_balance": 10**16, "replace_after": 1.0, "fee_bump_percent": 50}
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[tuple[LocalStack, ModelServer, Path]]:
-    with LocalStack() as stack:
-        model = ModelServer().start()
-        try:
-            yield stack, model, tmp_path
-        finally:
-            model.stop()
 
 
 def _start(env: tuple[LocalStack, ModelServer, Path], **gas: Any) -> Running:

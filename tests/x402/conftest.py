@@ -58,8 +58,8 @@ def start_x402(stack: LocalStack, version: int = 2) -> X402Stack:
     return X402Stack(stack, facilitator, model, paywall, network)
 
 
-@pytest.fixture(scope="module")
-def x402_stack() -> Iterator[X402Stack]:
+def running_x402() -> Iterator[X402Stack]:
+    """A local stack of its own with the facilitator and the paywalled model server, stopped after."""
     with LocalStack() as stack:
         s = start_x402(stack)
         try:
@@ -67,6 +67,11 @@ def x402_stack() -> Iterator[X402Stack]:
         finally:
             s.model.stop()
             s.facilitator.stop()
+
+
+@pytest.fixture(scope="module")
+def x402_stack() -> Iterator[X402Stack]:
+    yield from running_x402()
 
 
 @pytest.fixture

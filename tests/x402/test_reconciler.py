@@ -12,12 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from oracle.devnet import LocalStack
 from oracle.devnet.fault_proxy import FaultKnobs, FaultProxy
 from oracle.store import Payment, Store
 from oracle.x402 import PaymentContext
 from oracle.x402.reconciler import NOT_ON_CHAIN, Reconciler, ReconcileReport
-from tests.x402.conftest import X402Stack, paying_client, start_x402
+from tests.x402.conftest import X402Stack, paying_client, running_x402
 
 BODY = json.dumps({"model": "m-2026-01-01", "messages": [{"role": "user", "content": "hello"}]}).encode()
 _n = iter(range(10**6))
@@ -25,13 +24,7 @@ _n = iter(range(10**6))
 
 @pytest.fixture(scope="module")
 def chain() -> Iterator[X402Stack]:
-    with LocalStack() as stack:
-        s = start_x402(stack)
-        try:
-            yield s
-        finally:
-            s.model.stop()
-            s.facilitator.stop()
+    yield from running_x402()  # a stack of its own: these tests rewrite its chain
 
 
 @pytest.fixture(autouse=True)
