@@ -13,6 +13,8 @@
   its responses re-checked against the chain (those whose requests are gone are dropped), its gas
   limit and fees recomputed from the latest block. A nonce with nothing left to carry is filled with a
   zero-value transfer to the signer itself, so no later nonce waits behind it.
+- Never at a loss: a response goes into a transaction only when its request's fee covers its share of
+  that transaction's gas at the price it is signed with; otherwise it is stored `unprofitable`.
 - Guards: a daily gas budget (sending stops when it is spent) and a low-balance threshold (below it
   the pipeline stops taking new work). Both say why in `paused_reason`.
 """
