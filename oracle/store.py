@@ -233,8 +233,13 @@ def _m5_payment_finality(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE payments ADD COLUMN final INTEGER NOT NULL DEFAULT 0")
 
 
+def _m6_settled_hash(db: sqlite_utils.Database) -> None:
+    """The hash of the block a settlement was seen in: the sweep reopens it if that block is replaced."""
+    db.execute("ALTER TABLE requests ADD COLUMN settled_hash BLOB")
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1_core, _m2_router, _m3_payments, _m4_tx_day,
-                                                                 _m5_payment_finality)
+                                                                 _m5_payment_finality, _m6_settled_hash)
 
 
 # ---------------------------------------------------------------- the store
@@ -383,22 +388,42 @@ class Store:
              r.state, time.time(), r.key),
         )
 
-    def mark_settled(self, key: str, state: str, block_number: int, tx_hash: bytes | None = None) -> None:
-        """The chain says the request was fulfilled or cancelled (by anyone) in `block_number`, by the
-        transaction `tx_hash` when it is known: the row names the settlement that is on-chain."""
-        self._write("UPDATE requests SET state=?, settled_block=?, fulfill_tx=COALESCE(?, fulfill_tx), updated_at=? "
-                    "WHERE key=?", (state, block_number, tx_hash, time.time(), key))
+    def mark_settled(self, key: str, state: str, block_number: int, tx_hash: bytes | None = None,
+                     block_hash: bytes | None = None) -> None:
+        """The chain says the request was fulfilled or cancelled (by anyone) in `block_number` (of hash
+        `block_hash`), by the transaction `tx_hash` when it is known: the row names the settlement that
+        is on-chain."""
+        self._write("UPDATE requests SET state=?, settled_block=?, settled_hash=?, fulfill_tx=COALESCE(?, fulfill_tx), "
+                    "updated_at=? WHERE key=?", (state, block_number, block_hash, tx_hash, time.time(), key))
 
     def reopen_settled_after(self, chain_id: int, oracle: str, block_number: int) -> list[str]:
         """Settlements above `block_number` were reorganised away: signed answers go back to be sent
         again, the rest back to be answered."""
         rows = self._all("SELECT key, signature FROM requests WHERE chain_id=? AND oracle=? AND settled_block>? "
                          "AND state IN (?,?)", (chain_id, oracle, block_number, State.FULFILLED, State.CANCELLED))
+        self._reopen_settled(rows)
+        return [r["key"] for r in rows]
+
+    def _reopen_settled(self, rows: Sequence[sqlite3.Row]) -> None:
+        """Settlements no longer on the chain: signed answers go back to be sent, the rest to be answered."""
         now = time.time()
-        self._write_many("UPDATE requests SET state=?, settled_block=NULL, updated_at=? WHERE key=?",
+        self._write_many("UPDATE requests SET state=?, settled_block=NULL, settled_hash=NULL, updated_at=? WHERE key=?",
                          [(State.SIGNED if r["signature"] is not None else State.CONFIRMED, now, r["key"])
                           for r in rows])
-        return [r["key"] for r in rows]
+
+    def settlements_in_blocks(self, chain_id: int, oracle: str, start: int, end: int) -> list[tuple[str, int, bytes]]:
+        """(key, block number, block hash) of the settlements on record in blocks start..end."""
+        rows = self._all("SELECT key, settled_block, settled_hash FROM requests WHERE chain_id=? AND oracle=? AND "
+                         "settled_block BETWEEN ? AND ? AND state IN (?,?) AND settled_hash IS NOT NULL",
+                         (chain_id, oracle, start, end, State.FULFILLED, State.CANCELLED))
+        return [(r["key"], r["settled_block"], bytes(r["settled_hash"])) for r in rows]
+
+    def reopen_settlements(self, keys: Sequence[str]) -> None:
+        """These settlements are no longer on the chain (their block was replaced)."""
+        marks = ",".join("?" * len(keys))
+        if keys:
+            self._reopen_settled(self._all(f"SELECT key, signature FROM requests WHERE key IN ({marks}) AND state IN "
+                                           "(?,?)", (*keys, State.FULFILLED, State.CANCELLED)))
 
     def open_requests_in_blocks(self, chain_id: int, oracle: str, start: int,
                                 end: int) -> list[tuple[str, int, bytes]]:
@@ -783,7 +808,8 @@ class Store:
         rows = self._all(f"SELECT key FROM requests WHERE key IN ({marks}) AND state=? AND settled_block=?",
                          (*t.request_keys, State.FULFILLED, t.block_number))
         keys = [r["key"] for r in rows]
-        self._write_many("UPDATE requests SET state=?, settled_block=NULL, fulfill_tx=?, updated_at=? WHERE key=?",
+        self._write_many("UPDATE requests SET state=?, settled_block=NULL, settled_hash=NULL, fulfill_tx=?, "
+                         "updated_at=? WHERE key=?",
                          [(State.SUBMITTED, t.tx_hash, time.time(), k) for k in keys])
         return keys
 

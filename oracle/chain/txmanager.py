@@ -698,7 +698,7 @@ class TxManager:
             key = request_key(self.chain.chain_id, self.chain.oracle, topics[1])
             settled.add(key)
             if topics[0] == FULFILLED_TOPIC:
-                self.store.mark_settled(key, State.FULFILLED, block_number, tx.tx_hash)
+                self.store.mark_settled(key, State.FULFILLED, block_number, tx.tx_hash, tx.block_hash)
             elif topics[0] == SKIPPED_TOPIC and data[:4] != UNKNOWN_REQUEST:
                 # Anything but UnknownRequest (expired, refused) will not change by sending again.
                 self.store.set_state(key, State.EXPIRED, detail=f"skipped on-chain: 0x{data[:4].hex()}")

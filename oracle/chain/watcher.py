@@ -237,9 +237,9 @@ class RequestWatcher:
                 if topics and topics[0] == REQUESTED_TOPIC:
                     new += self._ingest_request(raw, block_number, block_hash, log_index)
                 elif topics and topics[0] == FULFILLED_TOPIC:
-                    self._settle(decode_fulfilled(raw).request_id, State.FULFILLED, block_number, _tx_hash(raw))
+                    self._settle(raw, decode_fulfilled(raw).request_id, State.FULFILLED, block_number)
                 elif topics and topics[0] == CANCELLED_TOPIC:
-                    self._settle(decode_cancelled(raw).request_id, State.CANCELLED, block_number, None)
+                    self._settle(raw, decode_cancelled(raw).request_id, State.CANCELLED, block_number)
             except (EventDecodeError, ValueError, TypeError, KeyError, IndexError) as exc:
                 # from our own oracle's address this cannot happen; if it does, the log is skipped
                 # loudly rather than stopping every later request behind it
@@ -263,22 +263,29 @@ class RequestWatcher:
                 continue
             if len(topics) > 1 and topics[0] == REQUESTED_TOPIC and not raw.get("removed"):
                 found.add(request_key(self.chain.chain_id, self.chain.oracle, topics[1]))
-        rolled = []
-        for key, number, block_hash in self.store.open_requests_in_blocks(self.chain.chain_id, self.chain.oracle,
-                                                                          start, end):
-            if key in found:
-                continue
+        async def hash_of(number: int) -> bytes:
             if number not in hashes:
                 header = await self.rpc.header(number)
                 hashes[number] = header.hash if header is not None else b""
-            if hashes[number] == block_hash:
+            return hashes[number]
+
+        chain_id, oracle = self.chain.chain_id, self.chain.oracle
+        rolled = []
+        for key, number, block_hash in self.store.open_requests_in_blocks(chain_id, oracle, start, end):
+            if key in found:
+                continue
+            if await hash_of(number) == block_hash:
                 log.warning("chain %s: the node returned no log for request %s in block %d, which is unchanged; "
                             "is its log index behind?", self.chain.name, key, number)
             elif self.store.rollback_request_in_block(key, block_hash):
                 rolled.append(key)
-        if rolled:
-            log.warning("chain %s: blocks %d-%d no longer hold %d requests we had seen; rolled back", self.chain.name,
-                        start, end, len(rolled))
+        # a settlement (ours, or anyone's relay of it) whose block was replaced: the request is open again
+        gone = [key for key, number, block_hash in self.store.settlements_in_blocks(chain_id, oracle, start, end)
+                if await hash_of(number) != block_hash]
+        self.store.reopen_settlements(gone)
+        if rolled or gone:
+            log.warning("chain %s: blocks %d-%d no longer hold %d requests and %d settlements we had seen; rolled "
+                        "back and reopened", self.chain.name, start, end, len(rolled), len(gone))
 
     def _ingest_request(self, raw: dict[str, Any], block_number: int, block_hash: bytes, log_index: int) -> int:
         event = peek_requested(raw)  # its params are decoded (and checked) once, by the pipeline
@@ -307,9 +314,10 @@ class RequestWatcher:
         except (KeyError, TypeError, ValueError):
             log.error("chain %s: malformed removed log: %r", self.chain.name, raw)
 
-    def _settle(self, request_id: bytes, state: str, block_number: int, tx_hash: bytes | None) -> None:
+    def _settle(self, raw: dict[str, Any], request_id: bytes, state: str, block_number: int) -> None:
         self.store.mark_settled(request_key(self.chain.chain_id, self.chain.oracle, request_id), state, block_number,
-                                tx_hash)
+                                _tx_hash(raw) if state == State.FULFILLED else None,
+                                bytes.fromhex(raw["blockHash"][2:]))
 
 
 def _tx_hash(raw: dict[str, Any]) -> bytes | None:

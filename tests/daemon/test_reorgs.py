@@ -13,9 +13,9 @@ import pytest
 
 from oracle.chain.events import FULFILLED_TOPIC
 from oracle.devnet import LocalStack
-from oracle.devnet.answer import ask
+from oracle.devnet.answer import ask, fulfill, success_response
 from oracle.devnet.harness import wait_until
-from oracle.devnet.model_server import ModelServer
+from oracle.devnet.model_server import Knobs, ModelServer
 from oracle.protocol import ResultSpec, ResultType, Status
 from oracle.store import State, Store, StoredRequest, request_key
 from tests.daemon.conftest import Running, audit_chain, gas_on_record, gas_paid_on_chain, start_daemon
@@ -267,3 +267,32 @@ def test_reorg_deeper_than_max_reorg_depth_stops_the_chains_intake(bounded: Runn
     wait_until(lambda: run.daemon.log().count("reorg deeper than max_reorg_depth 2") >= 2, 15,
                what="the restarted daemon to stop the intake again")
     assert _state(run, event.request_id) == State.FULFILLED
+
+
+def test_relayed_fulfilment_reorganised_away_above_the_cursor_is_answered_again(tmp_path: Path) -> None:
+    with LocalStack() as stack:
+        model = ModelServer(Knobs(latency=3.0)).start()  # a slow model: the relay comes first
+        # sweeps a minute apart: after the first, what happens next reaches the daemon by subscription only
+        run = start_daemon(stack, model, tmp_path, sweep_interval=60.0)
+        try:
+            run.daemon.wait_ready()
+            wait_until(lambda: _cursor(run) >= stack.w3.eth.block_number, 10, what="the first sweep")
+            event = ask(stack, _params(run, SPEC, prompt="relayed by someone else, then undone"))
+            # anyone may relay a signed response: another account does, while the daemon asks its model
+            fulfill(stack, event, success_response(event, 7), sender=stack.keys.agents)
+            relay_block = stack.w3.eth.block_number
+            wait_until(lambda: _state(run, event.request_id) == State.FULFILLED, 10,
+                       what="the relayed settlement to be taken in")
+            assert _cursor(run) < relay_block  # above the cursor: only the subscription saw it
+            assert run.daemon.stop() == 0
+            _rpc(stack, "anvil_rollback", [1])  # the relay is gone; the request is open again
+            _mine(stack, 1)
+            run.restart()
+            _final_chain_settles(run, [event.request_id])
+            (entry,) = [e for e in stack.w3.eth.get_logs({"address": stack.contract("AIOracle").address,
+                                                          "fromBlock": 0, "topics": ["0x" + FULFILLED_TOPIC.hex()]})]
+            receipt = stack.w3.eth.get_transaction_receipt(entry["transactionHash"])
+            assert receipt["from"] == stack.keys.signer.address  # answered again, by the daemon
+        finally:
+            assert run.daemon.stop() == 0
+            model.stop()
