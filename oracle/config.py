@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -156,9 +157,17 @@ class X402Pin(_Strict):
     network: str = Field(pattern=r"^eip155:[0-9]+$", description="CAIP-2 network, e.g. eip155:8453")
     asset: Address
     pay_to: Address
-    domain_separator: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{64}$", description=(
+    domain_separator: str | None = Field(None, description=(
         "the asset's EIP-712 domain separator: when set, a 402's domain must build exactly this and the token "
         "is not asked; when not, it is read from the token (DOMAIN_SEPARATOR(), or EIP-5267 eip712Domain())"))
+
+    @field_validator("domain_separator")
+    @classmethod
+    def _separator(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"0x[0-9a-fA-F]{64}", value):
+            raise ValueError(f"must be 0x and 64 hex digits (the 32 bytes the token's DOMAIN_SEPARATOR() returns, "
+                             f"or oracle.x402.signer.domain_separator(name, version, chain_id, token)), got {value!r}")
+        return value
 
 
 class ModelDeployment(_Strict):
