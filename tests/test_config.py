@@ -68,7 +68,7 @@ def test_example_config_parses() -> None:
         (lambda c: c["models"][0].update(payer="x402", x402=dict(_PIN, network="base")), "x402.network: String should"),
         (lambda c: c.update(x402=dict(_wallet("eip155:8453"), max_payment=0)), "x402.max_payment"),
         (lambda c: c["models"][0].update(payer="x402", x402=dict(_PIN, domain_separator="0x12")),
-         "x402.domain_separator: Value error, must be 0x and 64 hex digits"),
+         "x402.domain_separator: must be 0x and 64 hex digits"),
         (lambda c: c.update(x402=dict(_wallet("eip155:8453"), networks=[
             {"network": "eip155:8453", "rpc_url": "http://rpc", "confirmations": -1}])),
          "x402.networks[0].confirmations: Input should be greater than or equal to 0"),
