@@ -4,6 +4,8 @@ takes and never mines is rebuilt under its nonce, and a base-fee jump costs at m
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -60,15 +62,26 @@ def _sent_at(run: Running, key: str) -> list[tuple[int, bytes]]:
         store.close()
 
 
-def test_transaction_the_node_never_mines_holds_later_nonces_less_than_a_repricing_round(
-        env: tuple[LocalStack, ModelServer, Path]) -> None:
+@contextmanager
+def _behind_proxy(env: tuple[LocalStack, ModelServer, Path], knobs: FaultKnobs) -> Iterator[tuple[Running, FaultProxy]]:
+    """The daemon talking to the node through the fault proxy, stopped (exit code 0) after."""
     stack, model, tmp = env
-    # The node answers with the hash and drops the bytes, every time they are sent: as anvil does with a
-    # transaction under the calldata floor.
-    proxy = FaultProxy(stack.rpc_url, stack.ws_url, FaultKnobs(swallow_raw_txs=1)).start()
+    proxy = FaultProxy(stack.rpc_url, stack.ws_url, knobs).start()
     run = start_daemon(stack, model, tmp, rpc_url=proxy.rpc_url, ws_url=proxy.ws_url, gas=GAS)
     try:
         run.daemon.wait_ready()
+        yield run, proxy
+    finally:
+        assert run.daemon.stop() == 0
+        proxy.stop()
+
+
+def test_transaction_the_node_never_mines_holds_later_nonces_less_than_a_repricing_round(
+        env: tuple[LocalStack, ModelServer, Path]) -> None:
+    stack = env[0]
+    # The node answers with the hash and drops the bytes, every time they are sent: as anvil does with a
+    # transaction under the calldata floor.
+    with _behind_proxy(env, FaultKnobs(swallow_raw_txs=1)) as (run, proxy):
         spec = ResultSpec(ResultType.UINT, min=0, max=9)
         first = ask(stack, _params(run, spec, prompt="its transaction goes nowhere"))
         first_key = request_key(stack.chain_id, stack.addresses["AIOracle"], first.request_id)
@@ -88,9 +101,6 @@ def test_transaction_the_node_never_mines_holds_later_nonces_less_than_a_reprici
         assert all(audit.fulfilled[i] == 1 for i in [first.request_id, *later]) and not audit.reverted
         wait_until(lambda: audit_chain(stack).pending_nonce == audit_chain(stack).latest_nonce, 10,
                    what="no transaction left behind a gap")
-    finally:
-        assert run.daemon.stop() == 0
-        proxy.stop()
 
 
 def test_base_fee_jump_under_the_cap_costs_at_most_one_repricing(
@@ -124,12 +134,9 @@ def test_base_fee_jump_under_the_cap_costs_at_most_one_repricing(
 
 def test_transaction_refused_for_good_frees_its_nonce_and_its_responses_go_again(
         env: tuple[LocalStack, ModelServer, Path]) -> None:
-    stack, model, tmp = env
+    stack = env[0]
     # the node refuses the first transaction and its rebuilt replacement for a reason no price fixes
-    proxy = FaultProxy(stack.rpc_url, stack.ws_url, FaultKnobs(refuse_raw_txs=2)).start()
-    run = start_daemon(stack, model, tmp, rpc_url=proxy.rpc_url, ws_url=proxy.ws_url, gas=GAS)
-    try:
-        run.daemon.wait_ready()
+    with _behind_proxy(env, FaultKnobs(refuse_raw_txs=2)) as (run, proxy):
         spec = ResultSpec(ResultType.UINT, min=0, max=9)
         event = ask(stack, _params(run, spec, prompt="its first transaction is refused"))
         assert _wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
@@ -143,6 +150,3 @@ def test_transaction_refused_for_good_frees_its_nonce_and_its_responses_go_again
         assert audit.fulfilled[event.request_id] == 1 and not audit.reverted
         assert audit.latest_nonce == audit.pending_nonce
         wait_until(lambda: gas_on_record(run) == gas_paid_on_chain(stack), 10, what="the gas ledger to agree")
-    finally:
-        assert run.daemon.stop() == 0
-        proxy.stop()
