@@ -17,7 +17,7 @@ import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from oracle.chain.clock import ChainClock
-from oracle.chain.fee_schedule import fee_shortfalls, smallest_response_gas
+from oracle.chain.fee_schedule import fee_shortfalls, patiently, smallest_response_gas
 from oracle.chain.rpc import ChainClient, LogSubscription, RpcError, RpcUnavailable
 from oracle.chain.signer import ResponseSigner
 from oracle.chain.txmanager import TxManager
@@ -96,7 +96,11 @@ class Daemon:
     async def _build(self, chain: ChainSettings, session: aiohttp.ClientSession, store: Store,
                      router: ModelRouter, key: bytes) -> ChainRuntime:
         rpc = ChainClient(session, chain.rpc_url, timeout=chain.rpc_timeout)
-        actual = await rpc.chain_id()
+        try:
+            actual = await patiently(rpc.chain_id)
+        except (RpcError, RpcUnavailable) as exc:
+            raise ConfigError(f"chains[{chain.name}]: the node at {chain.rpc_url} does not answer ({exc}): is it up, "
+                              f"and is rpc_url right?") from None
         if actual != chain.chain_id:
             raise ConfigError(f"chains[{chain.name}].chain_id is {chain.chain_id} but {chain.rpc_url} serves "
                               f"chain {actual}")
@@ -115,19 +119,13 @@ class Daemon:
     @staticmethod
     async def _check_fees(rpc: ChainClient, chain: ChainSettings, txm: TxManager) -> None:
         """Refuse to serve an oracle whose fee schedule cannot pay for the smallest response."""
-        delay = 0.1
-        for attempt in range(8):  # a node that fails a call now and then must not stop the start
-            try:
-                price = await txm.price_now()
-                shortfalls = await fee_shortfalls(rpc, chain, price)
-                break
-            except (RpcError, RpcUnavailable) as exc:
-                if attempt == 7:
-                    raise ConfigError(f"chains[{chain.name}]: could not read the fee schedule of oracle "
-                                      f"{chain.oracle} from {chain.rpc_url} ({exc}): is it the oracle's address, "
-                                      f"and is the node up?") from None
-                await asyncio.sleep(delay)
-                delay = min(2.0, delay * 2)
+        try:
+            price = await patiently(txm.price_now)
+            shortfalls = await fee_shortfalls(rpc, chain, price)
+        except (RpcError, RpcUnavailable) as exc:
+            raise ConfigError(f"chains[{chain.name}]: could not read the fee schedule of oracle {chain.oracle} "
+                              f"from {chain.rpc_url} ({exc}): is it the oracle's address, and is the node "
+                              f"up?") from None
         if shortfalls:
             raise ConfigError(
                 f"chains[{chain.name}]: the fee schedule of oracle {chain.oracle} cannot pay for its smallest "

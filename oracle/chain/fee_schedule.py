@@ -8,16 +8,21 @@ transaction would be signed with now.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from eth_abi import decode, encode
 from eth_utils import keccak
 
 from oracle.chain.gas import response_gas_bound
-from oracle.chain.rpc import ChainClient
+from oracle.chain.rpc import ChainClient, RpcError, RpcUnavailable
 from oracle.config import ChainSettings
 from oracle.protocol import Commitment, PolicyClass
 
+T = TypeVar("T")
 _FEE_SCHEDULE = keccak(text="feeSchedule(uint8)")[:4]
 _ANY = b"\xff" * 32  # the dearest calldata: no zero bytes
 _ANY_ADDRESS = "0x" + "ff" * 20
@@ -39,12 +44,31 @@ def smallest_response_gas(chain: ChainSettings) -> int:
     return response_gas_bound(_ANY, commitment, chain.gas.fulfill_gas_overhead)
 
 
+async def patiently(call: Callable[[], Awaitable[T]], tries: int = 30) -> T:
+    """`call()`, again after a node's failure (backing off to a second between tries): a node that fails
+    now and then must not stop the daemon's start. A revert is an answer, not a failure: it is raised."""
+    delay = 0.05
+    for attempt in range(tries):
+        try:
+            return await call()
+        except RpcError as exc:
+            if exc.revert_data is not None or exc.code == 3 or attempt == tries - 1:
+                raise
+        except RpcUnavailable:
+            if attempt == tries - 1:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(1.0, delay * 2)
+    raise AssertionError("unreachable")
+
+
 async def fee_shortfalls(rpc: ChainClient, chain: ChainSettings, max_fee_per_gas: int) -> list[Shortfall]:
     """The policy classes whose least fee does not pay for the smallest response at `max_fee_per_gas`."""
     cost = smallest_response_gas(chain) * max_fee_per_gas
     shortfalls = []
     for cls in PolicyClass:
-        raw = await rpc.eth_call(chain.oracle, _FEE_SCHEDULE + encode(["uint8"], [int(cls)]))
+        data = _FEE_SCHEDULE + encode(["uint8"], [int(cls)])
+        raw = await patiently(functools.partial(rpc.eth_call, chain.oracle, data))
         base_fee, _per_callback_gas, per_output_token = decode(["uint96", "uint64", "uint96"], raw)
         least = base_fee + per_output_token
         if least < cost:
