@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -18,6 +18,7 @@ from x402.schemas import PaymentPayload
 
 from oracle.config import X402Pin
 from oracle.devnet.fault_proxy import FaultProxy
+from oracle.devnet.harness import wait_until
 from oracle.devnet.loopback import LoopbackServer
 from oracle.store import Store
 from oracle.x402 import PaymentContext
@@ -42,13 +43,6 @@ def _authorizations_used(s: X402Stack) -> dict[str, int]:
         nonce = "0x" + entry["args"]["nonce"].hex()
         out[nonce] = out.get(nonce, 0) + 1
     return out
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def _pay(s: X402Stack, store: Store, ctx: PaymentContext | None = None, pin: X402Pin | None = None,
@@ -185,12 +179,13 @@ async def test_a_restart_while_the_provider_settles_gets_the_stored_answer(x402_
                                                                            store: Store) -> None:
     s, ctx = x402_stack, _ctx()
     s.model.knobs.latency = 0.5
-    settled = len(s.paywall.settled)
+    settled, served = len(s.paywall.settled), s.model.books.total
     async with paying_client(s, store) as client:
         task = asyncio.create_task(client.post(f"{s.model.base_url}/chat/completions", BODY, HEADERS, 30, ctx,
                                                s.pin, "local"))
-        await _until(lambda: (row := store.payment_for(ctx.request_key, ctx.attempt_id)) is not None
-                     and row.state == "sent")
+        # the marker: the paid call has passed the paywall and the model is working on it
+        await asyncio.to_thread(wait_until, lambda: s.model.books.total > served, 10, 0.01,
+                                "the paid call to reach the provider")
         task.cancel()  # the process stops with the paid call at the provider
         with pytest.raises(asyncio.CancelledError):
             await task
