@@ -75,7 +75,7 @@ class ChainClient:
     async def call(self, method: str, params: Sequence[Any]) -> Any:
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
         try:
-            async with self._session.post(self.url, json=body, timeout=self._timeout) as resp:
+            async with self._session.post(self.url, json=body, timeout=self._timeout, allow_redirects=False) as resp:
                 text = await resp.text()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RpcUnavailable(f"{method}: {type(exc).__name__}: {exc}") from exc

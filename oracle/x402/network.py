@@ -21,6 +21,7 @@ import aiohttp
 from eth_abi import decode, encode
 from eth_utils import keccak
 
+from oracle.chain.rpc import ChainClient, RpcError, RpcUnavailable
 from oracle.config import X402Settings
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,8 @@ class NetworkError(Exception):
 
 class PaymentNetworks:
     def __init__(self, session: aiohttp.ClientSession, settings: X402Settings) -> None:
-        self.session = session
         self.settings = {n.network: n for n in settings.networks}
+        self._clients = {n.network: ChainClient(session, n.rpc_url, n.rpc_timeout) for n in settings.networks}
         self._separators: dict[tuple[str, str], bytes | None] = {}  # None: the token publishes no domain
         self._heads: dict[str, int] = {}
         self._ranges = {n.network: n.max_log_range for n in settings.networks}
@@ -50,19 +51,13 @@ class PaymentNetworks:
         return self._heads.get(network, 0)
 
     async def rpc(self, network: str, method: str, params: list[Any]) -> Any:
-        config = self.settings.get(network)
-        if config is None:
+        client = self._clients.get(network)
+        if client is None:
             raise NetworkError(f"network {network} is not configured")
-        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
         try:
-            async with self.session.post(config.rpc_url, json=body, allow_redirects=False,
-                                         timeout=aiohttp.ClientTimeout(total=config.rpc_timeout)) as resp:
-                doc = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise NetworkError(f"{method}: {type(exc).__name__}: {exc}"[:300]) from None
-        if not isinstance(doc, dict) or "result" not in doc:
-            raise NetworkError(f"{method}: {str(doc)[:200]}")
-        return doc["result"]
+            return await client.call(method, params)
+        except (RpcError, RpcUnavailable) as exc:
+            raise NetworkError(str(exc)[:300]) from None
 
     async def head(self, network: str) -> int:
         number = int(await self.rpc(network, "eth_blockNumber", []), 16)
