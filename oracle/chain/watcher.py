@@ -280,9 +280,14 @@ class RequestWatcher:
             elif self.store.rollback_request_in_block(key, block_hash):
                 rolled.append(key)
         # a settlement (ours, or anyone's relay of it) whose block was replaced: the request is open again
-        gone = [key for key, number, block_hash in self.store.settlements_in_blocks(chain_id, oracle, start, end)
+        gone = [(key, number) for key, number, block_hash in self.store.settlements_in_blocks(chain_id, oracle,
+                                                                                              start, end)
                 if await hash_of(number) != block_hash]
-        self.store.reopen_settlements(gone)
+        if gone:
+            # Our transactions there are the transaction manager's first: it takes them (and the requests
+            # they carry) back, so nothing sends those responses again beside it; the rest reopen here.
+            self.on_reorg(min(number for _, number in gone) - 1)
+            self.store.reopen_settlements([key for key, _ in gone])
         if rolled or gone:
             log.warning("chain %s: blocks %d-%d no longer hold %d requests and %d settlements we had seen; rolled "
                         "back and reopened", self.chain.name, start, end, len(rolled), len(gone))
