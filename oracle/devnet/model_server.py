@@ -5,9 +5,9 @@
     POST /v1beta/models/{model}:generateContent    Google Gemini             (base_url: `root_url`)
 
 It answers with JSON that follows the request's JSON schema, chosen deterministically from the
-prompt, and keeps books the tests read: calls and answers per `X-Oracle-Request`, replaying (not
-re-answering) a repeated `Idempotency-Key`. Each reply follows the provider's documented shape,
-for success and for every failure below.
+prompt, and keeps books the tests read: calls and answers per `X-Oracle-Request` and per `[[tag:NAME]]`
+in the prompt, replaying (not re-answering) a repeated `Idempotency-Key`. Each reply follows the
+provider's documented shape, for success and for every failure below.
 
 Failures come from knobs (a seeded schedule: share of calls failing, and how) or from a marker in
 the prompt, which always gets that treatment: `[[refuse]]`, `[[malformed]]`, `[[truncate]]`,
@@ -33,6 +33,7 @@ from aiohttp import web
 
 from oracle.devnet.loopback import LoopbackServer
 from oracle.devnet.paywall import Paywall
+from oracle.devnet.tags import tag_of
 
 FAULTS = ("500", "429", "timeout")
 _MARKER = re.compile(
@@ -42,6 +43,7 @@ _MARKER = re.compile(
 @dataclass
 class Knobs:
     latency: float = 0.0  # seconds before each answer
+    latency_max: float | None = None  # with it, each call waits a seeded draw between latency and this
     error_rate: float = 0.0  # share of calls answered with HTTP 500
     rate_limit_rate: float = 0.0  # share answered with 429 and Retry-After
     malformed_rate: float = 0.0  # share whose content is not valid for the schema
@@ -62,6 +64,8 @@ class Books:
     headers: list[dict[str, str]] = field(default_factory=list)  # their headers
     paths: list[str] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)  # scheduled failures served, by kind
+    tags: Counter[str] = field(default_factory=Counter)  # per prompt tag, every call that reached the model
+    tags_answered: Counter[str] = field(default_factory=Counter)  # per prompt tag, calls answered with a value
     total: int = 0  # every call, whatever its key
 
 
@@ -236,12 +240,18 @@ class ModelServer(LoopbackServer):
             self.books.requests.append(doc)
             self.books.headers.append(dict(request.headers))
             self.books.paths.append(request.path)
+            tag = tag_of(asked.user)
+            if tag is not None:
+                self.books.tags[tag] += 1
             roll = self._random.random()
+            delay = self.knobs.latency
+            if self.knobs.latency_max is not None:
+                delay = self._random.uniform(self.knobs.latency, self.knobs.latency_max)
             fault = self._random.choice(self.knobs.fail_kinds) if roll < self.knobs.fail_rate else None
             if fault:
                 self.books.faults[fault] += 1
-        if self.knobs.latency:
-            await asyncio.sleep(self.knobs.latency)
+        if delay:
+            await asyncio.sleep(delay)
         marker = _MARKER.search(asked.user)
         scenario = marker.group(1) if marker else (self.knobs.force or fault)
         if scenario is None:
@@ -272,6 +282,8 @@ class ModelServer(LoopbackServer):
             if value is not None:
                 self.books.answered[key] += 1
                 self.books.answers[key] = value
+                if tag is not None:
+                    self.books.tags_answered[tag] += 1
         return web.Response(status=200, body=body, content_type="application/json")
 
 

@@ -53,6 +53,7 @@ from x402.schemas import (
 )
 from x402.schemas.v1 import PaymentPayloadV1, PaymentRequiredV1, PaymentRequirementsV1
 
+from oracle.devnet.tags import tag_of
 from oracle.x402.identifier import PAYMENT_IDENTIFIER, declaration, identifier_of
 
 PATHS = ("/v1/chat/completions", "/v1/messages")
@@ -132,6 +133,7 @@ class Paywall:
         self.replayed = 0  # stored answers given back for a resent payment
         self.conflicts = 0  # an id resent with another payload (409)
         self.kept: list[str] = []  # payment headers held by `hold_paid`
+        self.tags_by_nonce: dict[str, str] = {}  # EIP-3009 nonce -> the `[[tag:...]]` of the call it paid for
         self._answers: dict[str, _Stored] = {}
         self._in_flight: dict[str, tuple[str, asyncio.Future[None]]] = {}
 
@@ -153,6 +155,7 @@ class Paywall:
             payload = decode_payment_signature_header(header)
         except (ValueError, TypeError) as exc:
             return await self._required(str(request.url), f"invalid_payload: {exc}")
+        self._note_tag(payload, await request.read())
         identifier = self._identifier(payload)
         if identifier is None:
             return await self._paid(request, handler, header, payload, None)
@@ -180,6 +183,13 @@ class Paywall:
         finally:
             del self._in_flight[identifier]
             done.set_result(None)
+
+    def _note_tag(self, payload: PaymentPayload | PaymentPayloadV1, body: bytes) -> None:
+        tag = tag_of(body.decode(errors="replace"))
+        authorization = payload.payload.get("authorization") if isinstance(payload.payload, dict) else None
+        nonce = authorization.get("nonce") if isinstance(authorization, dict) else None
+        if tag is not None and isinstance(nonce, str):
+            self.tags_by_nonce[nonce.lower()] = tag
 
     def _identifier(self, payload: PaymentPayload | PaymentPayloadV1) -> str | None:
         if not self.payment_identifier or not isinstance(payload, PaymentPayload):
