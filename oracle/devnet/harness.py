@@ -125,9 +125,11 @@ class DaemonProcess:
         self.log_path = log_path or config_path.with_suffix(".log")
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._log_mark = 0  # where this start's output begins in the log
 
     def start(self) -> DaemonProcess:
         log = self.log_path.open("ab")
+        self._log_mark = log.tell()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "oracle", "run", "--config", str(self.config_path)],
             stdout=log, stderr=subprocess.STDOUT, env=self.env,
@@ -137,8 +139,9 @@ class DaemonProcess:
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Wait until this start of the daemon is running (it logs "oracle running" once per start)."""
-        wait_until(lambda: self.log().count("oracle running") >= self.starts or not self.alive(), timeout,
+        """Wait until this start of the daemon is running (it logs "oracle running" once per start; a start
+        killed before it got there logs nothing)."""
+        wait_until(lambda: self.running() or not self.alive(), timeout,
                    interval=0.02, what="the daemon to start")
         if not self.alive():
             raise RuntimeError(f"the daemon exited while starting:\n{self.log()[-3000:]}")
@@ -165,6 +168,16 @@ class DaemonProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+
+    def running(self) -> bool:
+        """Whether this start got as far as running (a start killed before it logs nothing)."""
+        return b"oracle running" in self._output()
+
+    def _output(self) -> bytes:
+        """What this start has written so far."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_mark)
+            return log.read()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
