@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from oracle.chain.calldata import fulfill_calldata
+from oracle.chain.calldata import fulfill_batch_calldata
 from oracle.protocol import Commitment, ReasonCode, Response, Status
 
 TX_BASE_GAS = 21_000
@@ -68,6 +68,6 @@ def response_gas_bound(request_id: bytes, commitment: Commitment, overhead: int)
     as long as the commitment allows, of non-zero bytes (the dearest calldata), the callback's full limit."""
     word = b"\xff" * 32
     result = b"\xff" * commitment.max_result_bytes
-    data = fulfill_calldata(Response(request_id, word, Status.SUCCESS, ReasonCode.NONE, result, word, word),
-                            commitment, b"\xff" * 65)
+    response = Response(request_id, word, Status.SUCCESS, ReasonCode.NONE, result, word, word)
+    data = fulfill_batch_calldata([(response, commitment, b"\xff" * 65)])  # as the daemon sends it
     return fulfilment_gas([commitment.callback_gas_limit], data, overhead)

@@ -38,7 +38,7 @@ from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
 
 from oracle.abi import signature
-from oracle.chain.calldata import decode_fulfilment, fulfill_batch_calldata, fulfill_calldata
+from oracle.chain.calldata import decode_fulfilment, fulfill_batch_calldata
 from oracle.chain.errors import decode_revert
 from oracle.chain.events import FULFILLED_TOPIC, log_topics_and_data
 from oracle.chain.gas import SELF_TRANSFER_GAS, fulfilment_gas, marginal_gas
@@ -296,8 +296,9 @@ class TxManager:
 
     @staticmethod
     def _calldata(batch: Sequence[ReadyResponse]) -> bytes:
-        if len(batch) == 1:
-            return fulfill_calldata(batch[0].response, batch[0].commitment, batch[0].signature)
+        # fulfillBatch even for one response: a response whose request a reorg removed or replaced after
+        # it was checked is skipped in the block (FulfillmentSkipped) instead of reverting the
+        # transaction, for about 1,800 gas more than `fulfill`.
         return fulfill_batch_calldata([(i.response, i.commitment, i.signature) for i in batch])
 
     # ------------------------------------------------------------ sending new transactions

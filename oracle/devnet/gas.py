@@ -39,13 +39,18 @@ def _request(stack: LocalStack, count: int) -> list[RequestedEvent]:
 
 def measure_fulfill_gas(stack: LocalStack) -> dict[str, int]:
     stack.w3.provider.make_request("anvil_setCode", [NOOP_CONSUMER, NOOP_CODE])  # type: ignore[arg-type]
-    warmup, single, *batch = _request(stack, 22)
+    warmup, single, alone, *batch = _request(stack, 23)
     for event in (warmup, single):
         receipt = fulfill(stack, event, success_response(event, _VALUE))
         if receipt["status"] != 1:
             raise RuntimeError("fulfill reverted while measuring gas")
     single_gas = int(receipt["gasUsed"])  # the second: the payee's balance was non-zero by then
+    receipt = fulfill_batch(stack, [(alone, success_response(alone, _VALUE))])  # how the daemon sends one
+    if receipt["status"] != 1:
+        raise RuntimeError("fulfillBatch of one reverted while measuring gas")
+    alone_gas = int(receipt["gasUsed"])
     receipt = fulfill_batch(stack, [(e, success_response(e, _VALUE)) for e in batch])
     if receipt["status"] != 1:
         raise RuntimeError("fulfillBatch reverted while measuring gas")
-    return {"fulfill_single_gas": single_gas, "fulfill_batch20_per_response_gas": int(receipt["gasUsed"]) // 20}
+    return {"fulfill_single_gas": single_gas, "fulfill_batch1_gas": alone_gas,
+            "fulfill_batch20_per_response_gas": int(receipt["gasUsed"]) // 20}
