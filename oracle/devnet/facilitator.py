@@ -1,28 +1,87 @@
 """A local x402 facilitator on aiohttp: `/verify`, `/settle` and `/supported`, settling on the local chain.
 
 Built on the SDK's facilitator (`x402FacilitatorSync` with the exact EVM scheme) and its web3 signer,
-with the facilitator's own dev key. The SDK's calls block (web3 over HTTP), so each runs in a worker
-thread, keeping the event loop free. Knobs for tests: `down` (every call answered 503),
-`fail_settle` (settlement refused, nothing sent), `pending` (settled on-chain, but reported as
-`settlement_pending`). `books` counts what was asked and settled.
+with the facilitator's own dev key, taking nonces from the node so a reorg cannot wedge it. The SDK's
+calls block (web3 over HTTP), so each runs in a worker thread, keeping the event loop free. Knobs for
+tests: `down` (every call answered 503), `fail_settle` (settlement refused, nothing sent), `pending`
+(settled on-chain, but reported as `settlement_pending`). `books` counts what was asked and settled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from eth_typing import HexStr
 from pydantic import BaseModel
+from web3.exceptions import TimeExhausted, TransactionNotFound
 from x402 import x402FacilitatorSync
 from x402.mechanisms.evm import FacilitatorWeb3Signer
 from x402.mechanisms.evm.exact.register import register_exact_evm_facilitator
+from x402.mechanisms.evm.types import TransactionReceipt
 from x402.schemas import SettleResponse
 from x402.schemas.helpers import parse_payment_payload, parse_payment_requirements
 
 from oracle.devnet.loopback import LoopbackServer
+
+
+class _ChainNonceSigner(FacilitatorWeb3Signer):
+    """The SDK's signer, made to survive reorgs as a facilitator on a real chain must.
+
+    The SDK counts nonces itself, so a settlement a reorg drops would leave a gap nothing fills and
+    every later settlement would wait on it for good: here each nonce comes from the node, and
+    building, signing and sending one transaction happens under one lock (milliseconds; the wait for
+    the receipt is outside it). A settlement the node forgets while it is awaited (its block reorganised
+    away) is sent again under a fresh nonce: the authorization it carries is still unused.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._submit = threading.Lock()
+        self._calls: dict[str, tuple[Any, ...]] = {}  # tx hash -> the write_contract call that sent it
+
+    def _reserve_nonce(self) -> int:
+        return int(self._w3.eth.get_transaction_count(self._account.address, "pending"))
+
+    def write_contract(self, address: str, abi: list[dict[str, Any]], function_name: str, *args: Any,
+                       data_suffix: str | None = None) -> str:
+        with self._submit:
+            tx_hash = str(super().write_contract(address, abi, function_name, *args, data_suffix=data_suffix))
+        self._calls[tx_hash] = (address, abi, function_name, args, data_suffix)
+        return tx_hash
+
+    def send_transaction(self, to: str, data: bytes) -> str:
+        with self._submit:
+            return str(super().send_transaction(to, data))
+
+    def wait_for_transaction_receipt(self, tx_hash: str) -> TransactionReceipt:
+        awaited = HexStr(tx_hash if tx_hash.startswith("0x") else "0x" + tx_hash)
+        deadline = time.monotonic() + self._confirmation_timeout_seconds
+        forgotten = 0
+        while time.monotonic() < deadline:
+            try:
+                receipt = self._w3.eth.get_transaction_receipt(awaited)
+                return TransactionReceipt(status=int(receipt["status"]), block_number=int(receipt["blockNumber"]),
+                                          tx_hash=awaited, logs=list(receipt.get("logs") or []))
+            except TransactionNotFound:
+                pass
+            try:
+                self._w3.eth.get_transaction(awaited)
+                forgotten = 0
+            except TransactionNotFound:
+                forgotten += 1
+            call = self._calls.get(awaited)
+            if forgotten >= 2 and call is not None:  # seen missing twice, a quarter second apart
+                address, abi, function_name, args, data_suffix = call
+                awaited = HexStr(self.write_contract(address, abi, function_name, *args, data_suffix=data_suffix))
+                forgotten = 0
+            time.sleep(0.25)
+        raise TimeExhausted(f"settlement {awaited} not mined within {self._confirmation_timeout_seconds} s")
 
 
 @dataclass
@@ -46,8 +105,8 @@ class Facilitator(LoopbackServer):
         self.networks = networks
         self._pending: dict[str, tuple[str, str]] = {}  # nonce -> (transaction, network) reported pending
         self._core = x402FacilitatorSync()
-        register_exact_evm_facilitator(self._core, FacilitatorWeb3Signer("0x" + key.hex(), rpc_url,
-                                                                          confirmation_timeout_seconds=20),
+        register_exact_evm_facilitator(self._core, _ChainNonceSigner("0x" + key.hex(), rpc_url,
+                                                                      confirmation_timeout_seconds=20),
                                        networks=networks)
 
     @property
