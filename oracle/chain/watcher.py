@@ -28,6 +28,7 @@ from oracle.chain.events import (
     log_topics_and_data,
     peek_requested,
 )
+from oracle.chain.log_range import LogRange
 from oracle.chain.rpc import BlockHeader, ChainClient, LogSubscription, RpcError, RpcUnavailable
 from oracle.config import ChainSettings
 from oracle.store import State, Store, StoredRequest, request_key
@@ -51,7 +52,7 @@ class RequestWatcher:
         self.on_new_work = on_new_work
         self.on_reorg = on_reorg
         self.on_halt = on_halt
-        self.range = chain.max_log_range
+        self.ranges = LogRange(chain.max_log_range)
         self.head = 0
         self.undecodable = 0
         self.halted = ""  # why this chain's intake stopped (a reorg deeper than max_reorg_depth), or ""
@@ -115,17 +116,16 @@ class RequestWatcher:
                 self.clock.observe(latest.timestamp)
         start = cursor + 1
         while start <= head:
-            end = min(head, start + self.range - 1)
+            end = self.ranges.end(start, head)
             before = await self.rpc.header(end)
             try:
                 logs = await self.rpc.get_logs(self.chain.oracle, TOPICS, start, end)
             except (RpcError, RpcUnavailable) as exc:
                 # refused or timed out: nodes bound what one query may cost, so ask for less
-                if end == start:
+                if not self.ranges.failed(start, end):
                     raise
-                self.range = max(1, (end - start + 1) // 2)
                 log.info("chain %s: getLogs %d-%d failed (%s); range now %d", self.chain.name, start, end,
-                         exc, self.range)
+                         exc, self.ranges.size)
                 continue
             header = await self.rpc.header(end)
             if header is None or before is None or header.hash != before.hash:
@@ -141,7 +141,7 @@ class RequestWatcher:
             self.store.set_cursor(self.chain.chain_id, self.chain.oracle, end, header.hash)
             self.store.remember_blocks(self.chain.chain_id, [(h.number, h.hash, h.parent_hash) for h in recent])
             start = end + 1
-            self.range = min(self.chain.max_log_range, self.range * 2)
+            self.ranges.succeeded()
         if head < self._last_head:
             # the chain is shorter than it was: whatever we placed in the blocks it lost is gone
             await self._forget_missing(head + 1, self._last_head, [], {})

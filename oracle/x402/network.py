@@ -21,6 +21,7 @@ import aiohttp
 from eth_abi import decode, encode
 from eth_utils import keccak
 
+from oracle.chain.log_range import LogRange
 from oracle.chain.rpc import ChainClient, RpcError, RpcUnavailable
 from oracle.config import X402Settings
 
@@ -44,7 +45,7 @@ class PaymentNetworks:
         self._clients = {n.network: ChainClient(session, n.rpc_url, n.rpc_timeout) for n in settings.networks}
         self._separators: dict[tuple[str, str], bytes | None] = {}  # None: the token publishes no domain
         self._heads: dict[str, int] = {}
-        self._ranges = {n.network: n.max_log_range for n in settings.networks}
+        self._ranges = {n.network: LogRange(n.max_log_range) for n in settings.networks}
 
     def known_head(self, network: str) -> int:
         """The highest block seen on `network` so far (0 if none): a lower bound for anything signed now."""
@@ -121,28 +122,26 @@ class PaymentNetworks:
                    to_block: int | None = None) -> list[dict[str, Any]]:
         """Logs from `from_block` to `to_block` (the head if None), in ranges of at most the network's
         `max_log_range` blocks, halved when the node refuses or times out (as public nodes bound what
-        one query may cost) and grown back after a success."""
+        one query may cost) and grown back after a success (`LogRange`)."""
         end_block = await self.head(network) if to_block is None else to_block
         found: list[dict[str, Any]] = []
         start = max(0, from_block)
-        limit = self.settings[network].max_log_range
+        ranges = self._ranges[network]
         while start <= end_block:
-            end = min(end_block, start + self._ranges[network] - 1)
+            end = ranges.end(start, end_block)
             try:
                 got = await self.rpc(network, "eth_getLogs", [{"address": address, "topics": list(topics),
                                                               "fromBlock": hex(start), "toBlock": hex(end)}])
             except NetworkError as exc:
-                if end == start:
+                if not ranges.failed(start, end):
                     raise
-                self._ranges[network] = max(1, (end - start + 1) // 2)
-                log.info("%s: getLogs %d-%d failed (%s); range now %d", network, start, end, exc,
-                         self._ranges[network])
+                log.info("%s: getLogs %d-%d failed (%s); range now %d", network, start, end, exc, ranges.size)
                 continue
             if not isinstance(got, list):
                 raise NetworkError(f"eth_getLogs: not a list: {str(got)[:80]}")
             found.extend(entry for entry in got if isinstance(entry, dict))
             start = end + 1
-            self._ranges[network] = min(limit, self._ranges[network] * 2)
+            ranges.succeeded()
         return found
 
 
