@@ -11,7 +11,7 @@ FORGE = $(firstword $(wildcard $(CURDIR)/contracts/node_modules/@foundry-rs/forg
 # CI runs the fuzz/invariant profile sized for its budget; `make test-deep` runs the deep one.
 FOUNDRY_PROFILE ?= $(if $(CI),ci,default)
 
-.PHONY: dev test install abi lint typecheck forge-test pytest bench test-deep clean
+.PHONY: dev test install abi lint typecheck forge-test pytest bench soak test-deep clean
 
 dev: install
 	$(PY) -m oracle dev
@@ -47,6 +47,11 @@ pytest: install
 
 bench: install
 	$(PY) -m bench
+
+# The full soak (about a quarter of an hour): kills, reorgs, RPC faults, a base-fee jump, hostile requests
+# and hostile 402s, counted from outside the daemon; writes bench/results/soak.json. CI runs `--profile ci`.
+soak: install
+	$(PY) -m soak
 
 test-deep: install
 	cd contracts && FOUNDRY_PROFILE=deep $(FORGE) test

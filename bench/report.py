@@ -25,10 +25,11 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {system}, Python {platform.python_version()}"
 
 
-def write(name: str, figures: dict[str, Any], targets: dict[str, Any], missed: list[str]) -> Path:
-    """Write bench/results/<name>.json; `missed` names the figures that did not meet their target."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write(name: str, figures: dict[str, Any], targets: dict[str, Any], missed: list[str],
+          path: Path | None = None) -> Path:
+    """Write bench/results/<name>.json (or `path`); `missed` names the figures that did not meet their target."""
+    path = path or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     report = {
         **figures,
         "targets": targets,
