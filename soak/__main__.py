@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from soak.audit import GATED
+from soak.audit import GATED, Counts
 from soak.parts import PARTS, PartResult
 from soak.profile import PROFILES
 
@@ -25,7 +25,7 @@ def _line(r: PartResult) -> str:
     found = (f"lost {c.lost}, fulfilled twice {c.fulfilled_twice}, failed fulfil txs {c.failed_fulfil_txs}, "
              f"extra model calls {c.extra_model_calls}, paid without delivery {c.paid_without_delivery}, "
              f"authorizations reused {c.authorizations_reused}, unintended payments {c.unintended_payments}, "
-             f"stalled {c.stalled_seconds:.0f} s")
+             f"stalled {c.stalled_seconds:.0f} s; skipped responses {c.skipped_responses}")
     verdict = "ok" if r.ok() else "FAILED: " + "; ".join(
         [*(f"{n} (e.g. {', '.join(c.examples.get(n, [])[:3])})" for n in c.failures()), *r.shortfalls,
          *([f"daemon exit {r.daemon_exit}"] if r.daemon_exit else [])])
@@ -38,7 +38,7 @@ def totals(results: list[PartResult]) -> dict[str, Any]:
 
     figures: dict[str, Any] = {"kills": total("kills"), "reorgs": total("reorgs"),
                                "hostile_inputs": total("hostile_inputs"), "requests": total("requests")}
-    for name in (*GATED, "extra_model_calls"):
+    for name in (*GATED, "extra_model_calls", "skipped_responses"):
         values = [getattr(r.counts, name) for r in results]
         figures[name] = max(values, default=0) if name == "stalled_seconds" else sum(values)
     figures["stalled_seconds"] = round(float(figures["stalled_seconds"]), 1)
@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
             where.mkdir(parents=True, exist_ok=True)
             running[pool.submit(PARTS[name], profile, where, args.seed + i)] = where
         for done in as_completed(running):
-            result = done.result()
+            try:
+                result = done.result()
+            except Exception as exc:  # a part that could not finish fails, and the others are still reported
+                name = running[done].name
+                result = PartResult(name, Counts(), shortfalls=[f"stopped by {type(exc).__name__}: {exc}"[:500]])
             print(_line(result), flush=True)
             results.append(result)
             if not result.ok():
@@ -80,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     figures["profile"] = profile.name
     figures["seconds"] = round(time.monotonic() - started)
     figures["parts"] = {r.name: {**r.figures, **{
-        n: getattr(r.counts, n) for n in (*GATED, "extra_model_calls", "expired", "settlements")},
+        n: getattr(r.counts, n) for n in (*GATED, "extra_model_calls", "skipped_responses", "expired",
+                                          "settlements")},
         "seconds": round(r.seconds), "ok": r.ok(), "shortfalls": r.shortfalls} for r in results}
     missed = [r.name for r in results if not r.ok()]
     targets = {name: 0 for name in GATED}

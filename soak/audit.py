@@ -20,6 +20,7 @@ from oracle.chain.events import (
     decode_fulfilled,
     decode_requested,
 )
+from oracle.chain.txmanager import SKIPPED_TOPIC as SKIPPED
 from oracle.devnet.tags import tag_of
 from soak.world import BLOCK_TIME, World
 
@@ -41,6 +42,7 @@ class Counts:
     unintended_payments: int = 0
     stalled_seconds: float = 0.0
     settlements: int = 0
+    skipped_responses: int = 0  # responses in the signer's transactions the oracle skipped (request gone)
     examples: dict[str, list[str]] = field(default_factory=dict)  # a few tags behind each non-zero count
 
     def failures(self) -> list[str]:
@@ -52,8 +54,19 @@ class Counts:
             found.append(tag)
 
 
-def audit(world: World, reorg_times: Sequence[int] = ()) -> Counts:
-    """What the final chain and the servers' books say of everything the world's daemon was asked."""
+@dataclass(frozen=True)
+class Reorg:
+    fork: int  # the first block it replaced
+    at: int  # the chain's time right after it
+
+
+def audit(world: World, reorgs: Sequence[Reorg] = ()) -> Counts:
+    """What the final chain and the servers' books say of everything the world's daemon was asked.
+
+    A request's wait for its answer starts when it is confirmed, and starts afresh after a reorg that
+    replaced its block or the block its answer ended in (what the reorg undid is answered anew), and when
+    the daemon is back after being killed while the request waited (`World.downtime`): a stall is time
+    a running daemon let pass."""
     stack = world.stack
     w3, counts = stack.w3, Counts()
     head = w3.eth.block_number
@@ -64,9 +77,16 @@ def audit(world: World, reorg_times: Sequence[int] = ()) -> Counts:
         times[number] = int(block["timestamp"])
         for tx in block["transactions"]:
             assert not isinstance(tx, bytes)
-            if tx["from"] == signer and w3.eth.get_transaction_receipt(tx["hash"])["status"] != 1:
+            if tx["from"] != signer:
+                continue
+            receipt = w3.eth.get_transaction_receipt(tx["hash"])
+            if receipt["status"] != 1:
                 counts.failed_fulfil_txs += 1
                 counts.note("failed_fulfil_txs", tx["hash"].to_0x_hex())
+            skipped = sum(1 for entry in receipt["logs"] if entry["topics"] and bytes(entry["topics"][0]) == SKIPPED)
+            if skipped:
+                counts.skipped_responses += skipped
+                counts.note("skipped_responses", tx["hash"].to_0x_hex())
     oracle = stack.contract("AIOracle")
     logs = {topic: w3.eth.get_logs({"address": oracle.address, "fromBlock": 0, "toBlock": head,
                                     "topics": ["0x" + topic.hex()]})
@@ -85,7 +105,8 @@ def audit(world: World, reorg_times: Sequence[int] = ()) -> Counts:
         request = decode_requested(entry)
         counts.requests += 1
         tag = tag_of(request.params.prompt.decode(errors="replace")) or request.request_id.hex()
-        confirmed_at = times[min(int(entry["blockNumber"]) + confirmations, head)]
+        asked_in = int(entry["blockNumber"])
+        confirmed_at = times[min(asked_in + confirmations, head)]
         if fulfilled[request.request_id] > 1:
             counts.fulfilled_twice += fulfilled[request.request_id] - 1
             counts.note("fulfilled_twice", tag)
@@ -101,8 +122,10 @@ def audit(world: World, reorg_times: Sequence[int] = ()) -> Counts:
             counts.lost += 1
             counts.note("lost", tag)
             waited_until = now
-        # a reorg restarts the wait: what it undid is answered anew
-        start = max([confirmed_at, *(t for t in reorg_times if confirmed_at < t <= waited_until)])
+        answered_in = fulfilled_in.get(request.request_id, head + 1)
+        restarts = [r.at for r in reorgs if max(asked_in, answered_in) >= r.fork]
+        restarts += [up for down, up in world.downtime if down < waited_until and up > confirmed_at]
+        start = max([confirmed_at, *(t for t in restarts if t <= waited_until)])
         stall = waited_until - start - slack
         if stall > counts.stalled_seconds:
             counts.stalled_seconds = float(stall)
@@ -157,10 +180,13 @@ def _payments(world: World, counts: Counts, head: int) -> None:
         if unintended:
             counts.unintended_payments += unintended
             counts.note("unintended_payments", f"hostile 402 {kind}")
-    # Settlements beyond one per request a paid deployment answered (its own books say so).
+    if world.paywall is not None and world.paywall.nonce_reuses:  # one authorization offered for two calls
+        counts.authorizations_reused += world.paywall.nonce_reuses
+        counts.note("authorizations_reused", "offered to the paywall for two calls")
+    # Settlements beyond one per request the paid deployment delivered an answer to (its paywall's books).
     by_tag: Counter[str] = Counter()
     tags = world.paywall.tags_by_nonce if world.paywall is not None else {}
-    answered = world.paid.books.tags_answered if world.paid is not None else Counter()
+    answered = world.paywall.delivered if world.paywall is not None else Counter()
     for nonce, n in nonces.items():
         by_tag[tags.get(nonce, f"unknown payment {nonce}")] += n
     for tag, n in by_tag.items():

@@ -35,6 +35,7 @@ class Flow:
         self.rate = rate
         self.count = count
         self.sent = 0
+        self.attempts = 0
         self.errors: list[str] = []  # sends the node refused (a reorg moving the sender's nonce, say)
         self._random = random.Random(seed)
         self._stop = threading.Event()
@@ -57,6 +58,7 @@ class Flow:
     def _run(self) -> None:
         i = 0
         while not self._stop.is_set() and (self.count is None or i < self.count):
+            self.attempts += 1
             try:
                 self.make(i)
                 self.sent += 1

@@ -81,12 +81,16 @@ KINDS: list[Hostile] = [
     Hostile("model-context-error", _p(text="[[context]] answer this")),
     Hostile("callback-reverts", _p(callback_gas_limit=100_000), callback="revert"),
     Hostile("callback-burns-all-gas", _p(callback_gas_limit=2_000_000), callback="burn"),
-    Hostile("callback-returns-a-megabyte", _p(callback_gas_limit=2_000_000), callback="megabyte"),
+    # a megabyte of memory costs more gas than any callback may have: it runs out trying
+    Hostile("callback-tries-to-return-a-megabyte", _p(callback_gas_limit=2_000_000), callback="megabyte"),
+    Hostile("callback-returns-512-kib", _p(callback_gas_limit=2_000_000), callback="half"),
     Hostile("callback-returns-256-kib", _p(callback_gas_limit=500_000), callback="quarter"),
     *(Hostile(f"longest-text-callback-gas-{gas}", _p(result=LONG_TEXT, text="[[long]] write at length",
                                                      callback_gas_limit=gas, max_tokens=4_096))
       for gas in (0, 21_000, 60_000, 200_000, 1_000_000, 2_000_000)),
 ]
+# What the contract itself refuses (its spec parser): these never reach the daemon.
+REFUSED_BY_CONTRACT = frozenset({"duplicated-spec-option", "empty-spec-options"})
 IDENTICAL = 6  # identical requests sent back to back, to land in one block
 UNPROFITABLE = 3  # requests whose fee cannot pay for their answer, per round
 
@@ -97,13 +101,13 @@ def _runtime(kind: str) -> bytes:
         return bytes.fromhex("60006000fd")  # revert(0, 0)
     if kind == "burn":
         return bytes.fromhex("5b600056")  # loop: jumpdest, jump back, until the gas is gone
-    size = {"megabyte": 1 << 20, "quarter": 1 << 18}[kind]
+    size = {"megabyte": 1 << 20, "half": 1 << 19, "quarter": 1 << 18}[kind]
     return bytes.fromhex("63") + size.to_bytes(4, "big") + bytes.fromhex("6000f3")  # return(0, size)
 
 
 def deploy_callbacks(world: World) -> dict[str, str]:
     addresses = {}
-    for kind in ("revert", "burn", "megabyte", "quarter"):
+    for kind in ("revert", "burn", "megabyte", "half", "quarter"):
         code = _runtime(kind)
         init = bytes([0x60, len(code), 0x80, 0x60, 0x0B, 0x60, 0x00, 0x39, 0x60, 0x00, 0xF3]) + code
         tx = world.stack.w3.eth.send_transaction({"from": world.stack.keys.owner.address, "data": init})

@@ -12,12 +12,12 @@ from typing import Any
 
 from oracle.devnet.fault_proxy import FaultKnobs
 from oracle.devnet.harness import DEV_MODEL, PAID_MODEL
-from soak.audit import Counts, audit
+from soak.audit import Counts, Reorg, audit
 from soak.flow import Flow, settle
 from soak.hostile402 import KINDS as HOSTILE_402
-from soak.hostile_requests import HostileSender
+from soak.hostile_requests import REFUSED_BY_CONTRACT, UNPROFITABLE, HostileSender
 from soak.profile import Profile
-from soak.world import MIXED, World, WorldOptions, hostile_model
+from soak.world import BLOCK_TIME, MIXED, World, WorldOptions, hostile_model
 
 GWEI = 10**9
 
@@ -35,11 +35,16 @@ class PartResult:
         return not self.counts.failures() and not self.shortfalls and self.daemon_exit == 0
 
 
-def _finish(name: str, world: World, profile: Profile, reorg_times: list[int] | None = None,
-            **figures: Any) -> PartResult:
+def _finish(name: str, world: World, profile: Profile, reorg_log: list[Reorg] | None = None,
+            flow: Flow | None = None, **figures: Any) -> PartResult:
     settle(world, profile.settle_timeout)
-    counts = audit(world, reorg_times or [])
-    return PartResult(name, counts, {"requests": counts.requests, **figures})
+    counts = audit(world, reorg_log or [])
+    result = PartResult(name, counts, {"requests": counts.requests, **figures})
+    if flow is not None:
+        result.figures["send_errors"] = len(flow.errors)
+        if flow.sent < max(1, flow.attempts // 2):
+            result.shortfalls.append(f"only {flow.sent} of {flow.attempts} requests could be sent: {flow.errors[:3]}")
+    return result
 
 
 def _asker(world: World, prefix: str, paid: Callable[[int], bool] = lambda i: False,
@@ -71,21 +76,22 @@ def kills(profile: Profile, tmp: Path, seed: int) -> PartResult:
                 time.sleep(rng.uniform(0.05, 0.8))
                 at_start_up += not world.process.running()
             else:
-                world.process.wait_ready(60)
+                world.wait_ready()
                 time.sleep(rng.uniform(0.2, 2 * profile.kill_seconds / profile.kills))
             world.kill_daemon()
             time.sleep(rng.uniform(0.0, 0.3))
             world.start_daemon(wait=False)
         flow.join()
-        world.process.wait_ready(60)
-        result = _finish("kills", world, profile, kills=world.kills, kills_at_start_up=at_start_up,
-                         send_errors=len(flow.errors))
+        world.wait_ready()
+        result = _finish("kills", world, profile, flow=flow, kills=world.kills, kills_at_start_up=at_start_up)
         if world.kills < profile.kills:
             result.shortfalls.append(f"{world.kills} kills < {profile.kills}")
         if not at_start_up:
             result.shortfalls.append("no kill came while the daemon was starting")
-        if result.counts.requests < profile.kill_requests:
-            result.shortfalls.append(f"{result.counts.requests} requests on chain < {profile.kill_requests}")
+        if result.counts.requests - 1 < profile.kill_requests:  # (the last is the settling marker)
+            result.shortfalls.append(f"{result.counts.requests - 1} requests on chain < {profile.kill_requests}")
+        if not result.counts.settlements:
+            result.shortfalls.append("no paid request settled a payment")
         result.daemon_exit = world.close()
     result.seconds = time.monotonic() - started
     return result
@@ -118,7 +124,7 @@ def _reorgs_at(confirmations: int, profile: Profile, tmp: Path, seed: int) -> Pa
         world.start_daemon()
         make = _asker(world, f"reorgs{confirmations}", paid=lambda i: i % 2 == 1)
         flow = Flow(world, make, rate=3.0, seed=seed).start()
-        times: list[int] = []
+        done: list[Reorg] = []
         figures = {"reorgs": 0, "deep_reorgs": 0, "reorgs_hitting_fulfilments": 0,
                    "reorgs_hitting_settlements": 0, **{k.replace(" ", "_"): 0 for k in REORG_KINDS}}
         for r in range(profile.reorgs):
@@ -127,15 +133,16 @@ def _reorgs_at(confirmations: int, profile: Profile, tmp: Path, seed: int) -> Pa
             depth = rng.randint(confirmations + 1, deepest) if deep else rng.randint(1, max(1, confirmations))
             depth = max(depth, min(deepest, _reach_of_work(world, deepest)))
             kind = REORG_KINDS[r % len(REORG_KINDS)]
-            hit = _reorg(world, kind, depth, rng)
-            times.append(world.now())
+            fork, hit = _reorg(world, kind, depth, rng)
+            done.append(Reorg(fork, world.now()))
             figures["reorgs"] += 1
             figures["deep_reorgs"] += depth > confirmations
             figures[kind.replace(" ", "_")] += 1
             figures["reorgs_hitting_fulfilments"] += hit[0]
             figures["reorgs_hitting_settlements"] += hit[1]
+        time.sleep(3.0)  # requests after the last reorg too
         flow.stop()
-        result = _finish(f"reorgs at depth {confirmations}", world, profile, times, **figures)
+        result = _finish(f"reorgs at depth {confirmations}", world, profile, done, flow, **figures)
         if figures["deep_reorgs"] < profile.deep_reorgs:
             result.shortfalls.append(f"{figures['deep_reorgs']} reorgs deeper than {confirmations}")
         if not figures["reorgs_hitting_fulfilments"] or not figures["reorgs_hitting_settlements"]:
@@ -156,23 +163,28 @@ def _reach_of_work(world: World, most: int) -> int:
     return 0
 
 
-def _reorg(world: World, kind: str, depth: int, rng: random.Random) -> tuple[bool, bool]:
-    """Reorganise the newest `depth` blocks; whether they held a fulfilment, a settlement."""
+def _reorg(world: World, kind: str, depth: int, rng: random.Random) -> tuple[int, tuple[bool, bool]]:
+    """Reorganise the newest `depth` blocks; the first block replaced, and whether they held a fulfilment,
+    a settlement. Mining pauses meanwhile, so the blocks read are the blocks replaced."""
     w3, keys = world.stack.w3, world.stack.keys
-    head = w3.eth.block_number
-    txs = [tx for n in range(head - depth + 1, head + 1)
-           for tx in w3.eth.get_block(n, full_transactions=True)["transactions"] if not isinstance(tx, bytes)]
-    senders = {tx["from"] for tx in txs}
-    hit = (keys.signer.address in senders, keys.facilitator.address in senders)
-    if kind == "rolled back":
-        world.rpc("anvil_rollback", [depth])
-    elif kind == "dropped":
-        world.rpc("anvil_reorg", [depth, []])
-    else:  # the same transactions in other blocks, in their order (nonces stay in sequence)
-        offsets = sorted(rng.randrange(depth) for _ in txs)
-        raws = [world.rpc("eth_getRawTransactionByHash", [tx["hash"].to_0x_hex()]) for tx in txs]
-        world.rpc("anvil_reorg", [depth, [[raw, offset] for raw, offset in zip(raws, offsets, strict=True)]])
-    return hit
+    world.rpc("evm_setIntervalMining", [0])
+    try:
+        head = w3.eth.block_number
+        txs = [tx for n in range(head - depth + 1, head + 1)
+               for tx in w3.eth.get_block(n, full_transactions=True)["transactions"] if not isinstance(tx, bytes)]
+        senders = {tx["from"] for tx in txs}
+        hit = (keys.signer.address in senders, keys.facilitator.address in senders)
+        if kind == "rolled back":
+            world.rpc("anvil_rollback", [depth])
+        elif kind == "dropped":
+            world.rpc("anvil_reorg", [depth, []])
+        else:  # the same transactions in other blocks, in their order (nonces stay in sequence)
+            offsets = sorted(rng.randrange(depth) for _ in txs)
+            raws = [world.rpc("eth_getRawTransactionByHash", [tx["hash"].to_0x_hex()]) for tx in txs]
+            world.rpc("anvil_reorg", [depth, [[raw, offset] for raw, offset in zip(raws, offsets, strict=True)]])
+    finally:
+        world.rpc("evm_setIntervalMining", [int(BLOCK_TIME)])
+    return head - depth + 1, hit
 
 
 def rpc_faults(profile: Profile, tmp: Path, seed: int) -> PartResult:
@@ -180,9 +192,9 @@ def rpc_faults(profile: Profile, tmp: Path, seed: int) -> PartResult:
     daemon and the node, with restarts so the daemon catches up across ranges the proxy refuses."""
     rng = random.Random(seed)
     started = time.monotonic()
-    # ranges of 2 blocks answer after the RPC timeout, longer ones are refused: both happen in steady work
-    # (a sweep now and then spans 2 blocks) and in every catch-up after a restart
-    knobs = FaultKnobs(delay=0.01, error_rate=0.08, drop_rate=0.03, max_log_range=2, slow_log_range=1,
+    # ranges of 2-4 blocks answer after the RPC timeout, longer ones are refused: halving from any longer
+    # range passes through 2-4, so every catch-up meets both
+    knobs = FaultKnobs(delay=0.01, error_rate=0.08, drop_rate=0.03, max_log_range=4, slow_log_range=1,
                        slow_log_delay=2.5, ws_cut_every=2.0, seed=seed)
     options = WorldOptions(faults=knobs, chain={"rpc_timeout": 1.5})
     with World("rpc_faults", options, tmp, seed) as world:
@@ -197,7 +209,7 @@ def rpc_faults(profile: Profile, tmp: Path, seed: int) -> PartResult:
         flow.stop()
         proxy = world.proxy
         assert proxy is not None
-        result = _finish("rpc_faults", world, profile, restarts=world.kills)
+        result = _finish("rpc_faults", world, profile, flow=flow, restarts=world.kills)
         c = proxy.counts
         result.figures.update(rpc_errors=c.errors, rpc_drops=c.drops, refused_ranges=c.refused_ranges,
                               timed_out_ranges=c.slowed_ranges, ws_cuts=c.ws_cuts)
@@ -222,7 +234,7 @@ def base_fee(profile: Profile, tmp: Path, seed: int) -> PartResult:
         flow.stop()
         highest = max(int(world.stack.w3.eth.get_block(n)["baseFeePerGas"])
                       for n in range(world.stack.w3.eth.block_number + 1))
-        result = _finish("base_fee", world, profile, highest_base_fee_gwei=highest // GWEI)
+        result = _finish("base_fee", world, profile, flow=flow, highest_base_fee_gwei=highest // GWEI)
         if highest < 60 * GWEI:
             result.shortfalls.append("the base fee never jumped")
         result.daemon_exit = world.close()
@@ -243,8 +255,12 @@ def hostile_requests(profile: Profile, tmp: Path, seed: int) -> PartResult:
         result = _finish("hostile_requests", world, profile, hostile_inputs=len(sender.sent) + refused,
                          refused_by_contract=refused)
         result.figures["refusals_by_contract"] = sender.refused_by_contract
-        if result.counts.expired < profile.hostile_rounds:  # the unprofitable ones
-            result.shortfalls.append("no unprofitable request expired refundable")
+        if result.counts.expired < profile.hostile_rounds * UNPROFITABLE:
+            result.shortfalls.append(f"{result.counts.expired} unprofitable requests expired refundable, not "
+                                     f"{profile.hostile_rounds * UNPROFITABLE}")
+        unexpected = set(sender.refused_by_contract) - REFUSED_BY_CONTRACT
+        if unexpected:
+            result.shortfalls.append(f"the contract refused what the daemon was to meet: {sorted(unexpected)}")
         result.daemon_exit = world.close()
     result.seconds = time.monotonic() - started
     return result
@@ -265,6 +281,8 @@ def hostile_402(profile: Profile, tmp: Path, seed: int) -> PartResult:
         asked = {kind: server.calls for kind, server in world.hostile.items()}
         result.figures["hostile_402_calls"] = sum(asked.values())
         result.shortfalls += [f"hostile 402 server {k} was never asked" for k, n in asked.items() if not n]
+        if not sum(world.hostile["again"].payments.values()):
+            result.shortfalls.append("the server that asks again after being paid was never paid")
         result.daemon_exit = world.close()
     result.seconds = time.monotonic() - started
     return result

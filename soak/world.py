@@ -14,14 +14,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from eth_utils import keccak
 from web3.types import TxParams, Wei
 
 from oracle.devnet.facilitator import Facilitator
 from oracle.devnet.fault_proxy import FaultKnobs, FaultProxy
 from oracle.devnet.harness import (
     DEV_MODEL,
-    PAID_MODEL,
     PAYMENT_ENV,
     SIGNER_ENV,
     DaemonProcess,
@@ -71,6 +69,10 @@ class World:
         self.config: dict[str, Any] = {}
         self.kills = 0
         self.sent = 0
+        # (killed, back up) in chain time: a request waiting across one starts its wait afresh when the
+        # daemon is back (the audit counts stalls of a running daemon; kills are counted apart)
+        self.downtime: list[tuple[int, int]] = []
+        self._down_since: int | None = None
         self._fees: dict[tuple[str, int, int], int] = {}
         self._stack_up = False
 
@@ -157,9 +159,17 @@ class World:
     def start_daemon(self, wait: bool = True) -> None:
         self.process.start()
         if wait:
-            self.process.wait_ready(60)
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        self.process.wait_ready(60)
+        if self._down_since is not None:
+            self.downtime.append((self._down_since, self.now()))
+            self._down_since = None
 
     def kill_daemon(self) -> None:
+        if self._down_since is None:
+            self._down_since = self.now()
         self.process.kill()
         self.kills += 1
 
@@ -223,13 +233,3 @@ MIXED = [ResultSpec(ResultType.UINT, min=0, max=10**6), ResultSpec(ResultType.BO
          ResultSpec(ResultType.CHOICE, labels=("up", "down", "flat")), ResultSpec(ResultType.JSON, max_bytes=200),
          ResultSpec(ResultType.ABI, max_bytes=512, abi_type="(string,uint256,bool)")]
 
-
-def request_id_hex(request_id: bytes) -> str:
-    return "0x" + request_id.hex()
-
-
-def keccak_hex(data: bytes) -> str:
-    return "0x" + keccak(data).hex()
-
-
-__all__ = ["BLOCK_TIME", "DEV_MODEL", "MIXED", "PAID_MODEL", "PRICE", "World", "WorldOptions", "hostile_model"]

@@ -37,7 +37,8 @@ class _ChainNonceSigner(FacilitatorWeb3Signer):
     every later settlement would wait on it for good: here each nonce comes from the node, and
     building, signing and sending one transaction happens under one lock (milliseconds; the wait for
     the receipt is outside it). A settlement the node forgets while it is awaited (its block reorganised
-    away) is sent again under a fresh nonce: the authorization it carries is still unused.
+    away) is sent again, under the nonce the node gives now (often the same one): the authorization it
+    carries is still unused. Every copy sent is awaited, as a later reorg may bring an earlier one back.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -60,28 +61,32 @@ class _ChainNonceSigner(FacilitatorWeb3Signer):
             return str(super().send_transaction(to, data))
 
     def wait_for_transaction_receipt(self, tx_hash: str) -> TransactionReceipt:
-        awaited = HexStr(tx_hash if tx_hash.startswith("0x") else "0x" + tx_hash)
+        sent = [HexStr(tx_hash if tx_hash.startswith("0x") else "0x" + tx_hash)]
         deadline = time.monotonic() + self._confirmation_timeout_seconds
         forgotten = 0
         while time.monotonic() < deadline:
-            try:
-                receipt = self._w3.eth.get_transaction_receipt(awaited)
+            for awaited in sent:  # a copy sent earlier may come back with a later reorg
+                try:
+                    receipt = self._w3.eth.get_transaction_receipt(awaited)
+                except TransactionNotFound:
+                    continue
                 return TransactionReceipt(status=int(receipt["status"]), block_number=int(receipt["blockNumber"]),
                                           tx_hash=awaited, logs=list(receipt.get("logs") or []))
-            except TransactionNotFound:
-                pass
-            try:
-                self._w3.eth.get_transaction(awaited)
-                forgotten = 0
-            except TransactionNotFound:
-                forgotten += 1
-            call = self._calls.get(awaited)
-            if forgotten >= 2 and call is not None:  # seen missing twice, a quarter second apart
+            forgotten = forgotten + 1 if not any(self._held(h) for h in sent) else 0
+            call = self._calls.get(sent[0])
+            if forgotten >= 2 and call is not None:  # none mined or held, seen twice a quarter second apart
                 address, abi, function_name, args, data_suffix = call
-                awaited = HexStr(self.write_contract(address, abi, function_name, *args, data_suffix=data_suffix))
+                sent.append(HexStr(self.write_contract(address, abi, function_name, *args, data_suffix=data_suffix)))
                 forgotten = 0
             time.sleep(0.25)
-        raise TimeExhausted(f"settlement {awaited} not mined within {self._confirmation_timeout_seconds} s")
+        raise TimeExhausted(f"settlement {sent[-1]} not mined within {self._confirmation_timeout_seconds} s")
+
+    def _held(self, tx_hash: HexStr) -> bool:
+        try:
+            self._w3.eth.get_transaction(tx_hash)
+        except TransactionNotFound:
+            return False
+        return True
 
 
 @dataclass

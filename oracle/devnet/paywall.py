@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +135,8 @@ class Paywall:
         self.conflicts = 0  # an id resent with another payload (409)
         self.kept: list[str] = []  # payment headers held by `hold_paid`
         self.tags_by_nonce: dict[str, str] = {}  # EIP-3009 nonce -> the `[[tag:...]]` of the call it paid for
+        self.nonce_reuses = 0  # a nonce offered again for a call with another tag
+        self.delivered: Counter[str] = Counter()  # per tag, answers handed back for a settled payment
         self._answers: dict[str, _Stored] = {}
         self._in_flight: dict[str, tuple[str, asyncio.Future[None]]] = {}
 
@@ -155,10 +158,10 @@ class Paywall:
             payload = decode_payment_signature_header(header)
         except (ValueError, TypeError) as exc:
             return await self._required(str(request.url), f"invalid_payload: {exc}")
-        self._note_tag(payload, await request.read())
+        tag = self._note_tag(payload, await request.read())
         identifier = self._identifier(payload)
         if identifier is None:
-            return await self._paid(request, handler, header, payload, None)
+            return await self._paid(request, handler, header, payload, None, tag)
         fingerprint = json.dumps(payload.model_dump(mode="json", by_alias=True), sort_keys=True)
         while True:  # looked up before verifying: a settled payment would no longer verify
             stored = self._answers.get(identifier)
@@ -168,6 +171,8 @@ class Paywall:
                     return web.json_response({"error": "payment identifier already used with another payment"},
                                              status=409)
                 self.replayed += 1
+                if tag is not None:
+                    self.delivered[tag] += 1
                 return web.Response(status=stored.status, body=stored.body, headers=stored.headers)
             running = self._in_flight.get(identifier)
             if running is None:
@@ -179,17 +184,19 @@ class Paywall:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._in_flight[identifier] = (fingerprint, done)
         try:
-            return await self._paid(request, handler, header, payload, (identifier, fingerprint))
+            return await self._paid(request, handler, header, payload, (identifier, fingerprint), tag)
         finally:
             del self._in_flight[identifier]
             done.set_result(None)
 
-    def _note_tag(self, payload: PaymentPayload | PaymentPayloadV1, body: bytes) -> None:
+    def _note_tag(self, payload: PaymentPayload | PaymentPayloadV1, body: bytes) -> str | None:
+        """The call's tag, with the payment nonce that pays for it noted (and a nonce offered for two calls)."""
         tag = tag_of(body.decode(errors="replace"))
         authorization = payload.payload.get("authorization") if isinstance(payload.payload, dict) else None
         nonce = authorization.get("nonce") if isinstance(authorization, dict) else None
-        if tag is not None and isinstance(nonce, str):
-            self.tags_by_nonce[nonce.lower()] = tag
+        if tag is not None and isinstance(nonce, str) and self.tags_by_nonce.setdefault(nonce.lower(), tag) != tag:
+            self.nonce_reuses += 1
+        return tag
 
     def _identifier(self, payload: PaymentPayload | PaymentPayloadV1) -> str | None:
         if not self.payment_identifier or not isinstance(payload, PaymentPayload):
@@ -197,7 +204,8 @@ class Paywall:
         return identifier_of(payload.extensions)
 
     async def _paid(self, request: web.Request, handler: Handler, header: str,
-                    payload: PaymentPayload | PaymentPayloadV1, keep: tuple[str, str] | None) -> web.StreamResponse:
+                    payload: PaymentPayload | PaymentPayloadV1, keep: tuple[str, str] | None,
+                    tag: str | None) -> web.StreamResponse:
         if self.knobs.hold_paid:
             self.kept.append(header)
             await asyncio.sleep(self.knobs.hold_paid)
@@ -231,6 +239,8 @@ class Paywall:
             if self.knobs.drop_after_settle and request.transport is not None:
                 request.transport.close()
                 raise ConnectionResetError("dropped after settling")
+            if tag is not None and response.status < 400:
+                self.delivered[tag] += 1
             return response
         # Not settled: nothing is stored, so a resend of this still unused payment is processed anew.
         response = await self._required(str(request.url), f"settlement failed: {settled.error_reason}")

@@ -1,6 +1,6 @@
 """The soak's audit counts from outside, and it can fail: on a stack where nobody answers in time, where
-the signer sends a transaction that reverts, and where the payment wallet pays someone it should not,
-each counter says so."""
+the signer sends a transaction that reverts or answers twice, and where the payment wallet pays someone
+it should not or for nothing delivered, each counter says so."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from eth_account import Account
 from x402.http.constants import PAYMENT_SIGNATURE_HEADER
 
-from oracle.devnet.answer import fulfill, requested_events, send_raw_call, success_response
+from oracle.devnet.answer import fulfill, fulfill_batch, requested_events, send_raw_call, success_response
 from oracle.protocol import ResultSpec, ResultType
 from soak.audit import audit
 from soak.hostile402 import FOREIGN
@@ -45,6 +45,8 @@ def test_the_audit_counts_each_failure_it_is_shown(tmp_path: Path) -> None:
         on_time = world.mined(world.send(world.params("on-time", UINT)))
         (event,) = requested_events(on_time, stack.addresses["AIOracle"])
         fulfill(stack, event, success_response(event, 3))
+        # ... and answered again: the oracle skips it (the daemon tried to answer twice)
+        assert fulfill_batch(stack, [(event, success_response(event, 3))])["status"] == 1
         # never answered, its deadline an hour away: lost
         world.mined(world.send(world.params("never-answered", UINT)))
         # answered 40 s of chain time after it was asked: stalled about 40 - (6 + 3) s
@@ -76,6 +78,8 @@ def test_the_audit_counts_each_failure_it_is_shown(tmp_path: Path) -> None:
         assert counts.failed_fulfil_txs == 1
         assert counts.unintended_payments == 2  # the transfer to a stranger, the header the hostile server got
         assert counts.paid_without_delivery == 1 and counts.settlements == 1
+        assert counts.skipped_responses == 1
+        # (the contracts make these two impossible on-chain; they are counted all the same)
         assert counts.fulfilled_twice == 0 and counts.authorizations_reused == 0
         assert sorted(counts.failures()) == sorted(["lost", "stalled_seconds", "failed_fulfil_txs",
                                                     "unintended_payments", "paid_without_delivery"])
