@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 SKIPPED_TOPIC = keccak(text=signature("AIOracle", "FulfillmentSkipped"))
 UNKNOWN_REQUEST = keccak(text="UnknownRequest(bytes32)")[:4]
+COMMITMENT_MISMATCH = keccak(text="CommitmentMismatch(bytes32)")[:4]
 COMMITMENTS_SELECTOR = keccak(text="commitments(bytes32)")[:4]
 # A response whose request is not open on-chain is held back this long before it may be sent again: the
 # watcher meanwhile learns whether it was settled by someone else or reorganised away.
@@ -311,12 +312,18 @@ class TxManager:
         data = self._calldata(batch)
         try:
             # One execution against the latest state: a call that would revert is not sent.
-            await self.rpc.eth_call(self.chain.oracle, data, sender=self.sender)
+            simulated = await self.rpc.eth_call(self.chain.oracle, data, sender=self.sender)
         except RpcError as exc:
             if not _reverted(exc):
                 raise  # the node failed, not the call: sent again shortly
             self._refused(batch, exc)
             return
+        if int.from_bytes(simulated[:32], "big") < len(batch):
+            # some would be skipped: those whose request a reorg removed or replaced since are not sent
+            batch = await self._open(batch)
+            if not batch:
+                return
+            data = self._calldata(batch)
         gas = self._gas_limit(batch)
         spent = self.store.gas_spent(self.chain.chain_id, _today())
         if spent + gas * max_fee > self.chain.gas.daily_budget:
@@ -618,11 +625,14 @@ class TxManager:
                 max(priority, *(t.priority_fee * bump // 100 + 1 for t in txs)))
 
     async def _still_open(self, tx: StoredTx) -> list[ReadyResponse]:
-        """The responses `tx` carries whose requests are open on-chain with the same commitment and whose
-        deadlines have not passed; the others are released (held a while, then left to the watcher)."""
+        return await self._open(_carried(tx, self.chain.oracle))
+
+    async def _open(self, items: Sequence[ReadyResponse]) -> list[ReadyResponse]:
+        """The responses whose requests are open on-chain with the same commitment and whose deadlines have
+        not passed; the others are released (held a while, then left to the watcher)."""
         now = self.clock()
         open_items: list[ReadyResponse] = []
-        for item in _carried(tx, self.chain.oracle):
+        for item in items:
             key, response, commitment = item.key, item.response, item.commitment
             stored = await self.rpc.eth_call(self.chain.oracle, COMMITMENTS_SELECTOR + encode(
                 ["bytes32"], [response.request_id]))
@@ -700,12 +710,14 @@ class TxManager:
             settled.add(key)
             if topics[0] == FULFILLED_TOPIC:
                 self.store.mark_settled(key, State.FULFILLED, block_number, tx.tx_hash, tx.block_hash)
-            elif topics[0] == SKIPPED_TOPIC and data[:4] != UNKNOWN_REQUEST:
-                # Anything but UnknownRequest (expired, refused) will not change by sending again.
+            elif topics[0] == SKIPPED_TOPIC and data[:4] not in (UNKNOWN_REQUEST, COMMITMENT_MISMATCH):
+                # The request under this commitment is there and refused the response (expired, too
+                # large, ...): sending it again changes nothing.
                 self.store.set_state(key, State.EXPIRED, detail=f"skipped on-chain: 0x{data[:4].hex()}")
             else:
                 settled.discard(key)
-        # UnknownRequest: settled by someone else or reorganised away; the watcher says which
+        # UnknownRequest: settled by someone else or reorganised away; CommitmentMismatch: a reorg gave the
+        # id to another request, which the row may describe by now. The watcher says which.
         self._release(sorted(set(tx.request_keys) - settled))
 
     def _release(self, keys: list[str]) -> None:

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from web3.types import Wei
 
 from oracle.chain.events import FULFILLED_TOPIC
+from oracle.chain.txmanager import COMMITMENT_MISMATCH, SKIPPED_TOPIC
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask, fulfill, success_response
 from oracle.devnet.harness import wait_until
@@ -296,3 +298,62 @@ def test_relayed_fulfilment_reorganised_away_above_the_cursor_is_answered_again(
         finally:
             assert run.daemon.stop() == 0
             model.stop()
+
+
+def _skipped(stack: LocalStack) -> list[Any]:
+    return list(stack.w3.eth.get_logs({"address": stack.contract("AIOracle").address, "fromBlock": 0,
+                                       "topics": ["0x" + SKIPPED_TOPIC.hex()]}))
+
+
+def test_request_id_given_to_another_request_while_the_first_is_answered_gets_the_new_one_answered(
+        tmp_path: Path) -> None:
+    with LocalStack() as stack:
+        model = ModelServer(Knobs(latency=2.0)).start()  # the answer to the first comes after the swap
+        run = start_daemon(stack, model, tmp_path)
+        try:
+            run.daemon.wait_ready()
+            first = ask(stack, _params(run, SPEC, prompt="the first content under this id"))
+            wait_until(lambda: bool(model.books.total), 10, what="the model to be asked about the first")
+            _rpc(stack, "anvil_rollback", [1])  # the first request is gone ...
+            second = ask(stack, _params(run, SPEC, prompt="other content, the same id"))  # ... its id re-used
+            assert second.request_id == first.request_id and second.commitment != first.commitment
+            # the answer to the first is not sent (it would be skipped); the second is answered
+            assert _wait_delivered(run, second.request_id)["status"] == Status.SUCCESS
+            _final_chain_settles(run, [second.request_id])
+            assert _skipped(stack) == []
+            wait_until(lambda: _state(run, second.request_id) == State.FULFILLED, 10, what="the row to say fulfilled")
+        finally:
+            assert run.daemon.stop() == 0
+            model.stop()
+
+
+def test_fulfilment_re_included_after_its_request_id_went_to_another_request_leaves_that_one_open(
+        shallow: Running) -> None:
+    """A reorg puts another request under the id, and the daemon's fulfilment of the first after it: the
+    oracle skips the fulfilment (CommitmentMismatch), and the other request is still answered."""
+    stack = shallow.stack
+    first = ask(stack, _params(shallow, SPEC, prompt="answered, then its id taken"))
+    asked_in = stack.w3.eth.block_number
+    _wait_delivered(shallow, first.request_id)
+    answered_in = _fulfilment_block(stack, first.request_id)
+    wait_until(lambda: _state(shallow, first.request_id) == State.FULFILLED and _cursor(shallow) >= answered_in,
+               10, what="settlement")
+    ask_tx = stack.w3.eth.get_block(asked_in)["transactions"][0]
+    fulfil_tx = stack.w3.eth.get_block(answered_in)["transactions"][0]
+    sent = stack.w3.eth.get_transaction(ask_tx)  # type: ignore[arg-type]
+    # the same account, the same nonce, other content: the consumer's next request id is the first's again
+    other = _params(shallow, SPEC, prompt="other content, the same id")
+    fee = stack.contract("AIOracle").functions.quote(other.model_spec, other.max_tokens,
+                                                     other.callback_gas_limit).call()
+    tx = stack.contract("TypedResultsConsumer").functions.ask(other.to_abi()).build_transaction({
+        "from": stack.keys.bots.address, "nonce": sent["nonce"], "value": fee, "gas": 1_000_000,
+        "maxFeePerGas": Wei(10 * 10**9), "maxPriorityFeePerGas": Wei(10**9), "chainId": stack.chain_id})
+    raw_other = stack.w3.eth.account.sign_transaction(tx, stack.keys.bots.private_key).raw_transaction
+    raw_fulfil = _rpc(stack, "eth_getRawTransactionByHash", ["0x" + bytes(fulfil_tx).hex()])  # type: ignore[arg-type]
+    depth = stack.w3.eth.block_number - asked_in + 1
+    _rpc(stack, "anvil_reorg", [depth, [["0x" + bytes(raw_other).hex(), 0], [raw_fulfil, 1]]])
+    assert [bytes(e["data"])[:4] for e in _skipped(stack)] == [COMMITMENT_MISMATCH]
+    # the other request under the id is answered, once
+    assert _wait_delivered(shallow, first.request_id)["status"] == Status.SUCCESS
+    _final_chain_settles(shallow, [first.request_id])
+    wait_until(lambda: _state(shallow, first.request_id) == State.FULFILLED, 10, what="the row to say fulfilled")
