@@ -20,16 +20,17 @@ from soak.profile import PROFILES
 
 
 def _line(r: PartResult) -> str:
+    """One line: the part, how long, what it did, what it found, the verdict."""
     c = r.counts
     did = ", ".join(f"{k} {v}" for k, v in r.figures.items() if isinstance(v, int) and v)
-    found = (f"lost {c.lost}, fulfilled twice {c.fulfilled_twice}, failed fulfil txs {c.failed_fulfil_txs}, "
-             f"extra model calls {c.extra_model_calls}, paid without delivery {c.paid_without_delivery}, "
-             f"authorizations reused {c.authorizations_reused}, unintended payments {c.unintended_payments}, "
-             f"stalled {c.stalled_seconds:.0f} s; skipped responses {c.skipped_responses}")
+    found = (f"lost {c.lost}, twice {c.fulfilled_twice}, reverted {c.failed_fulfil_txs}, "
+             f"paid w/o delivery {c.paid_without_delivery}, reused {c.authorizations_reused}, "
+             f"unintended {c.unintended_payments}, stalled {c.stalled_seconds:.0f} s; extra calls "
+             f"{c.extra_model_calls}, skipped {c.skipped_responses}")
     verdict = "ok" if r.ok() else "FAILED: " + "; ".join(
         [*(f"{n} (e.g. {', '.join(c.examples.get(n, [])[:3])})" for n in c.failures()), *r.shortfalls,
          *([f"daemon exit {r.daemon_exit}"] if r.daemon_exit else [])])
-    return f"{r.name:<17} {r.seconds:6.0f} s  {did}\n{'':<26}{found}  {verdict}"
+    return f"{r.name:<16} {r.seconds:4.0f} s  {verdict}  [{did}] [{found}]"
 
 
 def totals(results: list[PartResult]) -> dict[str, Any]:
