@@ -64,9 +64,9 @@ def audit(world: World, reorgs: Sequence[Reorg] = ()) -> Counts:
     """What the final chain and the servers' books say of everything the world's daemon was asked.
 
     A request's wait for its answer starts when it is confirmed, and starts afresh after a reorg that
-    replaced its block or the block its answer ended in (what the reorg undid is answered anew), and when
-    the daemon is back after being killed while the request waited (`World.downtime`): a stall is time
-    a running daemon let pass."""
+    replaced its block or the block its answer ended in (what the reorg undid is answered anew); the
+    time the daemon was down after a kill (`World.downtime`) is not counted: a stall is time a running
+    daemon let pass."""
     stack = world.stack
     w3, counts = stack.w3, Counts()
     head = w3.eth.block_number
@@ -123,10 +123,10 @@ def audit(world: World, reorgs: Sequence[Reorg] = ()) -> Counts:
             counts.note("lost", tag)
             waited_until = now
         answered_in = fulfilled_in.get(request.request_id, head + 1)
-        restarts = [r.at for r in reorgs if max(asked_in, answered_in) >= r.fork]
-        restarts += [up for down, up in world.downtime if down < waited_until and up > confirmed_at]
-        start = max([confirmed_at, *(t for t in restarts if t <= waited_until)])
-        stall = waited_until - start - slack
+        start = max([confirmed_at, *(r.at for r in reorgs
+                                     if max(asked_in, answered_in) >= r.fork and r.at <= waited_until)])
+        down = sum(max(0, min(up, waited_until) - max(killed, start)) for killed, up in world.downtime)
+        stall = waited_until - start - down - slack
         if stall > counts.stalled_seconds:
             counts.stalled_seconds = float(stall)
             counts.examples["stalled_seconds"] = [tag]

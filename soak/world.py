@@ -69,8 +69,8 @@ class World:
         self.config: dict[str, Any] = {}
         self.kills = 0
         self.sent = 0
-        # (killed, back up) in chain time: a request waiting across one starts its wait afresh when the
-        # daemon is back (the audit counts stalls of a running daemon; kills are counted apart)
+        # (killed, back up) in chain time: not counted in a request's wait (the audit counts stalls of a
+        # running daemon; kills are counted apart)
         self.downtime: list[tuple[int, int]] = []
         self._down_since: int | None = None
         self._fees: dict[tuple[str, int, int], int] = {}
