@@ -63,22 +63,53 @@ def _bytes(value: str) -> bytes:
     return bytes.fromhex(value[2:])
 
 
-class ChainClient:
-    """The JSON-RPC calls the daemon makes, each with a timeout."""
+# Calls that only read: asked again at once when the connection drops or the node has an internal
+# error. A sweep or a monitor pass makes dozens of them, so a few percent of failures per call would
+# otherwise cut short nearly every pass. Timeouts are not asked again (they have cost their time; the
+# caller decides, e.g. with a smaller log range), nor is anything that sends.
+READS = frozenset({"eth_chainId", "eth_blockNumber", "eth_getBlockByNumber", "eth_getLogs", "eth_getTransactionCount",
+                   "eth_getBalance", "eth_getTransactionReceipt", "eth_getTransactionByHash", "eth_call",
+                   "eth_feeHistory", "eth_estimateGas"})
+INTERNAL_ERROR = -32603
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float = 10.0) -> None:
+
+class _Dropped(RpcUnavailable):
+    """The connection failed before an answer (not a timeout): safe to ask a read again."""
+
+
+class ChainClient:
+    """The JSON-RPC calls the daemon makes, each with a timeout; reads are asked up to `retries` more
+    times after a dropped connection or an internal error of the node."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float = 10.0, retries: int = 2) -> None:
         self._session = session
         self.url = url
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._ids = itertools.count(1)
+        self._retries = retries
+        self.retried = 0  # reads asked again
 
     async def call(self, method: str, params: Sequence[Any]) -> Any:
+        asked_again = 0
+        while True:
+            try:
+                return await self._call_once(method, params)
+            except (_Dropped, RpcError) as exc:
+                if (method not in READS or asked_again == self._retries
+                        or (isinstance(exc, RpcError) and exc.code != INTERNAL_ERROR)):
+                    raise
+                asked_again += 1
+                self.retried += 1
+
+    async def _call_once(self, method: str, params: Sequence[Any]) -> Any:
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
         try:
             async with self._session.post(self.url, json=body, timeout=self._timeout, allow_redirects=False) as resp:
                 text = await resp.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError as exc:
             raise RpcUnavailable(f"{method}: {type(exc).__name__}: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise _Dropped(f"{method}: {type(exc).__name__}: {exc}") from exc
         try:
             reply = json.loads(text)
         except ValueError:
