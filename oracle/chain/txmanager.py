@@ -27,7 +27,7 @@ import enum
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -469,11 +469,15 @@ class TxManager:
 
     async def monitor_once(self) -> None:
         self._asked = set()
-        await self._follow_all()
-        # (only after a whole pass: one cut short by an RPC error has not asked everything again)
-        self._seen_since = {f: t for f, t in self._seen_since.items() if f in self._asked}
+        if await self._follow_all():
+            # (only after a whole pass: one where a call failed has not asked everything again)
+            self._seen_since = {f: t for f, t in self._seen_since.items() if f in self._asked}
 
-    async def _follow_all(self) -> None:
+    async def _follow_all(self) -> bool:
+        """One pass over our transactions; False if a call for some nonce failed. Each nonce and each
+        mined transaction is followed on its own: a failed call skips only its own until the next pass
+        (when every call has a few percent chance to fail, a pass that stops at the first failure over
+        dozens of nonces almost never reaches the later ones)."""
         if time.time() - self._base_fee_at > 1.0:
             await self._fees()
         await self._guards_allow_sending()  # keeps `paused_reason` current even when nothing is queued
@@ -497,12 +501,17 @@ class TxManager:
         by_nonce: dict[int, list[StoredTx]] = {}
         for tx in pending:
             by_nonce.setdefault(tx.nonce, []).append(tx)
+        failures: list[str] = []
         for nonce in sorted(by_nonce):
-            await self._follow_nonce(nonce, by_nonce[nonce], mined_count)
+            await _collect(failures, self._follow_nonce(nonce, by_nonce[nonce], mined_count))
         await self._fill_gaps(mined_count)
         for tx in self.store.txs_in_state(chain_id, self.sender, ["mined"]):
-            await self._confirm(tx)
+            await _collect(failures, self._confirm(tx))
         await self.store.commit()
+        if failures:
+            log.warning("chain %s: monitoring transactions: %d calls failed, retried next pass (first: %s)",
+                        self.chain.name, len(failures), failures[0])
+        return not failures
 
     def _settled_fact(self, fact: tuple[str, int | bytes]) -> bool:
         """Whether the chain has said `fact` for at least SETTLE_SECONDS (asked again each pass). Facts
@@ -737,6 +746,14 @@ def _carried(tx: StoredTx, oracle: str) -> list[ReadyResponse]:
     data = bytes(TypedTransaction.from_bytes(HexBytes(tx.raw)).as_dict()["data"])
     return [ReadyResponse(request_key(tx.chain_id, oracle, response.request_id), response, commitment, sig,
                           commitment.deadline) for response, commitment, sig in decode_fulfilment(data)]
+
+
+async def _collect(failures: list[str], step: Awaitable[None]) -> None:
+    """Run one step of a monitor pass; a node's failure is noted, not raised, so the next step runs."""
+    try:
+        await step
+    except (RpcError, RpcUnavailable) as exc:
+        failures.append(str(exc))
 
 
 def _reverted(exc: RpcError) -> bool:
