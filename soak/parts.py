@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,12 @@ def _reorgs_at(confirmations: int, profile: Profile, tmp: Path, seed: int) -> Pa
             time.sleep(rng.uniform(1.5, 4.0))
             deep = r < profile.deep_reorgs
             depth = rng.randint(confirmations + 1, deepest) if deep else rng.randint(1, max(1, confirmations))
-            depth = max(depth, min(deepest, _reach_of_work(world, deepest)))
+            # reach the newest fulfilment or settlement; one of a kind no reorg has hit yet is waited for
+            signer, facilitator = world.stack.keys.signer.address, world.stack.keys.facilitator.address
+            missing = ({signer} if not figures["reorgs_hitting_fulfilments"] else set()) | (
+                {facilitator} if not figures["reorgs_hitting_settlements"] else set())
+            depth = max(depth, _reach_of_work(world, deepest, missing or {signer, facilitator},
+                                              wait=10.0 if missing else 0.0))
             kind = REORG_KINDS[r % len(REORG_KINDS)]
             fork, hit = _reorg(world, kind, depth, rng)
             done.append(Reorg(fork, world.now()))
@@ -151,16 +157,21 @@ def _reorgs_at(confirmations: int, profile: Profile, tmp: Path, seed: int) -> Pa
     return result
 
 
-def _reach_of_work(world: World, most: int) -> int:
-    """How deep a reorg must go to take the newest fulfilment or settlement with it (0: none that near)."""
-    w3, keys = world.stack.w3, world.stack.keys
-    head = w3.eth.block_number
-    for depth in range(1, most + 1):
-        block = w3.eth.get_block(head - depth + 1, full_transactions=True)
-        senders = {tx["from"] for tx in block["transactions"] if not isinstance(tx, bytes)}
-        if {keys.signer.address, keys.facilitator.address} & senders:
-            return depth
-    return 0
+def _reach_of_work(world: World, most: int, senders: AbstractSet[str], wait: float) -> int:
+    """How deep a reorg must go to take the newest transaction of `senders` (the signer's fulfilments,
+    the facilitator's settlements) with it, waiting up to `wait` seconds for one within `most` blocks of
+    the head (0: none that near)."""
+    w3 = world.stack.w3
+    until = time.monotonic() + wait
+    while True:
+        head = w3.eth.block_number
+        for depth in range(1, min(most, head) + 1):
+            block = w3.eth.get_block(head - depth + 1, full_transactions=True)
+            if senders & {tx["from"] for tx in block["transactions"] if not isinstance(tx, bytes)}:
+                return depth
+        if time.monotonic() >= until:
+            return 0
+        time.sleep(0.3)
 
 
 def _reorg(world: World, kind: str, depth: int, rng: random.Random) -> tuple[int, tuple[bool, bool]]:
