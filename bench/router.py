@@ -33,7 +33,7 @@ from oracle.router import Catalog, ModelRouter, RouteRequest
 from oracle.router.adapters import FORMATS, Call
 from oracle.router.decision import DecisionInput, HealthPoint, HealthSnapshot, decide
 from oracle.router.prompts import system_prompt, user_message
-from oracle.store import Attempt, Payment
+from oracle.store import Attempt
 
 TARGETS = {"decision_us_p50": 100.0, "overhead_ms_p50": 0.3}
 SPECS = ["cheapest", "fastest", "best", "m17-2026-01-01,m42-2026-01-01,m99-2026-01-01", "ensemble:3",
@@ -99,11 +99,8 @@ class NullLog:
 
     def save_catalog(self, version: str, body: str) -> None: ...
 
-    def payment_for(self, request_key: str, attempt_id: int) -> Payment | None:
-        return None
-
-    def request_payments(self, request_key: str) -> tuple[int, int]:
-        return 0, 0
+    def attempts(self, request_key: str) -> list[Attempt]:
+        return []
 
     async def commit(self) -> None: ...
 
@@ -136,7 +133,7 @@ async def bench_overhead(calls: int) -> dict[str, float]:
                 request = RouteRequest(f"bench:{n}", n.to_bytes(32, "big"), "0x" + "22" * 20, params, prompt,
                                        params.hash(), 10**9)
                 started = time.perf_counter()
-                answer = await router.answer(request, time.time() + 60, [])
+                answer = await router.answer(request, time.time() + 60)
                 elapsed = time.perf_counter() - started
                 assert answer.result, answer.detail
                 return elapsed

@@ -52,7 +52,7 @@ async def bench(payments: int) -> dict[str, float]:
         store = Store.open(Path(tmp) / "ledger.sqlite")
         samples: list[float] = []
         async with aiohttp.ClientSession() as session:
-            client = PayingClient(session, PaymentWallet(anvil_key(2)), settings, store)
+            client = PayingClient(session, PaymentWallet(anvil_key(2)), settings, store.payments)
             for n in range(payments + 200):
                 ctx = PaymentContext(f"31337:0xoracle:0x{n:064x}", "0x" + "22" * 20, 1, 10**6)
                 started = time.perf_counter()

@@ -65,13 +65,13 @@ def _receipt(args: argparse.Namespace) -> int:
         return 2
     store = Store.open(config.store.path)
     try:
-        stored = store.receipt(args.key)
+        stored = store.requests.receipt(args.key)
         if stored is None:
             print(f"no receipt for {args.key}", file=sys.stderr)
             return 1
         body, digest = stored
         print(body)
-        problems = audit_receipt(body, store)
+        problems = audit_receipt(body, store.routing)
     finally:
         store.close()
     print(f"receipt hash 0x{digest.hex()}: " + ("; ".join(problems) if problems else "decision recomputed, matches"),

@@ -25,7 +25,7 @@ from oracle.chain.watcher import TOPICS, RequestWatcher
 from oracle.config import ChainSettings, Config, ConfigError
 from oracle.pipeline import Pipeline
 from oracle.router import Catalog, ModelRouter
-from oracle.store import Store
+from oracle.store import Requests, Store
 from oracle.x402 import PayingClient, PaymentWallet
 from oracle.x402.network import PaymentNetworks
 from oracle.x402.reconciler import Reconciler
@@ -63,16 +63,16 @@ class Daemon:
                 paying = None
                 if config.x402 is not None and wallet is not None:
                     networks = PaymentNetworks(session, config.x402)
-                    reconciler = Reconciler(store, config.x402, session, networks=networks)
-                    paying = PayingClient(session, wallet, config.x402, store, resolve=reconciler.resolve,
+                    reconciler = Reconciler(store.payments, config.x402, session, networks=networks)
+                    paying = PayingClient(session, wallet, config.x402, store.payments, resolve=reconciler.resolve,
                                           networks=networks)
                     scheduler.add_job(reconciler.run_once, "interval", seconds=config.x402.reconcile_interval)
                     log.info("paying over x402 from %s", wallet.address)
-                router = ModelRouter(catalog, session, store, config.router, paying=paying)
+                router = ModelRouter(catalog, session, store.routing, config.router, paying=paying)
                 for chain in config.chains:
                     self.chains.append(await self._build(chain, session, store, router, key))
                 for rt in self.chains:
-                    scheduler.add_job(_log_stats, "interval", seconds=30, args=[rt, store])
+                    scheduler.add_job(_log_stats, "interval", seconds=30, args=[rt, store.requests])
                 scheduler.add_job(_log_health, "interval", seconds=60, args=[router])
                 scheduler.start()
                 async with asyncio.TaskGroup() as tasks:
@@ -105,14 +105,15 @@ class Daemon:
             raise ConfigError(f"chains[{chain.name}].chain_id is {chain.chain_id} but {chain.rpc_url} serves "
                               f"chain {actual}")
         clock = ChainClock()
-        txm = TxManager(chain, rpc, store, key, clock=clock.now)
+        txm = TxManager(chain, rpc, store.requests, store.txs, key, clock=clock.now)
         await self._check_fees(rpc, chain, txm)
         signer = ResponseSigner(key, chain.chain_id, chain.oracle)
-        pipeline = Pipeline(chain, self.config.pipeline, store, router, signer, txm, txm.current_max_fee,
+        pipeline = Pipeline(chain, self.config.pipeline, store.requests, router, signer, txm, txm.current_max_fee,
                             clock=clock.now)
         subscription = (LogSubscription(session, chain.ws_url, chain.oracle, TOPICS)
                         if chain.ws_url is not None else None)
-        watcher = RequestWatcher(chain, rpc, store, clock, subscription, on_new_work=pipeline.wake,
+        watcher = RequestWatcher(chain, rpc, store.requests, store.blocks, clock, subscription,
+                                 on_new_work=pipeline.wake,
                                  on_reorg=txm.reorged, on_halt=txm.halt)
         return ChainRuntime(chain, rpc, watcher, txm, pipeline)
 
@@ -145,8 +146,8 @@ class Daemon:
             log.warning("shutdown grace over with requests in flight; they resume on the next start")
 
 
-def _log_stats(rt: ChainRuntime, store: Store) -> None:
-    counts = store.count_by_state(rt.settings.chain_id)
+def _log_stats(rt: ChainRuntime, requests: Requests) -> None:
+    counts = requests.count_by_state(rt.settings.chain_id)
     log.info("chain %s: head %d, requests %s, txs sent %d rebuilt %d confirmed %d%s%s", rt.settings.name,
              rt.watcher.head, counts, rt.txm.sent, rt.txm.rebuilt, rt.txm.confirmed,
              f", PAUSED: {rt.txm.paused_reason}" if rt.txm.paused_reason else "",

@@ -16,7 +16,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from oracle.chain.events import DecodedParams, EventDecodeError, decode_params
@@ -36,34 +35,27 @@ from oracle.protocol import (
 from oracle.results import ResultError, check_answerable
 from oracle.router import Answer, Router, RouteRequest
 from oracle.router.receipts import canonical_json, receipt_hash
-from oracle.store import State, Store, StoredRequest
+from oracle.store import Requests, RequestState, StoredRequest
 
 log = logging.getLogger(__name__)
+R = RequestState
 
-WORK_STATES = (State.CONFIRMED, State.ACCEPTED, State.REFUSED, State.ANSWERED, State.SIGNED)
+WORK_STATES = (R.CONFIRMED, R.ACCEPTED, R.REFUSED, R.ANSWERED, R.SIGNED)
 NO_MODEL = b"\0" * 32
 
 
-@dataclass
-class PipelineStats:
-    refused: dict[str, int] = field(default_factory=dict)
-    answered: int = 0
-    expired: int = 0
-
-
 class Pipeline:
-    def __init__(self, chain: ChainSettings, settings: PipelineSettings, store: Store, router: Router,
+    def __init__(self, chain: ChainSettings, settings: PipelineSettings, requests: Requests, router: Router,
                  signer: ResponseSigner, txm: TxManager, gas_price: Callable[[], int],
                  clock: Callable[[], float] = time.time) -> None:
         self.chain = chain
         self.settings = settings
-        self.store = store
+        self.requests = requests
         self.router = router
         self.signer = signer
         self.txm = txm
         self.gas_price = gas_price  # current maxFeePerGas estimate, wei
         self.clock = clock
-        self.stats = PipelineStats()
         self._wake = asyncio.Event()
         self._active: set[str] = set()
         self._slots = asyncio.Semaphore(settings.concurrency)
@@ -107,7 +99,7 @@ class Pipeline:
         self._cooldown = {k: t for k, t in self._cooldown.items() if t > now}
         # the page reaches past requests that are active or cooling down, so they cannot starve the rest
         page = self.settings.concurrency + len(self._active) + len(self._cooldown)
-        found = self.store.requests_in_state(self.chain.chain_id, states, limit=page)
+        found = self.requests.in_state(self.chain.chain_id, states, limit=page)
         return [r for r in found if r.key not in self._active and not self.txm.carries(r.key)
                 and self._cooldown.get(r.key, 0.0) <= now]
 
@@ -128,53 +120,53 @@ class Pipeline:
         try:
             decoded = decode_params(r.params)
         except EventDecodeError as exc:
-            self.store.set_state(r.key, State.EXPIRED, reason=int(ReasonCode.INTERNAL_ERROR), detail=str(exc))
-            await self.store.commit()
+            # (params that do not decode fail the first time they are read: at confirmed)
+            self.requests.transition(r.key, [R.CONFIRMED], R.EXPIRED, reason=int(ReasonCode.INTERNAL_ERROR),
+                                     detail=str(exc))
+            await self.requests.commit()
             return
-        if r.state in (State.CONFIRMED, State.ACCEPTED, State.REFUSED) and self.clock() > r.deadline:
-            self.store.set_state(r.key, State.EXPIRED, detail="deadline passed before it was answered")
-            self.stats.expired += 1
-            await self.store.commit()
+        # Before a model is asked: past its deadline, nothing is spent on it. (A refused one is answered
+        # without a model; past its deadline it expires at sending, like any signed response.)
+        if r.state in (R.CONFIRMED, R.ACCEPTED) and self.clock() > r.deadline:
+            self.requests.transition(r.key, [R.CONFIRMED, R.ACCEPTED], R.EXPIRED,
+                                     detail="deadline passed before it was answered")
+            await self.requests.commit()
             return
         state = r.state
-        if (state == State.CONFIRMED and r.signature is not None and r.receipt_hash is not None
-                and self.store.set_state(r.key, State.SIGNED, expect=[State.CONFIRMED])):
-            state = State.SIGNED  # re-included after a reorg with the same content: its signed answer stands
-        if state == State.CONFIRMED:
+        if (state == R.CONFIRMED and r.signature is not None and r.receipt_hash is not None
+                and self.requests.transition(r.key, [R.CONFIRMED], R.SIGNED)):
+            state = R.SIGNED  # re-included after a reorg with the same content: its signed answer stands
+        if state == R.CONFIRMED:
             state = self._check(r, decoded)  # committed with the next step's first write
-        if state in (State.ACCEPTED, State.REFUSED):
+        if state in (R.ACCEPTED, R.REFUSED):
             if not await self._answer(r, decoded, state):
                 return  # the request moved while it was being answered (reorg, settled on-chain)
-            self.stats.answered += 1
-            state = State.ANSWERED
+            state = R.ANSWERED
         response: Response | None = None
-        if state == State.ANSWERED:
-            fresh = self.store.get_request(r.key)
+        if state == R.ANSWERED:
+            fresh = self.requests.get(r.key)
             assert fresh is not None
             response = self._sign(fresh, decoded)  # committed before the TxManager sends anything
             if response is None:
                 return
-            state = State.SIGNED
-        if state == State.SIGNED:
-            fresh = self.store.get_request(r.key)
+            state = R.SIGNED
+        if state == R.SIGNED:
+            fresh = self.requests.get(r.key)
             assert fresh is not None
-            if fresh.signature is None:  # reset by a reorg while it was in flight: answer again
-                self.store.set_state(r.key, State.CONFIRMED)
+            if fresh.signature is None:  # reset by a reorg while it was in flight: the next pass answers it
                 return
             if self.clock() > fresh.deadline:
-                self.store.set_state(r.key, State.EXPIRED, detail="deadline passed before it could be sent")
-                await self.store.commit()
+                self.requests.transition(r.key, [R.SIGNED], R.EXPIRED, detail="deadline passed before it could be sent")
+                await self.requests.commit()
                 return
             self.txm.submit(ReadyResponse(fresh.key, response or self._response(fresh, decoded),
                                           _commitment(fresh, decoded), fresh.signature, fresh.deadline))
 
     def _refuse(self, r: StoredRequest, reason: ReasonCode, detail: str) -> str:
-        if not self.store.set_state(r.key, State.REFUSED, reason=int(reason), detail=detail,
-                                    expect=[State.CONFIRMED]):
-            return State.ROLLED_BACK  # moved meanwhile (by a reorg or a settlement): stop here
-        self.stats.refused[reason.name] = self.stats.refused.get(reason.name, 0) + 1
+        if not self.requests.transition(r.key, [R.CONFIRMED], R.REFUSED, reason=int(reason), detail=detail):
+            return R.ROLLED_BACK  # moved meanwhile (by a reorg or a settlement): stop here
         log.info("chain %s: request %s refused: %s (%s)", self.chain.name, r.key, reason.name, detail)
-        return State.REFUSED
+        return R.REFUSED
 
     def _check(self, r: StoredRequest, d: DecodedParams) -> str:
         """confirmed -> accepted | refused(reason). Everything here is read from the untrusted request."""
@@ -202,14 +194,14 @@ class Pipeline:
             return self._refuse(r, ReasonCode.FEE_TOO_LOW,
                                 f"fee {fee_micro_usd} micro-USD is below gas {gas_micro_usd} + model "
                                 f"{model_micro_usd} micro-USD")
-        if not self.store.set_state(r.key, State.ACCEPTED, expect=[State.CONFIRMED]):
-            return State.ROLLED_BACK
-        return State.ACCEPTED
+        if not self.requests.transition(r.key, [R.CONFIRMED], R.ACCEPTED):
+            return R.ROLLED_BACK
+        return R.ACCEPTED
 
     async def _answer(self, r: StoredRequest, d: DecodedParams, state: str) -> bool:
         """accepted -> answered via the router; refused -> answered with the failure it was refused for."""
-        if state == State.REFUSED:
-            fresh = self.store.get_request(r.key)
+        if state == R.REFUSED:
+            fresh = self.requests.get(r.key)
             assert fresh is not None
             answer = Answer(Status.FAILURE, ReasonCode(fresh.reason), b"", (), fresh.reason_detail,
                             {"refused": fresh.reason_detail})
@@ -221,12 +213,12 @@ class Pipeline:
             try:
                 async with asyncio.timeout(max(budget, 0.001)):
                     # The router keeps local time; the deadline is on the chain's clock.
-                    answer = await self.router.answer(route, time.time() + budget, self.store.attempts(r.key))
+                    answer = await self.router.answer(route, time.time() + budget)
             except TimeoutError:
                 answer = Answer(Status.FAILURE, ReasonCode.DEADLINE_TOO_SHORT, b"", (),
                                 "no answer before the deadline", {})
         body = canonical_json(self._receipt(r, d, answer))
-        return self.store.store_answer(
+        return self.requests.store_answer(
             r.key, status=int(answer.status), reason=int(answer.reason), result=answer.result,
             model_used=model_used(answer.model_ids) if answer.model_ids else NO_MODEL,
             receipt_hash=receipt_hash(body), receipt_body=body, detail=answer.detail,
@@ -269,7 +261,7 @@ class Pipeline:
     def _sign(self, r: StoredRequest, d: DecodedParams) -> Response | None:
         """answered -> signed; the signed response, or None if the request moved meanwhile."""
         response = self._response(r, d)
-        if not self.store.store_signature(r.key, self.signer.sign_response(response)):
+        if not self.requests.store_signature(r.key, self.signer.sign_response(response)):
             return None
         return response
 

@@ -45,9 +45,13 @@ from oracle.chain.gas import SELF_TRANSFER_GAS, fulfilment_gas, marginal_gas
 from oracle.chain.rpc import ChainClient, RpcError, RpcUnavailable
 from oracle.config import ChainSettings
 from oracle.protocol import Commitment, Response
-from oracle.store import State, Store, StoredTx, request_key
+from oracle.store import Requests, RequestState, StoredTx, Transactions, TxState, request_key
 
 log = logging.getLogger(__name__)
+R = RequestState
+
+# A response the transaction manager holds is signed (queued) or submitted (carried by a transaction).
+QUEUED = (R.SIGNED, R.SUBMITTED)
 
 SKIPPED_TOPIC = keccak(text=signature("AIOracle", "FulfillmentSkipped"))
 UNKNOWN_REQUEST = keccak(text="UnknownRequest(bytes32)")[:4]
@@ -107,11 +111,12 @@ def classify_refusal(message: str, code: int = -32000) -> Refusal:
 
 
 class TxManager:
-    def __init__(self, chain: ChainSettings, rpc: ChainClient, store: Store, private_key: bytes,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, chain: ChainSettings, rpc: ChainClient, requests: Requests, txs: Transactions,
+                 private_key: bytes, clock: Callable[[], float] = time.time) -> None:
         self.chain = chain
         self.rpc = rpc
-        self.store = store
+        self.requests = requests
+        self.txs = txs
         self._key = private_key
         self.sender = to_checksum_address(Account.from_key(private_key).address)
         self.clock = clock  # the chain's now, for deadlines; transaction timing uses this machine's clock
@@ -161,7 +166,7 @@ class TxManager:
     def reorged(self, common_block: int) -> None:
         """The watcher found the chain reorganised above `common_block`: our transactions mined there
         are pending again; the monitor re-checks and rebuilds them before anything is re-sent."""
-        for tx in self.store.txs_mined_after(self.chain.chain_id, self.sender, common_block):
+        for tx in self.txs.mined_after(self.chain.chain_id, self.sender, common_block):
             self._vanished(tx, f"its block {tx.block_number} was reorganised away")
 
     async def price_now(self) -> int:
@@ -176,10 +181,10 @@ class TxManager:
 
     async def run(self) -> None:
         newest: dict[int, StoredTx] = {}
-        for tx in self.store.txs_in_state(self.chain.chain_id, self.sender, ["pending", "replaced"]):
+        for tx in self.txs.in_state(self.chain.chain_id, self.sender, [TxState.PENDING, TxState.REPLACED]):
             if tx.nonce not in newest or tx.sent_at > newest[tx.nonce].sent_at:
                 newest[tx.nonce] = tx
-        for tx in [*newest.values(), *self.store.txs_in_state(self.chain.chain_id, self.sender, ["mined"])]:
+        for tx in [*newest.values(), *self.txs.in_state(self.chain.chain_id, self.sender, [TxState.MINED])]:
             self._in_flight.update(tx.request_keys)  # the monitor follows (and if need be rebuilds) them
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._send_loop())
@@ -237,7 +242,7 @@ class TxManager:
             if item.key in self._in_flight:
                 continue
             if now > item.deadline:
-                self.store.set_state(item.key, State.EXPIRED, detail="deadline passed before it could be sent")
+                self.requests.transition(item.key, QUEUED, R.EXPIRED, detail="deadline passed before it could be sent")
                 continue
             batch.append(item)
             gas += item_gas
@@ -262,7 +267,7 @@ class TxManager:
             self._pause(f"signer {self.sender} balance {self._balance} wei is below low_balance "
                         f"{self.chain.gas.low_balance}: not taking new work")
             return False
-        spent = self.store.gas_spent(self.chain.chain_id, _today())
+        spent = self.txs.gas_spent(self.chain.chain_id, _today())
         if spent >= self.chain.gas.daily_budget:
             self._pause(f"daily gas budget {self.chain.gas.daily_budget} wei spent ({spent}): sending held")
             return False
@@ -325,7 +330,7 @@ class TxManager:
                 return
             data = self._calldata(batch)
         gas = self._gas_limit(batch)
-        spent = self.store.gas_spent(self.chain.chain_id, _today())
+        spent = self.txs.gas_spent(self.chain.chain_id, _today())
         if spent + gas * max_fee > self.chain.gas.daily_budget:
             # at worst this transaction costs gas * max_fee: it must fit in what is left of the budget
             self._pause(f"daily gas budget {self.chain.gas.daily_budget} wei: {spent} spent, this "
@@ -337,9 +342,9 @@ class TxManager:
             return
         if self._chain_nonce is None:
             self._chain_nonce = await self.rpc.nonce(self.sender, "pending")
-        nonce = self.store.allocate_nonce(self.chain.chain_id, self.sender, self._chain_nonce)
+        nonce = self.txs.allocate_nonce(self.chain.chain_id, self.sender, self._chain_nonce)
         tx = self._record(self._sign(nonce, self.chain.oracle, data, gas, max_fee, priority, [i.key for i in batch]))
-        await self.store.commit()
+        await self.txs.commit()
         self.sent += 1
         await self._deliver(tx)
 
@@ -363,8 +368,7 @@ class TxManager:
                 gas = shares[item.key]
                 detail = (f"fee {item.commitment.fee} wei does not cover {gas} gas at {max_fee} wei/gas "
                           f"({gas * max_fee} wei): not answered; the requester can cancel after the deadline")
-                if self.store.set_state(item.key, State.UNPROFITABLE, detail=detail,
-                                        expect=[State.SIGNED, State.SUBMITTED]):
+                if self.requests.transition(item.key, QUEUED, R.UNPROFITABLE, detail=detail):
                     log.info("chain %s: request %s unprofitable: %s", self.chain.name, item.key, detail)
                 self._in_flight.discard(item.key)
             batch = [i for i in batch if i not in losing]  # fewer responses share the base: check again
@@ -377,12 +381,12 @@ class TxManager:
             "gas": gas, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority,
         }, self._key)
         return StoredTx(bytes(signed.hash), self.chain.chain_id, self.sender, nonce, bytes(signed.raw_transaction),
-                        max_fee, priority, keys, "pending", time.time(), None, None)
+                        max_fee, priority, keys, TxState.PENDING, time.time(), None, None)
 
     def _record(self, tx: StoredTx) -> StoredTx:
         """On record before it leaves (the caller commits): a restart finds it and follows it."""
-        self.store.record_tx(tx)
-        self.store.mark_submitted(tx.request_keys, tx.tx_hash)
+        self.txs.record(tx)
+        self.requests.mark_submitted(tx.request_keys, tx.tx_hash)
         self._in_flight.update(tx.request_keys)
         return tx
 
@@ -404,7 +408,8 @@ class TxManager:
         for key in tx.request_keys:
             self._strikes[key] = self._strikes.get(key, 0) + 1
             if self._strikes[key] >= 2 and len(tx.request_keys) == 1:
-                self.store.set_state(key, State.EXPIRED, detail="the node refuses every transaction carrying this "
+                self.requests.transition(key, QUEUED, R.EXPIRED,
+                                         detail="the node refuses every transaction carrying this "
                                      "response; check the node's limits (transaction size, gas) and its log")
                 self._in_flight.discard(key)
 
@@ -448,11 +453,12 @@ class TxManager:
                 # (the requester's nonce came free in a reorg): the watcher says which
                 self._hold(item.key)
             elif name == "RequestExpired":
-                self.store.set_state(item.key, State.EXPIRED, detail="deadline passed before it was mined")
+                self.requests.transition(item.key, QUEUED, R.EXPIRED, detail="deadline passed before it was mined")
             elif name in ("OraclePaused", "InsufficientGasForCallback") or reason is None:
                 asyncio.get_running_loop().call_later(2.0, self.submit, item)
             else:
-                self.store.set_state(item.key, State.EXPIRED, detail=f"the oracle refuses the response: {reason}")
+                self.requests.transition(item.key, QUEUED, R.EXPIRED,
+                                         detail=f"the oracle refuses the response: {reason}")
 
     def _hold(self, key: str) -> None:
         self._held[key] = time.monotonic() + GONE_HOLD_SECONDS
@@ -485,7 +491,7 @@ class TxManager:
         # The chain's count of our mined transactions: what is on record as mined at or above it is not.
         mined_count = await self.rpc.nonce(self.sender, "latest")
         self._head = await self.rpc.block_number()
-        for tx in self.store.txs_included_from(chain_id, self.sender, mined_count):
+        for tx in self.txs.included_from(chain_id, self.sender, mined_count):
             if not self._settled_fact(("vanished", tx.tx_hash)):
                 continue  # (a lagging replica may answer with an old nonce: look again before acting)
             depth = self._head - (tx.block_number or self._head)
@@ -497,7 +503,7 @@ class TxManager:
                 self._pause(self.halted)
                 continue
             self._vanished(tx, f"the signer's nonce on-chain is {mined_count}")
-        pending = self.store.txs_in_state(chain_id, self.sender, ["pending", "replaced"])
+        pending = self.txs.in_state(chain_id, self.sender, [TxState.PENDING, TxState.REPLACED])
         by_nonce: dict[int, list[StoredTx]] = {}
         for tx in pending:
             by_nonce.setdefault(tx.nonce, []).append(tx)
@@ -505,9 +511,9 @@ class TxManager:
         for nonce in sorted(by_nonce):
             await _collect(failures, self._follow_nonce(nonce, by_nonce[nonce], mined_count))
         await self._fill_gaps(mined_count)
-        for tx in self.store.txs_in_state(chain_id, self.sender, ["mined"]):
+        for tx in self.txs.in_state(chain_id, self.sender, [TxState.MINED]):
             await _collect(failures, self._confirm(tx))
-        await self.store.commit()
+        await self.txs.commit()
         if failures:
             log.warning("chain %s: monitoring transactions: %d calls failed, retried next pass (first: %s)",
                         self.chain.name, len(failures), failures[0])
@@ -522,7 +528,7 @@ class TxManager:
         return now - first >= SETTLE_SECONDS
 
     def _vanished(self, tx: StoredTx, why: str) -> None:
-        reopened = self.store.reopen_tx(tx)
+        reopened = self.txs.reopen(tx)
         log.warning("chain %s: tx 0x%s (nonce %d) is not on the chain (%s): pending again with %d responses, "
                     "%d of them settled by it", self.chain.name, tx.tx_hash.hex(), tx.nonce, why,
                     len(tx.request_keys), len(reopened))
@@ -538,7 +544,7 @@ class TxManager:
             # The nonce is used but none of the hashes we follow has a receipt: look at every one we
             # signed for it (the chain's receipts decide what was spent), else another took the nonce.
             followed = {t.tx_hash for t in txs}
-            for tx in self.store.txs_at_nonce(self.chain.chain_id, self.sender, nonce):
+            for tx in self.txs.at_nonce(self.chain.chain_id, self.sender, nonce):
                 receipt = await self.rpc.receipt(tx.tx_hash) if tx.tx_hash not in followed else None
                 if receipt is not None and receipt.get("blockHash"):
                     self._mined(tx, receipt)
@@ -549,7 +555,7 @@ class TxManager:
             log.warning("chain %s: nonce %d was used by a transaction we did not send; re-queueing %d responses",
                         self.chain.name, nonce, len(keys))
             for tx in txs:
-                self.store.set_tx_state(tx.tx_hash, "dropped")
+                self.txs.transition(tx.tx_hash, [TxState.PENDING, TxState.REPLACED], TxState.DROPPED)
             self._requeue(keys)
             return
         newest = max(txs, key=lambda t: t.sent_at)
@@ -609,9 +615,9 @@ class TxManager:
         self._record(tx)
         for old in txs:
             if old.tx_hash != tx.tx_hash:
-                self.store.set_tx_state(old.tx_hash, "replaced")
+                self.txs.transition(old.tx_hash, [TxState.PENDING, TxState.REPLACED], TxState.REPLACED)
         self._held_nonces.pop(nonce, None)
-        await self.store.commit()
+        await self.txs.commit()
         self.rebuilt += 1
         log.info("chain %s: nonce %d rebuilt (%s): %d responses, gas %d, max fee %d wei (tx 0x%s)", self.chain.name,
                  nonce, why, len(items), gas, max_fee, tx.tx_hash.hex())
@@ -654,13 +660,13 @@ class TxManager:
     async def _fill_gaps(self, mined_count: int) -> None:
         """A nonce between the chain's count and the next one we hand out with no transaction that may
         use it holds every later one: fill it."""
-        live, next_nonce = self.store.live_nonces(self.chain.chain_id, self.sender, mined_count)
+        live, next_nonce = self.txs.live_nonces(self.chain.chain_id, self.sender, mined_count)
         for nonce in range(mined_count, next_nonce):
             if nonce in live:
                 continue
             max_fee, priority = await self._fees(fresh=True)
             tx = self._record(self._sign(nonce, self.sender, b"", SELF_TRANSFER_GAS, max_fee, priority, []))
-            await self.store.commit()
+            await self.txs.commit()
             log.warning("chain %s: nonce %d had no transaction; filled with a self-transfer (tx 0x%s)",
                         self.chain.name, nonce, tx.tx_hash.hex())
             await self._broadcast(tx)
@@ -669,12 +675,12 @@ class TxManager:
         block_number = int(receipt["blockNumber"], 16)
         gas_used = int(receipt["gasUsed"], 16)
         price = int(receipt.get("effectiveGasPrice", "0x0"), 16)
-        self.store.record_mined(tx, block_number, bytes.fromhex(receipt["blockHash"][2:]), gas_used,
+        self.txs.record_mined(tx, block_number, bytes.fromhex(receipt["blockHash"][2:]), gas_used,
                                 gas_used * price, _today())
         orphans: set[str] = set()
-        for other in self.store.txs_at_nonce(self.chain.chain_id, self.sender, tx.nonce):
-            if other.tx_hash != tx.tx_hash and other.state in ("pending", "replaced"):
-                self.store.set_tx_state(other.tx_hash, "dropped")
+        for other in self.txs.at_nonce(self.chain.chain_id, self.sender, tx.nonce):
+            if other.tx_hash != tx.tx_hash and other.state in (TxState.PENDING, TxState.REPLACED):
+                self.txs.transition(other.tx_hash, [TxState.PENDING, TxState.REPLACED], TxState.DROPPED)
                 self._broadcasts.pop(other.tx_hash, None)
                 orphans.update(other.request_keys)
         # responses only the dropped ones carried (a rebuild can carry other ones) go back to be sent
@@ -693,13 +699,13 @@ class TxManager:
             return
         block_hash = bytes.fromhex(receipt["blockHash"][2:])
         if block_hash != tx.block_hash:  # mined again in another block: count its depth from there
-            self.store.reopen_tx(tx)
+            self.txs.reopen(tx)
             self._mined(tx, receipt)
             return
         assert tx.block_number is not None
         if self._head - tx.block_number < self.chain.confirmations:
             return
-        self.store.set_tx_state(tx.tx_hash, "confirmed")
+        self.txs.transition(tx.tx_hash, [TxState.MINED], TxState.CONFIRMED)
         self._broadcasts.pop(tx.tx_hash, None)
         self.confirmed += 1
         self._in_flight.difference_update(tx.request_keys)
@@ -718,11 +724,11 @@ class TxManager:
             key = request_key(self.chain.chain_id, self.chain.oracle, topics[1])
             settled.add(key)
             if topics[0] == FULFILLED_TOPIC:
-                self.store.mark_settled(key, State.FULFILLED, block_number, tx.tx_hash, tx.block_hash)
+                self.requests.mark_settled(key, R.FULFILLED, block_number, tx.tx_hash, tx.block_hash)
             elif topics[0] == SKIPPED_TOPIC and data[:4] not in (UNKNOWN_REQUEST, COMMITMENT_MISMATCH):
                 # The request under this commitment is there and refused the response (expired, too
                 # large, ...): sending it again changes nothing.
-                self.store.set_state(key, State.EXPIRED, detail=f"skipped on-chain: 0x{data[:4].hex()}")
+                self.requests.transition(key, QUEUED, R.EXPIRED, detail=f"skipped on-chain: 0x{data[:4].hex()}")
             else:
                 settled.discard(key)
         # UnknownRequest: settled by someone else or reorganised away; CommitmentMismatch: a reorg gave the
@@ -738,7 +744,7 @@ class TxManager:
     def _requeue(self, keys: list[str]) -> None:
         """Responses whose transaction failed go back to `signed`; the pipeline submits them again."""
         self._in_flight.difference_update(keys)
-        self.store.requeue_submitted(keys)
+        self.requests.requeue_submitted(keys)
 
 
 def _carried(tx: StoredTx, oracle: str) -> list[ReadyResponse]:

@@ -31,7 +31,7 @@ from oracle.chain.events import (
 from oracle.chain.log_range import LogRange
 from oracle.chain.rpc import BlockHeader, ChainClient, LogSubscription, RpcError, RpcUnavailable
 from oracle.config import ChainSettings
-from oracle.store import State, Store, StoredRequest, request_key
+from oracle.store import Blocks, Requests, RequestState, StoredRequest, request_key
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ TOPICS: list[Any] = [["0x" + t.hex() for t in (REQUESTED_TOPIC, FULFILLED_TOPIC,
 
 
 class RequestWatcher:
-    def __init__(self, chain: ChainSettings, rpc: ChainClient, store: Store, clock: ChainClock,
+    def __init__(self, chain: ChainSettings, rpc: ChainClient, requests: Requests, blocks: Blocks, clock: ChainClock,
                  subscription: LogSubscription | None = None,
                  on_new_work: Callable[[], None] = lambda: None,
                  on_reorg: Callable[[int], None] = lambda common: None,
@@ -47,7 +47,8 @@ class RequestWatcher:
         self.chain = chain
         self.clock = clock
         self.rpc = rpc
-        self.store = store
+        self.requests = requests
+        self.blocks = blocks
         self.subscription = subscription
         self.on_new_work = on_new_work
         self.on_reorg = on_reorg
@@ -56,7 +57,7 @@ class RequestWatcher:
         self.head = 0
         self.undecodable = 0
         self.halted = ""  # why this chain's intake stopped (a reorg deeper than max_reorg_depth), or ""
-        self._last_head = store.highest_block(chain.chain_id, chain.oracle)  # the highest head a sweep read
+        self._last_head = requests.highest_block(chain.chain_id, chain.oracle)  # the highest head a sweep read
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------ loops
@@ -138,16 +139,16 @@ class RequestWatcher:
             self.clock.observe(header.timestamp)
             self.ingest(logs)
             await self._forget_missing(start, end, logs, {h.number: h.hash for h in recent})
-            self.store.set_cursor(self.chain.chain_id, self.chain.oracle, end, header.hash)
-            self.store.remember_blocks(self.chain.chain_id, [(h.number, h.hash, h.parent_hash) for h in recent])
+            self.blocks.set_cursor(self.chain.chain_id, self.chain.oracle, end, header.hash)
+            self.blocks.remember(self.chain.chain_id, [(h.number, h.hash, h.parent_hash) for h in recent])
             start = end + 1
             self.ranges.succeeded()
         if head < self._last_head:
             # the chain is shorter than it was: whatever we placed in the blocks it lost is gone
             await self._forget_missing(head + 1, self._last_head, [], {})
         self._last_head = head
-        confirmed = self.store.confirm_up_to(self.chain.chain_id, head - self.chain.confirmations)
-        await self.store.commit()
+        confirmed = self.requests.confirm_up_to(self.chain.chain_id, head - self.chain.confirmations)
+        await self.requests.commit()
         if confirmed:
             self.on_new_work()
 
@@ -164,7 +165,7 @@ class RequestWatcher:
     async def _checked_cursor(self) -> int:
         """The cursor block, after rolling back to the last common block if the chain reorganised."""
         chain_id, oracle = self.chain.chain_id, self.chain.oracle
-        stored = self.store.cursor(chain_id, oracle)
+        stored = self.blocks.cursor(chain_id, oracle)
         if stored is None:
             return self.chain.start_block - 1
         number, block_hash = stored
@@ -182,13 +183,13 @@ class RequestWatcher:
             self.on_halt(self.halted)
             raise ReorgTooDeep(self.halted)
         # Reopen first: a settled request whose own block also went away must end up rolled back.
-        reopened = self.store.reopen_settled_after(chain_id, oracle, common)
-        rolled = self.store.rollback_requests_after(chain_id, oracle, common)
-        self.store.forget_blocks_after(chain_id, common)
+        reopened = self.requests.reopen_settled_after(chain_id, oracle, common)
+        rolled = self.requests.rollback_after(chain_id, oracle, common)
+        self.blocks.forget_after(chain_id, common)
         self.on_reorg(common)
         common_header = await self.rpc.header(common) if common >= 0 else None
-        self.store.set_cursor(chain_id, oracle, common, common_header.hash if common_header else b"\0" * 32)
-        await self.store.commit()
+        self.blocks.set_cursor(chain_id, oracle, common, common_header.hash if common_header else b"\0" * 32)
+        await self.requests.commit()
         log.warning("chain %s: reorg below block %d; back to %d, %d requests rolled back, %d settlements reopened",
                     self.chain.name, number, common, len(rolled), len(reopened))
         return common
@@ -197,7 +198,7 @@ class RequestWatcher:
         """The newest block we read that the chain still has (a known block, or a known block's parent),
         looking back at most `max_reorg_depth` blocks; None when there is none within that bound."""
         bound = number - self.chain.max_reorg_depth
-        for known_number, known_hash, parent_hash in self.store.known_blocks(self.chain.chain_id, number,
+        for known_number, known_hash, parent_hash in self.blocks.known(self.chain.chain_id, number,
                                                                               limit=4_096):
             if known_number < bound:
                 break
@@ -237,16 +238,16 @@ class RequestWatcher:
                 if topics and topics[0] == REQUESTED_TOPIC:
                     new += self._ingest_request(raw, block_number, block_hash, log_index)
                 elif topics and topics[0] == FULFILLED_TOPIC:
-                    self._settle(raw, decode_fulfilled(raw).request_id, State.FULFILLED, block_number)
+                    self._settle(raw, decode_fulfilled(raw).request_id, RequestState.FULFILLED, block_number)
                 elif topics and topics[0] == CANCELLED_TOPIC:
-                    self._settle(raw, decode_cancelled(raw).request_id, State.CANCELLED, block_number)
+                    self._settle(raw, decode_cancelled(raw).request_id, RequestState.CANCELLED, block_number)
             except (EventDecodeError, ValueError, TypeError, KeyError, IndexError) as exc:
                 # from our own oracle's address this cannot happen; if it does, the log is skipped
                 # loudly rather than stopping every later request behind it
                 self.undecodable += 1
                 log.error("chain %s: undecodable event in block %d: %s", self.chain.name, block_number, exc)
         if swept:
-            self.store.remember_blocks(self.chain.chain_id, blocks)
+            self.blocks.remember(self.chain.chain_id, blocks)
         return new
 
     async def _forget_missing(self, start: int, end: int, logs: list[dict[str, Any]],
@@ -271,23 +272,23 @@ class RequestWatcher:
 
         chain_id, oracle = self.chain.chain_id, self.chain.oracle
         rolled = []
-        for key, number, block_hash in self.store.open_requests_in_blocks(chain_id, oracle, start, end):
+        for key, number, block_hash in self.requests.open_in_blocks(chain_id, oracle, start, end):
             if key in found:
                 continue
             if await hash_of(number) == block_hash:
                 log.warning("chain %s: the node returned no log for request %s in block %d, which is unchanged; "
                             "is its log index behind?", self.chain.name, key, number)
-            elif self.store.rollback_request_in_block(key, block_hash):
+            elif self.requests.rollback_in_block(key, block_hash):
                 rolled.append(key)
         # a settlement (ours, or anyone's relay of it) whose block was replaced: the request is open again
-        gone = [(key, number) for key, number, block_hash in self.store.settlements_in_blocks(chain_id, oracle,
+        gone = [(key, number) for key, number, block_hash in self.requests.settlements_in_blocks(chain_id, oracle,
                                                                                               start, end)
                 if await hash_of(number) != block_hash]
         if gone:
             # Our transactions there are the transaction manager's first: it takes them (and the requests
             # they carry) back, so nothing sends those responses again beside it; the rest reopen here.
             self.on_reorg(min(number for _, number in gone) - 1)
-            self.store.reopen_settlements([key for key, _ in gone])
+            self.requests.reopen_settlements([key for key, _ in gone])
         if rolled or gone:
             log.warning("chain %s: blocks %d-%d no longer hold %d requests and %d settlements we had seen; rolled "
                         "back and reopened", self.chain.name, start, end, len(rolled), len(gone))
@@ -297,16 +298,16 @@ class RequestWatcher:
         chain_id, oracle = self.chain.chain_id, self.chain.oracle
         key = request_key(chain_id, oracle, event.request_id)
         # With a confirmation depth, the sweep promotes it once its block is deep enough.
-        state = State.CONFIRMED if self.chain.confirmations == 0 else State.SEEN
+        state = RequestState.CONFIRMED if self.chain.confirmations == 0 else RequestState.SEEN
         row = StoredRequest(
             key=key, chain_id=chain_id, oracle=oracle, request_id=event.request_id, block_number=block_number,
             block_hash=block_hash, log_index=log_index, requester=event.requester, nonce=event.nonce, fee=event.fee,
             params=event.params_blob, deadline=event.deadline, state=state, reason=0, reason_detail="",
             status=0, result=None, model_used=None, receipt_hash=None, signature=None, fulfill_tx=None,
         )
-        inserted = self.store.insert_request(row)
+        inserted = self.requests.insert(row)
         if not inserted:
-            self.store.reinclude_request(row)
+            self.requests.reinclude(row)
         return 1 if inserted else 0
 
     def _removed(self, raw: dict[str, Any]) -> None:
@@ -315,13 +316,13 @@ class RequestWatcher:
             topics, _ = log_topics_and_data(raw)
             if topics and topics[0] == REQUESTED_TOPIC and len(topics) > 1:
                 key = request_key(self.chain.chain_id, self.chain.oracle, topics[1])
-                self.store.rollback_request_in_block(key, bytes.fromhex(raw["blockHash"][2:]))
+                self.requests.rollback_in_block(key, bytes.fromhex(raw["blockHash"][2:]))
         except (KeyError, TypeError, ValueError):
             log.error("chain %s: malformed removed log: %r", self.chain.name, raw)
 
-    def _settle(self, raw: dict[str, Any], request_id: bytes, state: str, block_number: int) -> None:
-        self.store.mark_settled(request_key(self.chain.chain_id, self.chain.oracle, request_id), state, block_number,
-                                _tx_hash(raw) if state == State.FULFILLED else None,
+    def _settle(self, raw: dict[str, Any], request_id: bytes, state: RequestState, block_number: int) -> None:
+        self.requests.mark_settled(request_key(self.chain.chain_id, self.chain.oracle, request_id), state, block_number,
+                                _tx_hash(raw) if state == RequestState.FULFILLED else None,
                                 bytes.fromhex(raw["blockHash"][2:]))
 
 

@@ -47,7 +47,7 @@ def _wait(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
 def _receipt(store_path: Path, stack: LocalStack, request_id: bytes) -> dict[str, Any]:
     store = Store.open(store_path)
     try:
-        found = store.receipt(request_key(stack.chain_id, stack.addresses["AIOracle"], request_id))
+        found = store.requests.receipt(request_key(stack.chain_id, stack.addresses["AIOracle"], request_id))
     finally:
         store.close()
     return json.loads(found[0]) if found else {}

@@ -1,6 +1,6 @@
 """Checking a stored receipt: its decision recomputed from the catalog it names must come out the same.
 
-    problems = audit_receipt(receipt_body, store)   # [] when the receipt holds up
+    problems = audit_receipt(receipt_body, store.routing)   # [] when the receipt holds up
 """
 
 from __future__ import annotations

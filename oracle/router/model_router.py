@@ -1,7 +1,7 @@
 """`ModelRouter`: a request's model spec in, a typed answer and the record of how it was made out.
 
-    router = ModelRouter(Catalog(config.models), session, store, config.router)
-    answer = await router.answer(route_request, deadline, store.attempts(key))
+    router = ModelRouter(Catalog(config.models), session, store.routing, config.router)
+    answer = await router.answer(route_request, deadline)
 
 The decision (`decision.py`) orders the deployments; this module walks that plan:
 - a deployment is tried once per slot of the attempt budget; transient errors (408, 429, 5xx,
@@ -125,7 +125,9 @@ class ModelRouter:
                                            json.dumps(record, default=_hex, separators=(",", ":")))
         return decision, record
 
-    async def answer(self, request: RouteRequest, deadline: float, prior_attempts: list[Attempt]) -> Answer:
+    async def answer(self, request: RouteRequest, deadline: float) -> Answer:
+        """Answer `request` before the unix time `deadline`, resuming after the calls on record for it."""
+        prior_attempts = self.store.attempts(request.key)
         decision, record = self.decision_for(request, deadline)
         section: dict[str, Any] = {"catalog_version": self.catalog.version, "decision": record, "attempts": []}
         if decision.refusal != ReasonCode.NONE:
@@ -189,7 +191,7 @@ class _Run:
         # attempts were dropped but whose payments stay on the ledger.
         # (Only a router that pays over x402 has payments to look up: no query on the common path.)
         # (The x402 client caps the sum of the request's payments at its allowance from the ledger.)
-        _, last_paid = router.store.request_payments(request.key) if router.paying is not None else (0, 0)
+        _, last_paid = router.paying.payments.request_payments(request.key) if router.paying is not None else (0, 0)
         self.next_id = max(max((a.attempt_id for a in prior), default=0), last_paid) + 1
         # What the request's calls may cost, micro-USD, held against its allowance across every attempt,
         # fallback and ensemble member: a call reserves its worst case (its answer at max tokens at the
@@ -327,7 +329,8 @@ class _Run:
         store = self.r.store
         if prior is not None and prior.state == "done":
             raw = store.raw_response(prior.raw_sha256) if prior.raw_sha256 else None
-            paid = store.payment_for(self.request.key, prior.attempt_id)
+            paying = self.r.paying
+            paid = paying.payments.payment_for(self.request.key, prior.attempt_id) if paying is not None else None
             reply = ProviderReply(prior.outcome, prior.kind, text=prior.answer, usage=prior.usage, raw=raw or b"",
                                   http_status=prior.http_status, error=prior.error, latency_ms=int(prior.latency_ms),
                                   payment_id=paid.id if paid is not None else None)

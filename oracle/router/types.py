@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from oracle.protocol import ReasonCode, RequestParams, Status
-from oracle.store import Attempt, Payment
+from oracle.store import Attempt
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class Answer:
 class RouteLog(Protocol):
     """The store as the router uses it: attempts on record before each call, decisions and catalogs kept."""
 
+    def attempts(self, request_key: str) -> list[Attempt]: ...
+
     def start_attempt(self, request_key: str, attempt_id: int, deployment: str) -> None: ...
 
     def finish_attempt(self, a: Attempt, raw_body: bytes | None) -> None: ...
@@ -45,18 +47,14 @@ class RouteLog(Protocol):
 
     def save_catalog(self, version: str, body: str) -> None: ...
 
-    def payment_for(self, request_key: str, attempt_id: int) -> Payment | None: ...
-
-    def request_payments(self, request_key: str) -> tuple[int, int]: ...
-
     async def commit(self) -> None: ...
 
 
 class Router(Protocol):
     catalog_version: str
 
-    async def answer(self, request: RouteRequest, deadline: float, prior_attempts: list[Attempt]) -> Answer:
-        """Answer `request` before the unix time `deadline`, resuming after `prior_attempts`."""
+    async def answer(self, request: RouteRequest, deadline: float) -> Answer:
+        """Answer `request` before the unix time `deadline`, resuming after the calls on record for it."""
         ...
 
     def estimate_cost(self, params: RequestParams) -> int | None:

@@ -41,12 +41,18 @@ from x402.schemas.v1 import PaymentPayloadV1, PaymentRequiredV1, PaymentRequirem
 
 from oracle.config import X402Pin, X402Settings
 from oracle.results import load_untrusted_json
-from oracle.store import Payment, Store
+from oracle.store import Payment, Payments, PaymentState
 from oracle.x402.identifier import declared, new_identifier, with_identifier
 from oracle.x402.network import NetworkError, PaymentNetworks
 from oracle.x402.policy import Offer, choose, offered_domain, offers
 from oracle.x402.signer import DomainMismatch, domain_separator
 from oracle.x402.wallet import PaymentWallet
+
+P = PaymentState
+# a payment whose signature is on record: an attempt that has one re-sends it, never signs anew
+RESUMABLE = (P.SIGNED, P.SENT, P.UNKNOWN, P.SETTLED)
+# a payment whose signature was handed over: what the provider says (or no answer) moves it
+HANDED_OVER = (P.SENT, P.UNKNOWN, P.SETTLED)
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,8 @@ class PaymentRefused(Exception):
 
 
 class PayingClient:
-    def __init__(self, session: aiohttp.ClientSession, wallet: PaymentWallet, settings: X402Settings, store: Store,
+    def __init__(self, session: aiohttp.ClientSession, wallet: PaymentWallet, settings: X402Settings,
+                 payments: Payments,
                  clock: Callable[[], float] = time.time,
                  resolve: Callable[[Payment], Awaitable[str]] | None = None,
                  networks: PaymentNetworks | None = None) -> None:
@@ -90,19 +97,19 @@ class PayingClient:
         self.resolve = resolve
         self.wallet = wallet
         self.settings = settings
-        self.store = store
+        self.payments = payments
         self.clock = clock
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float, ctx: PaymentContext,
                    pin: X402Pin, provider: str) -> PaidReply:
         """POST; pay a 402 if the policy and budgets allow. Transport errors before any payment raise
         (aiohttp.ClientError / TimeoutError) like a plain POST."""
-        existing = self.store.payment_for(ctx.request_key, ctx.attempt_id)
-        if existing is not None and existing.header and existing.state in ("signed", "sent", "unknown", "settled"):
+        existing = self.payments.payment_for(ctx.request_key, ctx.attempt_id)
+        if existing is not None and existing.header and existing.state in RESUMABLE:
             return await self._send_paid(url, body, headers, timeout, existing)  # resumed: the same signature
         if existing is not None and existing.header:  # expired: this attempt's signature is dead
             return PaidReply(402, {}, b"", existing, spent=True)
-        if existing is not None and existing.state == "reserved":
+        if existing is not None and existing.state == P.RESERVED:
             # Reserved, never signed (the daemon stopped in between): a new attempt pays anew; the
             # reconciler releases this one.
             return PaidReply(402, {}, b"", existing, spent=True)
@@ -135,27 +142,27 @@ class PayingClient:
             return self._refuse(ctx, provider, pin, separator, status, headers, raw)
         draft = replace(_row(ctx, provider, chosen, self.wallet.address),
                         from_block=self.networks.known_head(chosen.network))
-        reserved = self.store.reserve_payment(
+        reserved = self.payments.reserve(
             draft, self.clock(), self.settings.budget.window,
             {"total": self.settings.budget.total, "per_provider": self.settings.budget.per_provider,
              "per_requester": self.settings.budget.per_requester}, self.settings.max_unresolved,
             request_cap=ctx.max_amount)
         if isinstance(reserved, str):
             return self._refuse(ctx, provider, pin, reserved, status, headers, raw, budget=True)
-        if reserved.state != "reserved" or reserved.header:  # this attempt already has a payment: never a second
+        if reserved.state != P.RESERVED or reserved.header:  # this attempt already has a payment: never a second
             return PaidReply(status, headers, raw, reserved, spent=True)
         try:
             header, nonce, valid_before, identifier = self._sign(chosen, required, separator)
         except Exception as exc:  # whatever the SDK objects to in a hostile 402: nothing was signed
             why = str(exc) if isinstance(exc, DomainMismatch) else type(exc).__name__
-            self.store.update_payment(reserved.id, state="expired", error=f"not signed: {why}"[:300])
-            await self.store.commit()
-            return PaidReply(status, headers, raw, self.store.payment(reserved.id),
+            self.payments.transition(reserved.id, [P.RESERVED], P.EXPIRED, error=f"not signed: {why}"[:300])
+            await self.payments.commit()
+            return PaidReply(status, headers, raw, self.payments.payment(reserved.id),
                              refusal=f"cannot sign for this 402: {why}"[:300])
-        self.store.update_payment(reserved.id, state="signed", nonce=nonce, valid_before=valid_before, header=header,
-                                  identifier=identifier)
-        await self.store.commit()  # the signature is on record before anyone can see it
-        return replace(reserved, state="signed", nonce=nonce, valid_before=valid_before, header=header,
+        self.payments.transition(reserved.id, [P.RESERVED], P.SIGNED, nonce=nonce, valid_before=valid_before,
+                                 header=header, identifier=identifier)
+        await self.payments.commit()  # the signature is on record before anyone can see it
+        return replace(reserved, state=P.SIGNED, nonce=nonce, valid_before=valid_before, header=header,
                        identifier=identifier)
 
     async def _domain(self, offer: Offer, pin: X402Pin) -> bytes | str:
@@ -223,10 +230,10 @@ class PayingClient:
     async def _send_paid(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float,
                          payment: Payment) -> PaidReply:
         name = PAYMENT_SIGNATURE_HEADER if payment.version == 2 else X_PAYMENT_HEADER
-        first_send = payment.state == "signed"
+        first_send = payment.state == P.SIGNED
         if first_send:
-            self.store.update_payment(payment.id, state="sent")
-            await self.store.commit()
+            self.payments.transition(payment.id, [P.SIGNED], P.SENT)
+            await self.payments.commit()
         last: Exception | None = None
         for attempt in range(2):  # a dropped connection: once more with the same header
             try:
@@ -237,8 +244,8 @@ class PayingClient:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last = exc
         else:
-            self.store.update_payment(payment.id, state="unknown", error=f"{type(last).__name__}: {last}"[:300])
-            await self.store.commit()
+            self.payments.transition(payment.id, HANDED_OVER, P.UNKNOWN, error=f"{type(last).__name__}: {last}"[:300])
+            await self.payments.commit()
             assert last is not None
             raise last
         # Not committed here: the caller stores the answer in the same transaction (no await in between),
@@ -246,11 +253,11 @@ class PayingClient:
         self._record(payment, status, response_headers, raw, first_send)
         spent = status == 402 and not first_send
         if spent and self.resolve is not None:
-            row = self.store.payment(payment.id)
-            if row is not None and row.state == "unknown":
+            row = self.payments.payment(payment.id)
+            if row is not None and row.state == P.UNKNOWN:
                 await self.resolve(row)
-                await self.store.commit()
-        return PaidReply(status, response_headers, raw, self.store.payment(payment.id), spent=spent)
+                await self.payments.commit()
+        return PaidReply(status, response_headers, raw, self.payments.payment(payment.id), spent=spent)
 
     def _record(self, payment: Payment, status: int, headers: Mapping[str, str], raw: bytes,
                 first_send: bool) -> None:
@@ -260,33 +267,33 @@ class PayingClient:
         settle = _settlement(headers)
         delivered = 200 <= status < 300
         if settle is not None and settle.success:
-            self.store.update_payment(payment.id, state="settled", tx_hash=settle.transaction or "",
-                                      delivered=int(delivered), error="" if delivered else f"HTTP {status}")
+            self.payments.transition(payment.id, HANDED_OVER, P.SETTLED, tx_hash=settle.transaction or "",
+                                     delivered=int(delivered), error="" if delivered else f"HTTP {status}")
         elif settle is not None:
             # A failed or pending settlement may still have moved money (a first try that landed, a
             # transaction still in the pool): only the token's records can say; the reconciler reads them.
-            self.store.update_payment(payment.id, state="unknown", tx_hash=settle.transaction or "",
-                                      error=f"settlement: {settle.error_reason} {settle.error_message or ''}"[:300],
-                                      delivered=int(delivered))
+            self.payments.transition(payment.id, HANDED_OVER, P.UNKNOWN, tx_hash=settle.transaction or "",
+                                     error=f"settlement: {settle.error_reason} {settle.error_message or ''}"[:300],
+                                     delivered=int(delivered))
         elif status == 402:
             # Refused without a settlement; the signature stays valid until validBefore, so it counts
             # against the budgets until the reconciler sees it expire unused.
             reason = _error_of_402(headers, raw)
-            self.store.update_payment(payment.id, state="unknown", error=f"paid request refused: {reason}"[:300])
+            self.payments.transition(payment.id, HANDED_OVER, P.UNKNOWN, error=f"paid request refused: {reason}"[:300])
         else:  # no word on settlement: the token's records will tell
-            self.store.update_payment(payment.id, state="unknown", error=f"HTTP {status} without a settlement answer",
-                                      delivered=int(delivered))
+            self.payments.transition(payment.id, HANDED_OVER, P.UNKNOWN,
+                                     error=f"HTTP {status} without a settlement answer", delivered=int(delivered))
 
     def _refuse(self, ctx: PaymentContext, provider: str, pin: X402Pin, reason: str, status: int,
                 headers: Mapping[str, str], raw: bytes, budget: bool = False) -> PaidReply:
-        payment = self.store.record_refused_payment(ctx.request_key, ctx.attempt_id, provider, ctx.requester,
-                                                    pin.network, pin.asset, pin.pay_to, self.wallet.address, reason)
+        payment = self.payments.record_refused(ctx.request_key, ctx.attempt_id, provider, ctx.requester, pin.network,
+                                               pin.asset, pin.pay_to, self.wallet.address, reason)
         return PaidReply(status, headers, raw, payment, refusal=reason, budget=budget)
 
 
 def _row(ctx: PaymentContext, provider: str, offer: Offer, payer: str) -> Payment:
     return Payment(0, ctx.request_key, ctx.attempt_id, provider, ctx.requester, offer.network, offer.asset,
-                   offer.pay_to, offer.amount, payer, offer.version, "", 0, "", "reserved", "", "", False)
+                   offer.pay_to, offer.amount, payer, offer.version, "", 0, "", P.RESERVED, "", "", False)
 
 
 def _requirements(headers: Mapping[str, str], raw: bytes) -> PaymentRequired | PaymentRequiredV1:

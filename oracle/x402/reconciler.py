@@ -32,11 +32,12 @@ from eth_abi import encode
 from eth_utils import keccak
 
 from oracle.config import X402Settings
-from oracle.store import Payment, Store
+from oracle.store import Payment, Payments, PaymentState
 from oracle.x402.network import NetworkError, PaymentNetworks
 
 log = logging.getLogger(__name__)
 
+P = PaymentState
 _AUTHORIZATION_USED = "0x" + keccak(text="AuthorizationUsed(address,bytes32)").hex()
 PAID_WITHOUT_DELIVERY = "paid without delivery"
 NOT_ON_CHAIN = "its settlement is not on the chain (reorganised away?): unresolved again"
@@ -57,10 +58,10 @@ class ReconcileReport:
 
 
 class Reconciler:
-    def __init__(self, store: Store, settings: X402Settings, session: aiohttp.ClientSession,
+    def __init__(self, payments: Payments, settings: X402Settings, session: aiohttp.ClientSession,
                  stale_after: float | None = None, clock: Callable[[], float] = time.time,
                  networks: PaymentNetworks | None = None) -> None:
-        self.store = store
+        self.payments = payments
         self.confirmations = {n.network: n.confirmations for n in settings.networks}
         self.networks = networks if networks is not None else PaymentNetworks(session, settings)
         self.stale_after = settings.stale_after if stale_after is None else stale_after
@@ -74,11 +75,11 @@ class Reconciler:
                 await self.networks.head(network)
             except NetworkError as exc:
                 log.info("%s: head not read this pass: %s", network, exc)
-        for p in self.store.payments(("unknown", "signed", "sent", "reserved")):
-            if p.state != "unknown" and now - p.updated_at < self.stale_after:
+        for p in self.payments.payments((P.UNKNOWN, P.SIGNED, P.SENT, P.RESERVED)):
+            if p.state != P.UNKNOWN and now - p.updated_at < self.stale_after:
                 continue  # a call may still be in flight
             if not p.nonce:  # reserved, never signed (the daemon stopped in between): nothing can move
-                self.store.update_payment(p.id, state="expired", error="never signed")
+                self.payments.transition(p.id, [P.RESERVED], P.EXPIRED, error="never signed")
                 report.expired += 1
                 continue
             if p.network not in self.confirmations:
@@ -99,7 +100,7 @@ class Reconciler:
                 report.expired += 1
             else:
                 report.pending += 1
-        for p in self.store.settlements_to_confirm():
+        for p in self.payments.settlements_to_confirm():
             if p.network not in self.confirmations:
                 continue
             try:
@@ -112,7 +113,7 @@ class Reconciler:
                 report.final += 1
             elif outcome == "reorganised":
                 report.reorganised += 1
-        await self.store.commit()
+        await self.payments.commit()
         return report
 
     async def resolve(self, p: Payment, now: float | None = None) -> str:
@@ -127,13 +128,17 @@ class Reconciler:
     async def _resolve(self, p: Payment, now: float) -> str:
         if await self.networks.authorization_used(p.network, p.asset, p.payer, p.nonce):
             tx, block = await self._settlement(p)
-            self.store.update_payment(p.id, state="settled", tx_hash=tx or p.tx_hash, settled_block=block, final=0,
-                                      error="" if p.delivered else PAID_WITHOUT_DELIVERY)
+            if not self.payments.transition(p.id, [P.SENT, P.UNKNOWN, P.SETTLED], P.SETTLED,
+                                            tx_hash=tx or p.tx_hash, settled_block=block, final=0,
+                                            error="" if p.delivered else PAID_WITHOUT_DELIVERY):
+                # (only a payment whose signature was sent can be used: one never sent is left to expire)
+                log.error("payment %d (%s) in state %s is used on-chain", p.id, p.request_key, p.state)
+                return p.state
             if not p.delivered:
                 log.warning("payment %d (%s) was paid without delivery: %s", p.id, p.request_key, tx)
             return "settled"
         if now > p.valid_before + EXPIRY_MARGIN:
-            self.store.update_payment(p.id, state="expired")
+            self.payments.transition(p.id, [P.SIGNED, P.SENT, P.UNKNOWN], P.EXPIRED)
             return "expired"
         return p.state
 
@@ -142,14 +147,14 @@ class Reconciler:
         the chain no longer holds it."""
         head = await self.networks.head(p.network)
         if not await self.networks.authorization_used(p.network, p.asset, p.payer, p.nonce):
-            self.store.update_payment(p.id, state="unknown", settled_block=0, final=0, error=NOT_ON_CHAIN)
+            self.payments.transition(p.id, [P.SETTLED], P.UNKNOWN, settled_block=0, final=0, error=NOT_ON_CHAIN)
             log.warning("payment %d (%s): settlement %s is no longer on the chain", p.id, p.request_key, p.tx_hash)
             return "reorganised"
         tx, block = await self._settlement(p, head)
         if not block:
             return "pending"  # used, but its log is not found yet (a node behind its head): next pass
         final = block <= head - self.confirmations[p.network]
-        self.store.update_payment(p.id, tx_hash=tx, settled_block=block, final=int(final))
+        self.payments.update(p.id, tx_hash=tx, settled_block=block, final=int(final))
         return "final" if final else "pending"
 
     async def _settlement(self, p: Payment, head: int | None = None) -> tuple[str, int]:

@@ -107,6 +107,6 @@ def gas_on_record(run: Running) -> int:
     """The day's gas spend the daemon's store holds (what its daily budget is checked against)."""
     store = Store.open(run.config["store"]["path"])
     try:
-        return store.gas_spent(run.stack.chain_id, datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"))
+        return store.txs.gas_spent(run.stack.chain_id, datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"))
     finally:
         store.close()

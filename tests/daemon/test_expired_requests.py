@@ -13,7 +13,7 @@ from oracle.devnet.answer import ask
 from oracle.devnet.harness import wait_until
 from oracle.devnet.model_server import ModelServer
 from oracle.protocol import ResultSpec, ResultType, Status
-from oracle.store import State, Store, request_key
+from oracle.store import RequestState, Store, request_key
 from tests.daemon.conftest import Running, start_daemon
 from tests.daemon.test_result_types import _decoded, _params, _wait_delivered
 
@@ -46,8 +46,8 @@ def test_request_expired_while_the_daemon_was_down_is_not_answered(stopped: Runn
     def expired() -> bool:
         store = Store.open(stopped.config["store"]["path"])
         try:
-            found = store.get_request(key)
-            return found is not None and found.state == State.EXPIRED
+            found = store.requests.get(key)
+            return found is not None and found.state == RequestState.EXPIRED
         finally:
             store.close()
 

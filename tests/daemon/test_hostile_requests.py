@@ -16,7 +16,7 @@ from oracle.chain.events import FULFILLED_TOPIC, FulfilledEvent, RequestedEvent,
 from oracle.devnet.answer import ask, requested_events
 from oracle.devnet.harness import wait_until
 from oracle.protocol import PolicyClass, ReasonCode, RequestParams, ResultSpec, ResultType, Status
-from oracle.store import State, Store, request_key
+from oracle.store import RequestState, Store, request_key
 from tests.daemon.conftest import Running, audit_chain
 from tests.daemon.test_result_types import _decoded, _params, _wait_delivered
 
@@ -24,7 +24,7 @@ from tests.daemon.test_result_types import _decoded, _params, _wait_delivered
 def _stored(run: Running, request_id: bytes) -> Any:
     store = Store.open(run.config["store"]["path"])
     try:
-        return store.get_request(request_key(run.stack.chain_id, run.stack.addresses["AIOracle"], request_id))
+        return store.requests.get(request_key(run.stack.chain_id, run.stack.addresses["AIOracle"], request_id))
     finally:
         store.close()
 
@@ -95,7 +95,7 @@ def test_request_whose_fee_cannot_pay_for_its_answer_is_left_unanswered(running:
                                    callback_gas_limit=2_000_000), extra_fee=1)
     finally:
         restore()
-    wait_until(lambda: getattr(_stored(running, event.request_id), "state", None) == State.UNPROFITABLE, 20,
+    wait_until(lambda: getattr(_stored(running, event.request_id), "state", None) == RequestState.UNPROFITABLE, 20,
                what="the request to be stored as unprofitable")
     stored = _stored(running, event.request_id)
     assert stored.reason == ReasonCode.FEE_TOO_LOW and "fee 1 wei does not cover" in stored.reason_detail

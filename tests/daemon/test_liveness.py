@@ -55,7 +55,7 @@ def test_largest_text_answer_the_limits_allow_is_fulfilled(env: tuple[LocalStack
 def _sent_at(run: Running, key: str) -> list[tuple[int, bytes]]:
     store = Store.open(run.config["store"]["path"])
     try:
-        return [(t.nonce, t.tx_hash) for t in store.txs_in_state(run.stack.chain_id, run.stack.keys.signer.address,
+        return [(t.nonce, t.tx_hash) for t in store.txs.in_state(run.stack.chain_id, run.stack.keys.signer.address,
                                                                  ["pending", "replaced", "dropped", "mined",
                                                                   "confirmed"]) if key in t.request_keys]
     finally:

@@ -77,7 +77,7 @@ class Paid:
     def ledger(self) -> list[Any]:
         store = Store.open(self.store_path)
         try:
-            return store.payments()
+            return store.payments.payments()
         finally:
             store.close()
 
@@ -118,7 +118,7 @@ def test_a_paid_request_end_to_end(paid: Paid) -> None:
     assert row.state == "settled" and row.delivered and row.amount == PRICE and row.tx_hash
     store = Store.open(paid.store_path)
     try:
-        stored = store.receipt(key)
+        stored = store.requests.receipt(key)
     finally:
         store.close()
     assert stored is not None

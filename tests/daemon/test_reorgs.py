@@ -19,7 +19,7 @@ from oracle.devnet.answer import ask, fulfill, success_response
 from oracle.devnet.harness import wait_until
 from oracle.devnet.model_server import Knobs, ModelServer
 from oracle.protocol import ResultSpec, ResultType, Status
-from oracle.store import State, Store, StoredRequest, request_key
+from oracle.store import RequestState, Store, StoredRequest, request_key
 from tests.daemon.conftest import Running, audit_chain, gas_on_record, gas_paid_on_chain, start_daemon
 from tests.daemon.test_result_types import _decoded, _params, _wait_delivered
 
@@ -35,7 +35,7 @@ def _rpc(stack: LocalStack, method: str, params: list[Any]) -> Any:
 def _row(run: Running, request_id: bytes) -> StoredRequest | None:
     store = Store.open(run.config["store"]["path"])
     try:
-        return store.get_request(request_key(run.stack.chain_id, run.stack.addresses["AIOracle"], request_id))
+        return store.requests.get(request_key(run.stack.chain_id, run.stack.addresses["AIOracle"], request_id))
     finally:
         store.close()
 
@@ -48,7 +48,7 @@ def _state(run: Running, request_id: bytes) -> str | None:
 def _cursor(run: Running) -> int:
     store = Store.open(run.config["store"]["path"])
     try:
-        found = store.cursor(run.stack.chain_id, run.stack.addresses["AIOracle"])
+        found = store.blocks.cursor(run.stack.chain_id, run.stack.addresses["AIOracle"])
         return found[0] if found else -1
     finally:
         store.close()
@@ -114,10 +114,10 @@ def shallow(tmp_path: Path) -> Iterator[Running]:
 def test_request_reorganised_away_is_not_fulfilled(deep: Running) -> None:
     stack = deep.stack
     event = ask(stack, _params(deep, SPEC, prompt="soon gone"))
-    wait_until(lambda: _state(deep, event.request_id) == State.SEEN, 10, what="the daemon to see the request")
+    wait_until(lambda: _state(deep, event.request_id) == RequestState.SEEN, 10, what="the daemon to see the request")
     _rpc(stack, "anvil_rollback", [1])
     _mine(stack, 6)
-    wait_until(lambda: _state(deep, event.request_id) == State.ROLLED_BACK, 15, what="the rollback")
+    wait_until(lambda: _state(deep, event.request_id) == RequestState.ROLLED_BACK, 15, what="the rollback")
     # a later request, answered, is the marker: by then the gone one would have been answered too
     later = ask(stack, _params(deep, SPEC, prompt="after the reorg"))
     _mine(stack, 3)
@@ -132,7 +132,7 @@ def test_request_re_included_in_a_new_block_is_fulfilled_once(deep: Running) -> 
     event = ask(stack, _params(deep, SPEC, prompt="moved to another block"))
     block = stack.w3.eth.block_number
     old_hash = stack.w3.eth.get_block(block)["hash"]
-    wait_until(lambda: _state(deep, event.request_id) == State.SEEN, 10, what="the daemon to see the request")
+    wait_until(lambda: _state(deep, event.request_id) == RequestState.SEEN, 10, what="the daemon to see the request")
     tx = stack.w3.eth.get_block(block)["transactions"][0]
     raw = _rpc(stack, "eth_getRawTransactionByHash", ["0x" + bytes(tx).hex()])  # type: ignore[arg-type]
     _rpc(stack, "anvil_reorg", [1, [[raw, 0]]])
@@ -155,7 +155,7 @@ def test_fulfilment_reorganised_away_at_depth_0_is_sent_again(shallow: Running, 
     if settled_first:
         # the transaction final and the watcher's cursor past its block: only the watcher's check of
         # the cursor's block hash can notice now
-        wait_until(lambda: _state(shallow, event.request_id) == State.FULFILLED and _cursor(shallow) >= block,
+        wait_until(lambda: _state(shallow, event.request_id) == RequestState.FULFILLED and _cursor(shallow) >= block,
                    10, what="settlement")
     if how == "rollback":
         _rpc(stack, "anvil_rollback", [stack.w3.eth.block_number - block + 1])
@@ -167,7 +167,7 @@ def test_fulfilment_reorganised_away_at_depth_0_is_sent_again(shallow: Running, 
     _final_chain_settles(shallow, [event.request_id])
     key = request_key(stack.chain_id, stack.addresses["AIOracle"], event.request_id)
     assert shallow.model.books.answered[key] == 1  # the stored answer was re-sent, not re-asked
-    wait_until(lambda: _state(shallow, event.request_id) == State.FULFILLED, 10, what="the row to say fulfilled")
+    wait_until(lambda: _state(shallow, event.request_id) == RequestState.FULFILLED, 10, what="the row to say fulfilled")
 
 
 def test_many_fulfilments_reorganised_away_at_depth_0_all_end_answered_once(shallow: Running) -> None:
@@ -194,7 +194,7 @@ def test_fulfilment_not_yet_final_is_sent_again_when_its_block_goes(deep: Runnin
     assert stack.w3.eth.block_number - block < 2  # mined, short of the confirmation depth
     _rpc(stack, "anvil_rollback", [stack.w3.eth.block_number - block + 1])
     _final_chain_settles(deep, [event.request_id], mine=1)
-    wait_until(lambda: _state(deep, event.request_id) == State.FULFILLED, 10, what="the row to say fulfilled")
+    wait_until(lambda: _state(deep, event.request_id) == RequestState.FULFILLED, 10, what="the row to say fulfilled")
 
 
 def test_final_fulfilment_undone_by_a_reorg_deeper_than_the_depth_is_sent_again(deep: Running) -> None:
@@ -204,10 +204,10 @@ def test_final_fulfilment_undone_by_a_reorg_deeper_than_the_depth_is_sent_again(
     _wait_delivered(deep, event.request_id)
     block = _fulfilment_block(stack, event.request_id)
     _mine(stack, 3)
-    wait_until(lambda: _state(deep, event.request_id) == State.FULFILLED, 10, what="the fulfilment to be final")
+    wait_until(lambda: _state(deep, event.request_id) == RequestState.FULFILLED, 10, what="the fulfilment to be final")
     _rpc(stack, "anvil_reorg", [stack.w3.eth.block_number - block + 1, []])  # deeper than 2 confirmations
     _final_chain_settles(deep, [event.request_id], mine=1)
-    wait_until(lambda: _state(deep, event.request_id) == State.FULFILLED, 10, what="the row to say fulfilled")
+    wait_until(lambda: _state(deep, event.request_id) == RequestState.FULFILLED, 10, what="the row to say fulfilled")
     key = request_key(stack.chain_id, stack.addresses["AIOracle"], event.request_id)
     assert deep.model.books.answered[key] == 1
 
@@ -218,7 +218,7 @@ def test_request_and_its_fulfilment_re_included_keep_the_row_whole(shallow: Runn
     request_block = stack.w3.eth.block_number
     _wait_delivered(shallow, event.request_id)
     fulfil_block = _fulfilment_block(stack, event.request_id)
-    wait_until(lambda: _state(shallow, event.request_id) == State.FULFILLED and _cursor(shallow) >= fulfil_block,
+    wait_until(lambda: _state(shallow, event.request_id) == RequestState.FULFILLED and _cursor(shallow) >= fulfil_block,
                10, what="settlement")
     hashes = [bytes(stack.w3.eth.get_block(b)["transactions"][0]) for b in (request_block, fulfil_block)]  # type: ignore[arg-type]
     raws = [_rpc(stack, "eth_getRawTransactionByHash", ["0x" + h.hex()]) for h in hashes]
@@ -230,7 +230,7 @@ def test_request_and_its_fulfilment_re_included_keep_the_row_whole(shallow: Runn
 
     def whole() -> bool:
         row = _row(shallow, event.request_id)
-        return (row is not None and row.state == State.FULFILLED
+        return (row is not None and row.state == RequestState.FULFILLED
                 and row.fulfill_tx == bytes(fulfilled["transactionHash"]) and row.result is not None
                 and row.receipt_hash is not None and row.signature is not None)
 
@@ -253,7 +253,7 @@ def test_reorg_deeper_than_max_reorg_depth_stops_the_chains_intake(bounded: Runn
     _wait_delivered(run, event.request_id)
     _mine(stack, 4)
     head = stack.w3.eth.block_number
-    wait_until(lambda: _cursor(run) >= head and _state(run, event.request_id) == State.FULFILLED, 10,
+    wait_until(lambda: _cursor(run) >= head and _state(run, event.request_id) == RequestState.FULFILLED, 10,
                what="the watcher to reach the head")
     _rpc(stack, "anvil_reorg", [8, []])  # the request and its fulfilment go, 5 and more blocks deep
     wait_until(lambda: "reorg deeper than max_reorg_depth 2" in run.daemon.log(), 15,
@@ -262,13 +262,13 @@ def test_reorg_deeper_than_max_reorg_depth_stops_the_chains_intake(bounded: Runn
     wait_until(lambda: "beyond max_reorg_depth 2" in run.daemon.log(), 15,
                what="the transaction manager to leave its transaction as it is")
     # nothing beyond the bound was touched: the request is still on record as fulfilled
-    assert _state(run, event.request_id) == State.FULFILLED
+    assert _state(run, event.request_id) == RequestState.FULFILLED
     assert _cursor(run) == head
     assert run.daemon.stop() == 0
     run.restart()  # a restart meets the same reorg and stops again, still touching nothing
     wait_until(lambda: run.daemon.log().count("reorg deeper than max_reorg_depth 2") >= 2, 15,
                what="the restarted daemon to stop the intake again")
-    assert _state(run, event.request_id) == State.FULFILLED
+    assert _state(run, event.request_id) == RequestState.FULFILLED
 
 
 def test_relayed_fulfilment_reorganised_away_above_the_cursor_is_answered_again(tmp_path: Path) -> None:
@@ -283,7 +283,7 @@ def test_relayed_fulfilment_reorganised_away_above_the_cursor_is_answered_again(
             # anyone may relay a signed response: another account does, while the daemon asks its model
             fulfill(stack, event, success_response(event, 7), sender=stack.keys.agents)
             relay_block = stack.w3.eth.block_number
-            wait_until(lambda: _state(run, event.request_id) == State.FULFILLED, 10,
+            wait_until(lambda: _state(run, event.request_id) == RequestState.FULFILLED, 10,
                        what="the relayed settlement to be taken in")
             assert _cursor(run) < relay_block  # above the cursor: only the subscription saw it
             assert run.daemon.stop() == 0
@@ -321,7 +321,8 @@ def test_request_id_given_to_another_request_while_the_first_is_answered_gets_th
             assert _wait_delivered(run, second.request_id)["status"] == Status.SUCCESS
             _final_chain_settles(run, [second.request_id])
             assert _skipped(stack) == []
-            wait_until(lambda: _state(run, second.request_id) == State.FULFILLED, 10, what="the row to say fulfilled")
+            wait_until(lambda: _state(run, second.request_id) == RequestState.FULFILLED, 10,
+                       what="the row to say fulfilled")
         finally:
             assert run.daemon.stop() == 0
             model.stop()
@@ -336,7 +337,7 @@ def test_fulfilment_re_included_after_its_request_id_went_to_another_request_lea
     asked_in = stack.w3.eth.block_number
     _wait_delivered(shallow, first.request_id)
     answered_in = _fulfilment_block(stack, first.request_id)
-    wait_until(lambda: _state(shallow, first.request_id) == State.FULFILLED and _cursor(shallow) >= answered_in,
+    wait_until(lambda: _state(shallow, first.request_id) == RequestState.FULFILLED and _cursor(shallow) >= answered_in,
                10, what="settlement")
     ask_tx = stack.w3.eth.get_block(asked_in)["transactions"][0]
     fulfil_tx = stack.w3.eth.get_block(answered_in)["transactions"][0]
@@ -356,4 +357,4 @@ def test_fulfilment_re_included_after_its_request_id_went_to_another_request_lea
     # the other request under the id is answered, once
     assert _wait_delivered(shallow, first.request_id)["status"] == Status.SUCCESS
     _final_chain_settles(shallow, [first.request_id])
-    wait_until(lambda: _state(shallow, first.request_id) == State.FULFILLED, 10, what="the row to say fulfilled")
+    wait_until(lambda: _state(shallow, first.request_id) == RequestState.FULFILLED, 10, what="the row to say fulfilled")

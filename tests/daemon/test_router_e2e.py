@@ -76,7 +76,7 @@ def _receipt(p: Providers, request_id: bytes) -> dict[str, Any]:
     key = request_key(p.stack.chain_id, p.stack.addresses["AIOracle"], request_id)
     store = Store.open(p.store_path)
     try:
-        stored = store.receipt(key)
+        stored = store.requests.receipt(key)
     finally:
         store.close()
     assert stored is not None

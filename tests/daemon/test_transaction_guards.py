@@ -12,7 +12,7 @@ from oracle.devnet.answer import ask
 from oracle.devnet.harness import wait_until
 from oracle.devnet.model_server import ModelServer
 from oracle.protocol import PolicyClass, ResultSpec, ResultType, Status
-from oracle.store import State, Store, request_key
+from oracle.store import RequestState, Store, request_key
 from tests.daemon.conftest import Running, start_daemon
 from tests.daemon.test_reorgs import _rpc, _state
 from tests.daemon.test_result_types import _decoded, _params, _wait_delivered
@@ -51,7 +51,7 @@ def test_spent_daily_gas_budget_holds_sending(env: tuple[LocalStack, ModelServer
     try:
         event = ask(stack, _params(run, SPEC, prompt="over budget"))
         wait_until(lambda: "daily gas budget" in run.daemon.log(), 15, what="the daemon to say sending is held")
-        assert _state(run, event.request_id) == State.SIGNED  # answered and signed, not sent
+        assert _state(run, event.request_id) == RequestState.SIGNED  # answered and signed, not sent
         assert not _decoded(run, event.request_id)["delivered"]
     finally:
         assert run.daemon.stop() == 0
@@ -71,7 +71,7 @@ def test_stuck_transaction_is_repriced_under_the_same_nonce(env: tuple[LocalStac
         def txs(states: list[str]) -> list[Any]:
             store = Store.open(run.config["store"]["path"])
             try:
-                return store.txs_in_state(stack.chain_id, stack.keys.signer.address, states)
+                return store.txs.in_state(stack.chain_id, stack.keys.signer.address, states)
             finally:
                 store.close()
 

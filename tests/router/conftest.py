@@ -64,4 +64,4 @@ def store(tmp_path: Path) -> Iterator[Store]:
 async def router_for(deployments: list[ModelDeployment], store: Store,
                      settings: RouterSettings = FAST) -> AsyncIterator[ModelRouter]:
     async with aiohttp.ClientSession() as session:
-        yield ModelRouter(Catalog(deployments), session, store, settings)
+        yield ModelRouter(Catalog(deployments), session, store.routing, settings)

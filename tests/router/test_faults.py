@@ -37,7 +37,7 @@ async def test_three_failing_providers(servers: Callable[..., ModelServer], stor
         async def one(n: int) -> bool:
             async with gate:
                 request = route_request(f"question {n}", n=n)
-                answer = await router.answer(request, time.time() + 30, [])
+                answer = await router.answer(request, time.time() + 30)
                 return answer.status == Status.SUCCESS
 
         results = await asyncio.gather(*(one(n) for n in range(REQUESTS)))

@@ -30,7 +30,7 @@ async def _answer(deployments: list[ModelDeployment], store: Store, request: Rou
                   settings: RouterSettings = FAST) -> tuple[Answer, ModelRouter]:
     async with router_for(deployments, store, settings) as router:
         request = request or route_request()
-        return await router.answer(request, _later(), store.attempts(request.key)), router
+        return await router.answer(request, _later()), router
 
 
 def _outcomes(answer: Answer) -> list[tuple[str, str, str]]:
@@ -121,7 +121,7 @@ async def test_the_plan_is_walked_again_while_budget_is_left(servers: Servers, s
     async with router_for([deployment("a", flaky)], store, settings) as router:
         for n in range(40):
             request = route_request(n=n)
-            wins += (await router.answer(request, _later(), [])).status == Status.SUCCESS
+            wins += (await router.answer(request, _later())).status == Status.SUCCESS
     assert wins >= 36  # 1 - 0.5**4 of them, give or take
 
 
@@ -129,7 +129,7 @@ async def test_the_deadline_stops_the_walk(servers: Servers, store: Store) -> No
     slow = servers(Knobs(force="timeout", timeout_sleep=3.0))
     async with router_for([deployment("a", slow)], store) as router:
         started = time.monotonic()
-        answer = await router.answer(route_request(), time.time() + 1.5, [])
+        answer = await router.answer(route_request(), time.time() + 1.5)
     assert answer.reason in (ReasonCode.DEADLINE_TOO_SHORT, ReasonCode.PROVIDERS_UNAVAILABLE)
     assert time.monotonic() - started < 2.0
 
@@ -140,17 +140,17 @@ async def test_the_breaker_stops_traffic_to_a_dead_deployment_even_alone(servers
     dead = servers(Knobs(force="500"))
     settings = FAST.model_copy(update={"breaker_min_calls": 3, "retries": 0, "breaker_cooldown": 0.3})
     async with router_for([deployment("dead", dead)], store, settings) as router:
-        answers = [await router.answer(route_request(n=n), _later(), []) for n in range(10)]
+        answers = [await router.answer(route_request(n=n), _later()) for n in range(10)]
         assert dead.books.total == 3  # then the breaker opened
         assert all(a.reason == ReasonCode.PROVIDERS_UNAVAILABLE for a in answers)
         assert "breaker" in answers[-1].detail and answers[-1].receipt["attempts"] == []
         assert router.health.report()["dead"]["breaker"] == "open"
         await asyncio.sleep(0.35)
-        await router.answer(route_request(n=11), _later(), [])
+        await router.answer(route_request(n=11), _later())
         assert dead.books.total == 4  # one probe after the cooldown, which failed: open again
         dead.knobs.force = None
         await asyncio.sleep(0.65)  # the cooldown doubled
-        healed = await router.answer(route_request(n=12), _later(), [])
+        healed = await router.answer(route_request(n=12), _later())
         assert healed.status == Status.SUCCESS and router.health.report()["dead"]["breaker"] == "closed"
 
 
@@ -158,8 +158,8 @@ async def test_health_is_in_the_receipt_and_in_the_report(servers: Servers, stor
     server = servers(Knobs(latency=0.02))
     async with router_for([deployment("a", server)], store) as router:
         for n in range(6):
-            await router.answer(route_request(n=n), _later(), [])
-        answer = await router.answer(route_request(n=99), _later(), [])
+            await router.answer(route_request(n=n), _later())
+        answer = await router.answer(route_request(n=99), _later())
         report = router.health.report()["a"]
     p50, p90, error_ppm, samples, breaker = answer.receipt["decision"]["health"]["a"]
     assert samples == 6 and error_ppm == 0 and breaker == "closed" and 20 <= p50 <= p90 < 1000
@@ -209,12 +209,12 @@ async def test_a_resumed_request_replays_its_calls_and_reuses_its_idempotency_ke
     slow = servers(Knobs(latency=0.5))
     request = route_request()
     async with router_for([deployment("a", slow)], store) as router:
-        task = asyncio.create_task(router.answer(request, _later(), []))
+        task = asyncio.create_task(router.answer(request, _later()))
         await asyncio.sleep(0.2)
         task.cancel()  # as if the daemon died mid-call
         with pytest.raises(asyncio.CancelledError):
             await task
-    started = store.attempts(request.key)
+    started = store.routing.attempts(request.key)
     assert [(a.attempt_id, a.state) for a in started] == [(1, "started")]
     slow.knobs.latency = 0
     answer, _ = await _answer([deployment("a", slow)], store, request)
@@ -248,8 +248,8 @@ async def test_a_resumed_request_keeps_its_decision(servers: Servers, store: Sto
     decided = first.receipt["decision"]
     async with router_for([deployment("a", a), deployment("b", b)], store) as router:
         for n in range(8):  # health now differs from when the request was first decided
-            await router.answer(route_request(n=100 + n), _later(), [])
-        again = await router.answer(request, time.time() + 5, store.attempts(request.key))
+            await router.answer(route_request(n=100 + n), _later())
+        again = await router.answer(request, time.time() + 5)
     assert again.receipt["decision"] == decided
 
 
@@ -259,16 +259,16 @@ async def test_a_receipt_decision_recomputes_and_a_forged_one_does_not(servers: 
     a, b = servers(), servers()
     answer, _ = await _answer([deployment("a", a), deployment("b", b, input_price=1)], store)
     body = canonical_json({"router": answer.receipt})
-    assert audit_receipt(body, store) == []
+    assert audit_receipt(body, store.routing) == []
     forged = json.loads(body)
     forged["router"]["decision"]["plan"].reverse()
-    assert "does not recompute" in audit_receipt(canonical_json(forged), store)[0]
+    assert "does not recompute" in audit_receipt(canonical_json(forged), store.routing)[0]
     forged = json.loads(body)
     forged["router"]["decision"]["health"]["b"][4] = "open"
-    assert audit_receipt(canonical_json(forged), store)
+    assert audit_receipt(canonical_json(forged), store.routing)
     forged = json.loads(body)
     forged["router"]["catalog_version"] = "0x" + "00" * 32
-    assert "not stored" in audit_receipt(canonical_json(forged), store)[0]
+    assert "not stored" in audit_receipt(canonical_json(forged), store.routing)[0]
 
 
 async def test_attempts_carry_cost_usage_and_the_raw_response_hash(servers: Servers, store: Store) -> None:
@@ -280,7 +280,7 @@ async def test_attempts_carry_cost_usage_and_the_raw_response_hash(servers: Serv
     (note,) = answer.receipt["attempts"]
     usage = note["usage"]
     assert note["cost"] == -(-(usage["input"] * 2_000_000 + usage["output"] * 8_000_000) // 1_000_000) + 3
-    raw = store.raw_response(note["response_sha256"])
+    raw = store.routing.raw_response(note["response_sha256"])
     assert raw is not None and hashlib.sha256(raw).hexdigest() == note["response_sha256"]
     assert note["payment_id"] is None  # paid by key, not over x402
 
@@ -303,7 +303,7 @@ async def test_calls_stop_when_their_worst_case_no_longer_fits_the_fee(servers: 
     allowance = 350  # room for three calls
     async with router_for(deployments, store, FAST.model_copy(update={"attempt_budget": 4})) as router:
         request = route_request(allowance=allowance)
-        answer = await router.answer(request, _later(), [])
+        answer = await router.answer(request, _later())
     attempts = answer.receipt["attempts"]
     assert answer.status == Status.FAILURE and answer.reason in (ReasonCode.MALFORMED, ReasonCode.BUDGET_EXHAUSTED)
     assert sum(x["cost"] for x in attempts) <= allowance
@@ -314,7 +314,7 @@ async def test_a_call_that_never_answers_keeps_its_worst_case_reserved(servers: 
     silent = servers(Knobs(force="timeout", timeout_sleep=2.0))
     d = deployment("a", silent, timeout=0.2, input_price=0, output_price=0, call_price=100)
     async with router_for([d], store, FAST.model_copy(update={"attempt_budget": 4, "retries": 2})) as router:
-        answer = await router.answer(route_request(allowance=200), _later(), [])
+        answer = await router.answer(route_request(allowance=200), _later())
     # the provider may have done (and billed) the work of a call that timed out: two such calls fill
     # an allowance of two worst cases, where 4 slots x 3 tries would have been made
     assert answer.status == Status.FAILURE and silent.books.total == 2, _outcomes(answer)
@@ -325,7 +325,7 @@ async def test_ensemble_members_reserve_their_share_before_they_call(servers: Se
     deployments = [deployment(f"m{i}", s, timeout=0.2, input_price=0, output_price=0, call_price=100)
                    for i, s in enumerate(members)]
     async with router_for(deployments, store, FAST.model_copy(update={"attempt_budget": 4, "retries": 2})) as router:
-        answer = await router.answer(route_request(spec="ensemble:2", allowance=300), _later(), [])
+        answer = await router.answer(route_request(spec="ensemble:2", allowance=300), _later())
     # two members call at once, each holding 100 before it sends; the third call fills the allowance
     assert answer.status == Status.FAILURE
     assert sum(s.books.total for s in members) == 3, _outcomes(answer)

@@ -85,4 +85,4 @@ def store(tmp_path: Path) -> Iterator[Store]:
 async def paying_client(s: X402Stack, store: Store, **overrides: Any) -> AsyncIterator[PayingClient]:
     async with aiohttp.ClientSession() as session:
         yield PayingClient(session, PaymentWallet(s.stack.keys.payment_wallet.private_key), s.settings(**overrides),
-                           store)
+                           store.payments)

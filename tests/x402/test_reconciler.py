@@ -66,13 +66,13 @@ async def _reconcile(s: X402Stack, store: Store, rpc_url: str | None = None, clo
     network = {"network": s.network, "rpc_url": rpc_url or s.stack.rpc_url, "confirmations": confirmations,
                "max_log_range": max_log_range, "rpc_timeout": 2.0}
     async with aiohttp.ClientSession() as session:
-        reconciler = Reconciler(store, s.settings(networks=[network]), session, stale_after=0,
+        reconciler = Reconciler(store.payments, s.settings(networks=[network]), session, stale_after=0,
                                 clock=(lambda: clock) if clock is not None else time.time)
         return await reconciler.run_once()
 
 
 def _row(store: Store, p: Payment) -> Payment:
-    row = store.payment(p.id)
+    row = store.payments.payment(p.id)
     assert row is not None
     return row
 
@@ -88,7 +88,7 @@ async def test_a_settlement_is_final_only_at_the_confirmation_depth(chain: X402S
     assert (await _reconcile(chain, store, confirmations=3)).final == 1
     row = _row(store, paid)
     assert row.final and row.state == "settled" and row.settled_block == block
-    assert paid.id not in [p.id for p in store.settlements_to_confirm()]  # no longer re-checked
+    assert paid.id not in [p.id for p in store.payments.settlements_to_confirm()]  # no longer re-checked
 
 
 async def test_a_settlement_moved_to_another_block_is_followed(chain: X402Stack, store: Store) -> None:

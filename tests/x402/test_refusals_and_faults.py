@@ -16,7 +16,7 @@ from aiohttp import web
 
 from oracle.config import X402Pin
 from oracle.devnet.loopback import LoopbackServer
-from oracle.store import Payment, Store
+from oracle.store import ForbiddenTransition, Payment, PaymentState, Store
 from oracle.x402 import PaymentContext
 from oracle.x402.reconciler import PAID_WITHOUT_DELIVERY, Reconciler
 from tests.x402.conftest import PRICE, X402Stack, paying_client
@@ -155,7 +155,7 @@ async def test_hostile_402_answers_are_refused(x402_stack: X402Stack, store: Sto
 
 async def _reconcile(s: X402Stack, store: Store, clock: float | None = None) -> Any:
     async with aiohttp.ClientSession() as session:
-        reconciler = Reconciler(store, s.settings(), session, stale_after=0,
+        reconciler = Reconciler(store.payments, s.settings(), session, stale_after=0,
                                 clock=(lambda: clock) if clock is not None else time.time)
         return await reconciler.run_once()
 
@@ -186,7 +186,7 @@ async def test_a_failed_settlement_holds_its_budget_until_the_token_says_it_expi
     assert (await _pay(x402_stack, store, budget=budget)).budget  # counted as spent while unresolved
     assert (await _reconcile(x402_stack, store)).pending == 1  # unused, still valid
     report = await _reconcile(x402_stack, store, clock=time.time() + 600)  # past its validBefore
-    assert report.expired == 1 and store.payment(reply.payment.id).state == "expired"  # type: ignore[union-attr]
+    assert report.expired == 1 and store.payments.payment(reply.payment.id).state == "expired"  # type: ignore[union-attr]
     again = await _pay(x402_stack, store, budget=budget)  # the budget it held is free again
     assert again.status == 200 and again.payment.state == "settled"
 
@@ -197,7 +197,7 @@ async def test_settlement_pending_is_resolved_by_the_reconciler(x402_stack: X402
     reply = await _pay(x402_stack, store)
     assert reply.status == 200 and reply.payment.state == "unknown"
     report = await _reconcile(x402_stack, store)
-    row = store.payment(reply.payment.id)
+    row = store.payments.payment(reply.payment.id)
     assert report.settled == 1 and row is not None and row.state == "settled" and row.delivered
     assert row.tx_hash and _settlements(x402_stack) == before + 1
 
@@ -221,26 +221,31 @@ async def test_a_dropped_connection_after_paying_without_payment_identifiers_is_
     assert reply.status == 402 and reply.payment.state == "unknown"
     assert _settlements(x402_stack) == before + 1  # one settlement for the attempt
     report = await _reconcile(x402_stack, store)
-    row = store.payment(reply.payment.id)
+    row = store.payments.payment(reply.payment.id)
     assert row is not None and row.state == "settled" and row.error == PAID_WITHOUT_DELIVERY
     assert report.flagged == [row.id]
 
 
-async def test_an_expired_unresolved_payment_frees_its_budget(x402_stack: X402Stack, store: Store) -> None:
-    row = store.reserve_payment(Payment(0, "k", 1, "local", "0x" + "22" * 20, x402_stack.network,
+@pytest.mark.parametrize("left_in", [PaymentState.SIGNED, PaymentState.SENT],
+                         ids=["stopped before sending", "sent, no answer"])
+async def test_an_expired_unresolved_payment_frees_its_budget(x402_stack: X402Stack, store: Store,
+                                                              left_in: PaymentState) -> None:
+    row = store.payments.reserve(Payment(0, "k", 1, "local", "0x" + "22" * 20, x402_stack.network,
                                         x402_stack.stack.addresses["TestUSD"], x402_stack.stack.keys.owner.address,
                                         PRICE, x402_stack.stack.keys.payment_wallet.address, 2, "", 0, "", "reserved",
                                         "", "", False), time.time(), 3600,
                                 {"total": PRICE, "per_provider": PRICE, "per_requester": PRICE}, 8)
     assert not isinstance(row, str)
-    store.update_payment(row.id, state="signed", nonce="0x" + "ab" * 32, valid_before=int(time.time()) + 60,
-                         header="x")
+    store.payments.transition(row.id, [PaymentState.RESERVED], PaymentState.SIGNED, nonce="0x" + "ab" * 32,
+                              valid_before=int(time.time()) + 60, header="x")
+    if left_in == PaymentState.SENT:  # handed to a provider that never answered and never settled it
+        store.payments.transition(row.id, [PaymentState.SIGNED], PaymentState.SENT)
     store.commit_now()
     budget = {"total": PRICE, "per_provider": PRICE, "per_requester": PRICE}
     assert (await _pay(x402_stack, store, budget=budget)).budget  # held by the unresolved payment
     assert (await _reconcile(x402_stack, store)).pending == 1  # not used on-chain, still valid: wait
     report = await _reconcile(x402_stack, store, clock=time.time() + 300)  # past validBefore and the margin
-    assert report.expired == 1 and store.payment(row.id).state == "expired"  # type: ignore[union-attr]
+    assert report.expired == 1 and store.payments.payment(row.id).state == "expired"  # type: ignore[union-attr]
     assert (await _pay(x402_stack, store, budget=budget)).status == 200
 
 
@@ -280,10 +285,10 @@ async def test_stopped_between_sending_and_the_answer_pays_at_most_once(x402_sta
                 await task
     finally:
         s.model.knobs.latency = 0.0
-    row = store.payment_for(ctx.request_key, ctx.attempt_id)
+    row = store.payments.payment_for(ctx.request_key, ctx.attempt_id)
     assert row is not None and row.state == "sent"
     async with aiohttp.ClientSession() as session:
-        reconciler = Reconciler(store, s.settings(), session)
+        reconciler = Reconciler(store.payments, s.settings(), session)
         async with paying_client(s, store) as client:
             client.resolve = reconciler.resolve
             reply = await client.post(f"{s.model.base_url}/chat/completions", BODY.encode(), HEADERS, 30, ctx, s.pin,
@@ -317,7 +322,7 @@ def test_the_policy_pays_only_exact_eip3009_offers(x402_stack: X402Stack) -> Non
 
 async def test_stopped_between_reserving_and_signing_a_new_attempt_pays(x402_stack: X402Stack, store: Store) -> None:
     s, ctx = x402_stack, _ctx()
-    reserved = store.reserve_payment(Payment(0, ctx.request_key, ctx.attempt_id, "local", ctx.requester, s.network,
+    reserved = store.payments.reserve(Payment(0, ctx.request_key, ctx.attempt_id, "local", ctx.requester, s.network,
                                              s.stack.addresses["TestUSD"], s.stack.keys.owner.address, PRICE,
                                              s.stack.keys.payment_wallet.address, 2, "", 0, "", "reserved", "", "",
                                              False), time.time(), 3600, {"total": 10**9, "per_provider": 10**9,
@@ -326,23 +331,26 @@ async def test_stopped_between_reserving_and_signing_a_new_attempt_pays(x402_sta
     reply = await _pay(s, store, ctx)
     assert reply.spent and reply.payment.id == reserved.id and reply.payment.nonce == ""  # nothing signed for it
     report = await _reconcile(s, store)
-    assert report.expired >= 1 and store.payment(reserved.id).state == "expired"  # type: ignore[union-attr]
+    assert report.expired >= 1 and store.payments.payment(reserved.id).state == "expired"  # type: ignore[union-attr]
     fresh = await _pay(s, store, PaymentContext(ctx.request_key, ctx.requester, ctx.attempt_id + 1, ctx.max_amount))
     assert fresh.status == 200 and fresh.payment.state == "settled"
 
 
 def test_a_final_payment_stays_final_and_gives_its_budget_back_once(store: Store) -> None:
     limits = {"total": 1_000, "per_provider": 1_000, "per_requester": 1_000}
-    row = store.reserve_payment(Payment(0, "k", 1, "p", "r", "eip155:1", "0xa", "0xb", 1_000, "0xc", 2, "", 0, "",
+    row = store.payments.reserve(Payment(0, "k", 1, "p", "r", "eip155:1", "0xa", "0xb", 1_000, "0xc", 2, "", 0, "",
                                         "reserved", "", "", False), time.time(), 3600, limits, 8)
     assert not isinstance(row, str)
-    store.update_payment(row.id, state="expired")
-    store.update_payment(row.id, state="unknown", error="a late answer")  # refused: expired is final
-    store.update_payment(row.id, state="expired")
+    P = PaymentState
+    assert store.payments.transition(row.id, [P.RESERVED], P.EXPIRED)
+    with pytest.raises(ForbiddenTransition, match="expired -> unknown"):  # expired is final
+        store.payments.transition(row.id, [P.EXPIRED], P.UNKNOWN, error="a late answer")
+    assert not store.payments.transition(row.id, [P.SENT], P.UNKNOWN, error="a late answer")  # it is not sent
+    assert store.payments.transition(row.id, [P.RESERVED, P.EXPIRED], P.EXPIRED)  # again: no second give-back
     store.commit_now()
-    assert store.payment(row.id).state == "expired"  # type: ignore[union-attr]
+    assert store.payments.payment(row.id).state == "expired"  # type: ignore[union-attr]
     for attempt in (2, 3):  # the budget came back exactly once: one more full payment fits, not two
-        again = store.reserve_payment(Payment(0, "k", attempt, "p", "r", "eip155:1", "0xa", "0xb", 1_000, "0xc", 2, "",
+        again = store.payments.reserve(Payment(0, "k", attempt, "p", "r", "eip155:1", "0xa", "0xb", 1_000, "0xc", 2, "",
                                               0, "", "reserved", "", "", False), time.time(), 3600, limits, 8)
         assert isinstance(again, str) == (attempt == 3), again
 

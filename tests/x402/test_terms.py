@@ -148,7 +148,7 @@ async def test_payments_of_unknown_fate_count_at_full_amount_against_the_allowan
     kept = {decode_payment_signature_header(h).payload["authorization"]["nonce"] for h in s.paywall.kept}
     assert len(kept) * PRICE <= allowance  # what the provider holds and may still settle
     assert len(kept) == 1
-    signed = [p for p in store.payments() if p.request_key == key and p.header]
+    signed = [p for p in store.payments.payments() if p.request_key == key and p.header]
     assert sum(p.amount for p in signed) <= allowance
     assert all("request allowance" in r for r in refusals[1:]), refusals
 
@@ -278,10 +278,10 @@ async def test_the_router_never_signs_beyond_a_requests_allowance_when_answers_n
     request = route_request("held answers", spec="held-0-2026-01-01,held-1-2026-01-01", allowance=3_000)
     settings = RouterSettings(attempt_budget=4, retries=1, backoff=0.01, backoff_max=0.2)
     async with aiohttp.ClientSession() as session, paying_client(s, store) as paying:
-        router = ModelRouter(Catalog(deployments), session, store, settings, paying=paying)
-        answer = await router.answer(request, time.time() + 30, [])
+        router = ModelRouter(Catalog(deployments), session, store.routing, settings, paying=paying)
+        answer = await router.answer(request, time.time() + 30)
     assert answer.status == Status.FAILURE
-    signed = [p for p in store.payments() if p.request_key == request.key and p.header]
+    signed = [p for p in store.payments.payments() if p.request_key == request.key and p.header]
     assert sum(p.amount for p in signed) <= 3_000, [(p.attempt_id, p.state, p.amount) for p in signed]
     assert len(s.paywall.kept) - kept <= 2  # one authorization, sent at most twice (the same header)
     held = {decode_payment_signature_header(h).payload["authorization"]["nonce"] for h in s.paywall.kept[kept:]}

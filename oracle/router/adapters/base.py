@@ -152,7 +152,7 @@ async def send(session: aiohttp.ClientSession, fmt: WireFormat, d: ModelDeployme
 def _payment_id(paying: PayingClient | None, payment: PaymentContext | None) -> int | None:
     if paying is None or payment is None:
         return None
-    found = paying.store.payment_for(payment.request_key, payment.attempt_id)
+    found = paying.payments.payment_for(payment.request_key, payment.attempt_id)
     return found.id if found is not None else None
 
 
