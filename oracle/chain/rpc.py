@@ -69,7 +69,7 @@ def _bytes(value: str) -> bytes:
 # caller decides, e.g. with a smaller log range), nor is anything that sends.
 READS = frozenset({"eth_chainId", "eth_blockNumber", "eth_getBlockByNumber", "eth_getLogs", "eth_getTransactionCount",
                    "eth_getBalance", "eth_getTransactionReceipt", "eth_getTransactionByHash", "eth_call",
-                   "eth_feeHistory", "eth_estimateGas"})
+                   "eth_feeHistory"})
 INTERNAL_ERROR = -32603
 
 
@@ -176,9 +176,6 @@ class ChainClient:
         if sender is not None:
             tx["from"] = sender
         return _bytes(await self.call("eth_call", [tx, block]))
-
-    async def estimate_gas(self, sender: str, to: str, data: bytes) -> int:
-        return _int(await self.call("eth_estimateGas", [{"from": sender, "to": to, "data": "0x" + data.hex()}]))
 
     async def fee_history(self) -> tuple[int, int]:
         """(base fee of the next block, median priority fee paid in the latest block), wei."""

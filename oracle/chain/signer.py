@@ -9,7 +9,7 @@ from __future__ import annotations
 import coincurve
 from eth_utils import keccak, to_checksum_address
 
-from oracle.protocol import OffchainResult, Response, typed_data_digest
+from oracle.protocol import Response, typed_data_digest
 
 
 class ResponseSigner:
@@ -33,6 +33,3 @@ class ResponseSigner:
 
     def sign_response(self, response: Response) -> bytes:
         return self.sign_digest(typed_data_digest(self.chain_id, self.oracle, response.struct_hash()))
-
-    def sign_offchain_result(self, result: OffchainResult) -> bytes:
-        return self.sign_digest(typed_data_digest(self.chain_id, self.oracle, result.struct_hash()))
