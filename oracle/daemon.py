@@ -105,6 +105,11 @@ class Daemon:
             raise ConfigError(f"chains[{chain.name}].chain_id is {chain.chain_id} but {chain.rpc_url} serves "
                               f"chain {actual}")
         clock = ChainClock()
+        # The chain's time before anything acts on a deadline: a restart must not take the machine's
+        # clock for the chain's (a chain ahead of it would have its expired requests answered).
+        head = await patiently(lambda: rpc.header("latest"))
+        if head is not None:
+            clock.observe(head.timestamp)
         txm = TxManager(chain, rpc, store.requests, store.txs, key, clock=clock.now)
         await self._check_fees(rpc, chain, txm)
         signer = ResponseSigner(key, chain.chain_id, chain.oracle)
