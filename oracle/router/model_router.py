@@ -191,7 +191,7 @@ class _Run:
         # attempts were dropped but whose payments stay on the ledger.
         # (Only a router that pays over x402 has payments to look up: no query on the common path.)
         # (The x402 client caps the sum of the request's payments at its allowance from the ledger.)
-        _, last_paid = router.paying.payments.request_payments(request.key) if router.paying is not None else (0, 0)
+        last_paid = router.paying.last_paid_attempt(request.key) if router.paying is not None else 0
         self.next_id = max(max((a.attempt_id for a in prior), default=0), last_paid) + 1
         # What the request's calls may cost, micro-USD, held against its allowance across every attempt,
         # fallback and ensemble member: a call reserves its worst case (its answer at max tokens at the
@@ -330,10 +330,10 @@ class _Run:
         if prior is not None and prior.state == "done":
             raw = store.raw_response(prior.raw_sha256) if prior.raw_sha256 else None
             paying = self.r.paying
-            paid = paying.payments.payment_for(self.request.key, prior.attempt_id) if paying is not None else None
+            paid = paying.payment_id(self.request.key, prior.attempt_id) if paying is not None else None
             reply = ProviderReply(prior.outcome, prior.kind, text=prior.answer, usage=prior.usage, raw=raw or b"",
                                   http_status=prior.http_status, error=prior.error, latency_ms=int(prior.latency_ms),
-                                  payment_id=paid.id if paid is not None else None)
+                                  payment_id=paid)
             self._note(prior.attempt_id, e, reply, prior.cost)
             return reply  # not counted in health again: it was when it was made
         request = self.request

@@ -6,7 +6,7 @@ authorization with the SDK, stores the header, re-sends, and records the settlem
 reconciler resolves payments whose fate is unknown from the token's own records.
 """
 
-from oracle.x402.client import PaidReply, PayingClient, PaymentContext
+from oracle.x402.client import Paid, PaidReply, PayingClient, PaymentContext
 from oracle.x402.wallet import PaymentWallet
 
-__all__ = ["PaidReply", "PayingClient", "PaymentContext", "PaymentWallet"]
+__all__ = ["Paid", "PaidReply", "PayingClient", "PaymentContext", "PaymentWallet"]

@@ -16,6 +16,7 @@ send answered 402 without a settlement) is rejected outright.
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -67,16 +68,37 @@ class PaymentContext:
     call_max: int | None = None
 
 
+class Paid(enum.StrEnum):
+    """What became of a call's payment, as the router needs to know it (it never reads the ledger)."""
+
+    NONE = "none"  # no 402: the call was free
+    PAID = "paid"  # paid, or its stored signature sent again: the reply is the provider's answer
+    REFUSED = "refused"  # a 402 this client will not pay (policy, a malformed 402, a dead signature)
+    BUDGET = "budget"  # a 402 a budget or the cap on unresolved payments stops
+    # a payment sent before (e.g. before a restart) was refused now: its nonce may be spent with the
+    # answer lost; a new attempt pays anew, this one is left to the reconciler
+    RESENT = "resent"
+
+
 @dataclass
 class PaidReply:
     status: int
     headers: Mapping[str, str]
     raw: bytes
-    payment: Payment | None = None  # the payment made (or re-used) for this reply
-    refusal: str = ""  # why a 402 was not paid
-    budget: bool = False  # the refusal was a budget or the cap on unresolved payments
-    spent: bool = False  # a payment sent before (e.g. before a restart) was refused now: its nonce may be
-    # spent with the answer lost; a new attempt pays anew, this one is left to the reconciler
+    outcome: Paid = Paid.NONE
+    payment: Payment | None = None  # the ledger's row for it (this package's own checks read it)
+    detail: str = ""  # why a 402 was not paid
+
+    @property
+    def payment_id(self) -> int | None:
+        return self.payment.id if self.payment is not None else None
+
+    @property
+    def cost(self) -> int | None:
+        """What the call paid or may have paid (a settled or unresolved payment), in the asset's base units."""
+        if self.payment is None or self.payment.state not in (P.SETTLED, P.UNKNOWN):
+            return None
+        return self.payment.amount
 
 
 class PaymentRefused(Exception):
@@ -100,6 +122,15 @@ class PayingClient:
         self.payments = payments
         self.clock = clock
 
+    def payment_id(self, request_key: str, attempt_id: int) -> int | None:
+        """The ledger row of an attempt's payment, if it has one (for the attempt's record)."""
+        found = self.payments.payment_for(request_key, attempt_id)
+        return found.id if found is not None else None
+
+    def last_paid_attempt(self, request_key: str) -> int:
+        """The highest attempt id of the request with a payment on record (0: none): new attempts go above."""
+        return self.payments.request_payments(request_key)[1]
+
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float, ctx: PaymentContext,
                    pin: X402Pin, provider: str) -> PaidReply:
         """POST; pay a 402 if the policy and budgets allow. Transport errors before any payment raise
@@ -108,13 +139,13 @@ class PayingClient:
         if existing is not None and existing.header and existing.state in RESUMABLE:
             return await self._send_paid(url, body, headers, timeout, existing)  # resumed: the same signature
         if existing is not None and existing.header:  # expired: this attempt's signature is dead
-            return PaidReply(402, {}, b"", existing, spent=True)
+            return PaidReply(402, {}, b"", Paid.RESENT, existing)
         if existing is not None and existing.state == P.RESERVED:
             # Reserved, never signed (the daemon stopped in between): a new attempt pays anew; the
             # reconciler releases this one.
-            return PaidReply(402, {}, b"", existing, spent=True)
+            return PaidReply(402, {}, b"", Paid.RESENT, existing)
         if existing is not None:
-            return PaidReply(402, {}, b"", existing, refusal=existing.error or f"payment {existing.state}")
+            return PaidReply(402, {}, b"", Paid.REFUSED, existing, existing.error or f"payment {existing.state}")
         status, response_headers, raw = await self._post(url, body, headers, timeout)
         if status != 402:
             return PaidReply(status, response_headers, raw)
@@ -150,15 +181,15 @@ class PayingClient:
         if isinstance(reserved, str):
             return self._refuse(ctx, provider, pin, reserved, status, headers, raw, budget=True)
         if reserved.state != P.RESERVED or reserved.header:  # this attempt already has a payment: never a second
-            return PaidReply(status, headers, raw, reserved, spent=True)
+            return PaidReply(status, headers, raw, Paid.RESENT, reserved)
         try:
             header, nonce, valid_before, identifier = self._sign(chosen, required, separator)
         except Exception as exc:  # whatever the SDK objects to in a hostile 402: nothing was signed
             why = str(exc) if isinstance(exc, DomainMismatch) else type(exc).__name__
             self.payments.transition(reserved.id, [P.RESERVED], P.EXPIRED, error=f"not signed: {why}"[:300])
             await self.payments.commit()
-            return PaidReply(status, headers, raw, self.payments.payment(reserved.id),
-                             refusal=f"cannot sign for this 402: {why}"[:300])
+            return PaidReply(status, headers, raw, Paid.REFUSED, self.payments.payment(reserved.id),
+                             f"cannot sign for this 402: {why}"[:300])
         self.payments.transition(reserved.id, [P.RESERVED], P.SIGNED, nonce=nonce, valid_before=valid_before,
                                  header=header, identifier=identifier)
         await self.payments.commit()  # the signature is on record before anyone can see it
@@ -257,7 +288,8 @@ class PayingClient:
             if row is not None and row.state == P.UNKNOWN:
                 await self.resolve(row)
                 await self.payments.commit()
-        return PaidReply(status, response_headers, raw, self.payments.payment(payment.id), spent=spent)
+        return PaidReply(status, response_headers, raw, Paid.RESENT if spent else Paid.PAID,
+                         self.payments.payment(payment.id))
 
     def _record(self, payment: Payment, status: int, headers: Mapping[str, str], raw: bytes,
                 first_send: bool) -> None:
@@ -288,7 +320,7 @@ class PayingClient:
                 headers: Mapping[str, str], raw: bytes, budget: bool = False) -> PaidReply:
         payment = self.payments.record_refused(ctx.request_key, ctx.attempt_id, provider, ctx.requester, pin.network,
                                                pin.asset, pin.pay_to, self.wallet.address, reason)
-        return PaidReply(status, headers, raw, payment, refusal=reason, budget=budget)
+        return PaidReply(status, headers, raw, Paid.BUDGET if budget else Paid.REFUSED, payment, reason)
 
 
 def _row(ctx: PaymentContext, provider: str, offer: Offer, payer: str) -> Payment:

@@ -26,7 +26,7 @@ async def test_a_paid_call_moves_exactly_the_price_and_settles_the_ledger(x402_s
     async with paying_client(s, store) as client:
         reply = await client.post(f"{s.model.base_url}/chat/completions", BODY.encode(),
                                   {"Content-Type": "application/json"}, 30, _ctx(1), s.pin, "local")
-    assert reply.status == 200, (reply.raw, reply.refusal)
+    assert reply.status == 200, (reply.raw, reply.detail)
     assert (s.balance(payer), s.balance(payee)) == (before[0] - PRICE, before[1] + PRICE)
     assert reply.payment is not None and reply.payment.state == "settled" and reply.payment.delivered
     assert reply.payment.tx_hash in s.facilitator.books.settled and reply.payment.amount == PRICE

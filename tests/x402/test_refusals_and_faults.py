@@ -17,7 +17,7 @@ from aiohttp import web
 from oracle.config import X402Pin
 from oracle.devnet.loopback import LoopbackServer
 from oracle.store import ForbiddenTransition, Payment, PaymentState, Store
-from oracle.x402 import PaymentContext
+from oracle.x402 import Paid, PaymentContext
 from oracle.x402.reconciler import PAID_WITHOUT_DELIVERY, Reconciler
 from tests.x402.conftest import PRICE, X402Stack, paying_client
 
@@ -61,7 +61,7 @@ async def _pay(s: X402Stack, store: Store, ctx: PaymentContext | None = None, pi
 
 
 def _refused(reply: Any, words: str) -> None:
-    assert reply.status == 402 and words in reply.refusal, reply.refusal
+    assert reply.status == 402 and words in reply.detail, reply.detail
     assert reply.payment is not None and reply.payment.state == "rejected" and words in reply.payment.error
     assert reply.payment.nonce == "" and reply.payment.header == ""  # nothing was signed
 
@@ -105,7 +105,7 @@ async def test_budgets_are_rolling_and_refuse_beyond(x402_stack: X402Stack, stor
         assert (await _pay(x402_stack, store, budget=budget)).status == 200
     reply = await _pay(x402_stack, store, budget=budget)
     _refused(reply, words)
-    assert reply.budget
+    assert reply.outcome == Paid.BUDGET
 
 
 async def test_too_many_unresolved_payments_are_refused(x402_stack: X402Stack, store: Store) -> None:
@@ -169,7 +169,7 @@ async def test_facilitator_down_pays_nothing_and_holds_no_budget(x402_stack: X40
     assert reply.status == 402 and reply.payment.state == "unknown" and "verification failed" in reply.payment.error
     assert _settlements(x402_stack) == before
     x402_stack.facilitator.knobs.down = False
-    assert (await _pay(x402_stack, store, budget=budget)).budget
+    assert (await _pay(x402_stack, store, budget=budget)).outcome == Paid.BUDGET
     assert (await _reconcile(x402_stack, store, clock=time.time() + 600)).expired == 1
     assert (await _pay(x402_stack, store, budget=budget)).status == 200  # its budget was given back
 
@@ -183,7 +183,7 @@ async def test_a_failed_settlement_holds_its_budget_until_the_token_says_it_expi
     assert reply.status == 402 and reply.payment.state == "unknown" and "unexpected_settle_error" in reply.payment.error
     assert _settlements(x402_stack) == before
     x402_stack.facilitator.knobs.fail_settle = False
-    assert (await _pay(x402_stack, store, budget=budget)).budget  # counted as spent while unresolved
+    assert (await _pay(x402_stack, store, budget=budget)).outcome == Paid.BUDGET  # counted as spent while unresolved
     assert (await _reconcile(x402_stack, store)).pending == 1  # unused, still valid
     report = await _reconcile(x402_stack, store, clock=time.time() + 600)  # past its validBefore
     assert report.expired == 1 and store.payments.payment(reply.payment.id).state == "expired"  # type: ignore[union-attr]
@@ -242,7 +242,7 @@ async def test_an_expired_unresolved_payment_frees_its_budget(x402_stack: X402St
         store.payments.transition(row.id, [PaymentState.SIGNED], PaymentState.SENT)
     store.commit_now()
     budget = {"total": PRICE, "per_provider": PRICE, "per_requester": PRICE}
-    assert (await _pay(x402_stack, store, budget=budget)).budget  # held by the unresolved payment
+    assert (await _pay(x402_stack, store, budget=budget)).outcome == Paid.BUDGET  # held by the unresolved payment
     assert (await _reconcile(x402_stack, store)).pending == 1  # not used on-chain, still valid: wait
     report = await _reconcile(x402_stack, store, clock=time.time() + 300)  # past validBefore and the margin
     assert report.expired == 1 and store.payments.payment(row.id).state == "expired"  # type: ignore[union-attr]
@@ -329,7 +329,8 @@ async def test_stopped_between_reserving_and_signing_a_new_attempt_pays(x402_sta
                                                                          "per_requester": 10**9}, 8)
     assert not isinstance(reserved, str)
     reply = await _pay(s, store, ctx)
-    assert reply.spent and reply.payment.id == reserved.id and reply.payment.nonce == ""  # nothing signed for it
+    assert reply.outcome == Paid.RESENT and reply.payment.id == reserved.id
+    assert reply.payment.nonce == ""  # nothing signed for it
     report = await _reconcile(s, store)
     assert report.expired >= 1 and store.payments.payment(reserved.id).state == "expired"  # type: ignore[union-attr]
     fresh = await _pay(s, store, PaymentContext(ctx.request_key, ctx.requester, ctx.attempt_id + 1, ctx.max_amount))
@@ -374,7 +375,7 @@ async def test_hostile_requirements_are_refused_without_a_signature(x402_stack: 
         reply = await _pay(x402_stack, store, url=f"http://127.0.0.1:{server.port}/v1/chat/completions")
     finally:
         server.stop()
-    assert words in reply.refusal and reply.payment.header == "" and reply.payment.nonce == ""
+    assert words in reply.detail and reply.payment.header == "" and reply.payment.nonce == ""
     assert reply.payment.state in ("rejected", "expired")  # counts against no budget
 
 

@@ -77,7 +77,7 @@ async def test_a_402_naming_another_eip712_domain_is_refused_unsigned(x402_stack
     s.paywall.requirements = s.paywall.requirements.model_copy(update={"extra": extra})
     before = _authorizations_used(s)
     reply = await _pay(s, store)
-    assert reply.status == 402 and "not the token's own" in reply.refusal, reply.refusal
+    assert reply.status == 402 and "not the token's own" in reply.detail, reply.detail
     row = reply.payment
     assert row.state == "rejected" and row.header == "" and row.nonce == "" and "provider must name" in row.error
     assert _authorizations_used(s) == before
@@ -103,10 +103,10 @@ async def test_without_a_node_the_domain_must_be_pinned(x402_stack: X402Stack, s
     s = x402_stack
     offline = [{"network": s.network, "rpc_url": "http://127.0.0.1:9"}]
     refused = await _pay(s, store, networks=offline)
-    assert "cannot read the EIP-712 domain" in refused.refusal and "pin domain_separator" in refused.refusal
+    assert "cannot read the EIP-712 domain" in refused.detail and "pin domain_separator" in refused.detail
     assert refused.payment.state == "rejected" and refused.payment.header == ""
     wrong = s.pin.model_copy(update={"domain_separator": "0x" + "ab" * 32})
-    assert "pinned domain_separator" in (await _pay(s, store, pin=wrong, networks=offline)).refusal
+    assert "pinned domain_separator" in (await _pay(s, store, pin=wrong, networks=offline)).detail
     pinned = s.pin.model_copy(update={"domain_separator": _token_separator(s)})
     reply = await _pay(s, store, pin=pinned, networks=offline)
     assert reply.status == 200 and reply.payment.state == "settled" and reply.payment.delivered
@@ -123,7 +123,7 @@ async def test_a_token_without_a_published_domain_is_refused_unless_pinned(x402_
         reply = await _pay(s, store, pin=pin)
     finally:
         s.paywall.requirements = s.paywall.requirements.model_copy(update={"asset": s.stack.addresses["TestUSD"]})
-    assert "publishes no EIP-712 domain" in reply.refusal and reply.payment.header == ""
+    assert "publishes no EIP-712 domain" in reply.detail and reply.payment.header == ""
 
 
 # ---------------------------------------------------------------- the request's allowance
@@ -142,7 +142,7 @@ async def test_payments_of_unknown_fate_count_at_full_amount_against_the_allowan
             try:
                 reply = await client.post(f"{s.model.base_url}/chat/completions", BODY, HEADERS, 0.3,
                                           _ctx(allowance, attempt, key), s.pin, "local")
-                refusals.append(reply.refusal)
+                refusals.append(reply.detail)
             except (aiohttp.ClientError, TimeoutError):
                 refusals.append("")
     kept = {decode_payment_signature_header(h).payload["authorization"]["nonce"] for h in s.paywall.kept}

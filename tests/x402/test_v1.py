@@ -35,7 +35,7 @@ async def test_a_v1_payment_is_made_and_settled(v1_stack: X402Stack, store: Stor
     async with paying_client(s, store) as client:
         reply = await client.post(f"{s.model.base_url}/chat/completions", body, {"Content-Type": "application/json"},
                                   30, PaymentContext("84532:0xoracle:0x01", "0x" + "22" * 20, 1, 10**6), s.pin, "p")
-    assert reply.status == 200, (reply.refusal, reply.raw[:300])
+    assert reply.status == 200, (reply.detail, reply.raw[:300])
     assert reply.payment is not None and reply.payment.version == 1 and reply.payment.state == "settled"
     assert (s.balance(payer), s.balance(payee)) == (before[0] - PRICE, before[1] + PRICE)
     assert "X-PAYMENT-RESPONSE" in reply.headers

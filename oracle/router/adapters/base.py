@@ -23,7 +23,7 @@ import aiohttp
 
 from oracle.config import ModelDeployment
 from oracle.results import load_untrusted_json
-from oracle.x402 import PaidReply, PayingClient, PaymentContext
+from oracle.x402 import Paid, PaidReply, PayingClient, PaymentContext
 
 # Outcomes of a call, one per reply.
 OUTCOMES = ("ok", "truncated", "refused", "filtered", "malformed", "error")
@@ -131,18 +131,18 @@ async def send(session: aiohttp.ClientSession, fmt: WireFormat, d: ModelDeployme
         reply = ProviderReply("error", UNAVAILABLE, raw=raw, http_status=status,
                               error=f"HTTP {status} redirect to {where!r} not followed: provider calls never follow "
                                     "redirects (fix the deployment's base_url if the provider moved)")
-    elif paid is not None and paid.refusal:
-        reply = ProviderReply("error", BUDGET if paid.budget else PAYMENT, raw=raw, http_status=status,
-                              error=f"payment not made: {paid.refusal}"[:500])
-    elif paid is not None and paid.spent:
+    elif paid is not None and paid.outcome in (Paid.REFUSED, Paid.BUDGET):
+        reply = ProviderReply("error", BUDGET if paid.outcome == Paid.BUDGET else PAYMENT, raw=raw,
+                              http_status=status, error=f"payment not made: {paid.detail}"[:500])
+    elif paid is not None and paid.outcome == Paid.RESENT:
         reply = ProviderReply("error", RESENT, raw=raw, http_status=status,
                               error="a payment sent earlier was refused (answer lost?): a new attempt pays anew")
     else:
         reply = fmt.parse(status, response_headers, raw)
-    if paid is not None and paid.payment is not None:
-        reply.payment_id = paid.payment.id
-        if paid.payment.state in ("settled", "unknown"):
-            reply.reported_cost = paid.payment.amount  # what was paid, in the asset's base units
+    if paid is not None:
+        reply.payment_id = paid.payment_id
+        if paid.cost is not None:
+            reply.reported_cost = paid.cost  # what was paid, in the asset's base units
     if reply.retry_after is None:
         reply.retry_after = retry_after(response_headers.get("Retry-After"))
     reply.latency_ms = _ms(started)
@@ -152,8 +152,7 @@ async def send(session: aiohttp.ClientSession, fmt: WireFormat, d: ModelDeployme
 def _payment_id(paying: PayingClient | None, payment: PaymentContext | None) -> int | None:
     if paying is None or payment is None:
         return None
-    found = paying.payments.payment_for(payment.request_key, payment.attempt_id)
-    return found.id if found is not None else None
+    return paying.payment_id(payment.request_key, payment.attempt_id)
 
 
 def _ms(started: float) -> int:
