@@ -298,7 +298,35 @@ class _Request:
 _Ranked = tuple[list[int], list[int], list[tuple[str, str]]]  # catalog indices best first, their costs, drops
 
 
-def _score(mode: int, rank: int, degraded: int, latency50: int, quality: int, cost: int) -> int:
+# The filters and the score, each written once: every function below works on one deployment's figures
+# (ints) and on the catalog's columns (numpy int64 arrays) alike, for the loop and the vectorised path.
+
+
+def _answer_tokens(max_output: Any, max_tokens: int) -> Any:
+    """The tokens an answer may take: the request's max, within what the deployment can write."""
+    return np.minimum(max_output, max_tokens) if isinstance(max_output, np.ndarray) else min(max_output, max_tokens)
+
+
+def _too_long(answer_tokens: Any, context_window: Any, prompt_tokens: int) -> Any:
+    return answer_tokens > context_window - prompt_tokens
+
+
+def _cost(prompt_tokens: int, answer_tokens: Any, input_price: Any, output_price: Any, call_price: Any) -> Any:
+    """Micro-USD at most: the prompt and a full answer at the deployment's prices (rounded up), plus its
+    per-call price."""
+    return (prompt_tokens * input_price + answer_tokens * output_price + 999_999) // 1_000_000 + call_price
+
+
+def _over_cap(cost: Any, cap: int) -> Any:
+    """Dearer than the model spec's max_price: the `price_cap` stage (else the fee's `fee`)."""
+    return cost > cap
+
+
+def _too_slow(latency90: Any, time_left: int) -> Any:
+    return latency90 > time_left
+
+
+def _score(mode: int, rank: Any, degraded: Any, latency50: Any, quality: Any, cost: Any) -> Any:
     """One integer per deployment, lower is better: the policy's fields above the cost (below 2**40 by
     the catalog's bounds); a deployment failing often goes after healthy ones whatever the policy."""
     if mode == _EXACT:
@@ -323,20 +351,19 @@ def _scalar(r: _Request, catalog: Catalog, health: Mapping[str, HealthPoint]) ->
         if e.data_rank < r.data_rank:
             dropped.append((e.id, "data_policy"))
             continue
-        answer_tokens = min(e.max_output, r.max_tokens)
-        if answer_tokens > e.context_window - r.prompt_tokens:
+        answer_tokens = _answer_tokens(e.max_output, r.max_tokens)
+        if _too_long(answer_tokens, e.context_window, r.prompt_tokens):
             dropped.append((e.id, "context_window"))
             continue
-        cost = (r.prompt_tokens * e.input_price + answer_tokens * e.output_price + 999_999) // 1_000_000 \
-            + e.call_price
+        cost = _cost(r.prompt_tokens, answer_tokens, e.input_price, e.output_price, e.call_price)
         if cost > r.limit:
-            dropped.append((e.id, "price_cap" if r.cap is not None and cost > r.cap else "fee"))
+            dropped.append((e.id, "price_cap" if r.cap is not None and _over_cap(cost, r.cap) else "fee"))
             continue
         latency50, latency90, degraded, is_open = health_row(catalog, i, health.get(e.id, HEALTHY))
         if is_open:
             dropped.append((e.id, "circuit_open"))
             continue
-        if latency90 > r.time_left:
+        if _too_slow(latency90, r.time_left):
             dropped.append((e.id, "too_slow"))
             continue
         rank = r.ranks[i] if r.ranks is not None else 0
@@ -357,14 +384,14 @@ def _vector(r: _Request, catalog: Catalog, health: Mapping[str, HealthPoint]) ->
         candidate = in_pool & (static < 0)
     else:
         candidate = static < 0
-    answer_tokens = np.minimum(catalog.max_output, r.max_tokens)
-    cost = ((r.prompt_tokens * catalog.input_price + answer_tokens * catalog.output_price + 999_999) // 1_000_000
-            + catalog.call_price).astype(np.int64, copy=False)
-    too_long = answer_tokens > catalog.context_window - r.prompt_tokens
+    answer_tokens = _answer_tokens(catalog.max_output, r.max_tokens)
+    cost = _cost(r.prompt_tokens, answer_tokens, catalog.input_price, catalog.output_price,
+                 catalog.call_price).astype(np.int64, copy=False)
+    too_long = _too_long(answer_tokens, catalog.context_window, r.prompt_tokens)
     over_limit = cost > r.limit
     latency50, latency90, degraded, is_open = (health if isinstance(health, HealthSnapshot)
                                                else HealthSnapshot(health)).columns(catalog)
-    too_slow = latency90 > r.time_left
+    too_slow = _too_slow(latency90, r.time_left)
     fails = too_long | over_limit | is_open | too_slow
     kept = (candidate & ~fails).nonzero()[0]
     out = (static >= 0) | fails
@@ -377,7 +404,7 @@ def _vector(r: _Request, catalog: Catalog, health: Mapping[str, HealthPoint]) ->
         over = over_limit[dropped_at]
         stage[over] = _STAGE_CODES["fee"]
         if r.cap is not None:
-            stage[over & (cost[dropped_at] > r.cap)] = _STAGE_CODES["price_cap"]
+            stage[over & _over_cap(cost[dropped_at], r.cap)] = _STAGE_CODES["price_cap"]
         stage[too_long[dropped_at]] = _STAGE_CODES["context_window"]
         first = static[dropped_at]
         stage[first >= 0] = first[first >= 0]
@@ -386,15 +413,8 @@ def _vector(r: _Request, catalog: Catalog, health: Mapping[str, HealthPoint]) ->
     if not len(kept):
         return [], [], dropped
     costs = cost[kept]
-    if r.ranks is not None:
-        rank = np.array([r.ranks[i] for i in kept.tolist()], dtype=np.int64)
-        score = (rank << 58) | (degraded[kept] << 57) | costs
-    elif r.mode == _FASTEST:
-        score = (degraded[kept] << 62) | (latency50[kept] << 40) | costs
-    elif r.mode == _BEST:
-        score = (degraded[kept] << 62) | ((_QUALITY_TOP - catalog.quality[kept]) << 57) | costs
-    else:
-        score = (degraded[kept] << 62) | costs
+    rank = np.array([r.ranks[i] for i in kept.tolist()], dtype=np.int64) if r.ranks is not None else 0
+    score = _score(r.mode, rank, degraded[kept], latency50[kept], catalog.quality[kept], costs)
     order = np.argsort(score, kind="stable")
     ranked = score[order]
     tied = (ranked[1:] == ranked[:-1]).nonzero()[0]
