@@ -15,9 +15,7 @@ from oracle.devnet.harness import wait_until
 from oracle.devnet.model_server import Knobs, ModelServer
 from oracle.protocol import ResultSpec, ResultType
 from oracle.store import request_key
-from tests.daemon.conftest import start_daemon
-from tests.daemon.test_result_types import _decoded, _params
-from tests.daemon.test_rpc_faults import fulfillments_per_request
+from tests.daemon.helpers import ask_params, decoded, fulfillments_per_request, start_daemon
 
 REQUESTS = 200
 KILLS = 20
@@ -35,7 +33,7 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(tmp_path: Path) -> N
 
         def send() -> None:
             for i in range(REQUESTS):
-                ids.append(ask(stack, _params(run, SPECS[i % len(SPECS)], prompt=f"crash test {i}")).request_id)
+                ids.append(ask(stack, ask_params(run, SPECS[i % len(SPECS)], prompt=f"crash test {i}")).request_id)
                 time.sleep(rng.uniform(0.0, 0.04))
 
         sender = threading.Thread(target=send)
@@ -51,12 +49,12 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(tmp_path: Path) -> N
                 run.daemon.start()
             sender.join()
             assert len(ids) == REQUESTS
-            wait_until(lambda: all(_decoded(run, i)["delivered"] for i in ids), 120, interval=0.5,
+            wait_until(lambda: all(decoded(run, i)["delivered"] for i in ids), 120, interval=0.5,
                        what="every request to be fulfilled")
             # the last start is up, and a later request answered: nothing more is coming for the others
             run.daemon.wait_ready()
-            marker = ask(stack, _params(run, SPECS[0], prompt="after the last kill")).request_id
-            wait_until(lambda: _decoded(run, marker)["delivered"], 30, what="the marker request")
+            marker = ask(stack, ask_params(run, SPECS[0], prompt="after the last kill")).request_id
+            wait_until(lambda: decoded(run, marker)["delivered"], 30, what="the marker request")
             counts = fulfillments_per_request(stack)
             assert [i.hex() for i in ids if counts[i] != 1] == []
             keys = [request_key(stack.chain_id, stack.addresses["AIOracle"], i) for i in ids]

@@ -14,8 +14,7 @@ from oracle.devnet.harness import wait_until
 from oracle.devnet.model_server import ModelServer
 from oracle.protocol import ResultSpec, ResultType, Status
 from oracle.store import RequestState, Store, request_key
-from tests.daemon.conftest import Running, start_daemon
-from tests.daemon.test_result_types import _decoded, _params, _wait_delivered
+from tests.daemon.helpers import Running, ask_params, decoded, start_daemon, wait_delivered
 
 
 @pytest.fixture
@@ -24,8 +23,8 @@ def stopped(tmp_path: Path) -> Iterator[Running]:
     with LocalStack() as stack:
         model = ModelServer().start()
         run = start_daemon(stack, model, tmp_path)
-        event = ask(stack, _params(run, ResultSpec(ResultType.BOOL), prompt="warm-up"))
-        _wait_delivered(run, event.request_id)
+        event = ask(stack, ask_params(run, ResultSpec(ResultType.BOOL), prompt="warm-up"))
+        wait_delivered(run, event.request_id)
         assert run.daemon.stop() == 0
         try:
             yield run
@@ -37,7 +36,7 @@ def stopped(tmp_path: Path) -> Iterator[Running]:
 def test_request_expired_while_the_daemon_was_down_is_not_answered(stopped: Running) -> None:
     stack = stopped.stack
     deadline = stack.w3.eth.get_block("latest")["timestamp"] + 30
-    event = ask(stack, _params(stopped, ResultSpec(ResultType.BOOL), prompt="too late", deadline=deadline))
+    event = ask(stack, ask_params(stopped, ResultSpec(ResultType.BOOL), prompt="too late", deadline=deadline))
     stack.w3.provider.make_request("evm_increaseTime", [60])  # type: ignore[arg-type]
     stack.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     stopped.restart()
@@ -53,7 +52,7 @@ def test_request_expired_while_the_daemon_was_down_is_not_answered(stopped: Runn
 
     wait_until(expired, 30, what="the request to be marked expired")
     assert stopped.model.books.calls[key] == 0
-    assert not _decoded(stopped, event.request_id)["delivered"]
+    assert not decoded(stopped, event.request_id)["delivered"]
     # the payer reclaims the fee
     consumer = stack.contract("TypedResultsConsumer")
     before = stack.w3.eth.get_balance(stack.keys.bots.address)
@@ -63,6 +62,6 @@ def test_request_expired_while_the_daemon_was_down_is_not_answered(stopped: Runn
 
 
 def test_graceful_stop_then_restart_answers_what_came_meanwhile(stopped: Running) -> None:
-    event = ask(stopped.stack, _params(stopped, ResultSpec(ResultType.UINT, min=0, max=5), prompt="while down"))
+    event = ask(stopped.stack, ask_params(stopped, ResultSpec(ResultType.UINT, min=0, max=5), prompt="while down"))
     stopped.restart()
-    assert _wait_delivered(stopped, event.request_id)["status"] == Status.SUCCESS
+    assert wait_delivered(stopped, event.request_id)["status"] == Status.SUCCESS

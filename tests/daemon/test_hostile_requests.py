@@ -17,8 +17,7 @@ from oracle.devnet.answer import ask, requested_events
 from oracle.devnet.harness import wait_until
 from oracle.protocol import PolicyClass, ReasonCode, RequestParams, ResultSpec, ResultType, Status
 from oracle.store import RequestState, Store, request_key
-from tests.daemon.conftest import Running, audit_chain
-from tests.daemon.test_result_types import _decoded, _params, _wait_delivered
+from tests.daemon.helpers import Running, ask_params, audit_chain, decoded, wait_delivered
 
 
 def _stored(run: Running, request_id: bytes) -> Any:
@@ -76,9 +75,9 @@ UINT = ResultSpec(ResultType.UINT, min=0, max=100)
 def test_hostile_request_is_answered_with_a_failure_and_a_reason(
     running: Running, what: str, change: dict[str, Any], reason: ReasonCode, detail: str
 ) -> None:
-    params = _params(running, UINT, **change)
+    params = ask_params(running, UINT, **change)
     event = _ask_raw_labels(running, params) if "labels" in what else ask(running.stack, params)
-    decoded = _wait_delivered(running, event.request_id)
+    decoded = wait_delivered(running, event.request_id)
     assert (decoded["status"], decoded["reasonCode"]) == (Status.FAILURE, reason), what
     stored = _stored(running, event.request_id)
     assert stored.reason == reason and detail in stored.reason_detail, stored.reason_detail
@@ -91,7 +90,7 @@ def test_request_whose_fee_cannot_pay_for_its_answer_is_left_unanswered(running:
     restore = _zero_fees(running)  # a fresh deployment's schedule: anyone may ask for 1 wei
     try:
         # the most callback gas the oracle allows: answering would cost the operator all of it
-        event = ask(stack, _params(running, UINT, model_spec="fastest", prompt="answer me at your cost",
+        event = ask(stack, ask_params(running, UINT, model_spec="fastest", prompt="answer me at your cost",
                                    callback_gas_limit=2_000_000), extra_fee=1)
     finally:
         restore()
@@ -100,10 +99,10 @@ def test_request_whose_fee_cannot_pay_for_its_answer_is_left_unanswered(running:
     stored = _stored(running, event.request_id)
     assert stored.reason == ReasonCode.FEE_TOO_LOW and "fee 1 wei does not cover" in stored.reason_detail
     # a later request answered is the marker: nothing was sent for the first, and no model asked
-    later = ask(stack, _params(running, UINT, prompt="an ordinary question after it"))
-    _wait_delivered(running, later.request_id)
+    later = ask(stack, ask_params(running, UINT, prompt="an ordinary question after it"))
+    wait_delivered(running, later.request_id)
     assert audit_chain(stack).fulfilled[event.request_id] == 0
-    assert not _decoded(running, event.request_id)["delivered"]
+    assert not decoded(running, event.request_id)["delivered"]
     key = request_key(stack.chain_id, stack.addresses["AIOracle"], event.request_id)
     assert running.model.books.calls[key] == 0
 
@@ -130,7 +129,7 @@ def _ask_raw_labels(run: Running, params: RequestParams) -> RequestedEvent:
                          ids=["tuples", "arrays"])
 def test_the_deepest_abi_type_answers_can_hold_is_answered(running: Running, abi_type: str) -> None:
     spec = ResultSpec(ResultType.ABI, max_bytes=4_096, abi_type=abi_type)
-    event = ask(running.stack, _params(running, spec, prompt=f"deep {abi_type[:8]}"))
+    event = ask(running.stack, ask_params(running, spec, prompt=f"deep {abi_type[:8]}"))
     fulfilled = _wait_fulfilled(running, event.request_id)
     assert (fulfilled.status, fulfilled.reason_code) == (Status.SUCCESS, ReasonCode.NONE), _stored(
         running, event.request_id).reason_detail
@@ -153,8 +152,8 @@ def _wait_fulfilled(run: Running, request_id: bytes) -> FulfilledEvent:
 
 
 def test_daemon_still_answers_after_hostile_requests(running: Running) -> None:
-    event = ask(running.stack, _params(running, UINT, prompt="an ordinary question"))
-    assert _wait_delivered(running, event.request_id)["status"] == Status.SUCCESS
+    event = ask(running.stack, ask_params(running, UINT, prompt="an ordinary question"))
+    assert wait_delivered(running, event.request_id)["status"] == Status.SUCCESS
     assert running.daemon.alive()
 
 
@@ -162,14 +161,14 @@ def test_decoy_contract_with_the_same_event_is_ignored(running: Running) -> None
     stack = running.stack
     decoy_address = stack.deploy("AIOracle", stack.keys.owner.address, stack.settings.limits, label="Decoy")
     decoy = stack.contract("AIOracle", decoy_address)
-    params = _params(running, UINT, callback=stack.addresses["TypedResultsConsumer"], prompt="decoy question")
+    params = ask_params(running, UINT, callback=stack.addresses["TypedResultsConsumer"], prompt="decoy question")
     receipt = stack.transact(decoy.functions.request(params.to_abi()), stack.keys.agents, value=10**18)
     request_id = bytes(receipt["logs"][0]["topics"][1])
     # a real request made after it is answered, so the daemon has certainly read past the decoy's block
-    event = ask(stack, _params(running, UINT, prompt="real question after the decoy"))
-    _wait_delivered(running, event.request_id)
+    event = ask(stack, ask_params(running, UINT, prompt="real question after the decoy"))
+    wait_delivered(running, event.request_id)
     assert decoy.functions.commitments(request_id).call() != b"\0" * 32  # never fulfilled
     decoy_key = request_key(stack.chain_id, Web3.to_checksum_address(decoy_address), request_id)
     assert running.model.books.calls[decoy_key] == 0
     assert _stored(running, request_id) is None
-    assert not _decoded(running, request_id)["delivered"]
+    assert not decoded(running, request_id)["delivered"]

@@ -18,9 +18,15 @@ from oracle.devnet.harness import wait_until, write_config
 from oracle.devnet.model_server import ModelServer
 from oracle.protocol import PolicyClass, ResultSpec, ResultType, Status
 from oracle.store import RequestState, Store, StoredRequest, TxState, request_key
-from tests.daemon.conftest import Running, audit_chain, start_daemon
-from tests.daemon.test_reorgs import _row, _rpc
-from tests.daemon.test_result_types import _params, _wait_delivered
+from tests.daemon.helpers import (
+    Running,
+    anvil_rpc,
+    ask_params,
+    audit_chain,
+    row_of,
+    start_daemon,
+    wait_delivered,
+)
 
 R = RequestState
 SPEC = ResultSpec(ResultType.UINT, min=0, max=9)
@@ -40,9 +46,9 @@ def _key(run: Running, request_id: bytes) -> str:
 
 
 def _in_state(run: Running, request_id: bytes, state: RequestState, timeout: float = 20) -> StoredRequest:
-    wait_until(lambda: getattr(_row(run, request_id), "state", None) == state, timeout,
+    wait_until(lambda: getattr(row_of(run, request_id), "state", None) == state, timeout,
                what=f"the request to be {state}")
-    row = _row(run, request_id)
+    row = row_of(run, request_id)
     assert row is not None
     return row
 
@@ -66,8 +72,8 @@ def _cancellable(run: Running, event: RequestedEvent) -> bool:
 
 
 def _past_deadline(stack: LocalStack, seconds: int = 400) -> None:
-    _rpc(stack, "evm_increaseTime", [seconds])
-    _rpc(stack, "anvil_mine", [1])
+    anvil_rpc(stack, "evm_increaseTime", [seconds])
+    anvil_rpc(stack, "anvil_mine", [1])
 
 
 def test_a_signed_response_whose_deadline_passes_before_it_can_be_sent_expires(
@@ -75,7 +81,7 @@ def test_a_signed_response_whose_deadline_passes_before_it_can_be_sent_expires(
     stack, model, _ = env
     run = _start(env, daily_budget=10**12)  # no transaction fits: sending is held
     try:
-        event = ask(stack, _params(run, SPEC, prompt="signed, then held", deadline=_now(stack) + 60))
+        event = ask(stack, ask_params(run, SPEC, prompt="signed, then held", deadline=_now(stack) + 60))
         _in_state(run, event.request_id, R.SIGNED)
         _past_deadline(stack)
         row = _in_state(run, event.request_id, R.EXPIRED)
@@ -92,20 +98,20 @@ def test_a_fulfilment_mined_after_its_deadline_is_stored_expired_and_not_sent_ag
     model.knobs.latency = 0.5  # the daemon answers after mining is switched off below
     run = _start(env)
     try:
-        event = ask(stack, _params(run, SPEC, prompt="mined too late", deadline=_now(stack) + 60))
-        _rpc(stack, "evm_setAutomine", [False])
+        event = ask(stack, ask_params(run, SPEC, prompt="mined too late", deadline=_now(stack) + 60))
+        anvil_rpc(stack, "evm_setAutomine", [False])
         _in_state(run, event.request_id, R.SUBMITTED)
         _past_deadline(stack)  # the block that holds the fulfilment is past the deadline: skipped
         row = _in_state(run, event.request_id, R.EXPIRED)
         assert "skipped on-chain" in row.reason_detail
-        _rpc(stack, "evm_setAutomine", [True])
-        later = ask(stack, _params(run, SPEC, prompt="a marker after it"))  # answered: nothing more came
-        _wait_delivered(run, later.request_id)
+        anvil_rpc(stack, "evm_setAutomine", [True])
+        later = ask(stack, ask_params(run, SPEC, prompt="a marker after it"))  # answered: nothing more came
+        wait_delivered(run, later.request_id)
         audit = audit_chain(stack)
         assert audit.fulfilled[event.request_id] == 0 and not audit.reverted
         assert model.books.calls[_key(run, event.request_id)] == 1
     finally:
-        _rpc(stack, "evm_setAutomine", [True])
+        anvil_rpc(stack, "evm_setAutomine", [True])
         assert run.daemon.stop() == 0
 
 
@@ -119,22 +125,22 @@ def test_a_sent_response_the_base_fee_makes_unprofitable_is_left_to_its_requeste
     try:
         # 0.01 ETH pays for its ~0.6M gas at a few gwei, not at the 100 gwei the cap allows
         stack.transact(oracle.functions.setFeeSchedule(int(PolicyClass.FASTEST), (0, 0, 0)), stack.keys.owner)
-        event = ask(stack, _params(run, SPEC, prompt="cheap while gas is cheap", model_spec="fastest"),
+        event = ask(stack, ask_params(run, SPEC, prompt="cheap while gas is cheap", model_spec="fastest"),
                     extra_fee=10**16)
         stack.transact(oracle.functions.setFeeSchedule(int(PolicyClass.FASTEST), tuple(schedule)), stack.keys.owner)
-        _rpc(stack, "evm_setAutomine", [False])
+        anvil_rpc(stack, "evm_setAutomine", [False])
         _in_state(run, event.request_id, R.SUBMITTED)
-        _rpc(stack, "anvil_setNextBlockBaseFeePerGas", [hex(90 * 10**9)])
-        _rpc(stack, "anvil_mine", [1])  # its transaction pays less than this block's base fee: not in it
+        anvil_rpc(stack, "anvil_setNextBlockBaseFeePerGas", [hex(90 * 10**9)])
+        anvil_rpc(stack, "anvil_mine", [1])  # its transaction pays less than this block's base fee: not in it
         row = _in_state(run, event.request_id, R.UNPROFITABLE)
         assert "does not cover" in row.reason_detail
-        _rpc(stack, "evm_setAutomine", [True])
-        _rpc(stack, "anvil_mine", [1])
+        anvil_rpc(stack, "evm_setAutomine", [True])
+        anvil_rpc(stack, "anvil_mine", [1])
         audit = audit_chain(stack)
         assert audit.fulfilled[event.request_id] == 0 and not audit.reverted
         assert model.books.calls[_key(run, event.request_id)] == 1
     finally:
-        _rpc(stack, "evm_setAutomine", [True])
+        anvil_rpc(stack, "evm_setAutomine", [True])
         assert run.daemon.stop() == 0
 
 
@@ -144,7 +150,7 @@ def test_a_model_call_cut_by_a_kill_whose_deadline_passed_meanwhile_is_not_asked
     model.knobs.latency = 30.0  # the call is still out when the daemon is killed
     run = _start(env)
     try:
-        event = ask(stack, _params(run, SPEC, prompt="asked, then killed", deadline=_now(stack) + 60))
+        event = ask(stack, ask_params(run, SPEC, prompt="asked, then killed", deadline=_now(stack) + 60))
         key = _key(run, event.request_id)
         wait_until(lambda: model.books.calls[key] == 1, 15, what="the model call")
         run.daemon.kill()
@@ -153,8 +159,8 @@ def test_a_model_call_cut_by_a_kill_whose_deadline_passed_meanwhile_is_not_asked
         run.restart()
         row = _in_state(run, event.request_id, R.EXPIRED)
         assert "deadline passed before it was answered" in row.reason_detail
-        later = ask(stack, _params(run, SPEC, prompt="a marker after the restart"))
-        _wait_delivered(run, later.request_id)
+        later = ask(stack, ask_params(run, SPEC, prompt="a marker after the restart"))
+        wait_delivered(run, later.request_id)
         assert model.books.calls[key] == 1 and audit_chain(stack).fulfilled[event.request_id] == 0
     finally:
         assert run.daemon.stop() == 0
@@ -166,30 +172,30 @@ def test_a_replaced_transaction_mined_after_all_settles_its_responses_once(
     model.knobs.latency = 0.5
     run = _start(env)
     try:
-        event = ask(stack, _params(run, SPEC, prompt="sent twice, mined once"))
-        _rpc(stack, "evm_setAutomine", [False])
+        event = ask(stack, ask_params(run, SPEC, prompt="sent twice, mined once"))
+        anvil_rpc(stack, "evm_setAutomine", [False])
         _in_state(run, event.request_id, R.SUBMITTED)
         (first,) = _txs(run, [TxState.PENDING])
-        _rpc(stack, "anvil_dropTransaction", ["0x" + first.tx_hash.hex()])  # the node forgets it ...
+        anvil_rpc(stack, "anvil_dropTransaction", ["0x" + first.tx_hash.hex()])  # the node forgets it ...
         # ... and an empty block lowers the base fee, so the one rebuilt for it differs (and the first stays valid)
         base = int(stack.w3.eth.get_block("latest")["baseFeePerGas"])
-        _rpc(stack, "anvil_setNextBlockBaseFeePerGas", [hex(max(1, base // 2))])
-        _rpc(stack, "anvil_mine", [1])
+        anvil_rpc(stack, "anvil_setNextBlockBaseFeePerGas", [hex(max(1, base // 2))])
+        anvil_rpc(stack, "anvil_mine", [1])
         wait_until(lambda: bool(_txs(run, [TxState.REPLACED])), 20, what="a rebuilt transaction")
         (second,) = _txs(run, [TxState.PENDING])
-        _rpc(stack, "anvil_dropTransaction", ["0x" + second.tx_hash.hex()])
-        _rpc(stack, "eth_sendRawTransaction", ["0x" + first.raw.hex()])  # ... and someone sends the first again
-        _rpc(stack, "anvil_mine", [1])
+        anvil_rpc(stack, "anvil_dropTransaction", ["0x" + second.tx_hash.hex()])
+        anvil_rpc(stack, "eth_sendRawTransaction", ["0x" + first.raw.hex()])  # ... and someone sends the first again
+        anvil_rpc(stack, "anvil_mine", [1])
         wait_until(lambda: [t.tx_hash for t in _txs(run, [TxState.MINED, TxState.CONFIRMED])] == [first.tx_hash],
                    20, what="the first transaction on record as mined")
         assert [t.tx_hash for t in _txs(run, [TxState.DROPPED])] == [second.tx_hash]
-        _rpc(stack, "evm_setAutomine", [True])
-        assert _wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
+        anvil_rpc(stack, "evm_setAutomine", [True])
+        assert wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
         _in_state(run, event.request_id, R.FULFILLED)
         audit = audit_chain(stack)
         assert audit.fulfilled[event.request_id] == 1 and audit.latest_nonce == audit.pending_nonce
     finally:
-        _rpc(stack, "evm_setAutomine", [True])
+        anvil_rpc(stack, "evm_setAutomine", [True])
         assert run.daemon.stop() == 0
 
 
@@ -198,17 +204,17 @@ def test_a_signed_answer_stands_when_a_reorg_re_includes_its_request(
     stack, model, _ = env
     run = _start(env, daily_budget=10**12)  # answered and signed, not sent
     try:
-        event = ask(stack, _params(run, SPEC, prompt="signed before the reorg"))
+        event = ask(stack, ask_params(run, SPEC, prompt="signed before the reorg"))
         signed = _in_state(run, event.request_id, R.SIGNED)
-        raw = _rpc(stack, "eth_getRawTransactionByHash", ["0x" + _request_tx(stack, event.request_id).hex()])
-        _rpc(stack, "anvil_reorg", [stack.w3.eth.block_number - signed.block_number + 1, [[raw, 0]]])
-        wait_until(lambda: getattr(_row(run, event.request_id), "block_hash", signed.block_hash)
+        raw = anvil_rpc(stack, "eth_getRawTransactionByHash", ["0x" + _request_tx(stack, event.request_id).hex()])
+        anvil_rpc(stack, "anvil_reorg", [stack.w3.eth.block_number - signed.block_number + 1, [[raw, 0]]])
+        wait_until(lambda: getattr(row_of(run, event.request_id), "block_hash", signed.block_hash)
                    != signed.block_hash, 20, what="the request seen in its new block")
         assert run.daemon.stop() == 0
         run.config["chains"][0]["gas"]["daily_budget"] = 100 * 10**18  # room to send it now
         write_config(run.config, run.daemon.config_path)
         run.restart()
-        assert _wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
+        assert wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
         assert model.books.calls[_key(run, event.request_id)] == 1  # the stored answer was sent, not asked again
         assert audit_chain(stack).fulfilled[event.request_id] == 1
     finally:

@@ -20,9 +20,16 @@ from oracle.devnet.model_server import ModelServer
 from oracle.protocol import ResultSpec, ResultType, Status
 from oracle.results import encode_result
 from oracle.store import Store, request_key
-from tests.daemon.conftest import Running, audit_chain, gas_on_record, gas_paid_on_chain, start_daemon
-from tests.daemon.test_reorgs import _rpc
-from tests.daemon.test_result_types import _params, _wait_delivered
+from tests.daemon.helpers import (
+    Running,
+    anvil_rpc,
+    ask_params,
+    audit_chain,
+    gas_on_record,
+    gas_paid_on_chain,
+    start_daemon,
+    wait_delivered,
+)
 
 REPLACE_AFTER = 10.0
 GAS = {"max_fee_per_gas": 100 * 10**9, "priority_fee": 10**9, "daily_budget": 100 * 10**18,
@@ -36,7 +43,7 @@ def test_largest_text_answer_the_limits_allow_is_fulfilled(env: tuple[LocalStack
     max_bytes = stack.contract("AIOracle").functions.limits().call()[2]  # maxResultBytes
     run = start_daemon(stack, model, tmp, gas=GAS)
     try:
-        params = _params(run, ResultSpec(ResultType.TEXT, max_bytes=max_bytes), prompt="[[long]] tell it all",
+        params = ask_params(run, ResultSpec(ResultType.TEXT, max_bytes=max_bytes), prompt="[[long]] tell it all",
                          callback_gas_limit=callback_gas, max_tokens=1_024)
         event = ask(stack, params, extra_fee=10**16)  # the quote does not price an answer this long
         wait_until(lambda: audit_chain(stack).fulfilled[event.request_id] == 1, 30, what="the fulfilment")
@@ -83,13 +90,13 @@ def test_transaction_the_node_never_mines_holds_later_nonces_less_than_a_reprici
     # transaction under the calldata floor.
     with _behind_proxy(env, FaultKnobs(swallow_raw_txs=1)) as (run, proxy):
         spec = ResultSpec(ResultType.UINT, min=0, max=9)
-        first = ask(stack, _params(run, spec, prompt="its transaction goes nowhere"))
+        first = ask(stack, ask_params(run, spec, prompt="its transaction goes nowhere"))
         first_key = request_key(stack.chain_id, stack.addresses["AIOracle"], first.request_id)
         wait_until(lambda: bool(proxy.counts.swallowed), 20, what="the first transaction to be swallowed")
         swallowed_at = time.monotonic()
-        later = [ask(stack, _params(run, spec, prompt=f"behind it {i}")).request_id for i in range(3)]
+        later = [ask(stack, ask_params(run, spec, prompt=f"behind it {i}")).request_id for i in range(3)]
         for request_id in [first.request_id, *later]:
-            assert _wait_delivered(run, request_id)["status"] == Status.SUCCESS
+            assert wait_delivered(run, request_id)["status"] == Status.SUCCESS
         held = time.monotonic() - swallowed_at
         assert held < REPLACE_AFTER, f"later nonces waited {held:.1f} s"
         # the swallowed bytes went out at most twice; the nonce was rebuilt as a new transaction
@@ -110,16 +117,16 @@ def test_base_fee_jump_under_the_cap_costs_at_most_one_repricing(
     try:
         run.daemon.wait_ready()
         spec = ResultSpec(ResultType.UINT, min=0, max=9)
-        warm = ask(stack, _params(run, spec, prompt="before the jump"))
-        _wait_delivered(run, warm.request_id)
+        warm = ask(stack, ask_params(run, spec, prompt="before the jump"))
+        wait_delivered(run, warm.request_id)
         # 60 gwei from the next block on, under the daemon's cap of 100 gwei; the request is mined in it
-        _rpc(stack, "anvil_setNextBlockBaseFeePerGas", [hex(60 * 10**9)])
+        anvil_rpc(stack, "anvil_setNextBlockBaseFeePerGas", [hex(60 * 10**9)])
         asked_at = time.monotonic()
         # a fee that pays for answering at the cap (else it is left unanswered: never at a loss)
-        event = ask(stack, _params(run, spec, prompt="right after the jump", callback_gas_limit=100_000),
+        event = ask(stack, ask_params(run, spec, prompt="right after the jump", callback_gas_limit=100_000),
                     extra_fee=10**17)
         assert stack.w3.eth.get_block("latest")["baseFeePerGas"] == 60 * 10**9
-        assert _wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
+        assert wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
         waited = time.monotonic() - asked_at
         assert waited < REPLACE_AFTER, f"fulfilment waited {waited:.1f} s"
         # at most one re-pricing: the transaction priced before the jump, and the one priced after it
@@ -138,8 +145,8 @@ def test_transaction_refused_for_good_frees_its_nonce_and_its_responses_go_again
     # the node refuses the first transaction and its rebuilt replacement for a reason no price fixes
     with _behind_proxy(env, FaultKnobs(refuse_raw_txs=2)) as (run, proxy):
         spec = ResultSpec(ResultType.UINT, min=0, max=9)
-        event = ask(stack, _params(run, spec, prompt="its first transaction is refused"))
-        assert _wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
+        event = ask(stack, ask_params(run, spec, prompt="its first transaction is refused"))
+        assert wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
         assert proxy.counts.refused_txs == 2
         signer = stack.keys.signer.address
         fills = [tx for n in range(stack.w3.eth.block_number + 1)

@@ -38,7 +38,7 @@ from oracle.devnet.model_server import Knobs, ModelServer
 from oracle.devnet.paywall import Paywall
 from oracle.protocol import ResultSpec, ResultType, Status
 from oracle.store import Store, request_key
-from tests.daemon.test_rpc_faults import fulfillments_per_request
+from tests.daemon.helpers import fulfillments_per_request
 
 PRICE = 3_000
 

@@ -19,39 +19,24 @@ from oracle.devnet.answer import ask, fulfill, success_response
 from oracle.devnet.harness import wait_until
 from oracle.devnet.model_server import Knobs, ModelServer
 from oracle.protocol import ResultSpec, ResultType, Status
-from oracle.store import RequestState, Store, StoredRequest, request_key
-from tests.daemon.conftest import Running, audit_chain, gas_on_record, gas_paid_on_chain, start_daemon
-from tests.daemon.test_result_types import _decoded, _params, _wait_delivered
+from oracle.store import RequestState, request_key
+from tests.daemon.helpers import (
+    Running,
+    anvil_rpc,
+    ask_params,
+    audit_chain,
+    cursor_of,
+    decoded,
+    gas_on_record,
+    gas_paid_on_chain,
+    row_of,
+    start_daemon,
+    state_of,
+    wait_delivered,
+)
 
+R = RequestState
 SPEC = ResultSpec(ResultType.UINT, min=0, max=99)
-
-
-def _rpc(stack: LocalStack, method: str, params: list[Any]) -> Any:
-    reply = stack.w3.provider.make_request(method, params)  # type: ignore[arg-type]
-    assert "error" not in reply, reply
-    return reply.get("result")
-
-
-def _row(run: Running, request_id: bytes) -> StoredRequest | None:
-    store = Store.open(run.config["store"]["path"])
-    try:
-        return store.requests.get(request_key(run.stack.chain_id, run.stack.addresses["AIOracle"], request_id))
-    finally:
-        store.close()
-
-
-def _state(run: Running, request_id: bytes) -> str | None:
-    row = _row(run, request_id)
-    return row.state if row else None
-
-
-def _cursor(run: Running) -> int:
-    store = Store.open(run.config["store"]["path"])
-    try:
-        found = store.blocks.cursor(run.stack.chain_id, run.stack.addresses["AIOracle"])
-        return found[0] if found else -1
-    finally:
-        store.close()
 
 
 def _fulfilment(stack: LocalStack, request_id: bytes) -> Any:
@@ -65,7 +50,7 @@ def _fulfilment_block(stack: LocalStack, request_id: bytes) -> int:
 
 
 def _mine(stack: LocalStack, blocks: int) -> None:
-    _rpc(stack, "anvil_mine", [blocks])
+    anvil_rpc(stack, "anvil_mine", [blocks])
 
 
 def _final_chain_settles(run: Running, ids: list[bytes], mine: int = 0) -> None:
@@ -80,6 +65,10 @@ def _final_chain_settles(run: Running, ids: list[bytes], mine: int = 0) -> None:
         return all(audit.fulfilled[i] == 1 for i in ids) and audit.latest_nonce == audit.pending_nonce
 
     wait_until(settled, 60, interval=0.3, what="every request fulfilled on the final chain")
+    # nothing more comes: a request asked after them is answered, and still each was answered once
+    marker = ask(stack, ask_params(run, SPEC, prompt="a marker after the reorg")).request_id
+    wait_until(lambda: settled() and audit_chain(stack).fulfilled[marker] == 1, 60, interval=0.3,
+               what="the marker request fulfilled")
     audit = audit_chain(stack)
     assert all(audit.fulfilled[i] == 1 for i in ids), audit.fulfilled
     assert not audit.reverted and audit.skipped_unknown == 0, (audit, run.daemon.log()[-3000:])
@@ -113,15 +102,15 @@ def shallow(tmp_path: Path) -> Iterator[Running]:
 
 def test_request_reorganised_away_is_not_fulfilled(deep: Running) -> None:
     stack = deep.stack
-    event = ask(stack, _params(deep, SPEC, prompt="soon gone"))
-    wait_until(lambda: _state(deep, event.request_id) == RequestState.SEEN, 10, what="the daemon to see the request")
-    _rpc(stack, "anvil_rollback", [1])
+    event = ask(stack, ask_params(deep, SPEC, prompt="soon gone"))
+    wait_until(lambda: state_of(deep, event.request_id) == R.SEEN, 10, what="the daemon to see the request")
+    anvil_rpc(stack, "anvil_rollback", [1])
     _mine(stack, 6)
-    wait_until(lambda: _state(deep, event.request_id) == RequestState.ROLLED_BACK, 15, what="the rollback")
+    wait_until(lambda: state_of(deep, event.request_id) == R.ROLLED_BACK, 15, what="the rollback")
     # a later request, answered, is the marker: by then the gone one would have been answered too
-    later = ask(stack, _params(deep, SPEC, prompt="after the reorg"))
+    later = ask(stack, ask_params(deep, SPEC, prompt="after the reorg"))
     _mine(stack, 3)
-    assert _wait_delivered(deep, later.request_id)["status"] == Status.SUCCESS
+    assert wait_delivered(deep, later.request_id)["status"] == Status.SUCCESS
     # (the later request took the gone one's nonce, so its id too: the model's books are read by prompt)
     assert not any("soon gone" in json.dumps(body) for body in deep.model.books.requests)
     _final_chain_settles(deep, [later.request_id], mine=1)
@@ -129,16 +118,16 @@ def test_request_reorganised_away_is_not_fulfilled(deep: Running) -> None:
 
 def test_request_re_included_in_a_new_block_is_fulfilled_once(deep: Running) -> None:
     stack = deep.stack
-    event = ask(stack, _params(deep, SPEC, prompt="moved to another block"))
+    event = ask(stack, ask_params(deep, SPEC, prompt="moved to another block"))
     block = stack.w3.eth.block_number
     old_hash = stack.w3.eth.get_block(block)["hash"]
-    wait_until(lambda: _state(deep, event.request_id) == RequestState.SEEN, 10, what="the daemon to see the request")
+    wait_until(lambda: state_of(deep, event.request_id) == R.SEEN, 10, what="the daemon to see the request")
     tx = stack.w3.eth.get_block(block)["transactions"][0]
-    raw = _rpc(stack, "eth_getRawTransactionByHash", ["0x" + bytes(tx).hex()])  # type: ignore[arg-type]
-    _rpc(stack, "anvil_reorg", [1, [[raw, 0]]])
+    raw = anvil_rpc(stack, "eth_getRawTransactionByHash", ["0x" + bytes(tx).hex()])  # type: ignore[arg-type]
+    anvil_rpc(stack, "anvil_reorg", [1, [[raw, 0]]])
     assert stack.w3.eth.get_block(block)["hash"] != old_hash
     _mine(stack, 3)
-    assert _wait_delivered(deep, event.request_id)["status"] == Status.SUCCESS
+    assert wait_delivered(deep, event.request_id)["status"] == Status.SUCCESS
     _final_chain_settles(deep, [event.request_id], mine=1)
     key = request_key(stack.chain_id, stack.addresses["AIOracle"], event.request_id)
     assert deep.model.books.answered[key] == 1
@@ -149,37 +138,37 @@ def test_request_re_included_in_a_new_block_is_fulfilled_once(deep: Running) -> 
 def test_fulfilment_reorganised_away_at_depth_0_is_sent_again(shallow: Running, settled_first: bool,
                                                                how: str) -> None:
     stack = shallow.stack
-    event = ask(stack, _params(shallow, SPEC, prompt=f"answered, then undone ({settled_first}, {how})"))
-    _wait_delivered(shallow, event.request_id)
+    event = ask(stack, ask_params(shallow, SPEC, prompt=f"answered, then undone ({settled_first}, {how})"))
+    wait_delivered(shallow, event.request_id)
     block = _fulfilment_block(stack, event.request_id)
     if settled_first:
         # the transaction final and the watcher's cursor past its block: only the watcher's check of
         # the cursor's block hash can notice now
-        wait_until(lambda: _state(shallow, event.request_id) == RequestState.FULFILLED and _cursor(shallow) >= block,
+        wait_until(lambda: state_of(shallow, event.request_id) == R.FULFILLED and cursor_of(shallow) >= block,
                    10, what="settlement")
     if how == "rollback":
-        _rpc(stack, "anvil_rollback", [stack.w3.eth.block_number - block + 1])
+        anvil_rpc(stack, "anvil_rollback", [stack.w3.eth.block_number - block + 1])
     else:
-        _rpc(stack, "anvil_reorg", [stack.w3.eth.block_number - block + 1, []])
+        anvil_rpc(stack, "anvil_reorg", [stack.w3.eth.block_number - block + 1, []])
     assert audit_chain(stack).fulfilled[event.request_id] == 0
-    assert not _decoded(shallow, event.request_id)["delivered"]
-    _wait_delivered(shallow, event.request_id)
+    assert not decoded(shallow, event.request_id)["delivered"]
+    wait_delivered(shallow, event.request_id)
     _final_chain_settles(shallow, [event.request_id])
     key = request_key(stack.chain_id, stack.addresses["AIOracle"], event.request_id)
     assert shallow.model.books.answered[key] == 1  # the stored answer was re-sent, not re-asked
-    wait_until(lambda: _state(shallow, event.request_id) == RequestState.FULFILLED, 10, what="the row to say fulfilled")
+    wait_until(lambda: state_of(shallow, event.request_id) == R.FULFILLED, 10, what="the row to say fulfilled")
 
 
 def test_many_fulfilments_reorganised_away_at_depth_0_all_end_answered_once(shallow: Running) -> None:
     stack = shallow.stack
     ids: list[bytes] = []
     for round_ in range(3):
-        batch = [ask(stack, _params(shallow, SPEC, prompt=f"round {round_} request {i}")).request_id
+        batch = [ask(stack, ask_params(shallow, SPEC, prompt=f"round {round_} request {i}")).request_id
                  for i in range(5)]
         for request_id in batch:
-            _wait_delivered(shallow, request_id)
+            wait_delivered(shallow, request_id)
         ids += batch
-        _rpc(stack, "anvil_rollback", [2])  # takes fulfilments (and perhaps a request) with it
+        anvil_rpc(stack, "anvil_rollback", [2])  # takes fulfilments (and perhaps a request) with it
     alive = [i for i in ids if stack.contract("AIOracle").functions.commitments(i).call() != b"\0" * 32
              or audit_chain(stack).fulfilled[i]]
     _final_chain_settles(shallow, alive)
@@ -187,57 +176,57 @@ def test_many_fulfilments_reorganised_away_at_depth_0_all_end_answered_once(shal
 
 def test_fulfilment_not_yet_final_is_sent_again_when_its_block_goes(deep: Running) -> None:
     stack = deep.stack
-    event = ask(stack, _params(deep, SPEC, prompt="mined, not final"))
+    event = ask(stack, ask_params(deep, SPEC, prompt="mined, not final"))
     _mine(stack, 3)
-    _wait_delivered(deep, event.request_id)
+    wait_delivered(deep, event.request_id)
     block = _fulfilment_block(stack, event.request_id)
     assert stack.w3.eth.block_number - block < 2  # mined, short of the confirmation depth
-    _rpc(stack, "anvil_rollback", [stack.w3.eth.block_number - block + 1])
+    anvil_rpc(stack, "anvil_rollback", [stack.w3.eth.block_number - block + 1])
     _final_chain_settles(deep, [event.request_id], mine=1)
-    wait_until(lambda: _state(deep, event.request_id) == RequestState.FULFILLED, 10, what="the row to say fulfilled")
+    wait_until(lambda: state_of(deep, event.request_id) == R.FULFILLED, 10, what="the row to say fulfilled")
 
 
 def test_final_fulfilment_undone_by_a_reorg_deeper_than_the_depth_is_sent_again(deep: Running) -> None:
     stack = deep.stack
-    event = ask(stack, _params(deep, SPEC, prompt="final, then undone"))
+    event = ask(stack, ask_params(deep, SPEC, prompt="final, then undone"))
     _mine(stack, 3)
-    _wait_delivered(deep, event.request_id)
+    wait_delivered(deep, event.request_id)
     block = _fulfilment_block(stack, event.request_id)
     _mine(stack, 3)
-    wait_until(lambda: _state(deep, event.request_id) == RequestState.FULFILLED, 10, what="the fulfilment to be final")
-    _rpc(stack, "anvil_reorg", [stack.w3.eth.block_number - block + 1, []])  # deeper than 2 confirmations
+    wait_until(lambda: state_of(deep, event.request_id) == R.FULFILLED, 10, what="the fulfilment to be final")
+    anvil_rpc(stack, "anvil_reorg", [stack.w3.eth.block_number - block + 1, []])  # deeper than 2 confirmations
     _final_chain_settles(deep, [event.request_id], mine=1)
-    wait_until(lambda: _state(deep, event.request_id) == RequestState.FULFILLED, 10, what="the row to say fulfilled")
+    wait_until(lambda: state_of(deep, event.request_id) == R.FULFILLED, 10, what="the row to say fulfilled")
     key = request_key(stack.chain_id, stack.addresses["AIOracle"], event.request_id)
     assert deep.model.books.answered[key] == 1
 
 
 def test_request_and_its_fulfilment_re_included_keep_the_row_whole(shallow: Running) -> None:
     stack = shallow.stack
-    event = ask(stack, _params(shallow, SPEC, prompt="both moved to new blocks"))
+    event = ask(stack, ask_params(shallow, SPEC, prompt="both moved to new blocks"))
     request_block = stack.w3.eth.block_number
-    _wait_delivered(shallow, event.request_id)
+    wait_delivered(shallow, event.request_id)
     fulfil_block = _fulfilment_block(stack, event.request_id)
-    wait_until(lambda: _state(shallow, event.request_id) == RequestState.FULFILLED and _cursor(shallow) >= fulfil_block,
+    wait_until(lambda: state_of(shallow, event.request_id) == R.FULFILLED and cursor_of(shallow) >= fulfil_block,
                10, what="settlement")
     hashes = [bytes(stack.w3.eth.get_block(b)["transactions"][0]) for b in (request_block, fulfil_block)]  # type: ignore[arg-type]
-    raws = [_rpc(stack, "eth_getRawTransactionByHash", ["0x" + h.hex()]) for h in hashes]
+    raws = [anvil_rpc(stack, "eth_getRawTransactionByHash", ["0x" + h.hex()]) for h in hashes]
     depth = stack.w3.eth.block_number - request_block + 1
-    _rpc(stack, "anvil_reorg", [depth, [[raws[0], 0], [raws[1], fulfil_block - request_block]]])
+    anvil_rpc(stack, "anvil_reorg", [depth, [[raws[0], 0], [raws[1], fulfil_block - request_block]]])
     _mine(stack, 1)
     _final_chain_settles(shallow, [event.request_id])
     fulfilled = _fulfilment(stack, event.request_id)
 
     def whole() -> bool:
-        row = _row(shallow, event.request_id)
-        return (row is not None and row.state == RequestState.FULFILLED
+        row = row_of(shallow, event.request_id)
+        return (row is not None and row.state == R.FULFILLED
                 and row.fulfill_tx == bytes(fulfilled["transactionHash"]) and row.result is not None
                 and row.receipt_hash is not None and row.signature is not None)
 
     wait_until(whole, 15, what="the row to describe the fulfilment on-chain")
-    row = _row(shallow, event.request_id)
+    row = row_of(shallow, event.request_id)
     assert row is not None and row.status == Status.SUCCESS
-    assert _decoded(shallow, event.request_id)["receiptHash"] == row.receipt_hash
+    assert decoded(shallow, event.request_id)["receiptHash"] == row.receipt_hash
 
 
 @pytest.fixture
@@ -249,26 +238,26 @@ def bounded(tmp_path: Path) -> Iterator[Running]:
 def test_reorg_deeper_than_max_reorg_depth_stops_the_chains_intake(bounded: Running) -> None:
     run = bounded
     stack = run.stack
-    event = ask(stack, _params(run, SPEC, prompt="answered before the deep reorg"))
-    _wait_delivered(run, event.request_id)
+    event = ask(stack, ask_params(run, SPEC, prompt="answered before the deep reorg"))
+    wait_delivered(run, event.request_id)
     _mine(stack, 4)
     head = stack.w3.eth.block_number
-    wait_until(lambda: _cursor(run) >= head and _state(run, event.request_id) == RequestState.FULFILLED, 10,
+    wait_until(lambda: cursor_of(run) >= head and state_of(run, event.request_id) == R.FULFILLED, 10,
                what="the watcher to reach the head")
-    _rpc(stack, "anvil_reorg", [8, []])  # the request and its fulfilment go, 5 and more blocks deep
+    anvil_rpc(stack, "anvil_reorg", [8, []])  # the request and its fulfilment go, 5 and more blocks deep
     wait_until(lambda: "reorg deeper than max_reorg_depth 2" in run.daemon.log(), 15,
                what="the daemon to stop the chain's intake")
     assert "ERROR" in next(line for line in run.daemon.log().splitlines() if "max_reorg_depth 2" in line)
     wait_until(lambda: "beyond max_reorg_depth 2" in run.daemon.log(), 15,
                what="the transaction manager to leave its transaction as it is")
     # nothing beyond the bound was touched: the request is still on record as fulfilled
-    assert _state(run, event.request_id) == RequestState.FULFILLED
-    assert _cursor(run) == head
+    assert state_of(run, event.request_id) == R.FULFILLED
+    assert cursor_of(run) == head
     assert run.daemon.stop() == 0
     run.restart()  # a restart meets the same reorg and stops again, still touching nothing
     wait_until(lambda: run.daemon.log().count("reorg deeper than max_reorg_depth 2") >= 2, 15,
                what="the restarted daemon to stop the intake again")
-    assert _state(run, event.request_id) == RequestState.FULFILLED
+    assert state_of(run, event.request_id) == R.FULFILLED
 
 
 def test_relayed_fulfilment_reorganised_away_above_the_cursor_is_answered_again(tmp_path: Path) -> None:
@@ -278,21 +267,20 @@ def test_relayed_fulfilment_reorganised_away_above_the_cursor_is_answered_again(
         run = start_daemon(stack, model, tmp_path, sweep_interval=60.0)
         try:
             run.daemon.wait_ready()
-            wait_until(lambda: _cursor(run) >= stack.w3.eth.block_number, 10, what="the first sweep")
-            event = ask(stack, _params(run, SPEC, prompt="relayed by someone else, then undone"))
+            wait_until(lambda: cursor_of(run) >= stack.w3.eth.block_number, 10, what="the first sweep")
+            event = ask(stack, ask_params(run, SPEC, prompt="relayed by someone else, then undone"))
             # anyone may relay a signed response: another account does, while the daemon asks its model
             fulfill(stack, event, success_response(event, 7), sender=stack.keys.agents)
             relay_block = stack.w3.eth.block_number
-            wait_until(lambda: _state(run, event.request_id) == RequestState.FULFILLED, 10,
+            wait_until(lambda: state_of(run, event.request_id) == R.FULFILLED, 10,
                        what="the relayed settlement to be taken in")
-            assert _cursor(run) < relay_block  # above the cursor: only the subscription saw it
+            assert cursor_of(run) < relay_block  # above the cursor: only the subscription saw it
             assert run.daemon.stop() == 0
-            _rpc(stack, "anvil_rollback", [1])  # the relay is gone; the request is open again
+            anvil_rpc(stack, "anvil_rollback", [1])  # the relay is gone; the request is open again
             _mine(stack, 1)
             run.restart()
             _final_chain_settles(run, [event.request_id])
-            (entry,) = [e for e in stack.w3.eth.get_logs({"address": stack.contract("AIOracle").address,
-                                                          "fromBlock": 0, "topics": ["0x" + FULFILLED_TOPIC.hex()]})]
+            entry = _fulfilment(stack, event.request_id)
             receipt = stack.w3.eth.get_transaction_receipt(entry["transactionHash"])
             assert receipt["from"] == stack.keys.signer.address  # answered again, by the daemon
         finally:
@@ -312,16 +300,16 @@ def test_request_id_given_to_another_request_while_the_first_is_answered_gets_th
         run = start_daemon(stack, model, tmp_path)
         try:
             run.daemon.wait_ready()
-            first = ask(stack, _params(run, SPEC, prompt="the first content under this id"))
+            first = ask(stack, ask_params(run, SPEC, prompt="the first content under this id"))
             wait_until(lambda: bool(model.books.total), 10, what="the model to be asked about the first")
-            _rpc(stack, "anvil_rollback", [1])  # the first request is gone ...
-            second = ask(stack, _params(run, SPEC, prompt="other content, the same id"))  # ... its id re-used
+            anvil_rpc(stack, "anvil_rollback", [1])  # the first request is gone ...
+            second = ask(stack, ask_params(run, SPEC, prompt="other content, the same id"))  # ... its id re-used
             assert second.request_id == first.request_id and second.commitment != first.commitment
             # the answer to the first is not sent (it would be skipped); the second is answered
-            assert _wait_delivered(run, second.request_id)["status"] == Status.SUCCESS
+            assert wait_delivered(run, second.request_id)["status"] == Status.SUCCESS
             _final_chain_settles(run, [second.request_id])
             assert _skipped(stack) == []
-            wait_until(lambda: _state(run, second.request_id) == RequestState.FULFILLED, 10,
+            wait_until(lambda: state_of(run, second.request_id) == R.FULFILLED, 10,
                        what="the row to say fulfilled")
         finally:
             assert run.daemon.stop() == 0
@@ -333,28 +321,28 @@ def test_fulfilment_re_included_after_its_request_id_went_to_another_request_lea
     """A reorg puts another request under the id, and the daemon's fulfilment of the first after it: the
     oracle skips the fulfilment (CommitmentMismatch), and the other request is still answered."""
     stack = shallow.stack
-    first = ask(stack, _params(shallow, SPEC, prompt="answered, then its id taken"))
+    first = ask(stack, ask_params(shallow, SPEC, prompt="answered, then its id taken"))
     asked_in = stack.w3.eth.block_number
-    _wait_delivered(shallow, first.request_id)
+    wait_delivered(shallow, first.request_id)
     answered_in = _fulfilment_block(stack, first.request_id)
-    wait_until(lambda: _state(shallow, first.request_id) == RequestState.FULFILLED and _cursor(shallow) >= answered_in,
+    wait_until(lambda: state_of(shallow, first.request_id) == R.FULFILLED and cursor_of(shallow) >= answered_in,
                10, what="settlement")
     ask_tx = stack.w3.eth.get_block(asked_in)["transactions"][0]
     fulfil_tx = stack.w3.eth.get_block(answered_in)["transactions"][0]
     sent = stack.w3.eth.get_transaction(ask_tx)  # type: ignore[arg-type]
     # the same account, the same nonce, other content: the consumer's next request id is the first's again
-    other = _params(shallow, SPEC, prompt="other content, the same id")
+    other = ask_params(shallow, SPEC, prompt="other content, the same id")
     fee = stack.contract("AIOracle").functions.quote(other.model_spec, other.max_tokens,
                                                      other.callback_gas_limit).call()
     tx = stack.contract("TypedResultsConsumer").functions.ask(other.to_abi()).build_transaction({
         "from": stack.keys.bots.address, "nonce": sent["nonce"], "value": fee, "gas": 1_000_000,
         "maxFeePerGas": Wei(10 * 10**9), "maxPriorityFeePerGas": Wei(10**9), "chainId": stack.chain_id})
     raw_other = stack.w3.eth.account.sign_transaction(tx, stack.keys.bots.private_key).raw_transaction
-    raw_fulfil = _rpc(stack, "eth_getRawTransactionByHash", ["0x" + bytes(fulfil_tx).hex()])  # type: ignore[arg-type]
+    raw_fulfil = anvil_rpc(stack, "eth_getRawTransactionByHash", ["0x" + bytes(fulfil_tx).hex()])  # type: ignore[arg-type]
     depth = stack.w3.eth.block_number - asked_in + 1
-    _rpc(stack, "anvil_reorg", [depth, [["0x" + bytes(raw_other).hex(), 0], [raw_fulfil, 1]]])
+    anvil_rpc(stack, "anvil_reorg", [depth, [["0x" + bytes(raw_other).hex(), 0], [raw_fulfil, 1]]])
     assert [bytes(e["data"])[:4] for e in _skipped(stack)] == [COMMITMENT_MISMATCH]
     # the other request under the id is answered, once
-    assert _wait_delivered(shallow, first.request_id)["status"] == Status.SUCCESS
+    assert wait_delivered(shallow, first.request_id)["status"] == Status.SUCCESS
     _final_chain_settles(shallow, [first.request_id])
-    wait_until(lambda: _state(shallow, first.request_id) == RequestState.FULFILLED, 10, what="the row to say fulfilled")
+    wait_until(lambda: state_of(shallow, first.request_id) == R.FULFILLED, 10, what="the row to say fulfilled")

@@ -7,34 +7,9 @@ from typing import Any
 import pytest
 
 from oracle.devnet.answer import ask
-from oracle.devnet.harness import wait_until
-from oracle.protocol import ReasonCode, RequestParams, ResultSpec, ResultType, Status
+from oracle.protocol import ReasonCode, ResultSpec, ResultType, Status
 from oracle.store import request_key
-from tests.daemon.conftest import Running
-
-
-def _params(run: Running, spec: ResultSpec, prompt: str | bytes = "Rate the proposal.", **kw: Any) -> RequestParams:
-    now = run.stack.w3.eth.get_block("latest")["timestamp"]
-    fields: dict[str, Any] = dict(
-        callback=run.stack.addresses["TypedResultsConsumer"], callback_gas_limit=500_000, deadline=now + 300,
-        max_tokens=64, temperature=0, seed=1, model_spec="dev-model-2026-01-01",
-        prompt=prompt if isinstance(prompt, bytes) else prompt.encode(),
-        result=spec)
-    fields.update(kw)
-    return RequestParams(**fields)
-
-
-def _decoded(run: Running, request_id: bytes) -> dict[str, Any]:
-    names = ["delivered", "status", "reasonCode", "text", "flag", "unsignedValue", "signedValue", "modelUsed",
-             "receiptHash"]
-    values = run.stack.contract("TypedResultsConsumer").functions.decoded(request_id).call()
-    return dict(zip(names, values, strict=True))
-
-
-def _wait_delivered(run: Running, request_id: bytes, timeout: float = 30) -> dict[str, Any]:
-    wait_until(lambda: _decoded(run, request_id)["delivered"], timeout, what="fulfillment",)
-    return _decoded(run, request_id)
-
+from tests.daemon.helpers import Running, ask_params, wait_delivered
 
 CASES = [
     (ResultSpec(ResultType.TEXT, max_bytes=40), lambda v, d: d["text"] == v),
@@ -52,8 +27,8 @@ CASES = [
 
 @pytest.mark.parametrize(("spec", "matches"), CASES, ids=[c[0].kind.name for c in CASES])
 def test_consumer_decodes_what_the_model_answered(running: Running, spec: ResultSpec, matches: Any) -> None:
-    event = ask(running.stack, _params(running, spec, prompt=f"question about {spec.kind.name}"))
-    decoded = _wait_delivered(running, event.request_id)
+    event = ask(running.stack, ask_params(running, spec, prompt=f"question about {spec.kind.name}"))
+    decoded = wait_delivered(running, event.request_id)
     key = request_key(running.stack.chain_id, running.stack.addresses["AIOracle"], event.request_id)
     assert decoded["status"] == Status.SUCCESS, running.daemon.log()[-2000:]
     answered = running.model.books.answers[key]
@@ -62,9 +37,9 @@ def test_consumer_decodes_what_the_model_answered(running: Running, spec: Result
 
 
 def test_malformed_answer_ends_as_an_onchain_malformed_failure(running: Running) -> None:
-    event = ask(running.stack, _params(running, ResultSpec(ResultType.UINT, min=0, max=9),
+    event = ask(running.stack, ask_params(running, ResultSpec(ResultType.UINT, min=0, max=9),
                                        prompt="[[malformed]] how risky?"))
-    decoded = _wait_delivered(running, event.request_id)
+    decoded = wait_delivered(running, event.request_id)
     assert (decoded["status"], decoded["reasonCode"]) == (Status.FAILURE, ReasonCode.MALFORMED)
     key = request_key(running.stack.chain_id, running.stack.addresses["AIOracle"], event.request_id)
     assert running.model.books.calls[key] == 2  # asked once more, then reported

@@ -4,21 +4,18 @@ ranges, cut WebSockets): no request is lost and none is fulfilled twice."""
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from oracle.chain.events import FULFILLED_TOPIC, decode_fulfilled
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask
 from oracle.devnet.fault_proxy import FaultKnobs, FaultProxy
 from oracle.devnet.harness import wait_until
 from oracle.devnet.model_server import ModelServer
 from oracle.protocol import ResultSpec, ResultType
-from tests.daemon.conftest import Running, start_daemon
-from tests.daemon.test_result_types import _decoded, _params
+from tests.daemon.helpers import Running, ask_params, decoded, fulfillments_per_request, start_daemon
 
 
 @pytest.fixture
@@ -36,29 +33,23 @@ def faulty(tmp_path: Path) -> Iterator[tuple[Running, FaultProxy]]:
             model.stop()
 
 
-def fulfillments_per_request(stack: LocalStack) -> Counter[bytes]:
-    logs = stack.w3.eth.get_logs({"address": stack.contract("AIOracle").address, "fromBlock": 0,
-                                  "topics": ["0x" + FULFILLED_TOPIC.hex()]})
-    return Counter(decode_fulfilled(log).request_id for log in logs)
-
-
 def test_no_request_lost_or_doubled_under_rpc_faults(faulty: tuple[Running, FaultProxy]) -> None:
     run, proxy = faulty
     stack = run.stack
     spec = ResultSpec(ResultType.UINT, min=0, max=1_000)
     ids = []
     for i in range(12):
-        ids.append(ask(stack, _params(run, spec, prompt=f"live {i}")).request_id)
+        ids.append(ask(stack, ask_params(run, spec, prompt=f"live {i}")).request_id)
         time.sleep(0.15)
     assert run.daemon.stop() == 0
     for i in range(8):  # while the daemon is down, spread over many blocks: the backfill must page
-        ids.append(ask(stack, _params(run, spec, prompt=f"backfill {i}")).request_id)
+        ids.append(ask(stack, ask_params(run, spec, prompt=f"backfill {i}")).request_id)
         stack.w3.provider.make_request("anvil_mine", [3])  # type: ignore[arg-type]
     run.restart()
-    wait_until(lambda: all(_decoded(run, i)["delivered"] for i in ids), 90, interval=0.5,
+    wait_until(lambda: all(decoded(run, i)["delivered"] for i in ids), 90, interval=0.5,
                what="every request to be fulfilled")
-    marker = ask(stack, _params(run, spec, prompt="after all the others")).request_id  # answered last
-    wait_until(lambda: _decoded(run, marker)["delivered"], 60, interval=0.5, what="the marker request")
+    marker = ask(stack, ask_params(run, spec, prompt="after all the others")).request_id  # answered last
+    wait_until(lambda: decoded(run, marker)["delivered"], 60, interval=0.5, what="the marker request")
     counts = fulfillments_per_request(stack)
     assert all(counts[i] == 1 for i in ids), {i.hex(): counts[i] for i in ids if counts[i] != 1}
     c = proxy.counts
@@ -77,10 +68,10 @@ def test_log_ranges_that_time_out_are_halved_like_refused_ones(tmp_path: Path) -
             spec = ResultSpec(ResultType.UINT, min=0, max=1_000)
             ids = []
             for i in range(4):  # while the daemon is down, spread over many blocks: the backfill must page
-                ids.append(ask(stack, _params(run, spec, prompt=f"backfill {i}")).request_id)
+                ids.append(ask(stack, ask_params(run, spec, prompt=f"backfill {i}")).request_id)
                 stack.w3.provider.make_request("anvil_mine", [5])  # type: ignore[arg-type]
             run.restart()
-            wait_until(lambda: all(_decoded(run, i)["delivered"] for i in ids), 60, interval=0.3,
+            wait_until(lambda: all(decoded(run, i)["delivered"] for i in ids), 60, interval=0.3,
                        what="every request to be fulfilled")
             assert proxy.counts.slowed_ranges > 0
             assert "failed (eth_getLogs: TimeoutError" in run.daemon.log()

@@ -13,10 +13,16 @@ from oracle.devnet.harness import wait_until
 from oracle.devnet.model_server import ModelServer
 from oracle.protocol import PolicyClass, ResultSpec, ResultType, Status
 from oracle.store import RequestState, Store, request_key
-from tests.daemon.conftest import Running, start_daemon
-from tests.daemon.test_reorgs import _rpc, _state
-from tests.daemon.test_result_types import _decoded, _params, _wait_delivered
-from tests.daemon.test_rpc_faults import fulfillments_per_request
+from tests.daemon.helpers import (
+    Running,
+    anvil_rpc,
+    ask_params,
+    decoded,
+    fulfillments_per_request,
+    start_daemon,
+    state_of,
+    wait_delivered,
+)
 
 SPEC = ResultSpec(ResultType.UINT, min=0, max=9)
 GAS: dict[str, Any] = {"max_fee_per_gas": 100 * 10**9, "priority_fee": 10**9, "daily_budget": 100 * 10**18,
@@ -32,15 +38,15 @@ def _start(env: tuple[LocalStack, ModelServer, Path], **gas: Any) -> Running:
 
 def test_low_signer_balance_stops_new_work_and_says_so(env: tuple[LocalStack, ModelServer, Path]) -> None:
     stack, model, _ = env
-    _rpc(stack, "anvil_setBalance", [stack.keys.signer.address, hex(10**15)])
+    anvil_rpc(stack, "anvil_setBalance", [stack.keys.signer.address, hex(10**15)])
     run = _start(env)
     try:
-        event = ask(stack, _params(run, SPEC, prompt="while the signer is nearly empty"))
+        event = ask(stack, ask_params(run, SPEC, prompt="while the signer is nearly empty"))
         wait_until(lambda: "below low_balance" in run.daemon.log(), 15, what="the daemon to say why it stopped")
         key = request_key(stack.chain_id, stack.addresses["AIOracle"], event.request_id)
-        assert model.books.calls[key] == 0 and not _decoded(run, event.request_id)["delivered"]
-        _rpc(stack, "anvil_setBalance", [stack.keys.signer.address, hex(100 * 10**18)])
-        assert _wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
+        assert model.books.calls[key] == 0 and not decoded(run, event.request_id)["delivered"]
+        anvil_rpc(stack, "anvil_setBalance", [stack.keys.signer.address, hex(100 * 10**18)])
+        assert wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
     finally:
         assert run.daemon.stop() == 0
 
@@ -49,10 +55,10 @@ def test_spent_daily_gas_budget_holds_sending(env: tuple[LocalStack, ModelServer
     stack, _, _ = env
     run = _start(env, daily_budget=10**12)  # less than any fulfillment could cost at these fees
     try:
-        event = ask(stack, _params(run, SPEC, prompt="over budget"))
+        event = ask(stack, ask_params(run, SPEC, prompt="over budget"))
         wait_until(lambda: "daily gas budget" in run.daemon.log(), 15, what="the daemon to say sending is held")
-        assert _state(run, event.request_id) == RequestState.SIGNED  # answered and signed, not sent
-        assert not _decoded(run, event.request_id)["delivered"]
+        assert state_of(run, event.request_id) == RequestState.SIGNED  # answered and signed, not sent
+        assert not decoded(run, event.request_id)["delivered"]
     finally:
         assert run.daemon.stop() == 0
 
@@ -61,12 +67,12 @@ def test_stuck_transaction_is_repriced_under_the_same_nonce(env: tuple[LocalStac
     stack, _, _ = env
     run = _start(env)
     try:
-        event = ask(stack, _params(run, SPEC, prompt="stuck for a while"))
-        _rpc(stack, "evm_setAutomine", [False])  # nothing is mined until we say so
+        event = ask(stack, ask_params(run, SPEC, prompt="stuck for a while"))
+        anvil_rpc(stack, "evm_setAutomine", [False])  # nothing is mined until we say so
         wait_until(lambda: "rebuilt (not mined after" in run.daemon.log(), 20, what="a re-priced transaction")
-        _rpc(stack, "evm_setAutomine", [True])
-        _rpc(stack, "anvil_mine", [1])
-        assert _wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
+        anvil_rpc(stack, "evm_setAutomine", [True])
+        anvil_rpc(stack, "anvil_mine", [1])
+        assert wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
         assert fulfillments_per_request(stack)[event.request_id] == 1
         def txs(states: list[str]) -> list[Any]:
             store = Store.open(run.config["store"]["path"])
@@ -80,7 +86,7 @@ def test_stuck_transaction_is_repriced_under_the_same_nonce(env: tuple[LocalStac
         assert replaced and {t.nonce for t in replaced} == {t.nonce for t in mined}
         assert max(t.max_fee for t in mined) > max(t.max_fee for t in replaced)
     finally:
-        _rpc(stack, "evm_setAutomine", [True])
+        anvil_rpc(stack, "evm_setAutomine", [True])
         assert run.daemon.stop() == 0
 
 

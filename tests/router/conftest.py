@@ -21,6 +21,16 @@ UINT = ResultSpec(ResultType.UINT, min=0, max=100)
 FAST = RouterSettings(backoff=0.01, backoff_max=0.2, breaker_cooldown=0.5)
 
 
+def dep(id: str, **fields: Any) -> ModelDeployment:
+    """A deployment no test calls (its URL goes nowhere): for decisions and health alone."""
+    values: dict[str, Any] = {"id": id, "provider": id, "api": "openai", "base_url": "http://127.0.0.1:1/v1",
+                              "model": f"{id}-2026-01-01", "payer": "none", "input_price": 1_000_000,
+                              "output_price": 1_000_000, "context_window": 100_000, "max_output": 4_000,
+                              "capabilities": ["json_schema", "seed"]}
+    values.update(fields)
+    return ModelDeployment.model_validate(values)
+
+
 def deployment(id: str, server: ModelServer, api: str = "openai", **fields: Any) -> ModelDeployment:
     base = server.base_url if api == "openai" else server.root_url
     values: dict[str, Any] = {"id": id, "provider": id, "api": api, "base_url": base, "model": f"{id}-2026-01-01",

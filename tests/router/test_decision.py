@@ -16,7 +16,7 @@ from eth_utils import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oracle.config import DATA_POLICY_RANK, ModelDeployment
+from oracle.config import DATA_POLICY_RANK
 from oracle.protocol import ReasonCode, ResultType
 from oracle.router import decision as decision_module
 from oracle.router.catalog import CAPABILITY_BITS, Catalog
@@ -29,17 +29,9 @@ from oracle.router.decision import (
     estimate_prompt_tokens,
 )
 from oracle.router.receipts import canonical_json
+from tests.router.conftest import dep
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def dep(id: str, **fields: Any) -> ModelDeployment:
-    values: dict[str, Any] = {"id": id, "provider": id, "api": "openai", "base_url": "http://127.0.0.1:1/v1",
-                              "model": f"{id}-2026-01-01", "payer": "none", "input_price": 1_000_000,
-                              "output_price": 1_000_000, "context_window": 100_000, "max_output": 4_000,
-                              "capabilities": ["json_schema", "seed"]}
-    values.update(fields)
-    return ModelDeployment.model_validate(values)
 
 
 def inputs(spec: str = "cheapest", kind: ResultType = ResultType.UINT, prompt_bytes: int = 300,

@@ -13,7 +13,7 @@ from oracle.config import RouterSettings
 from oracle.router.catalog import Catalog
 from oracle.router.decision import HealthSnapshot
 from oracle.router.health import Health
-from tests.router.test_decision import dep
+from tests.router.conftest import dep
 
 
 class Clock:

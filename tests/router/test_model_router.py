@@ -140,16 +140,24 @@ async def test_the_breaker_stops_traffic_to_a_dead_deployment_even_alone(servers
     dead = servers(Knobs(force="500"))
     settings = FAST.model_copy(update={"breaker_min_calls": 3, "retries": 0, "breaker_cooldown": 0.3})
     async with router_for([deployment("dead", dead)], store, settings) as router:
+        now = [1_000.0]
+        router.health.clock = lambda: now[0]  # the breaker's cooldowns pass when the test says so
         answers = [await router.answer(route_request(n=n), _later()) for n in range(10)]
         assert dead.books.total == 3  # then the breaker opened
         assert all(a.reason == ReasonCode.PROVIDERS_UNAVAILABLE for a in answers)
         assert "breaker" in answers[-1].detail and answers[-1].receipt["attempts"] == []
         assert router.health.report()["dead"]["breaker"] == "open"
-        await asyncio.sleep(0.35)
+        now[0] += 0.29
+        await router.answer(route_request(n=10), _later())
+        assert dead.books.total == 3  # still cooling down: no call
+        now[0] += 0.02
         await router.answer(route_request(n=11), _later())
         assert dead.books.total == 4  # one probe after the cooldown, which failed: open again
         dead.knobs.force = None
-        await asyncio.sleep(0.65)  # the cooldown doubled
+        now[0] += 0.59  # the cooldown doubled: not yet
+        assert (await router.answer(route_request(n=13), _later())).reason == ReasonCode.PROVIDERS_UNAVAILABLE
+        assert dead.books.total == 4
+        now[0] += 0.02
         healed = await router.answer(route_request(n=12), _later())
         assert healed.status == Status.SUCCESS and router.health.report()["dead"]["breaker"] == "closed"
 
@@ -210,7 +218,8 @@ async def test_a_resumed_request_replays_its_calls_and_reuses_its_idempotency_ke
     request = route_request()
     async with router_for([deployment("a", slow)], store) as router:
         task = asyncio.create_task(router.answer(request, _later()))
-        await asyncio.sleep(0.2)
+        while slow.books.total < 1:  # the call has reached the provider
+            await asyncio.sleep(0.01)
         task.cancel()  # as if the daemon died mid-call
         with pytest.raises(asyncio.CancelledError):
             await task

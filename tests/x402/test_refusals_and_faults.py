@@ -274,12 +274,13 @@ async def test_stopped_between_sending_and_the_answer_pays_at_most_once(x402_sta
 
     s, ctx = x402_stack, _ctx()
     s.model.knobs.latency = 0.5
-    before = _settlements(s)
+    before, calls = _settlements(s), s.model.books.total
     try:
         async with paying_client(s, store) as client:
             task = asyncio.create_task(client.post(f"{s.model.base_url}/chat/completions", BODY.encode(), HEADERS,
                                                    30, ctx, s.pin, "local"))
-            await asyncio.sleep(0.3)  # the paid request is at the provider
+            while s.model.books.total == calls:  # until the paid request is at the provider
+                await asyncio.sleep(0.01)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
