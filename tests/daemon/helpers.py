@@ -37,6 +37,23 @@ def start_daemon(stack: LocalStack, model: ModelServer, tmp: Path, **overrides: 
     return Running(stack, model, daemon, config, tmp)
 
 
+# fees for tests of the transaction manager: re-pricing after a second, by half again each time
+QUICK_GAS: dict[str, Any] = {"max_fee_per_gas": 100 * 10**9, "priority_fee": 10**9, "daily_budget": 100 * 10**18,
+                             "low_balance": 10**16, "replace_after": 1.0, "fee_bump_percent": 50}
+
+
+def start_ready(env: tuple[LocalStack, ModelServer, Path], **gas: Any) -> Running:
+    """A daemon on the test's own stack with QUICK_GAS (and `gas` over it), once it is running."""
+    stack, model, tmp = env
+    run = start_daemon(stack, model, tmp, gas={**QUICK_GAS, **gas})
+    run.daemon.wait_ready()
+    return run
+
+
+def key_of(run: Running, request_id: bytes) -> str:
+    return request_key(run.stack.chain_id, run.stack.addresses["AIOracle"], request_id)
+
+
 @dataclass
 class ChainAudit:
     """What the final chain says of the daemon's work, read from blocks, receipts and events alone."""

@@ -17,32 +17,20 @@ from oracle.devnet.answer import ask
 from oracle.devnet.harness import wait_until, write_config
 from oracle.devnet.model_server import ModelServer
 from oracle.protocol import PolicyClass, ResultSpec, ResultType, Status
-from oracle.store import RequestState, Store, StoredRequest, TxState, request_key
+from oracle.store import RequestState, Store, StoredRequest, TxState
 from tests.daemon.helpers import (
     Running,
     anvil_rpc,
     ask_params,
     audit_chain,
+    key_of,
     row_of,
-    start_daemon,
+    start_ready,
     wait_delivered,
 )
 
 R = RequestState
 SPEC = ResultSpec(ResultType.UINT, min=0, max=9)
-GAS: dict[str, Any] = {"max_fee_per_gas": 100 * 10**9, "priority_fee": 10**9, "daily_budget": 100 * 10**18,
-                       "low_balance": 10**16, "replace_after": 1.0, "fee_bump_percent": 50}
-
-
-def _start(env: tuple[LocalStack, ModelServer, Path], **gas: Any) -> Running:
-    stack, model, tmp = env
-    run = start_daemon(stack, model, tmp, gas={**GAS, **gas})
-    run.daemon.wait_ready()
-    return run
-
-
-def _key(run: Running, request_id: bytes) -> str:
-    return request_key(run.stack.chain_id, run.stack.addresses["AIOracle"], request_id)
 
 
 def _in_state(run: Running, request_id: bytes, state: RequestState, timeout: float = 20) -> StoredRequest:
@@ -79,14 +67,14 @@ def _past_deadline(stack: LocalStack, seconds: int = 400) -> None:
 def test_a_signed_response_whose_deadline_passes_before_it_can_be_sent_expires(
         env: tuple[LocalStack, ModelServer, Path]) -> None:
     stack, model, _ = env
-    run = _start(env, daily_budget=10**12)  # no transaction fits: sending is held
+    run = start_ready(env, daily_budget=10**12)  # no transaction fits: sending is held
     try:
         event = ask(stack, ask_params(run, SPEC, prompt="signed, then held", deadline=_now(stack) + 60))
         _in_state(run, event.request_id, R.SIGNED)
         _past_deadline(stack)
         row = _in_state(run, event.request_id, R.EXPIRED)
         assert "deadline passed before it could be sent" in row.reason_detail
-        assert model.books.calls[_key(run, event.request_id)] == 1
+        assert model.books.calls[key_of(run, event.request_id)] == 1
         assert audit_chain(stack).fulfilled[event.request_id] == 0 and _cancellable(run, event)
     finally:
         assert run.daemon.stop() == 0
@@ -96,7 +84,7 @@ def test_a_fulfilment_mined_after_its_deadline_is_stored_expired_and_not_sent_ag
         env: tuple[LocalStack, ModelServer, Path]) -> None:
     stack, model, _ = env
     model.knobs.latency = 0.5  # the daemon answers after mining is switched off below
-    run = _start(env)
+    run = start_ready(env)
     try:
         event = ask(stack, ask_params(run, SPEC, prompt="mined too late", deadline=_now(stack) + 60))
         anvil_rpc(stack, "evm_setAutomine", [False])
@@ -109,7 +97,7 @@ def test_a_fulfilment_mined_after_its_deadline_is_stored_expired_and_not_sent_ag
         wait_delivered(run, later.request_id)
         audit = audit_chain(stack)
         assert audit.fulfilled[event.request_id] == 0 and not audit.reverted
-        assert model.books.calls[_key(run, event.request_id)] == 1
+        assert model.books.calls[key_of(run, event.request_id)] == 1
     finally:
         anvil_rpc(stack, "evm_setAutomine", [True])
         assert run.daemon.stop() == 0
@@ -119,7 +107,7 @@ def test_a_sent_response_the_base_fee_makes_unprofitable_is_left_to_its_requeste
         env: tuple[LocalStack, ModelServer, Path]) -> None:
     stack, model, _ = env
     model.knobs.latency = 0.5
-    run = _start(env)
+    run = start_ready(env)
     oracle = stack.contract("AIOracle")
     schedule = oracle.functions.feeSchedule(int(PolicyClass.FASTEST)).call()
     try:
@@ -135,10 +123,12 @@ def test_a_sent_response_the_base_fee_makes_unprofitable_is_left_to_its_requeste
         row = _in_state(run, event.request_id, R.UNPROFITABLE)
         assert "does not cover" in row.reason_detail
         anvil_rpc(stack, "evm_setAutomine", [True])
-        anvil_rpc(stack, "anvil_mine", [1])
+        # answered (its fee pays for it even at the cap): nothing more came for the first
+        later = ask(stack, ask_params(run, SPEC, prompt="a marker after it"), extra_fee=10**17)
+        wait_delivered(run, later.request_id)
         audit = audit_chain(stack)
         assert audit.fulfilled[event.request_id] == 0 and not audit.reverted
-        assert model.books.calls[_key(run, event.request_id)] == 1
+        assert model.books.calls[key_of(run, event.request_id)] == 1
     finally:
         anvil_rpc(stack, "evm_setAutomine", [True])
         assert run.daemon.stop() == 0
@@ -148,10 +138,10 @@ def test_a_model_call_cut_by_a_kill_whose_deadline_passed_meanwhile_is_not_asked
         env: tuple[LocalStack, ModelServer, Path]) -> None:
     stack, model, _ = env
     model.knobs.latency = 30.0  # the call is still out when the daemon is killed
-    run = _start(env)
+    run = start_ready(env)
     try:
         event = ask(stack, ask_params(run, SPEC, prompt="asked, then killed", deadline=_now(stack) + 60))
-        key = _key(run, event.request_id)
+        key = key_of(run, event.request_id)
         wait_until(lambda: model.books.calls[key] == 1, 15, what="the model call")
         run.daemon.kill()
         model.knobs.latency = 0.0
@@ -170,7 +160,7 @@ def test_a_replaced_transaction_mined_after_all_settles_its_responses_once(
         env: tuple[LocalStack, ModelServer, Path]) -> None:
     stack, model, _ = env
     model.knobs.latency = 0.5
-    run = _start(env)
+    run = start_ready(env)
     try:
         event = ask(stack, ask_params(run, SPEC, prompt="sent twice, mined once"))
         anvil_rpc(stack, "evm_setAutomine", [False])
@@ -202,7 +192,7 @@ def test_a_replaced_transaction_mined_after_all_settles_its_responses_once(
 def test_a_signed_answer_stands_when_a_reorg_re_includes_its_request(
         env: tuple[LocalStack, ModelServer, Path]) -> None:
     stack, model, _ = env
-    run = _start(env, daily_budget=10**12)  # answered and signed, not sent
+    run = start_ready(env, daily_budget=10**12)  # answered and signed, not sent
     try:
         event = ask(stack, ask_params(run, SPEC, prompt="signed before the reorg"))
         signed = _in_state(run, event.request_id, R.SIGNED)
@@ -215,7 +205,7 @@ def test_a_signed_answer_stands_when_a_reorg_re_includes_its_request(
         write_config(run.config, run.daemon.config_path)
         run.restart()
         assert wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
-        assert model.books.calls[_key(run, event.request_id)] == 1  # the stored answer was sent, not asked again
+        assert model.books.calls[key_of(run, event.request_id)] == 1  # the stored answer was sent, not asked again
         assert audit_chain(stack).fulfilled[event.request_id] == 1
     finally:
         assert run.daemon.stop() == 0

@@ -14,32 +14,24 @@ from oracle.devnet.model_server import ModelServer
 from oracle.protocol import PolicyClass, ResultSpec, ResultType, Status
 from oracle.store import RequestState, Store, request_key
 from tests.daemon.helpers import (
-    Running,
+    QUICK_GAS,
     anvil_rpc,
     ask_params,
     decoded,
     fulfillments_per_request,
     start_daemon,
+    start_ready,
     state_of,
     wait_delivered,
 )
 
 SPEC = ResultSpec(ResultType.UINT, min=0, max=9)
-GAS: dict[str, Any] = {"max_fee_per_gas": 100 * 10**9, "priority_fee": 10**9, "daily_budget": 100 * 10**18,
-                       "low_balance": 10**16, "replace_after": 1.0, "fee_bump_percent": 50}
-
-
-def _start(env: tuple[LocalStack, ModelServer, Path], **gas: Any) -> Running:
-    stack, model, tmp = env
-    run = start_daemon(stack, model, tmp, gas={**GAS, **gas})
-    run.daemon.wait_ready()
-    return run
 
 
 def test_low_signer_balance_stops_new_work_and_says_so(env: tuple[LocalStack, ModelServer, Path]) -> None:
     stack, model, _ = env
     anvil_rpc(stack, "anvil_setBalance", [stack.keys.signer.address, hex(10**15)])
-    run = _start(env)
+    run = start_ready(env)
     try:
         event = ask(stack, ask_params(run, SPEC, prompt="while the signer is nearly empty"))
         wait_until(lambda: "below low_balance" in run.daemon.log(), 15, what="the daemon to say why it stopped")
@@ -53,7 +45,7 @@ def test_low_signer_balance_stops_new_work_and_says_so(env: tuple[LocalStack, Mo
 
 def test_spent_daily_gas_budget_holds_sending(env: tuple[LocalStack, ModelServer, Path]) -> None:
     stack, _, _ = env
-    run = _start(env, daily_budget=10**12)  # less than any fulfillment could cost at these fees
+    run = start_ready(env, daily_budget=10**12)  # less than any fulfillment could cost at these fees
     try:
         event = ask(stack, ask_params(run, SPEC, prompt="over budget"))
         wait_until(lambda: "daily gas budget" in run.daemon.log(), 15, what="the daemon to say sending is held")
@@ -65,7 +57,7 @@ def test_spent_daily_gas_budget_holds_sending(env: tuple[LocalStack, ModelServer
 
 def test_stuck_transaction_is_repriced_under_the_same_nonce(env: tuple[LocalStack, ModelServer, Path]) -> None:
     stack, _, _ = env
-    run = _start(env)
+    run = start_ready(env)
     try:
         event = ask(stack, ask_params(run, SPEC, prompt="stuck for a while"))
         anvil_rpc(stack, "evm_setAutomine", [False])  # nothing is mined until we say so
@@ -96,7 +88,7 @@ def test_daemon_refuses_an_oracle_whose_fees_cannot_pay_for_its_smallest_answer(
     oracle = stack.contract("AIOracle")
     for cls in (PolicyClass.CHEAPEST, PolicyClass.ENSEMBLE):  # as a fresh deployment has them: zero
         stack.transact(oracle.functions.setFeeSchedule(int(cls), (0, 0, 0)), stack.keys.owner)
-    run = start_daemon(stack, model, tmp, gas=GAS)
+    run = start_daemon(stack, model, tmp, gas=QUICK_GAS)
     wait_until(lambda: not run.daemon.alive(), 30, what="the daemon to refuse to start")
     assert run.daemon.stop() == 2
     log = run.daemon.log()
