@@ -120,7 +120,7 @@ class Requests:
         fields: dict[str, Any] = {"settled_block": block_number, "settled_hash": block_hash}
         if tx_hash is not None:
             fields["fulfill_tx"] = tx_hash
-        self.transition(key, [*UNSETTLED, state], state, **fields)
+        self.transition(key, [*UNSETTLED, *SETTLED], state, **fields)
 
     def reopen_settled_after(self, chain_id: int, oracle: str, block_number: int) -> list[str]:
         """Settlements above `block_number` were reorganised away: signed answers go back to be sent

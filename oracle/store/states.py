@@ -103,6 +103,8 @@ REQUEST = Machine("request", RequestState, frozenset({R.SEEN, R.CONFIRMED}), _ed
     ([R.ROLLED_BACK], [R.SEEN, R.CONFIRMED]),  # included again in another block
     ([R.FULFILLED, R.CANCELLED], [R.SIGNED, R.CONFIRMED]),  # its settlement was reorganised away
     ([R.FULFILLED], [R.SUBMITTED]),  # our transaction that settled it was reorganised away
+    # a reorg replaced the block that settled it with one that settles it the other way
+    ([R.FULFILLED], [R.CANCELLED]), ([R.CANCELLED], [R.FULFILLED]),
 ), terminal=frozenset({R.FULFILLED, R.EXPIRED, R.ROLLED_BACK, R.CANCELLED, R.UNPROFITABLE}))
 
 T = TxState

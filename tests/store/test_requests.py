@@ -29,6 +29,21 @@ def test_a_settlement_on_chain_wins_from_any_state(store: Store, state: RequestS
     assert store.requests.settlements_in_blocks(31337, r.oracle, 12, 12) == [(r.key, 12, b"\x0c" * 32)]
 
 
+@pytest.mark.parametrize(("first", "then"), [(R.CANCELLED, R.FULFILLED), (R.FULFILLED, R.CANCELLED)])
+def test_a_reorg_that_settles_it_the_other_way_is_followed(store: Store, first: RequestState,
+                                                          then: RequestState) -> None:
+    """The block that settled it was replaced by one that settles it the other way (the subscription saw
+    the first, the sweep reads the second): the row names the settlement on the chain now, so the
+    sweep's check of settlement blocks leaves it alone."""
+    r = a_request()
+    store.requests.insert(r)
+    store.requests.mark_settled(r.key, first, 12, None, b"\x0a" * 32)
+    store.requests.mark_settled(r.key, then, 12, None, b"\x0b" * 32)
+    found = store.requests.get(r.key)
+    assert found is not None and found.state == then
+    assert store.requests.settlements_in_blocks(31337, r.oracle, 12, 12) == [(r.key, 12, b"\x0b" * 32)]
+
+
 @pytest.mark.parametrize("state", EVERY)
 def test_a_reorg_below_a_request_rolls_back_all_but_what_is_settled_or_given_up(store: Store,
                                                                                 state: RequestState) -> None:
