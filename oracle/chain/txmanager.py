@@ -705,7 +705,8 @@ class TxManager:
         assert tx.block_number is not None
         if self._head - tx.block_number < self.chain.confirmations:
             return
-        self.txs.transition(tx.tx_hash, [TxState.MINED], TxState.CONFIRMED)
+        if not self.txs.transition(tx.tx_hash, [TxState.MINED], TxState.CONFIRMED):
+            return  # a reorg took it back meanwhile: the next pass follows it again
         self._broadcasts.pop(tx.tx_hash, None)
         self.confirmed += 1
         self._in_flight.difference_update(tx.request_keys)
