@@ -7,6 +7,7 @@ no test (oracle/store/states.py)."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,16 +28,18 @@ def stack() -> Iterator[LocalStack]:
 
 
 def _whole_suite(config: pytest.Config) -> bool:
-    """Only a run of every test can say that a transition is taken by none."""
-    chosen = config.args and config.args != list(config.getini("testpaths"))
-    narrowed = any(config.getoption(name, default=None) for name in ("keyword", "markexpr", "lf", "deselect"))
-    return not chosen and not narrowed
+    """Only a run of every test can say that a transition is taken by none: the configured test paths,
+    nothing selected, ignored or skipped over."""
+    narrowing = ("keyword", "markexpr", "lf", "deselect", "ignore", "ignore_glob", "stepwise", "collectonly")
+    return (config.args_source == pytest.Config.ArgsSource.TESTPATHS
+            and not any(config.getoption(name, default=None) for name in narrowing))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus != 0 or not _whole_suite(session.config):
         return
     missing = untaken(_LOG.read_text().splitlines() if _LOG.exists() else [])
+    shutil.rmtree(_LOG.parent, ignore_errors=True)
     if missing:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:

@@ -59,6 +59,17 @@ def _cancellable(run: Running, event: RequestedEvent) -> bool:
     return True
 
 
+def _never_answered(run: Running, event: RequestedEvent) -> None:
+    """A request asked after it is answered (its fee pays for it even at the fee cap), and still nothing
+    was sent for this one, nothing reverted, and its model was asked once."""
+    stack = run.stack
+    marker = ask(stack, ask_params(run, SPEC, prompt="a marker after it"), extra_fee=10**17)
+    wait_delivered(run, marker.request_id)
+    audit = audit_chain(stack)
+    assert audit.fulfilled[event.request_id] == 0 and not audit.reverted
+    assert run.model.books.calls[key_of(run, event.request_id)] == 1
+
+
 def _past_deadline(stack: LocalStack, seconds: int = 400) -> None:
     anvil_rpc(stack, "evm_increaseTime", [seconds])
     anvil_rpc(stack, "anvil_mine", [1])
@@ -93,11 +104,7 @@ def test_a_fulfilment_mined_after_its_deadline_is_stored_expired_and_not_sent_ag
         row = _in_state(run, event.request_id, R.EXPIRED)
         assert "skipped on-chain" in row.reason_detail
         anvil_rpc(stack, "evm_setAutomine", [True])
-        later = ask(stack, ask_params(run, SPEC, prompt="a marker after it"))  # answered: nothing more came
-        wait_delivered(run, later.request_id)
-        audit = audit_chain(stack)
-        assert audit.fulfilled[event.request_id] == 0 and not audit.reverted
-        assert model.books.calls[key_of(run, event.request_id)] == 1
+        _never_answered(run, event)
     finally:
         anvil_rpc(stack, "evm_setAutomine", [True])
         assert run.daemon.stop() == 0
@@ -123,12 +130,7 @@ def test_a_sent_response_the_base_fee_makes_unprofitable_is_left_to_its_requeste
         row = _in_state(run, event.request_id, R.UNPROFITABLE)
         assert "does not cover" in row.reason_detail
         anvil_rpc(stack, "evm_setAutomine", [True])
-        # answered (its fee pays for it even at the cap): nothing more came for the first
-        later = ask(stack, ask_params(run, SPEC, prompt="a marker after it"), extra_fee=10**17)
-        wait_delivered(run, later.request_id)
-        audit = audit_chain(stack)
-        assert audit.fulfilled[event.request_id] == 0 and not audit.reverted
-        assert model.books.calls[key_of(run, event.request_id)] == 1
+        _never_answered(run, event)
     finally:
         anvil_rpc(stack, "evm_setAutomine", [True])
         assert run.daemon.stop() == 0
@@ -149,9 +151,7 @@ def test_a_model_call_cut_by_a_kill_whose_deadline_passed_meanwhile_is_not_asked
         run.restart()
         row = _in_state(run, event.request_id, R.EXPIRED)
         assert "deadline passed before it was answered" in row.reason_detail
-        later = ask(stack, ask_params(run, SPEC, prompt="a marker after the restart"))
-        wait_delivered(run, later.request_id)
-        assert model.books.calls[key] == 1 and audit_chain(stack).fulfilled[event.request_id] == 0
+        _never_answered(run, event)
     finally:
         assert run.daemon.stop() == 0
 
