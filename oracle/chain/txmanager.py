@@ -409,8 +409,8 @@ class TxManager:
             self._strikes[key] = self._strikes.get(key, 0) + 1
             if self._strikes[key] >= 2 and len(tx.request_keys) == 1:
                 self.requests.transition(key, QUEUED, R.EXPIRED,
-                                         detail="the node refuses every transaction carrying this "
-                                     "response; check the node's limits (transaction size, gas) and its log")
+                                         detail="the node refuses every transaction carrying this response; "
+                                                "check the node's limits (transaction size, gas) and its log")
                 self._in_flight.discard(key)
 
     async def _broadcast(self, tx: StoredTx) -> Refusal:

@@ -198,8 +198,7 @@ class RequestWatcher:
         """The newest block we read that the chain still has (a known block, or a known block's parent),
         looking back at most `max_reorg_depth` blocks; None when there is none within that bound."""
         bound = number - self.chain.max_reorg_depth
-        for known_number, known_hash, parent_hash in self.blocks.known(self.chain.chain_id, number,
-                                                                              limit=4_096):
+        for known_number, known_hash, parent_hash in self.blocks.known(self.chain.chain_id, number, limit=4_096):
             if known_number < bound:
                 break
             header = await self.rpc.header(known_number)
@@ -281,9 +280,8 @@ class RequestWatcher:
             elif self.requests.rollback_in_block(key, block_hash):
                 rolled.append(key)
         # a settlement (ours, or anyone's relay of it) whose block was replaced: the request is open again
-        gone = [(key, number) for key, number, block_hash in self.requests.settlements_in_blocks(chain_id, oracle,
-                                                                                              start, end)
-                if await hash_of(number) != block_hash]
+        settled_here = self.requests.settlements_in_blocks(chain_id, oracle, start, end)
+        gone = [(key, number) for key, number, block_hash in settled_here if await hash_of(number) != block_hash]
         if gone:
             # Our transactions there are the transaction manager's first: it takes them (and the requests
             # they carry) back, so nothing sends those responses again beside it; the rest reopen here.
@@ -322,8 +320,8 @@ class RequestWatcher:
 
     def _settle(self, raw: dict[str, Any], request_id: bytes, state: RequestState, block_number: int) -> None:
         self.requests.mark_settled(request_key(self.chain.chain_id, self.chain.oracle, request_id), state, block_number,
-                                _tx_hash(raw) if state == RequestState.FULFILLED else None,
-                                bytes.fromhex(raw["blockHash"][2:]))
+                                   _tx_hash(raw) if state == RequestState.FULFILLED else None,
+                                   bytes.fromhex(raw["blockHash"][2:]))
 
 
 def _tx_hash(raw: dict[str, Any]) -> bytes | None:
