@@ -22,6 +22,7 @@ async def node() -> AsyncIterator[tuple[str, dict[str, int], list[Answer]]]:
     """A JSON-RPC server whose answer each test sets; it counts the calls per method."""
     counts: dict[str, int] = {}
     answer: list[Answer] = [lambda method, n: {"result": "0x1"}]
+    release = asyncio.Event()
 
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -33,8 +34,8 @@ async def node() -> AsyncIterator[tuple[str, dict[str, int], list[Answer]]]:
             assert request.transport is not None
             request.transport.close()
             return web.Response()
-        if reply == "slow":
-            await asyncio.sleep(2)
+        if reply == "slow":  # no answer until the test is over: the client's timeout ends the call
+            await release.wait()
             reply = {"result": "0x1"}
         return web.json_response({"jsonrpc": "2.0", "id": body["id"], **reply})
 
@@ -45,8 +46,11 @@ async def node() -> AsyncIterator[tuple[str, dict[str, int], list[Answer]]]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/", counts, answer
-    await runner.cleanup()
+    try:
+        yield f"http://127.0.0.1:{port}/", counts, answer
+    finally:
+        release.set()
+        await runner.cleanup()
 
 
 def internal_error(times: int) -> Answer:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -190,3 +191,12 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.1, what: str 
             return
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+async def until(predicate: Any, timeout: float, interval: float = 0.01, what: str = "condition") -> None:
+    """`wait_until` inside an event loop: the loop keeps running (the awaited call goes on meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(interval)

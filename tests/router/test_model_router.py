@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from oracle.config import ModelDeployment, RouterSettings
+from oracle.devnet.harness import until
 from oracle.devnet.model_server import Knobs, ModelServer, seed_of
 from oracle.protocol import ReasonCode, ResultSpec, ResultType, Status
 from oracle.results import decode_result
@@ -218,8 +219,7 @@ async def test_a_resumed_request_replays_its_calls_and_reuses_its_idempotency_ke
     request = route_request()
     async with router_for([deployment("a", slow)], store) as router:
         task = asyncio.create_task(router.answer(request, _later()))
-        while slow.books.total < 1:  # the call has reached the provider
-            await asyncio.sleep(0.01)
+        await until(lambda: slow.books.total >= 1, 10, what="the call to reach the provider")
         task.cancel()  # as if the daemon died mid-call
         with pytest.raises(asyncio.CancelledError):
             await task

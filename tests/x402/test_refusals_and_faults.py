@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from oracle.config import X402Pin
+from oracle.devnet.harness import until
 from oracle.devnet.loopback import LoopbackServer
 from oracle.store import ForbiddenTransition, Payment, PaymentState, Store
 from oracle.x402 import Paid, PaymentContext
@@ -279,8 +280,7 @@ async def test_stopped_between_sending_and_the_answer_pays_at_most_once(x402_sta
         async with paying_client(s, store) as client:
             task = asyncio.create_task(client.post(f"{s.model.base_url}/chat/completions", BODY.encode(), HEADERS,
                                                    30, ctx, s.pin, "local"))
-            while s.model.books.total == calls:  # until the paid request is at the provider
-                await asyncio.sleep(0.01)
+            await until(lambda: s.model.books.total > calls, 10, what="the paid request at the provider")
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
