@@ -5,16 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from oracle.store.db import Db
+from oracle.store.db import Area
 
 
-class Blocks:
-    def __init__(self, db: Db) -> None:
-        self._db = db
-
-    async def commit(self) -> None:
-        await self._db.commit()
-
+class Blocks(Area):
     def cursor(self, chain_id: int, oracle: str) -> tuple[int, bytes] | None:
         row = self._db.one("SELECT block_number, block_hash FROM cursors WHERE chain_id=? AND oracle=?",
                            (chain_id, oracle))

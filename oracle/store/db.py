@@ -96,3 +96,13 @@ class Db:
                    (*(sets[n] for n in names), key, current))
         taken(machine, current, to)
         return True
+
+
+class Area:
+    """One area of the store on the shared connection; `commit` is the shared commit of the pass."""
+
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def commit(self) -> None:
+        await self._db.commit()

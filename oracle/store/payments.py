@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from oracle.store.db import Db
+from oracle.store.db import Area
 from oracle.store.states import PAYMENT, PAYMENT_SPENDING, PAYMENT_UNRESOLVED, PaymentState
 
 P = PaymentState
@@ -48,13 +48,7 @@ _SPEND = ("INSERT INTO payment_spend (scope, minute, amount) VALUES (?,?,?) "
           "ON CONFLICT(scope, minute) DO UPDATE SET amount = amount + excluded.amount")
 
 
-class Payments:
-    def __init__(self, db: Db) -> None:
-        self._db = db
-
-    async def commit(self) -> None:
-        await self._db.commit()
-
+class Payments(Area):
     def reserve(self, p: Payment, now: float, window: float, limits: dict[str, int], max_unresolved: int,
                 request_cap: int | None = None) -> Payment | str:
         """The attempt's payment: the one already on record, or a new row reserved against the request's

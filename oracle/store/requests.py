@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from oracle.store.db import Db
+from oracle.store.db import Area, Db
 from oracle.store.routing import Routing
 from oracle.store.states import REQUEST, RequestState
 
@@ -50,13 +50,10 @@ def request_key(chain_id: int, oracle: str, request_id: bytes) -> str:
     return f"{chain_id}:{oracle.lower()}:0x{request_id.hex()}"
 
 
-class Requests:
+class Requests(Area):
     def __init__(self, db: Db, routing: Routing) -> None:
-        self._db = db
+        super().__init__(db)
         self._routing = routing
-
-    async def commit(self) -> None:
-        await self._db.commit()
 
     def transition(self, key: str, from_states: Iterable[RequestState], to: RequestState, *,
                    reason: int | None = None, detail: str | None = None, **fields: Any) -> bool:

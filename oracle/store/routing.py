@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from oracle.store.db import Db
+from oracle.store.db import Area
 
 
 @dataclass
@@ -27,13 +27,7 @@ class Attempt:
     http_status: int = 0
 
 
-class Routing:
-    def __init__(self, db: Db) -> None:
-        self._db = db
-
-    async def commit(self) -> None:
-        await self._db.commit()
-
+class Routing(Area):
     def start_attempt(self, request_key: str, attempt_id: int, deployment: str) -> None:
         self._db.write("INSERT INTO attempts (request_key, attempt_id, deployment, state, outcome, started_at, "
                        "latency_ms, usage, cost, raw_sha256, answer, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "

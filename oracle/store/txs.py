@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from oracle.store.db import Db
+from oracle.store.db import Area, Db
 from oracle.store.requests import Requests
 from oracle.store.states import TX, TxState
 
@@ -31,13 +31,10 @@ class StoredTx:
     block_hash: bytes | None
 
 
-class Transactions:
+class Transactions(Area):
     def __init__(self, db: Db, requests: Requests) -> None:
-        self._db = db
+        super().__init__(db)
         self._requests = requests
-
-    async def commit(self) -> None:
-        await self._db.commit()
 
     def transition(self, tx_hash: bytes, from_states: Iterable[TxState], to: TxState, **fields: Any) -> bool:
         return self._db.transition(TX, "txs", "tx_hash", tx_hash, from_states, to, fields)
