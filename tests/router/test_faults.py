@@ -48,11 +48,14 @@ async def test_three_failing_providers(servers: Callable[..., ModelServer], stor
     assert answered >= 0.995 * REQUESTS, (answered, report)
     # Every dead call failed; the breaker opened after 5 of them (more may have been in flight), and each
     # later call was a single probe after a cooldown, which failed and opened it again.
+    # The router's count is the bound: a call cut off by its 0.15 s timeout on a loaded machine may never
+    # reach the server's books, so the server saw at most what the router sent.
     opened = int(report["dead"]["breaker_opened"])
-    assert dead.books.total <= SETTINGS.breaker_min_calls + IN_FLIGHT + (opened - 1), (dead.books.total, opened)
+    calls = int(report["dead"]["calls"])
+    assert calls <= SETTINGS.breaker_min_calls + IN_FLIGHT + (opened - 1), (calls, opened)
     probes_possible = 1 + int(elapsed / SETTINGS.breaker_cooldown)
     assert opened - 1 <= probes_possible
-    assert report["dead"]["calls"] == dead.books.total and report["dead"]["failures"] == dead.books.total
+    assert report["dead"]["failures"] == calls and 0 < dead.books.total <= calls, (report["dead"], dead.books)
     # All three kinds of fault were served.
     # (Across the three: the dead one alone gets too few calls to be sure to draw every kind.)
     served = set(dead.books.faults) | set(flakier.books.faults) | set(flaky.books.faults)
