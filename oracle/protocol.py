@@ -12,6 +12,7 @@ module fails loudly if they ever disagree with the generated file.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -257,7 +258,9 @@ def request_id(chain_id: int, oracle: str, requester: str, nonce: int) -> bytes:
     return keccak(encode(["uint256", "address", "address", "uint64"], [chain_id, oracle, requester, nonce]))
 
 
+@functools.cache
 def domain_separator(chain_id: int, oracle: str) -> bytes:
+    """(one per deployment: cached, as every signature needs it)"""
     return keccak(encode(
         ["bytes32", "bytes32", "bytes32", "uint256", "address"],
         [DOMAIN_TYPEHASH, keccak(text=EIP712_NAME), keccak(text=EIP712_VERSION), chain_id, oracle],

@@ -8,6 +8,7 @@ hash is taken from the emitted bytes themselves, so it matches the contract's co
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from oracle.protocol import Commitment, RequestParams, ResultSpec, ResultType
 REQUESTED_TOPIC = keccak(text=signature("AIOracle", "Requested"))
 FULFILLED_TOPIC = keccak(text=signature("AIOracle", "Fulfilled"))
 CANCELLED_TOPIC = keccak(text=signature("AIOracle", "Cancelled"))
+SKIPPED_TOPIC = keccak(text=signature("AIOracle", "FulfillmentSkipped"))
 
 # Non-indexed inputs of Requested are (nonce, fee, params); strings read as bytes (same encoding).
 _PARAMS_TYPE = input_types("AIOracle", "Requested")[5].replace("string", "bytes")
@@ -30,6 +32,12 @@ _ABI_OFFSET_WORD = (32).to_bytes(32, "big")
 
 class EventDecodeError(ValueError):
     """A log claiming to be one of ours does not decode; the message says what was wrong."""
+
+
+@functools.lru_cache(maxsize=4_096)
+def _checksum(address: bytes | str) -> str:
+    """(the same requesters and callbacks come again and again: each is checksummed once)"""
+    return to_checksum_address(address)
 
 
 def _hex_or_bytes(value: Any) -> bytes:
@@ -70,7 +78,7 @@ def decode_params(blob: bytes) -> DecodedParams:
     if kind not in ResultType._value2member_map_:
         raise EventDecodeError(f"unknown result type {kind}")
     spec_obj = ResultSpec.from_abi((kind, max_bytes, lo, hi, texts, abi_text))
-    params = RequestParams(to_checksum_address(callback), gas, deadline, max_tokens, temperature, seed, model_spec,
+    params = RequestParams(_checksum(callback), gas, deadline, max_tokens, temperature, seed, model_spec,
                            bytes(prompt), spec_obj)
     return DecodedParams(params, keccak(blob), tuple(problems))
 
@@ -143,7 +151,7 @@ def peek_requested(log: Any) -> RequestedHeader:
     deadline = int.from_bytes(data[96 + 64:96 + 96], "big")
     if nonce >= 2**64 or deadline >= 2**64:
         raise EventDecodeError("Requested event does not decode: nonce or deadline out of range")
-    return RequestedHeader(topics[1], to_checksum_address(topics[2][12:]), nonce, fee, deadline,
+    return RequestedHeader(topics[1], _checksum(topics[2][12:]), nonce, fee, deadline,
                            _ABI_OFFSET_WORD + data[96:])
 
 
@@ -155,7 +163,7 @@ def decode_fulfilled(log: Any) -> FulfilledEvent:
         status, reason, result_hash, receipt_hash, ok = decode(_FULFILLED_DATA, data)
     except Exception as exc:
         raise EventDecodeError(f"Fulfilled event does not decode: {exc}") from exc
-    return FulfilledEvent(topics[1], to_checksum_address(topics[2][12:]), status, reason, result_hash,
+    return FulfilledEvent(topics[1], _checksum(topics[2][12:]), status, reason, result_hash,
                           receipt_hash, ok)
 
 
@@ -167,4 +175,4 @@ def decode_cancelled(log: Any) -> CancelledEvent:
         (refund,) = decode(_CANCELLED_DATA, data)
     except Exception as exc:
         raise EventDecodeError(f"Cancelled event does not decode: {exc}") from exc
-    return CancelledEvent(topics[1], to_checksum_address(topics[2][12:]), refund)
+    return CancelledEvent(topics[1], _checksum(topics[2][12:]), refund)
