@@ -20,7 +20,7 @@ from oracle.chain.clock import ChainClock
 from oracle.chain.fee_schedule import fee_shortfalls, patiently, smallest_response_gas
 from oracle.chain.rpc import ChainClient, LogSubscription, RpcError, RpcUnavailable
 from oracle.chain.signer import ResponseSigner
-from oracle.chain.txmanager import TxManager
+from oracle.chain.tx import TxManager
 from oracle.chain.watcher import TOPICS, RequestWatcher
 from oracle.config import ChainSettings, Config, ConfigError
 from oracle.pipeline import Pipeline

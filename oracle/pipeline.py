@@ -21,7 +21,7 @@ from typing import Any
 from oracle.chain.events import DecodedParams, EventDecodeError, decode_params
 from oracle.chain.gas import response_gas_bound
 from oracle.chain.signer import ResponseSigner
-from oracle.chain.txmanager import ReadyResponse, TxManager
+from oracle.chain.tx import ReadyResponse, TxManager
 from oracle.config import ChainSettings, PipelineSettings
 from oracle.protocol import (
     Commitment,

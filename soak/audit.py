@@ -20,7 +20,7 @@ from oracle.chain.events import (
     decode_fulfilled,
     decode_requested,
 )
-from oracle.chain.txmanager import SKIPPED_TOPIC as SKIPPED
+from oracle.chain.events import SKIPPED_TOPIC as SKIPPED
 from oracle.devnet.tags import tag_of
 from soak.world import BLOCK_TIME, World
 

@@ -7,7 +7,7 @@ import pytest
 
 from oracle.chain.calldata import fulfill_batch_calldata
 from oracle.chain.gas import calldata_tokens, floor_gas, fulfilment_gas, intrinsic_gas
-from oracle.chain.txmanager import Refusal, classify_refusal
+from oracle.chain.tx import Refusal, classify_refusal
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import requested_events, signer_for, success_response
 from oracle.devnet.gas import BATCH20_PER_RESPONSE_TARGET, NOOP_CODE, NOOP_CONSUMER, SINGLE_TARGET, measure_fulfill_gas

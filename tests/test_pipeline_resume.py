@@ -12,7 +12,7 @@ import aiohttp
 from oracle.chain.clock import ChainClock
 from oracle.chain.rpc import ChainClient
 from oracle.chain.signer import ResponseSigner
-from oracle.chain.txmanager import TxManager
+from oracle.chain.tx import TxManager
 from oracle.chain.watcher import TOPICS, RequestWatcher
 from oracle.config import load_config
 from oracle.devnet import LocalStack

@@ -11,6 +11,10 @@ from eth_utils import keccak
 
 from oracle.abi import abi
 
+# Why `fulfillBatch` skipped a response whose request is not (or no longer) the one it answers.
+UNKNOWN_REQUEST = keccak(text="UnknownRequest(bytes32)")[:4]
+COMMITMENT_MISMATCH = keccak(text="CommitmentMismatch(bytes32)")[:4]
+
 _CONTRACTS = ("AIOracle", "AIConsumer", "TypedResultsConsumer", "GovernanceSummarizer", "RiskSentinel")
 
 

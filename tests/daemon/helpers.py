@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oracle.chain.events import FULFILLED_TOPIC, decode_fulfilled
-from oracle.chain.txmanager import SKIPPED_TOPIC, UNKNOWN_REQUEST
+from oracle.chain.errors import UNKNOWN_REQUEST
+from oracle.chain.events import FULFILLED_TOPIC, SKIPPED_TOPIC, decode_fulfilled
 from oracle.devnet import LocalStack
 from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, wait_until, write_config
 from oracle.devnet.model_server import ModelServer

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from web3.types import Wei
 
-from oracle.chain.events import FULFILLED_TOPIC
-from oracle.chain.txmanager import COMMITMENT_MISMATCH, SKIPPED_TOPIC
+from oracle.chain.errors import COMMITMENT_MISMATCH
+from oracle.chain.events import FULFILLED_TOPIC, SKIPPED_TOPIC
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask, fulfill, success_response
 from oracle.devnet.harness import wait_until
