@@ -113,6 +113,31 @@ def abi_type_of(struct: str) -> str:
     return str(PROTOCOL["structs"][struct]["abi_type"])
 
 
+# Static ABI values written as words, for the hashes and calldata built on every request (eth_abi's
+# checks cost more than the hashing itself there); each writer is checked against eth_abi by the tests.
+
+def uint_word(value: int, bits: int = 256) -> bytes:
+    if not 0 <= value < 1 << bits:
+        raise ValueError(f"{value} is not a uint{bits}")
+    return value.to_bytes(32, "big")
+
+
+def bytes32_word(value: bytes, name: str) -> bytes:
+    if len(value) != 32:
+        raise ValueError(f"{name} is {len(value)} bytes, not 32")
+    return value
+
+
+def address_word(value: str) -> bytes:
+    try:
+        raw = bytes.fromhex(value[2:] if value.startswith(("0x", "0X")) else value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 20:
+        raise ValueError(f"address {value!r} is not 20 bytes of hex")
+    return b"\0" * 12 + raw
+
+
 def _to_uint(value: int) -> int:
     """Two's-complement bits of a signed bound, as the contract stores Int bounds in uint256."""
     return value % UINT256_MOD
@@ -201,9 +226,16 @@ class Commitment:
         return (self.requester, self.callback, self.callback_gas_limit, self.deadline, self.max_result_bytes,
                 self.fee, self.params_hash)
 
+    @functools.cached_property
+    def encoded(self) -> bytes:
+        """`abi.encode(commitment)`: seven words, as it sits in calldata and as it is hashed."""
+        return (address_word(self.requester) + address_word(self.callback) + uint_word(self.callback_gas_limit, 32)
+                + uint_word(self.deadline, 64) + uint_word(self.max_result_bytes, 64) + uint_word(self.fee)
+                + bytes32_word(self.params_hash, "params hash"))
+
     def hash(self) -> bytes:
         """The value the oracle stores for an open request."""
-        return keccak(encode([abi_type_of("Commitment")], [self.to_abi()]))
+        return keccak(self.encoded)
 
 
 @dataclass(frozen=True)
@@ -221,11 +253,11 @@ class Response:
                 self.model_used, self.receipt_hash)
 
     def struct_hash(self) -> bytes:
-        return keccak(encode(
-            ["bytes32", "bytes32", "bytes32", "uint8", "uint16", "bytes32", "bytes32", "bytes32"],
-            [RESPONSE_TYPEHASH, self.request_id, self.commitment, int(self.status), int(self.reason_code),
-             keccak(self.result), self.model_used, self.receipt_hash],
-        ))
+        """EIP-712 hashStruct: the type hash and each field as a word (`result` by its keccak)."""
+        return keccak(RESPONSE_TYPEHASH + bytes32_word(self.request_id, "request id")
+                      + bytes32_word(self.commitment, "commitment hash") + uint_word(int(self.status), 8)
+                      + uint_word(int(self.reason_code), 16) + keccak(self.result)
+                      + bytes32_word(self.model_used, "modelUsed") + bytes32_word(self.receipt_hash, "receipt hash"))
 
 
 @dataclass(frozen=True)

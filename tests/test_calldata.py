@@ -1,11 +1,13 @@
-"""`fulfillBatch` calldata written word by word from each response's pieces is byte for byte what eth_abi
-encodes, reads back to the same responses, and refuses pieces of the wrong size instead of writing a
-misaligned call."""
+"""What is written word by word instead of through eth_abi (on every request) is byte for byte what
+eth_abi encodes: `fulfillBatch` calldata from each response's pieces (and it reads back to the same
+responses), a commitment's hash and a response's EIP-712 struct hash. Pieces of the wrong size or
+out of range are refused instead of written misaligned."""
 
 from __future__ import annotations
 
 import pytest
 from eth_abi import encode
+from eth_utils import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +18,7 @@ from oracle.chain.calldata import (
     encode_item,
     fulfill_batch_calldata,
 )
-from oracle.protocol import Commitment, ReasonCode, Response, Status
+from oracle.protocol import RESPONSE_TYPEHASH, Commitment, ReasonCode, Response, Status, abi_type_of
 
 word = st.binary(min_size=32, max_size=32)
 address = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
@@ -56,3 +58,22 @@ def test_pieces_of_the_wrong_size_are_refused() -> None:
         encode_item(response, Commitment("0x" + "11" * 19, *list(vars(commitment).values())[1:]), b"")
     with pytest.raises(ValueError, match="params hash"):
         encode_item(response, Commitment("0x" + "11" * 20, "0x" + "22" * 20, 1, 2, 3, 4, b"\x05"), b"")
+
+
+@settings(max_examples=300, deadline=None)
+@given(commitments, responses)
+def test_hashes_are_those_of_the_abi_encoding(commitment: Commitment, response: Response) -> None:
+    assert commitment.hash() == keccak(encode([abi_type_of("Commitment")], [commitment.to_abi()]))
+    assert response.struct_hash() == keccak(encode(
+        ["bytes32", "bytes32", "bytes32", "uint8", "uint16", "bytes32", "bytes32", "bytes32"],
+        [RESPONSE_TYPEHASH, response.request_id, response.commitment, int(response.status),
+         int(response.reason_code), keccak(response.result), response.model_used, response.receipt_hash]))
+
+
+def test_values_out_of_their_abi_range_are_refused() -> None:
+    with pytest.raises(ValueError, match="is not a uint32"):
+        Commitment("0x" + "11" * 20, "0x" + "22" * 20, 2**32, 2, 3, 4, b"\x05" * 32).hash()
+    with pytest.raises(ValueError, match="is not a uint64"):
+        Commitment("0x" + "11" * 20, "0x" + "22" * 20, 1, -1, 3, 4, b"\x05" * 32).hash()
+    with pytest.raises(ValueError, match="not 20 bytes of hex"):
+        Commitment("0xnot-an-address", "0x" + "22" * 20, 1, 2, 3, 4, b"\x05" * 32).hash()

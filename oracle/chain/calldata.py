@@ -16,7 +16,7 @@ from eth_abi import decode, encode
 from eth_utils import keccak, to_checksum_address
 
 from oracle.abi import input_types, signature
-from oracle.protocol import Commitment, ReasonCode, Response, Status
+from oracle.protocol import Commitment, ReasonCode, Response, Status, bytes32_word, uint_word
 
 FULFILL_SELECTOR = keccak(text=signature("AIOracle", "fulfill"))[:4]
 FULFILL_BATCH_SELECTOR = keccak(text=signature("AIOracle", "fulfillBatch"))[:4]
@@ -37,26 +37,9 @@ if _FULFILL_BATCH_TYPES != _BATCH_LAYOUT:
 _RESPONSE_HEAD_BYTES = 7 * 32  # where a response's `result` starts, after its seven head words
 
 
-def _word(n: int) -> bytes:
-    return n.to_bytes(32, "big")
-
-
 def _tail(data: bytes) -> bytes:
     """A dynamic `bytes` value: its length, then the bytes padded to whole words."""
-    return _word(len(data)) + data + b"\0" * (-len(data) % 32)
-
-
-def _bytes32(value: bytes, name: str) -> bytes:
-    if len(value) != 32:
-        raise ValueError(f"{name} is {len(value)} bytes, not 32")
-    return value
-
-
-def _address(value: str) -> bytes:
-    raw = bytes.fromhex(value[2:] if value.startswith(("0x", "0X")) else value)
-    if len(raw) != 20:
-        raise ValueError(f"address {value!r} is not 20 bytes")
-    return b"\0" * 12 + raw
+    return uint_word(len(data)) + data + b"\0" * (-len(data) % 32)
 
 
 EncodedItem = tuple[bytes, bytes, bytes]
@@ -65,31 +48,28 @@ EncodedItem = tuple[bytes, bytes, bytes]
 def encode_item(response: Response, commitment: Commitment, signature_: bytes) -> EncodedItem:
     """One signed response's elements of the three `fulfillBatch` arrays: the response tuple (dynamic:
     its head, then its result), the commitment tuple (static: seven words), the signature (bytes)."""
-    r, c = response, commitment
-    encoded_response = (_bytes32(r.request_id, "request id") + _bytes32(r.commitment, "commitment hash")
-                        + _word(int(r.status)) + _word(int(r.reason_code)) + _word(_RESPONSE_HEAD_BYTES)
-                        + _bytes32(r.model_used, "modelUsed") + _bytes32(r.receipt_hash, "receipt hash")
-                        + _tail(r.result))
-    encoded_commitment = (_address(c.requester) + _address(c.callback) + _word(c.callback_gas_limit)
-                          + _word(c.deadline) + _word(c.max_result_bytes) + _word(c.fee)
-                          + _bytes32(c.params_hash, "params hash"))
-    return encoded_response, encoded_commitment, _tail(signature_)
+    r = response
+    encoded_response = (bytes32_word(r.request_id, "request id") + bytes32_word(r.commitment, "commitment hash")
+                        + uint_word(int(r.status), 8) + uint_word(int(r.reason_code), 16)
+                        + uint_word(_RESPONSE_HEAD_BYTES) + bytes32_word(r.model_used, "modelUsed")
+                        + bytes32_word(r.receipt_hash, "receipt hash") + _tail(r.result))
+    return encoded_response, commitment.encoded, _tail(signature_)
 
 
 def _dynamic_array(elements: Sequence[bytes]) -> bytes:
     """An array of dynamic elements: its length, each element's offset (from after the length), the elements."""
     offsets, at = [], 32 * len(elements)
     for element in elements:
-        offsets.append(_word(at))
+        offsets.append(uint_word(at))
         at += len(element)
-    return _word(len(elements)) + b"".join(offsets) + b"".join(elements)
+    return uint_word(len(elements)) + b"".join(offsets) + b"".join(elements)
 
 
 def batch_calldata(items: Sequence[EncodedItem]) -> bytes:
     responses = _dynamic_array([r for r, _, _ in items])
-    commitments = _word(len(items)) + b"".join(c for _, c, _ in items)  # static elements sit in line
+    commitments = uint_word(len(items)) + b"".join(c for _, c, _ in items)  # static elements sit in line
     signatures = _dynamic_array([s for _, _, s in items])
-    head = _word(96) + _word(96 + len(responses)) + _word(96 + len(responses) + len(commitments))
+    head = uint_word(96) + uint_word(96 + len(responses)) + uint_word(96 + len(responses) + len(commitments))
     return FULFILL_BATCH_SELECTOR + head + responses + commitments + signatures
 
 

@@ -84,13 +84,16 @@ async def test_past_its_deadline_or_settled_by_another_a_response_is_not_sent(ow
         # someone else fulfils `taken` first: the chain no longer waits for it
         relay(own_stack, taken)
         # the broadcaster's clock (the chain's now) is past `late`'s deadline but not the others'
+        nonce = await p.rpc.nonce(p.outbox.sender, "pending")
         broadcaster = p.broadcaster(clock=lambda: late.deadline + 1)
         for item in (late, taken, marker):
             broadcaster.submit(item)
         async with running(broadcaster.run()):
             await until(lambda: len(p.sent) == 1, 30, what="the marker sent")
         (tx, _), = p.sent
-        assert tx.request_keys == [marker.key]
+        # the simulation said one of two would be skipped: the nonce signed for both went to the marker alone
+        assert tx.request_keys == [marker.key] and tx.nonce == nonce
+        assert p.store.txs.at_nonce(p.chain.chain_id, p.outbox.sender, nonce) == [tx]
         assert p.state(late) == R.EXPIRED and p.detail(late) == "deadline passed before it could be sent"
         # `taken` is held back (the watcher will see its settlement), still signed, and not sent
         assert p.state(taken) == R.SIGNED and broadcaster.holds(taken.key)

@@ -117,28 +117,44 @@ class Broadcaster:
         batch = self.outbox.profitable(batch, max_fee)
         if not batch:
             return True
-        try:
-            fulfilled = await self.outbox.simulate(batch)
-        except RpcError as exc:
-            if not reverted(exc):
-                raise  # the node failed, not the call: sent again shortly
-            self._refused(batch, exc)
-            return True
-        if fulfilled < len(batch):
-            # some would be skipped: those whose request a reorg removed or replaced since are not sent
-            batch = await self.outbox.still_open(batch)
-            if not batch:
-                return True
         gas = gas_limit(batch, self.chain.gas.fulfill_gas_overhead)
         if not self.guards.fits_budget(gas, max_fee):
             return False
-        nonce = await self.outbox.next_nonce()
-        tx = self.outbox.sign(nonce, self.chain.oracle, calldata(batch), gas, max_fee, priority,
-                              [i.key for i in batch])
+        # The simulation's round trip and the signature overlap: the call goes out, the transaction is
+        # signed under a held nonce while the node executes it, and the nonce is given back if the call
+        # says the transaction is not to be sent as it is.
+        await self.outbox.read_chain_nonce()
+        simulation = asyncio.ensure_future(self.outbox.simulate(batch))
+        nonce: int | None = None
+        try:
+            await asyncio.sleep(0)
+            nonce = self.outbox.take_nonce()
+            tx = self._signed(nonce, batch, gas, max_fee, priority)
+            fulfilled = await simulation
+        except BaseException as exc:
+            simulation.cancel()
+            if nonce is not None:
+                self.outbox.give_back(nonce)
+            if isinstance(exc, RpcError) and reverted(exc):
+                self._refused(batch, exc)
+                return True
+            raise  # the node failed, not the call: sent again shortly
+        if fulfilled < len(batch):
+            # some would be skipped: those whose request a reorg removed or replaced since are not sent
+            self.outbox.give_back(nonce)
+            batch = await self.outbox.still_open(batch)
+            if not batch:
+                return True
+            tx = self._signed(self.outbox.take_nonce(), batch, gas_limit(batch, self.chain.gas.fulfill_gas_overhead),
+                              max_fee, priority)
         refusal = await self.outbox.issue(tx)
         self.sent += 1
         await self.on_sent(tx, refusal)
         return True
+
+    def _signed(self, nonce: int, batch: list[ReadyResponse], gas: int, max_fee: int, priority: int) -> StoredTx:
+        return self.outbox.sign(nonce, self.chain.oracle, calldata(batch), gas, max_fee, priority,
+                                [i.key for i in batch])
 
     def _refused(self, batch: list[ReadyResponse], exc: RpcError) -> None:
         """Simulation reverted: the whole call would fail. Say why, and settle what can be settled."""
