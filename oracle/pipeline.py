@@ -112,6 +112,7 @@ class Pipeline:
         finally:
             self._active.discard(request.key)
             self._slots.release()
+            self._wake.set()  # a slot is free: a backlog the last page did not reach is looked at now
 
     # ------------------------------------------------------------ the steps
 

@@ -47,11 +47,6 @@ class Transactions(Area):
                        "DO UPDATE SET next_nonce=excluded.next_nonce", (chain_id, sender, nonce + 1))
         return nonce
 
-    def release_nonce(self, chain_id: int, sender: str, nonce: int) -> None:
-        """`nonce`, the last one handed out, was not used: hand it out again (if nothing came after it)."""
-        self._db.write("UPDATE nonces SET next_nonce=? WHERE chain_id=? AND sender=? AND next_nonce=?",
-                       (nonce, chain_id, sender, nonce + 1))
-
     def record(self, t: StoredTx) -> None:
         TX.check_initial(T(t.state))
         self._db.write("INSERT INTO txs (tx_hash, chain_id, sender, nonce, raw, max_fee, priority_fee, request_keys, "

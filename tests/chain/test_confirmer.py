@@ -103,8 +103,7 @@ async def test_a_transaction_priced_under_the_base_fee_is_repriced_at_once(own_s
         confirmer = p.confirmer()
         (item,) = await signed(p, [params(own_stack, 3)])
         base = int(own_stack.w3.eth.fee_history(1, "latest")["baseFeePerGas"][-1])
-        await p.outbox.read_chain_nonce()
-        nonce = p.outbox.take_nonce()
+        nonce = await p.outbox.next_nonce()
         gas = gas_limit([item], p.chain.gas.fulfill_gas_overhead)
         cheap = p.outbox.sign(nonce, p.chain.oracle, calldata([item]), gas, base // 2, base // 4, [item.key])
         refusal = await p.outbox.issue(cheap)
@@ -123,14 +122,7 @@ async def test_a_nonce_with_no_transaction_is_filled_so_later_ones_are_mined(own
                                                                              tmp_path: Path) -> None:
     async with parts(own_stack, tmp_path) as p:
         confirmer = p.confirmer()
-        await p.outbox.read_chain_nonce()
-        held = p.outbox.take_nonce()  # a transaction is being signed under it: not a gap
-        await confirmer.monitor_once()
-        assert p.store.txs.at_nonce(p.chain.chain_id, p.outbox.sender, held) == []
-        p.outbox.give_back(held)  # ... and then not sent: the next transaction takes it
-        assert p.outbox.take_nonce() == held
-        p.outbox.held_nonce = None  # the process holding it died before signing anything
-        gap = held
+        gap = await p.outbox.next_nonce()  # handed out, and then nothing was signed for it (a crash)
         (item,) = await signed(p, [params(own_stack, 4)])
         tx, key = await send_one(p, confirmer, item), item.key
         assert tx.nonce == gap + 1 and not await _mined(p, tx)  # it waits behind the gap

@@ -1,6 +1,7 @@
 """`Broadcaster`: new transactions. Takes signed responses from its queue in batches (by count, gas and
 size), drops what does not pay for itself at the current price, simulates, takes a nonce, signs,
-records, commits and sends. What the node answers is handed to the confirmer at once."""
+records, commits and sends, up to SENDS_AT_ONCE transactions at a time. What the node answers is
+handed to the confirmer at once."""
 
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ R = RequestState
 
 # What the confirmer does with the node's answer to a transaction just sent (re-price it at once, ...).
 OnSent = Callable[[StoredTx, Refusal], Awaitable[None]]
-RETRY_SECONDS = 2.0  # a response whose simulation failed for a passing reason is queued again after this
+RETRY_SECONDS = 2.0
+# Transactions being built and sent at once: one's simulation and broadcast round trips overlap another's
+# signing, and a burst goes out as several transactions rather than one behind the other.
+SENDS_AT_ONCE = 4  # a response whose simulation failed for a passing reason is queued again after this
 
 
 class Broadcaster:
@@ -40,6 +44,7 @@ class Broadcaster:
         self._queue: list[ReadyResponse] = []
         self._queued: set[str] = set()
         self._ready = asyncio.Event()
+        self._slots = asyncio.Semaphore(SENDS_AT_ONCE)
         self.sent = 0
 
     def submit(self, item: ReadyResponse) -> None:
@@ -54,34 +59,45 @@ class Broadcaster:
         return key in self._queued or self.in_flight.holds(key)
 
     async def run(self) -> None:
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            while self._queue:
-                try:
-                    allowed = await self.guards.allow()
-                except (RpcError, RpcUnavailable) as exc:
-                    log.warning("chain %s: checking the signer's balance failed (%s)", self.chain.name, exc)
-                    allowed = False
-                if not allowed:
-                    await asyncio.sleep(1.0)
-                    continue
-                batch = self._take_batch()
-                if not batch:
-                    continue
-                retry_after = 0.0
-                with self.in_flight.sending(i.key for i in batch):
+        async with asyncio.TaskGroup() as sends:
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                while self._queue:
                     try:
-                        if not await self._send(batch):
-                            retry_after = 1.0  # over today's gas budget (the guards say so)
+                        allowed = await self.guards.allow()
                     except (RpcError, RpcUnavailable) as exc:
-                        log.warning("chain %s: sending %d responses failed (%s); will retry", self.chain.name,
-                                    len(batch), exc)
-                        retry_after = 0.5
-                if retry_after:
-                    for item in batch:
-                        self.submit(item)
-                    await asyncio.sleep(retry_after)
+                        log.warning("chain %s: checking the signer's balance failed (%s)", self.chain.name, exc)
+                        allowed = False
+                    if not allowed:
+                        await asyncio.sleep(1.0)
+                        continue
+                    # While every slot is busy the queue grows: the next batch is taken when one frees.
+                    await self._slots.acquire()
+                    batch = self._take_batch()
+                    if not batch:
+                        self._slots.release()
+                        continue
+                    sends.create_task(self._send_in_slot(batch))
+
+    async def _send_in_slot(self, batch: list[ReadyResponse]) -> None:
+        """One transaction's send, holding a slot; what could not go is queued again after a pause."""
+        try:
+            retry_after = 0.0
+            with self.in_flight.sending(i.key for i in batch):
+                try:
+                    if not await self._send(batch):
+                        retry_after = 1.0  # over today's gas budget (the guards say so)
+                except (RpcError, RpcUnavailable) as exc:
+                    log.warning("chain %s: sending %d responses failed (%s); will retry", self.chain.name,
+                                len(batch), exc)
+                    retry_after = 0.5
+            if retry_after:
+                for item in batch:
+                    self.submit(item)
+                await asyncio.sleep(retry_after)
+        finally:
+            self._slots.release()
 
     def _take_batch(self) -> list[ReadyResponse]:
         """Up to `batch_max` responses whose gas together, calldata floor included, stays under
@@ -120,41 +136,27 @@ class Broadcaster:
         gas = gas_limit(batch, self.chain.gas.fulfill_gas_overhead)
         if not self.guards.fits_budget(gas, max_fee):
             return False
-        # The simulation's round trip and the signature overlap: the call goes out, the transaction is
-        # signed under a held nonce while the node executes it, and the nonce is given back if the call
-        # says the transaction is not to be sent as it is.
-        await self.outbox.read_chain_nonce()
-        simulation = asyncio.ensure_future(self.outbox.simulate(batch))
-        nonce: int | None = None
         try:
-            await asyncio.sleep(0)
-            nonce = self.outbox.take_nonce()
-            tx = self._signed(nonce, batch, gas, max_fee, priority)
-            fulfilled = await simulation
-        except BaseException as exc:
-            simulation.cancel()
-            if nonce is not None:
-                self.outbox.give_back(nonce)
-            if isinstance(exc, RpcError) and reverted(exc):
-                self._refused(batch, exc)
-                return True
-            raise  # the node failed, not the call: sent again shortly
+            fulfilled = await self.outbox.simulate(batch)
+        except RpcError as exc:
+            if not reverted(exc):
+                raise  # the node failed, not the call: sent again shortly
+            self._refused(batch, exc)
+            return True
         if fulfilled < len(batch):
             # some would be skipped: those whose request a reorg removed or replaced since are not sent
-            self.outbox.give_back(nonce)
             batch = await self.outbox.still_open(batch)
             if not batch:
                 return True
-            tx = self._signed(self.outbox.take_nonce(), batch, gas_limit(batch, self.chain.gas.fulfill_gas_overhead),
-                              max_fee, priority)
+            gas = gas_limit(batch, self.chain.gas.fulfill_gas_overhead)
+        # From the nonce to the record nothing is awaited: the confirmer never sees it handed out alone.
+        nonce = await self.outbox.next_nonce()
+        tx = self.outbox.sign(nonce, self.chain.oracle, calldata(batch), gas, max_fee, priority,
+                              [i.key for i in batch])
         refusal = await self.outbox.issue(tx)
         self.sent += 1
         await self.on_sent(tx, refusal)
         return True
-
-    def _signed(self, nonce: int, batch: list[ReadyResponse], gas: int, max_fee: int, priority: int) -> StoredTx:
-        return self.outbox.sign(nonce, self.chain.oracle, calldata(batch), gas, max_fee, priority,
-                                [i.key for i in batch])
 
     def _refused(self, batch: list[ReadyResponse], exc: RpcError) -> None:
         """Simulation reverted: the whole call would fail. Say why, and settle what can be settled."""

@@ -262,7 +262,7 @@ class Confirmer:
         use it holds every later one: fill it."""
         live, next_nonce = self.txs.live_nonces(self.chain.chain_id, self.sender, mined_count)
         for nonce in range(mined_count, next_nonce):
-            if nonce in live or nonce == self.outbox.held_nonce:  # (one being signed is not a gap)
+            if nonce in live:
                 continue
             max_fee, priority = await self.fees.read(fresh=True)
             tx = self.outbox.sign_transfer(nonce, max_fee, priority)

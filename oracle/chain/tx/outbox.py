@@ -45,7 +45,6 @@ class Outbox:
         self.sender = address_of(private_key)
         self.clock = clock  # the chain's now, for deadlines
         self._chain_nonce: int | None = None  # the chain's pending count, read once (and after a refusal)
-        self.held_nonce: int | None = None
         self._broadcasts: Counter[bytes] = Counter()  # raw transactions handed to the node, by hash
 
     # ------------------------------------------------------------ what a transaction carries
@@ -86,23 +85,12 @@ class Outbox:
 
     # ------------------------------------------------------------ nonce, signature, record, send
 
-    async def read_chain_nonce(self) -> None:
-        """The chain's count of our transactions, read once (and again after a node says a nonce is used)."""
+    async def next_nonce(self) -> int:
+        """A nonce for a new transaction: the caller signs and records the transaction before it awaits
+        anything, so the confirmer never sees the nonce handed out with no transaction for it."""
         if self._chain_nonce is None:
             self._chain_nonce = await self.rpc.nonce(self.sender, "pending")
-
-    def take_nonce(self) -> int:
-        """A nonce for a new transaction (after `read_chain_nonce`), held (`held_nonce`) until that
-        transaction is on record or the nonce is given back: the confirmer does not fill it meanwhile."""
-        if self._chain_nonce is None:
-            raise RuntimeError("read_chain_nonce first")
-        self.held_nonce = self.txs.allocate_nonce(self.chain.chain_id, self.sender, self._chain_nonce)
-        return self.held_nonce
-
-    def give_back(self, nonce: int) -> None:
-        """The transaction signed under `nonce` is not sent: the next one takes the nonce."""
-        self.txs.release_nonce(self.chain.chain_id, self.sender, nonce)
-        self.held_nonce = None
+        return self.txs.allocate_nonce(self.chain.chain_id, self.sender, self._chain_nonce)
 
     def sign(self, nonce: int, to: str, data: bytes, gas: int, max_fee: int, priority: int,
              keys: list[str]) -> StoredTx:
@@ -120,8 +108,6 @@ class Outbox:
     async def issue(self, tx: StoredTx, replaces: Sequence[StoredTx] = ()) -> Refusal:
         """Record `tx` (and that it replaces `replaces`), commit, then hand it to the node."""
         self.txs.record(tx)
-        if tx.nonce == self.held_nonce:
-            self.held_nonce = None
         self.in_flight.submitted(tx)
         for old in replaces:
             if old.tx_hash != tx.tx_hash:
