@@ -42,6 +42,7 @@ R = RequestState
 
 WORK_STATES = (R.CONFIRMED, R.ACCEPTED, R.REFUSED, R.ANSWERED, R.SIGNED)
 NO_MODEL = b"\0" * 32
+SIGNED_LOOK_SECONDS = 1.0
 
 
 class Pipeline:
@@ -59,6 +60,9 @@ class Pipeline:
         self._wake = asyncio.Event()
         self._active: set[str] = set()
         self._slots = asyncio.Semaphore(settings.concurrency)
+        # Slots freed before the next page is read: one page per few completions, not one per completion.
+        self._refill = max(1, settings.concurrency // 8)
+        self._next_signed_look = 0.0
         self._stopping = False
         self._cooldown: dict[str, float] = {}  # request key -> when to try again after an unexpected error
 
@@ -93,15 +97,26 @@ class Pipeline:
                     pass
 
     def _work(self) -> list[StoredRequest]:
-        """The next requests to move, oldest first: a page, not the whole backlog, each pass."""
-        states = WORK_STATES if self.txm.accepting_new_work else WORK_STATES[1:]
+        """The next requests to move, oldest first, as many as there are free slots: a page of keys is
+        looked over and only the rows to start are read."""
+        free = self.settings.concurrency - len(self._active)
+        if free <= 0:
+            return []  # (a request that finishes wakes the loop)
+        states: tuple[RequestState, ...] = WORK_STATES if self.txm.accepting_new_work else WORK_STATES[1:]
         now = time.monotonic()
         self._cooldown = {k: t for k, t in self._cooldown.items() if t > now}
-        # the page reaches past requests that are active or cooling down, so they cannot starve the rest
-        page = self.settings.concurrency + len(self._active) + len(self._cooldown)
-        found = self.requests.in_state(self.chain.chain_id, states, limit=page)
-        return [r for r in found if r.key not in self._active and not self.txm.carries(r.key)
-                and self._cooldown.get(r.key, 0.0) <= now]
+        # Signed responses are the transaction manager's until it lets one go (a failed transaction, a
+        # restart): they are looked for once a second, not on every pass over a queue of them it holds.
+        if now < self._next_signed_look:
+            states = tuple(s for s in states if s != R.SIGNED)
+        else:
+            self._next_signed_look = now + SIGNED_LOOK_SECONDS
+        # The page reaches past requests that are active, cooling down or held by the transaction manager
+        # (signed, waiting to be sent), so they cannot starve the rest.
+        page = free + len(self._active) + len(self._cooldown) + (self.txm.holding if R.SIGNED in states else 0)
+        keys = self.requests.keys_in_state(self.chain.chain_id, states, limit=page)
+        start = [k for k in keys if k not in self._active and not self.txm.carries(k) and k not in self._cooldown]
+        return self.requests.get_many(start[:free])
 
     async def _process(self, request: StoredRequest) -> None:
         try:
@@ -112,7 +127,8 @@ class Pipeline:
         finally:
             self._active.discard(request.key)
             self._slots.release()
-            self._wake.set()  # a slot is free: a backlog the last page did not reach is looked at now
+            if self.settings.concurrency - len(self._active) >= self._refill:
+                self._wake.set()  # slots are free: a backlog the last page did not reach is looked at now
 
     # ------------------------------------------------------------ the steps
 

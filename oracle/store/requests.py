@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -173,6 +175,24 @@ class Requests(Area):
         rows = self._db.all(f"SELECT * FROM requests WHERE chain_id=? AND state IN ({marks}) "
                             "ORDER BY block_number, log_index LIMIT ?", (chain_id, *states, limit))
         return [_request_from_row(r) for r in rows]
+
+    def keys_in_state(self, chain_id: int, states: Iterable[str], limit: int) -> list[str]:
+        """The keys of `in_state`, in its order: for looking over a page without reading its rows. Each
+        state is read in order from its index and the pages merged (one query over all the states
+        sorted the whole backlog on every call)."""
+        pages = [self._db.all("SELECT block_number, log_index, key FROM requests WHERE chain_id=? AND state=? "
+                              "ORDER BY block_number, log_index LIMIT ?", (chain_id, state, limit))
+                 for state in states]
+        merged = heapq.merge(*([(r["block_number"], r["log_index"], r["key"]) for r in page] for page in pages))
+        return [key for _, _, key in itertools.islice(merged, limit)]
+
+    def get_many(self, keys: Sequence[str]) -> list[StoredRequest]:
+        """The rows of `keys` still there, in the order given."""
+        if not keys:
+            return []
+        rows = self._db.all(f"SELECT * FROM requests WHERE key IN ({','.join('?' * len(keys))})", list(keys))
+        found = {r["key"]: _request_from_row(r) for r in rows}
+        return [found[k] for k in keys if k in found]
 
     def count_by_state(self, chain_id: int | None = None) -> dict[str, int]:
         if chain_id is None:

@@ -103,3 +103,22 @@ def test_our_transaction_reorganised_away_carries_its_requests_again(store: Stor
     assert store.requests.reopen_settled_by([r.key], 25, b"\x05" * 32) == [r.key]
     found = store.requests.get(r.key)
     assert found is not None and found.state == R.SUBMITTED and found.fulfill_tx == b"\x05" * 32
+
+
+def test_a_page_of_work_is_in_block_order_across_states(store: Store) -> None:
+    """The pipeline's page: keys in the given states, oldest block first whatever their state, at most
+    `limit`; other states left out; rows read back in the order asked."""
+    placed = {1: (30, R.CONFIRMED), 2: (10, R.SIGNED), 3: (20, R.ANSWERED), 4: (15, R.FULFILLED), 5: (12, R.CONFIRMED),
+              6: (40, R.ACCEPTED)}
+    keys = {}
+    for n, (block, state) in placed.items():
+        r = a_request(n, block=block)
+        store.requests.insert(r)
+        put_in_state(store, r.key, state)
+        keys[n] = r.key
+    work = [R.CONFIRMED, R.ACCEPTED, R.ANSWERED, R.SIGNED]
+    assert store.requests.keys_in_state(31337, work, limit=10) == [keys[n] for n in (2, 5, 3, 1, 6)]
+    assert store.requests.keys_in_state(31337, work, limit=3) == [keys[n] for n in (2, 5, 3)]
+    assert store.requests.keys_in_state(31337, [R.FULFILLED], limit=3) == [keys[4]]
+    rows = store.requests.get_many([keys[3], "31337:nothing", keys[2]])
+    assert [r.key for r in rows] == [keys[3], keys[2]] and rows[0].state == R.ANSWERED

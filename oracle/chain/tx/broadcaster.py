@@ -58,6 +58,12 @@ class Broadcaster:
     def holds(self, key: str) -> bool:
         return key in self._queued or self.in_flight.holds(key)
 
+    @property
+    def holding(self) -> int:
+        """Signed responses it holds that the pipeline would otherwise take up again: queued, being sent
+        or held back (those on record in a transaction are `submitted`)."""
+        return len(self._queued) + self.in_flight.holding
+
     async def run(self) -> None:
         async with asyncio.TaskGroup() as sends:
             while True:

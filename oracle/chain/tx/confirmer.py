@@ -57,6 +57,7 @@ class Confirmer:
         self._held_nonces: dict[int, int] = {}  # nonce -> head block before which it is not re-priced again
         self._seen_since: dict[tuple[str, int | bytes], float] = {}  # a chain fact -> when first seen
         self._asked: set[tuple[str, int | bytes]] = set()
+        self._read_this_pass: dict[bytes, dict[str, Any]] = {}  # receipts read in this pass, by tx hash
         self.rebuilt = 0
         self.confirmed = 0
 
@@ -85,6 +86,7 @@ class Confirmer:
 
     async def monitor_once(self) -> None:
         self._asked = set()
+        self._read_this_pass = {}
         if await self._follow_all():
             # (only after a whole pass: one where a call failed has not asked everything again)
             self._seen_since = {f: t for f, t in self._seen_since.items() if f in self._asked}
@@ -273,6 +275,7 @@ class Confirmer:
     # ------------------------------------------------------------ mined, final
 
     def _mined(self, tx: StoredTx, receipt: dict[str, Any]) -> None:
+        self._read_this_pass[tx.tx_hash] = receipt  # (its depth is checked later in the pass: read it once)
         block_number = int(receipt["blockNumber"], 16)
         gas_used = int(receipt["gasUsed"], 16)
         price = int(receipt.get("effectiveGasPrice", "0x0"), 16)
@@ -294,7 +297,7 @@ class Confirmer:
 
     async def _confirm(self, tx: StoredTx) -> None:
         """Final at the confirmation depth; until then the receipt's block hash is checked again."""
-        receipt = await self.rpc.receipt(tx.tx_hash)
+        receipt = self._read_this_pass.pop(tx.tx_hash, None) or await self.rpc.receipt(tx.tx_hash)
         if receipt is None or not receipt.get("blockHash"):
             self._vanished(tx, f"its receipt in block {tx.block_number} is gone")
             return

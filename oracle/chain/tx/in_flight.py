@@ -37,6 +37,11 @@ class InFlight:
             del self._held[key]
         return key in self._carried or key in self._sending or key in self._held
 
+    @property
+    def holding(self) -> int:
+        """Responses held still `signed`: being sent or held back."""
+        return len(self._sending) + len(self._held)
+
     def carried(self, key: str) -> bool:
         return key in self._carried
 

@@ -57,6 +57,11 @@ class TxManager:
     def carries(self, key: str) -> bool:
         return self.broadcaster.holds(key)
 
+    @property
+    def holding(self) -> int:
+        """How many signed responses it holds that are not yet on record in a transaction, at most."""
+        return self.broadcaster.holding
+
     def current_max_fee(self) -> int:
         """The maxFeePerGas a transaction sent now would pay, wei (for the pipeline's economics check)."""
         return self.fees.current()[0]
