@@ -116,6 +116,8 @@ class Pipeline:
         page = free + len(self._active) + len(self._cooldown) + (self.txm.holding if R.SIGNED in states else 0)
         keys = self.requests.keys_in_state(self.chain.chain_id, states, limit=page)
         start = [k for k in keys if k not in self._active and not self.txm.carries(k) and k not in self._cooldown]
+        if len(start) > free and R.SIGNED in states:
+            self._next_signed_look = 0.0  # more than the free slots could take: look again on the next pass
         return self.requests.get_many(start[:free])
 
     async def _process(self, request: StoredRequest) -> None:

@@ -25,10 +25,10 @@ R = RequestState
 
 # What the confirmer does with the node's answer to a transaction just sent (re-price it at once, ...).
 OnSent = Callable[[StoredTx, Refusal], Awaitable[None]]
-RETRY_SECONDS = 2.0
+RETRY_SECONDS = 2.0  # a response whose simulation failed for a passing reason is queued again after this
 # Transactions being built and sent at once: one's simulation and broadcast round trips overlap another's
 # signing, and a burst goes out as several transactions rather than one behind the other.
-SENDS_AT_ONCE = 4  # a response whose simulation failed for a passing reason is queued again after this
+SENDS_AT_ONCE = 4
 
 
 class Broadcaster:
@@ -70,37 +70,41 @@ class Broadcaster:
                 await self._ready.wait()
                 self._ready.clear()
                 while self._queue:
-                    try:
+                    # While every slot is busy the queue grows: the next batch is taken when one frees.
+                    await self._slots.acquire()
+                    try:  # (checked with the slot in hand: a halt or a low balance seen meanwhile counts)
                         allowed = await self.guards.allow()
                     except (RpcError, RpcUnavailable) as exc:
                         log.warning("chain %s: checking the signer's balance failed (%s)", self.chain.name, exc)
                         allowed = False
-                    if not allowed:
-                        await asyncio.sleep(1.0)
-                        continue
-                    # While every slot is busy the queue grows: the next batch is taken when one frees.
-                    await self._slots.acquire()
-                    batch = self._take_batch()
+                    batch = self._take_batch() if allowed else []
                     if not batch:
                         self._slots.release()
+                        if not allowed:
+                            await asyncio.sleep(1.0)
                         continue
-                    sends.create_task(self._send_in_slot(batch))
+                    keys = [i.key for i in batch]
+                    self.in_flight.start_sending(keys)  # (held from the moment they leave the queue)
+                    sends.create_task(self._send_in_slot(batch, keys))
 
-    async def _send_in_slot(self, batch: list[ReadyResponse]) -> None:
+    async def _send_in_slot(self, batch: list[ReadyResponse], keys: list[str]) -> None:
         """One transaction's send, holding a slot; what could not go is queued again after a pause."""
         try:
             retry_after = 0.0
-            with self.in_flight.sending(i.key for i in batch):
-                try:
-                    if not await self._send(batch):
-                        retry_after = 1.0  # over today's gas budget (the guards say so)
-                except (RpcError, RpcUnavailable) as exc:
-                    log.warning("chain %s: sending %d responses failed (%s); will retry", self.chain.name,
-                                len(batch), exc)
-                    retry_after = 0.5
+            try:
+                if not await self._send(batch):
+                    retry_after = 1.0  # over today's gas budget (the guards say so)
+            except (RpcError, RpcUnavailable) as exc:
+                log.warning("chain %s: sending %d responses failed (%s); will retry", self.chain.name,
+                            len(batch), exc)
+                retry_after = 0.5
+            finally:
+                self.in_flight.stop_sending(keys)
             if retry_after:
+                # only those still to be sent: not one stored unprofitable or expired on the way
                 for item in batch:
-                    self.submit(item)
+                    if self.in_flight.still_signed(item.key):
+                        self.submit(item)
                 await asyncio.sleep(retry_after)
         finally:
             self._slots.release()

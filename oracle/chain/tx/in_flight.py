@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
 from oracle.store import Requests, RequestState, StoredTx
 
@@ -40,19 +39,24 @@ class InFlight:
     @property
     def holding(self) -> int:
         """Responses held still `signed`: being sent or held back."""
+        now = time.monotonic()
+        self._held = {k: t for k, t in self._held.items() if t > now}  # (a key never asked of again)
         return len(self._sending) + len(self._held)
 
     def carried(self, key: str) -> bool:
         return key in self._carried
 
-    @contextmanager
-    def sending(self, keys: Iterable[str]) -> Iterator[None]:
-        keys = list(keys)
+    def start_sending(self, keys: Iterable[str]) -> None:
+        """Taken from the queue into a transaction being built."""
         self._sending.update(keys)
-        try:
-            yield
-        finally:
-            self._sending.difference_update(keys)
+
+    def stop_sending(self, keys: Iterable[str]) -> None:
+        self._sending.difference_update(keys)
+
+    def still_signed(self, key: str) -> bool:
+        """Whether the request is still `signed` (nothing stored it unprofitable, expired, ... meanwhile)."""
+        row = self.requests.get(key)
+        return row is not None and row.state == R.SIGNED
 
     def carry(self, tx: StoredTx) -> None:
         """`tx` carries its responses until it is final (on record as submitted by the caller)."""
