@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from oracle.devnet import LocalStack
 from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, wait_until, write_config
 from oracle.devnet.model_server import ModelServer
 from oracle.protocol import RequestParams, ResultSpec
-from oracle.store import Store, StoredRequest, request_key
+from oracle.store import Store, StoredRequest, StoredTx, request_key
 
 
 @dataclass
@@ -107,6 +109,25 @@ def anvil_rpc(stack: LocalStack, method: str, params: list[Any]) -> Any:
     reply = stack.w3.provider.make_request(method, params)  # type: ignore[arg-type]
     assert "error" not in reply, reply
     return reply.get("result")
+
+
+@contextmanager
+def mining_held(stack: LocalStack) -> Iterator[Callable[[], None]]:
+    """Nothing is mined until `resume()` or the end of the block (mining resumes however it ends)."""
+    anvil_rpc(stack, "evm_setAutomine", [False])
+    try:
+        yield lambda: anvil_rpc(stack, "evm_setAutomine", [True])
+    finally:
+        anvil_rpc(stack, "evm_setAutomine", [True])
+
+
+def txs_on_record(run: Running, states: list[str]) -> list[StoredTx]:
+    """The signer's transactions the daemon's store holds in `states`."""
+    store = Store.open(run.config["store"]["path"])
+    try:
+        return store.txs.in_state(run.stack.chain_id, run.stack.keys.signer.address, states)
+    finally:
+        store.close()
 
 
 def row_of(run: Running, request_id: bytes) -> StoredRequest | None:

@@ -7,7 +7,6 @@ re-includes its request. Each ends as the chain says, answered at most once, the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from web3.exceptions import ContractLogicError
 
@@ -17,15 +16,17 @@ from oracle.devnet.answer import ask
 from oracle.devnet.harness import wait_until, write_config
 from oracle.devnet.model_server import ModelServer
 from oracle.protocol import PolicyClass, ResultSpec, ResultType, Status
-from oracle.store import RequestState, Store, StoredRequest, TxState
+from oracle.store import RequestState, StoredRequest, TxState
 from tests.daemon.helpers import (
     Running,
     anvil_rpc,
     ask_params,
     audit_chain,
     key_of,
+    mining_held,
     row_of,
     start_ready,
+    txs_on_record,
     wait_delivered,
 )
 
@@ -39,14 +40,6 @@ def _in_state(run: Running, request_id: bytes, state: RequestState, timeout: flo
     row = row_of(run, request_id)
     assert row is not None
     return row
-
-
-def _txs(run: Running, states: list[str]) -> list[Any]:
-    store = Store.open(run.config["store"]["path"])
-    try:
-        return store.txs.in_state(run.stack.chain_id, run.stack.keys.signer.address, states)
-    finally:
-        store.close()
 
 
 def _cancellable(run: Running, event: RequestedEvent) -> bool:
@@ -98,15 +91,14 @@ def test_a_fulfilment_mined_after_its_deadline_is_stored_expired_and_not_sent_ag
     run = start_ready(env)
     try:
         event = ask(stack, ask_params(run, SPEC, prompt="mined too late", deadline=_now(stack) + 60))
-        anvil_rpc(stack, "evm_setAutomine", [False])
-        _in_state(run, event.request_id, R.SUBMITTED)
-        _past_deadline(stack)  # the block that holds the fulfilment is past the deadline: skipped
-        row = _in_state(run, event.request_id, R.EXPIRED)
-        assert "skipped on-chain" in row.reason_detail
-        anvil_rpc(stack, "evm_setAutomine", [True])
-        _never_answered(run, event)
+        with mining_held(stack) as resume:
+            _in_state(run, event.request_id, R.SUBMITTED)
+            _past_deadline(stack)  # the block that holds the fulfilment is past the deadline: skipped
+            row = _in_state(run, event.request_id, R.EXPIRED)
+            assert "skipped on-chain" in row.reason_detail
+            resume()
+            _never_answered(run, event)
     finally:
-        anvil_rpc(stack, "evm_setAutomine", [True])
         assert run.daemon.stop() == 0
 
 
@@ -123,16 +115,15 @@ def test_a_sent_response_the_base_fee_makes_unprofitable_is_left_to_its_requeste
         event = ask(stack, ask_params(run, SPEC, prompt="cheap while gas is cheap", model_spec="fastest"),
                     extra_fee=10**16)
         stack.transact(oracle.functions.setFeeSchedule(int(PolicyClass.FASTEST), tuple(schedule)), stack.keys.owner)
-        anvil_rpc(stack, "evm_setAutomine", [False])
-        _in_state(run, event.request_id, R.SUBMITTED)
-        anvil_rpc(stack, "anvil_setNextBlockBaseFeePerGas", [hex(90 * 10**9)])
-        anvil_rpc(stack, "anvil_mine", [1])  # its transaction pays less than this block's base fee: not in it
-        row = _in_state(run, event.request_id, R.UNPROFITABLE)
-        assert "does not cover" in row.reason_detail
-        anvil_rpc(stack, "evm_setAutomine", [True])
-        _never_answered(run, event)
+        with mining_held(stack) as resume:
+            _in_state(run, event.request_id, R.SUBMITTED)
+            anvil_rpc(stack, "anvil_setNextBlockBaseFeePerGas", [hex(90 * 10**9)])
+            anvil_rpc(stack, "anvil_mine", [1])  # its transaction pays less than this block's base fee: not in it
+            row = _in_state(run, event.request_id, R.UNPROFITABLE)
+            assert "does not cover" in row.reason_detail
+            resume()
+            _never_answered(run, event)
     finally:
-        anvil_rpc(stack, "evm_setAutomine", [True])
         assert run.daemon.stop() == 0
 
 
@@ -163,29 +154,29 @@ def test_a_replaced_transaction_mined_after_all_settles_its_responses_once(
     run = start_ready(env)
     try:
         event = ask(stack, ask_params(run, SPEC, prompt="sent twice, mined once"))
-        anvil_rpc(stack, "evm_setAutomine", [False])
-        _in_state(run, event.request_id, R.SUBMITTED)
-        (first,) = _txs(run, [TxState.PENDING])
-        anvil_rpc(stack, "anvil_dropTransaction", ["0x" + first.tx_hash.hex()])  # the node forgets it ...
-        # ... and an empty block lowers the base fee, so the one rebuilt for it differs (and the first stays valid)
-        base = int(stack.w3.eth.get_block("latest")["baseFeePerGas"])
-        anvil_rpc(stack, "anvil_setNextBlockBaseFeePerGas", [hex(max(1, base // 2))])
-        anvil_rpc(stack, "anvil_mine", [1])
-        wait_until(lambda: bool(_txs(run, [TxState.REPLACED])), 20, what="a rebuilt transaction")
-        (second,) = _txs(run, [TxState.PENDING])
-        anvil_rpc(stack, "anvil_dropTransaction", ["0x" + second.tx_hash.hex()])
-        anvil_rpc(stack, "eth_sendRawTransaction", ["0x" + first.raw.hex()])  # ... and someone sends the first again
-        anvil_rpc(stack, "anvil_mine", [1])
-        wait_until(lambda: [t.tx_hash for t in _txs(run, [TxState.MINED, TxState.CONFIRMED])] == [first.tx_hash],
-                   20, what="the first transaction on record as mined")
-        assert [t.tx_hash for t in _txs(run, [TxState.DROPPED])] == [second.tx_hash]
-        anvil_rpc(stack, "evm_setAutomine", [True])
-        assert wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
-        _in_state(run, event.request_id, R.FULFILLED)
-        audit = audit_chain(stack)
-        assert audit.fulfilled[event.request_id] == 1 and audit.latest_nonce == audit.pending_nonce
+        with mining_held(stack) as resume:
+            _in_state(run, event.request_id, R.SUBMITTED)
+            (first,) = txs_on_record(run, [TxState.PENDING])
+            anvil_rpc(stack, "anvil_dropTransaction", ["0x" + first.tx_hash.hex()])  # the node forgets it ...
+            # ... and an empty block lowers the base fee, so the one rebuilt for it differs (and the first stays valid)
+            base = int(stack.w3.eth.get_block("latest")["baseFeePerGas"])
+            anvil_rpc(stack, "anvil_setNextBlockBaseFeePerGas", [hex(max(1, base // 2))])
+            anvil_rpc(stack, "anvil_mine", [1])
+            wait_until(lambda: bool(txs_on_record(run, [TxState.REPLACED])), 20, what="a rebuilt transaction")
+            (second,) = txs_on_record(run, [TxState.PENDING])
+            anvil_rpc(stack, "anvil_dropTransaction", ["0x" + second.tx_hash.hex()])
+            # ... and someone sends the first again
+            anvil_rpc(stack, "eth_sendRawTransaction", ["0x" + first.raw.hex()])
+            anvil_rpc(stack, "anvil_mine", [1])
+            wait_until(lambda: [t.tx_hash for t in txs_on_record(run, [TxState.MINED, TxState.CONFIRMED])]
+                       == [first.tx_hash], 20, what="the first transaction on record as mined")
+            assert [t.tx_hash for t in txs_on_record(run, [TxState.DROPPED])] == [second.tx_hash]
+            resume()
+            assert wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
+            _in_state(run, event.request_id, R.FULFILLED)
+            audit = audit_chain(stack)
+            assert audit.fulfilled[event.request_id] == 1 and audit.latest_nonce == audit.pending_nonce
     finally:
-        anvil_rpc(stack, "evm_setAutomine", [True])
         assert run.daemon.stop() == 0
 
 

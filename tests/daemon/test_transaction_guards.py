@@ -5,23 +5,24 @@ time is re-sent with higher fees under the same nonce."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask
 from oracle.devnet.harness import wait_until
 from oracle.devnet.model_server import ModelServer
 from oracle.protocol import PolicyClass, ResultSpec, ResultType, Status
-from oracle.store import RequestState, Store, request_key
+from oracle.store import RequestState, request_key
 from tests.daemon.helpers import (
     QUICK_GAS,
     anvil_rpc,
     ask_params,
     decoded,
     fulfillments_per_request,
+    mining_held,
     start_daemon,
     start_ready,
     state_of,
+    txs_on_record,
     wait_delivered,
 )
 
@@ -60,25 +61,17 @@ def test_stuck_transaction_is_repriced_under_the_same_nonce(env: tuple[LocalStac
     run = start_ready(env)
     try:
         event = ask(stack, ask_params(run, SPEC, prompt="stuck for a while"))
-        anvil_rpc(stack, "evm_setAutomine", [False])  # nothing is mined until we say so
-        wait_until(lambda: "rebuilt (not mined after" in run.daemon.log(), 20, what="a re-priced transaction")
-        anvil_rpc(stack, "evm_setAutomine", [True])
-        anvil_rpc(stack, "anvil_mine", [1])
-        assert wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
-        assert fulfillments_per_request(stack)[event.request_id] == 1
-        def txs(states: list[str]) -> list[Any]:
-            store = Store.open(run.config["store"]["path"])
-            try:
-                return store.txs.in_state(stack.chain_id, stack.keys.signer.address, states)
-            finally:
-                store.close()
-
-        wait_until(lambda: bool(txs(["confirmed"])), 10, what="the transaction to be confirmed")
-        replaced, mined = txs(["replaced", "dropped"]), txs(["confirmed"])
-        assert replaced and {t.nonce for t in replaced} == {t.nonce for t in mined}
-        assert max(t.max_fee for t in mined) > max(t.max_fee for t in replaced)
+        with mining_held(stack) as resume:  # nothing is mined until we say so
+            wait_until(lambda: "rebuilt (not mined after" in run.daemon.log(), 20, what="a re-priced transaction")
+            resume()
+            anvil_rpc(stack, "anvil_mine", [1])
+            assert wait_delivered(run, event.request_id)["status"] == Status.SUCCESS
+            assert fulfillments_per_request(stack)[event.request_id] == 1
+            wait_until(lambda: bool(txs_on_record(run, ["confirmed"])), 10, what="the transaction to be confirmed")
+            replaced, mined = txs_on_record(run, ["replaced", "dropped"]), txs_on_record(run, ["confirmed"])
+            assert replaced and {t.nonce for t in replaced} == {t.nonce for t in mined}
+            assert max(t.max_fee for t in mined) > max(t.max_fee for t in replaced)
     finally:
-        anvil_rpc(stack, "evm_setAutomine", [True])
         assert run.daemon.stop() == 0
 
 
