@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from oracle import __version__
+from oracle.commands.request import add_arguments as add_request_arguments
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -15,7 +16,7 @@ def _dev(args: argparse.Namespace) -> int:
     from oracle.devnet.demo import run_dev
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return 0 if run_dev() else 1
+    return 0 if run_dev(once=args.once) else 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -79,11 +80,38 @@ def _receipt(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _request(args: argparse.Namespace) -> int:
+    from oracle.commands.request import run
+
+    return run(args)
+
+
+def _decode_error(args: argparse.Namespace) -> int:
+    """Name a revert: `FeeBelowQuote(sent=1, quote=2)` from `0xa70c0847...`."""
+    from oracle.abi.errors import decode_revert
+
+    text = args.data.strip().removeprefix("0x")
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        print(f"not hex revert data: {args.data!r} (give the 0x... bytes a call reverted with)", file=sys.stderr)
+        return 2
+    decoded = decode_revert(data)
+    if decoded is None:
+        print(f"selector 0x{data[:4].hex()} is not an error of the oracle, its examples or Solidity's own: the "
+              f"revert came from another contract", file=sys.stderr)
+        return 1
+    print(decoded)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oracle", description=__doc__)
     parser.add_argument("--version", action="version", version=f"oracle {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    dev = commands.add_parser("dev", help="run the daemon on the embedded local stack and show requests answered")
+    dev = commands.add_parser(
+        "dev", help="run the daemon on the embedded local stack, show requests answered, and stay up until Ctrl-C")
+    dev.add_argument("--once", action="store_true", help="show the requests answered, then stop everything and exit")
     dev.set_defaults(handler=_dev)
     run = commands.add_parser("run", help="run the oracle daemon")
     run.add_argument("--config", required=True, help="path of the TOML config file")
@@ -93,6 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     receipt.add_argument("--config", required=True, help="path of the TOML config file")
     receipt.add_argument("key", help="request key: chain id:oracle address:request id")
     receipt.set_defaults(handler=_receipt)
+    request = commands.add_parser("request", help="send one request from a key, wait for its result and print it")
+    add_request_arguments(request)
+    request.set_defaults(handler=_request)
+    decode_error = commands.add_parser("decode-error", help="name the error behind revert data (0x...)")
+    decode_error.add_argument("data", help="the revert data, e.g. 0xa70c0847...")
+    decode_error.set_defaults(handler=_decode_error)
     args = parser.parse_args(argv)
     handler = args.handler
     return int(handler(args))

@@ -17,8 +17,9 @@ def test_bad_anvil_path_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         find_anvil()
 
 
-def test_oracle_dev_shows_requests_answered_by_the_daemon() -> None:
-    done = subprocess.run([sys.executable, "-m", "oracle", "dev"], capture_output=True, text=True, timeout=180)
+def test_oracle_dev_once_shows_requests_answered_by_the_daemon_and_exits() -> None:
+    done = subprocess.run([sys.executable, "-m", "oracle", "dev", "--once"], capture_output=True, text=True,
+                          timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "daemon       running" in done.stdout
     assert "RiskSentinel.lastScore() = " in done.stdout

@@ -1,11 +1,12 @@
-"""What `oracle dev` shows: the daemon answering requests on the embedded local stack.
+"""What `oracle dev` runs: the daemon answering requests on the embedded local stack, then staying up.
 
 anvil with every contract deployed, a local OpenAI-compatible model server, the local x402 stack (a
 facilitator settling on anvil and a second model server behind its paywall), and the real daemon
 (watcher, pipeline, router, x402 paying client, transaction manager) in this process. Four requests
 flow through it: a keeper's risk check that pauses a vault, a governance bot's proposal summary, a
 plain text question, and the same kind of question to the paywalled model, paid from the daemon's
-wallet; each is shown from the request to the consumer's decoded result and the receipt.
+wallet; each is shown from the request to the consumer's decoded result and the receipt. Then (unless `--once`)
+everything stays up as a workbench until Ctrl-C (`oracle.devnet.workbench`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +29,20 @@ from oracle.config import parse_config
 from oracle.daemon import Daemon
 from oracle.devnet.answer import ask, requested_events
 from oracle.devnet.facilitator import Facilitator
-from oracle.devnet.harness import DEV_MODEL, PAID_MODEL, PAYMENT_ENV, SIGNER_ENV, dev_config, paid_model, x402_section
+from oracle.devnet.harness import (
+    DEV_MODEL,
+    PAID_MODEL,
+    PAYMENT_ENV,
+    SIGNER_ENV,
+    dev_config,
+    paid_model,
+    write_config,
+    x402_section,
+)
 from oracle.devnet.model_server import ModelServer
 from oracle.devnet.paywall import Paywall
 from oracle.devnet.stack import LocalStack
+from oracle.devnet.workbench import WorkbenchInfo, stay_up
 from oracle.protocol import RequestParams, ResultSpec, ResultType, Status
 from oracle.store import Store, request_key
 
@@ -36,9 +50,18 @@ Say = Callable[[str], None]
 PAID_PRICE = 2_500  # TestUSD base units (6 decimals) per call to the paywalled model
 
 
+class Interrupted(Exception):
+    """Ctrl-C (or SIGTERM) came while the demo was waiting for an answer."""
+
+
+_stopping = threading.Event()  # set when the workbench is told to stop: the demo's waits give up at once
+
+
 def _wait(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
+        if _stopping.is_set():
+            raise Interrupted
         if time.monotonic() > deadline:
             raise TimeoutError("the daemon did not fulfill the request in time")
         time.sleep(0.1)
@@ -130,40 +153,101 @@ def _settled(stack: LocalStack, request_id: bytes) -> bool:
     return bool(stack.contract("AIOracle").functions.commitments(request_id).call() == b"\0" * 32)
 
 
-async def _run(stack: LocalStack, store_path: Path, model: ModelServer, paid: ModelServer, say: Say) -> bool:
-    raw = dev_config(stack, model.base_url, store_path)
-    raw["models"].append(paid_model(stack, paid.base_url, PAID_PRICE))
-    raw["x402"] = x402_section(stack)
-    config = parse_config(raw)
+@dataclass
+class DevServers:
+    """What `oracle dev` starts beside anvil, and the config it writes for them."""
+
+    stack: LocalStack
+    facilitator: Facilitator
+    model: ModelServer
+    paid: ModelServer
+    config_path: Path
+    store_path: Path
+    raw_config: dict[str, Any]
+
+    @classmethod
+    def start(cls, stack: LocalStack, workdir: Path) -> DevServers:
+        network = f"eip155:{stack.chain_id}"
+        facilitator = Facilitator(stack.rpc_url, stack.keys.facilitator.private_key, [network]).start()
+        model = paid = None
+        try:
+            model = ModelServer().start()
+            paid = ModelServer(paywall=Paywall(facilitator.url, network, stack.addresses["TestUSD"],
+                                               stack.keys.owner.address, PAID_PRICE)).start()
+        except BaseException:
+            for server in (model, facilitator):
+                if server is not None:
+                    server.stop()
+            raise
+        store_path = workdir / "oracle.sqlite"
+        raw = dev_config(stack, model.base_url, store_path)
+        raw["models"].append(paid_model(stack, paid.base_url, PAID_PRICE))
+        raw["x402"] = x402_section(stack)
+        return cls(stack, facilitator, model, paid, write_config(raw, workdir / "config.toml"), store_path, raw)
+
+    def info(self) -> WorkbenchInfo:
+        stack, keys = self.stack, self.stack.keys
+        return WorkbenchInfo(
+            stack.rpc_url, stack.ws_url, stack.chain_id, dict(stack.addresses),
+            [keys.owner, keys.signer, keys.payment_wallet, keys.facilitator, keys.bots, keys.agents],
+            self.config_path, self.store_path,
+            [(f"local model server (OpenAI wire format), model {DEV_MODEL}", self.model.base_url),
+             (f"model {PAID_MODEL} behind an x402 paywall, {PAID_PRICE} TestUSD units a call", self.paid.base_url),
+             ("x402 facilitator settling on this chain", self.facilitator.url)])
+
+    def stop(self) -> None:
+        self.paid.stop()
+        self.model.stop()
+        self.facilitator.stop()
+
+
+async def _run(servers: DevServers, once: bool, say: Say) -> bool:
+    stack = servers.stack
     stop = asyncio.Event()
-    daemon = Daemon(config, shutdown_grace=5.0)
+    loop = asyncio.get_running_loop()
+
+    def interrupted() -> None:
+        _stopping.set()
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted)
+    daemon = Daemon(parse_config(servers.raw_config), shutdown_grace=5.0)
     task = asyncio.create_task(daemon.run(stop))
-    await daemon.ready.wait()
-    facilitator = paid.paywall.facilitator.url if paid.paywall is not None else ""
-    say(f"daemon       running: signer {stack.keys.signer.address}, model server {model.base_url}, "
-        f"paywalled model server {paid.base_url} (x402 facilitator {facilitator})")
+    ready = asyncio.create_task(daemon.ready.wait())
+    await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():  # it could not start: its error is the answer
+        ready.cancel()
+        await task
+        return False
+    say(f"daemon       running: signer {stack.keys.signer.address}, model server {servers.model.base_url}, "
+        f"paywalled model server {servers.paid.base_url} (x402 facilitator {servers.facilitator.url})")
+    ok = False
     try:
-        return await asyncio.to_thread(requests_flow, stack, store_path, say)
+        ok = await asyncio.to_thread(requests_flow, stack, servers.store_path, say)
+        if not once:
+            await stay_up(servers.info(), stop, say)
+    except Interrupted:
+        pass
     finally:
         stop.set()
         await task
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return ok or _stopping.is_set()
 
 
-def run_dev(say: Say = print) -> bool:
-    """Start everything, show three requests answered by the daemon, stop. True if all succeeded."""
-    with LocalStack() as stack, tempfile.TemporaryDirectory() as tmp:
+def run_dev(once: bool = False, say: Say = print) -> bool:
+    """Start everything, show four requests answered by the daemon, then (unless `once`) stay up until
+    Ctrl-C or SIGTERM. True if the requests all succeeded (or the workbench was stopped on purpose)."""
+    _stopping.clear()
+    with tempfile.TemporaryDirectory(prefix="oracle-dev-") as tmp, LocalStack() as stack:
         say(f"anvil        {stack.rpc_url} (chain {stack.chain_id}); contracts: "
             f"{', '.join(f'{n} {a[:10]}...' for n, a in stack.addresses.items())}")
         os.environ[SIGNER_ENV] = stack.keys.signer.private_key.hex()  # the daemon reads its keys from here
         os.environ[PAYMENT_ENV] = stack.keys.payment_wallet.private_key.hex()
-        network = f"eip155:{stack.chain_id}"
-        facilitator = Facilitator(stack.rpc_url, stack.keys.facilitator.private_key, [network]).start()
-        model = ModelServer().start()
-        paid = ModelServer(paywall=Paywall(facilitator.url, network, stack.addresses["TestUSD"],
-                                           stack.keys.owner.address, PAID_PRICE)).start()
+        servers = DevServers.start(stack, Path(tmp))
         try:
-            return asyncio.run(_run(stack, Path(tmp) / "oracle.sqlite", model, paid, say))
+            return asyncio.run(_run(servers, once, say))
         finally:
-            paid.stop()
-            model.stop()
-            facilitator.stop()
+            servers.stop()

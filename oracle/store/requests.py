@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from oracle.protocol import Status
 from oracle.store.db import Area, Db
 from oracle.store.routing import Routing
 from oracle.store.states import REQUEST, RequestState
@@ -201,6 +202,18 @@ class Requests(Area):
             rows = self._db.all("SELECT state, COUNT(*) AS n FROM requests WHERE chain_id=? GROUP BY state",
                                 (chain_id,))
         return {r["state"]: r["n"] for r in rows}
+
+    def outcomes(self, chain_id: int) -> tuple[int, int, int]:
+        """(seen, answered, failed) on a chain, for a live count: answered is fulfilled with a success;
+        failed is fulfilled with a failure status, or left to expire (expired, unprofitable)."""
+        row = self._db.all(
+            "SELECT COUNT(*) AS seen, "
+            "COALESCE(SUM(state=? AND status=?), 0) AS answered, "
+            "COALESCE(SUM((state=? AND status=?) OR state IN (?, ?)), 0) AS failed "
+            "FROM requests WHERE chain_id=? AND state!=?",
+            (R.FULFILLED, Status.SUCCESS, R.FULFILLED, Status.FAILURE, R.EXPIRED, R.UNPROFITABLE, chain_id,
+             R.ROLLED_BACK))[0]
+        return int(row["seen"]), int(row["answered"]), int(row["failed"])
 
     def requeue_submitted(self, keys: Sequence[str]) -> None:
         """Responses whose transaction failed go back to be sent again (only if still submitted)."""

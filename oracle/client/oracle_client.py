@@ -1,0 +1,233 @@
+"""`OracleClient`: quote, send one request and wait for what settles it, from Python (async, web3.py).
+
+    client = await OracleClient.connect("http://127.0.0.1:8545", oracle="0x...")
+    request_id = await client.request(params, key)         # pays the quote unless a fee is given
+    result = await client.wait(request_id, timeout=120)    # OracleResult: status, reason, value, ...
+
+The result's value comes from the fulfilment transaction's input (`fulfill` or `fulfillBatch` sent to the
+oracle), decoded by the request's result type with `oracle.results`, the same decoder the daemon uses;
+the `Fulfilled` event itself carries only the result's hash, which is checked against those bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Self
+
+from eth_account import Account
+from eth_utils import keccak, to_checksum_address
+from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.contract import AsyncContract
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
+from web3.types import TxParams, Wei
+
+from oracle.abi import abi
+from oracle.abi.errors import decode_revert
+from oracle.protocol import ReasonCode, RequestParams, ResultSpec, Status
+from oracle.results import ResultError, decode_result
+
+LOG_CHUNK = 10_000  # blocks per getLogs when looking for a request's event
+POLL_SECONDS = 0.5
+
+
+class ClientError(RuntimeError):
+    """A request could not be sent or followed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class OracleResult:
+    """How a request settled. `status` is `success` or `failure` (answered), `cancelled` (its fee was
+    refunded) or `expired` (its deadline passed unanswered; its requester can reclaim the fee)."""
+
+    request_id: bytes
+    status: str
+    reason: ReasonCode | int
+    value: Any  # the decoded result of a success whose bytes were found; None otherwise
+    result: bytes | None  # the ABI-encoded result, when found in the fulfilment's input
+    model_used: bytes | None
+    receipt_hash: bytes | None
+    transaction: bytes | None  # the fulfilment's or the cancel's transaction hash
+    block_number: int | None
+    note: str = ""  # why the value is missing, when it is
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What a request's `Requested` event says: enough to decode and to know when it expires."""
+
+    params: RequestParams
+    block_number: int
+
+
+class OracleClient:
+    def __init__(self, w3: AsyncWeb3[Any], oracle: AsyncContract, chain_id: int) -> None:
+        self.w3 = w3
+        self.oracle = oracle
+        self.chain_id = chain_id
+        self._asked: dict[bytes, _Asked] = {}
+
+    @classmethod
+    async def connect(cls, rpc_url: str, *, oracle: str, timeout: float = 30.0) -> Self:
+        w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        try:
+            chain_id = await w3.eth.chain_id
+        except (TimeoutError, OSError, Web3Exception) as exc:
+            raise ClientError(f"the node at {rpc_url} does not answer ({type(exc).__name__}: {exc}): is it up, "
+                              f"and is the URL right?") from None
+        address = to_checksum_address(oracle)
+        if not await w3.eth.get_code(address):
+            raise ClientError(f"no contract at {address} on chain {chain_id}: is the oracle address right?")
+        return cls(w3, w3.eth.contract(address=address, abi=abi("AIOracle")), chain_id)
+
+    async def close(self) -> None:
+        await self.w3.provider.disconnect()
+
+    async def quote(self, model_spec: str, max_tokens: int, callback_gas_limit: int) -> int:
+        """The fee in wei the oracle asks for these settings now."""
+        return int(await self._call(self.oracle.functions.quote(model_spec, max_tokens, callback_gas_limit)))
+
+    async def request(self, params: RequestParams, key: bytes, fee: int | None = None) -> bytes:
+        """Send `params` from `key`, paying `fee` (default: the quote); return the request id."""
+        account = Account.from_key(key)
+        if fee is None:
+            fee = await self.quote(params.model_spec, params.max_tokens, params.callback_gas_limit)
+        call = self.oracle.functions.request(params.to_abi())
+        tx_fields: TxParams = {"from": account.address, "value": Wei(fee), "chainId": self.chain_id}
+        try:
+            tx = await call.build_transaction(tx_fields)  # simulates: a revert is raised here, nothing sent
+        except (ContractCustomError, ContractLogicError) as exc:
+            raise ClientError(f"the oracle refuses this request: {describe_revert(exc)}") from None
+        except Web3Exception as exc:  # a value that does not fit its ABI type, e.g. a negative uint
+            raise ClientError(f"the request does not encode: {exc}") from None
+        tx["nonce"] = await self.w3.eth.get_transaction_count(account.address, "pending")
+        signed = account.sign_transaction(tx)
+        tx_hash = await self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = await self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        if receipt["status"] != 1:
+            raise ClientError(f"the request transaction 0x{bytes(tx_hash).hex()} reverted")
+        for event in self.oracle.events.Requested().process_receipt(receipt):
+            request_id = bytes(event["args"]["requestId"])
+            self._asked[request_id] = _Asked(params, receipt["blockNumber"])
+            return request_id
+        raise ClientError(f"transaction 0x{bytes(tx_hash).hex()} emitted no Requested event")
+
+    async def wait(self, request_id: bytes, timeout: float = 300.0, from_block: int = 0) -> OracleResult:
+        """Wait until the request is fulfilled or cancelled, or its deadline passes unanswered."""
+        asked = await self._find_request(request_id, from_block)
+        give_up = time.monotonic() + timeout
+        while True:
+            settled = await self._settlement(request_id, asked)
+            if settled is not None:
+                return settled
+            if time.monotonic() > give_up:
+                raise TimeoutError(f"request 0x{request_id.hex()} was not settled within {timeout:g} s")
+            await asyncio.sleep(POLL_SECONDS)
+
+    # ------------------------------------------------------------------ internals
+
+    async def _call(self, fn: Any) -> Any:
+        try:
+            return await fn.call()
+        except (ContractCustomError, ContractLogicError) as exc:
+            raise ClientError(f"the oracle refuses: {describe_revert(exc)}") from None
+
+    async def _logs(self, event: str, request_id: bytes, from_block: int) -> list[Any]:
+        head = await self.w3.eth.block_number
+        found: list[Any] = []
+        start = from_block
+        while start <= head:
+            end = min(head, start + LOG_CHUNK - 1)
+            found += await self.oracle.events[event]().get_logs(
+                from_block=start, to_block=end, argument_filters={"requestId": request_id})
+            start = end + 1
+        return found
+
+    async def _find_request(self, request_id: bytes, from_block: int) -> _Asked:
+        if request_id in self._asked:
+            return self._asked[request_id]
+        events = await self._logs("Requested", request_id, from_block)
+        if not events:
+            raise ClientError(f"no request 0x{request_id.hex()} on oracle {self.oracle.address} (chain "
+                              f"{self.chain_id}) from block {from_block}")
+        event = events[-1]
+        params = RequestParams.from_abi(_params_tuple(event["args"]["params"]))
+        asked = _Asked(params, event["blockNumber"])
+        self._asked[request_id] = asked
+        return asked
+
+    async def _settlement(self, request_id: bytes, asked: _Asked) -> OracleResult | None:
+        for event in await self._logs("Fulfilled", request_id, asked.block_number):
+            return await self._fulfilled(request_id, asked.params.result, event)
+        for event in await self._logs("Cancelled", request_id, asked.block_number):
+            return OracleResult(request_id, "cancelled", ReasonCode.NONE, None, None, None, None,
+                                bytes(event["transactionHash"]), event["blockNumber"])
+        head = await self.w3.eth.get_block("latest")
+        if head["timestamp"] > asked.params.deadline:
+            return OracleResult(request_id, "expired", ReasonCode.NONE, None, None, None, None, None, None,
+                                note="its deadline passed unanswered: its requester can reclaim the fee")
+        return None
+
+    async def _fulfilled(self, request_id: bytes, spec: ResultSpec, event: Any) -> OracleResult:
+        args = event["args"]
+        status = Status(args["status"])
+        tx_hash = bytes(event["transactionHash"])
+        response, note = await self._response_in(tx_hash, request_id, bytes(args["resultHash"]))
+        value: Any = None
+        result = response["result"] if response is not None else None
+        if status == Status.SUCCESS and result is not None:
+            try:
+                value = decode_result(spec, result)
+            except (ResultError, ValueError) as exc:
+                note = f"the result does not decode as {spec.kind.name.lower()}: {exc}"
+        return OracleResult(
+            request_id, status.name.lower(), _reason(args["reasonCode"]), value, result,
+            response["modelUsed"] if response is not None else None, bytes(args["receiptHash"]), tx_hash,
+            event["blockNumber"], note)
+
+    async def _response_in(self, tx_hash: bytes, request_id: bytes,
+                           result_hash: bytes) -> tuple[dict[str, Any] | None, str]:
+        """The signed response for `request_id` in the fulfilment's calldata, when it was sent to the
+        oracle itself; a fulfilment relayed through another contract carries it somewhere we cannot see."""
+        tx = await self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        if tx.get("to") != self.oracle.address:
+            return None, f"fulfilled through {tx.get('to')}, not by a call to the oracle: the result bytes are not read"
+        try:
+            fn, inputs = self.oracle.decode_function_input(tx["input"])
+        except ValueError:
+            return None, "the fulfilment's input does not decode"
+        responses = [inputs["response"]] if fn.fn_name == "fulfill" else list(inputs.get("responses", []))
+        for response in responses:
+            if bytes(response["requestId"]) == request_id:
+                found = {"result": bytes(response["result"]), "modelUsed": bytes(response["modelUsed"])}
+                if keccak(found["result"]) != result_hash:
+                    return None, "the result in the fulfilment's input does not match the event's result hash"
+                return found, ""
+        return None, "the fulfilment's input carries no response for this request"
+
+
+def _params_tuple(params: Any) -> tuple[Any, ...]:
+    """web3 gives a struct as a mapping by field name: back to the ABI tuple order."""
+    if isinstance(params, dict) or hasattr(params, "keys"):
+        result = params["result"]
+        spec = (result["kind"], result["maxBytes"], result["min"], result["max"], list(result["labels"]),
+                result["abiType"])
+        return (params["callback"], params["callbackGasLimit"], params["deadline"], params["maxTokens"],
+                params["temperature"], params["seed"], params["modelSpec"], bytes(params["prompt"]), spec)
+    return tuple(params)
+
+
+def _reason(code: int) -> ReasonCode | int:
+    """(a code newer than this client stays a number; the receipt names it)"""
+    return ReasonCode(code) if code in ReasonCode._value2member_map_ else code
+
+
+def describe_revert(exc: Exception) -> str:
+    """A revert as `ErrorName(args)` when the ABIs shipped with the package know the error."""
+    data = getattr(exc, "data", None)
+    if isinstance(data, str) and data.startswith("0x"):
+        decoded = decode_revert(bytes.fromhex(data[2:]))
+        if decoded is not None:
+            return decoded
+    return str(exc)

@@ -1,0 +1,1 @@
+"""What the command line runs, one module per command that needs more than a few lines."""

@@ -1,0 +1,112 @@
+"""`make dev` as a developer uses it: it stays up, prints what an outside script needs, serves that script's
+requests, and leaves no process behind after Ctrl-C (SIGINT to its process group, as a terminal sends it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from web3 import Web3
+
+from oracle.abi import abi
+from oracle.devnet.harness import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Output:
+    """A child's stdout, read by a thread into a list of lines."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        import threading
+
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def field(self, pattern: str) -> str:
+        found = re.search(pattern, self.text(), re.MULTILINE)
+        assert found, f"{pattern!r} not in:\n{self.text()}"
+        return found.group(1)
+
+
+def _session_processes(sid: int) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:  # session id is the 6th field of /proc/PID/stat
+                found.append((entry / "cmdline").read_text().replace("\0", " "))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+@pytest.fixture
+def make_dev() -> Iterator[tuple[subprocess.Popen[str], Output]]:
+    process = subprocess.Popen(["make", "--no-print-directory", "dev"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    output = Output(process)
+    try:
+        yield process, output
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def test_make_dev_stays_up_serves_an_outside_script_and_stops_clean(
+        make_dev: tuple[subprocess.Popen[str], Output]) -> None:
+    process, out = make_dev
+    wait_until(lambda: any(line.startswith("ready") for line in out.lines) or process.poll() is not None,
+               timeout=240, what="make dev to be ready")
+    assert process.poll() is None, out.text()
+    rpc = out.field(r"^rpc\s+(http://\S+)")
+    chain_id = int(out.field(r"chain id (\d+)"))
+    oracle = out.field(r"^contracts\s+AIOracle\s+(0x[0-9a-fA-F]{40})")
+    key = out.field(r"^\s+agents\s+0x[0-9a-fA-F]{40}\s+(0x[0-9a-f]{64})")
+    config = out.field(r"^config\s+(\S+\.toml)")
+    assert out.field(r"^models\s+(http://\S+)").endswith("/v1")
+    assert "requests     seen 4, answered 4, failed 0" in out.lines
+
+    # An outside script with nothing but the printed values: read the chain, then ask through the CLI.
+    w3 = Web3(Web3.HTTPProvider(rpc))
+    assert w3.eth.chain_id == chain_id
+    contract = w3.eth.contract(address=Web3.to_checksum_address(oracle), abi=abi("AIOracle"))
+    assert contract.functions.quote("cheapest", 16, 0).call() > 0
+    asked = subprocess.run(
+        [sys.executable, "-m", "oracle", "request", "--config", config, "--prompt", "Is the sky blue?",
+         "--type", "choice", "--label", "yes", "--label", "no", "--timeout", "60"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "ORACLE_REQUESTER_KEY": key})
+    assert asked.returncode == 0, asked.stdout + asked.stderr
+    assert "status    success" in asked.stdout
+    assert re.search(r"^value     [01] \('(yes|no)'\)$", asked.stdout, re.MULTILINE), asked.stdout
+    wait_until(lambda: "requests     seen 5, answered 5, failed 0" in out.lines, timeout=30,
+               what="the live line to count the outside request")
+
+    sid = process.pid  # start_new_session: the make process leads its own session
+    assert any("anvil" in cmd for cmd in _session_processes(sid))
+    os.killpg(process.pid, signal.SIGINT)
+    process.wait(60)  # make itself dies of the SIGINT; what matters is what its child left behind
+    wait_until(lambda: not _session_processes(sid), timeout=30, what="every process of make dev to exit")
+    assert any(line.startswith("stopping") for line in out.lines), out.text()
+    assert not Path(config).exists()
+    with pytest.raises(Exception):  # noqa: B017 - any connection error: the chain is gone
+        Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 2})).eth.chain_id  # noqa: B018
