@@ -10,7 +10,7 @@ from importlib.resources import files
 from typing import Any
 
 from eth_abi import decode
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 from oracle.abi import _canonical_type, abi
 
@@ -58,6 +58,8 @@ def error_table() -> dict[bytes, ErrorDef]:
 
 
 def _show(value: Any, kind: str) -> str:
+    if kind == "address":
+        return to_checksum_address(value)
     if isinstance(value, bytes):
         return "0x" + value.hex()
     if isinstance(value, (tuple, list)):
