@@ -27,6 +27,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from oracle.config import ConfigError, load_config
     from oracle.daemon import Daemon
+    from oracle.store import StoreInUse
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -45,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
-    except ConfigError as exc:  # settings only the live chain can check (e.g. the chain id)
+    except (ConfigError, StoreInUse) as exc:  # what only the live chain can check (e.g. the chain id), a held store
         print(exc, file=sys.stderr)
         return 2
     return 0

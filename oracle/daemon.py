@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from oracle.chain.clock import ChainClock
 from oracle.chain.fee_schedule import fee_shortfalls, patiently, smallest_response_gas
+from oracle.chain.oracle_check import check_oracle
 from oracle.chain.rpc import ChainClient, LogSubscription, RpcError, RpcUnavailable
 from oracle.chain.signer import ResponseSigner
 from oracle.chain.tx import TxManager
@@ -25,7 +26,7 @@ from oracle.chain.watcher import TOPICS, RequestWatcher
 from oracle.config import ChainSettings, Config, ConfigError
 from oracle.pipeline import Pipeline
 from oracle.router import Catalog, ModelRouter
-from oracle.store import Requests, Store
+from oracle.store import Requests, Store, StoreLock
 from oracle.x402 import PayingClient, PaymentWallet
 from oracle.x402.network import PaymentNetworks
 from oracle.x402.reconciler import Reconciler
@@ -54,8 +55,14 @@ class Daemon:
         key = config.signer.load()
         catalog = Catalog(config.models)
         catalog.check_keys()
+        _check_typed_results(config)
         wallet = PaymentWallet.load(config.x402.wallet, key) if config.x402 is not None else None
-        store = Store.open(config.store.path)
+        lock = StoreLock(config.store.path).acquire()  # one daemon per store: a second one stops here
+        try:
+            store = Store.open(config.store.path)
+        except BaseException:
+            lock.release()
+            raise
         scheduler = AsyncIOScheduler()
         try:
             connector = aiohttp.TCPConnector(limit=256, limit_per_host=128)
@@ -91,6 +98,7 @@ class Daemon:
             with contextlib.suppress(Exception):
                 scheduler.shutdown(wait=False)
             store.close()
+            lock.release()
             log.info("stopped")
 
     async def _build(self, chain: ChainSettings, session: aiohttp.ClientSession, store: Store,
@@ -111,6 +119,7 @@ class Daemon:
         if head is not None:
             clock.observe(head.timestamp)
         txm = TxManager(chain, rpc, store.requests, store.txs, key, clock=clock.now)
+        await check_oracle(rpc, chain, txm.sender)
         await self._check_fees(rpc, chain, txm)
         signer = ResponseSigner(key, chain.chain_id, chain.oracle)
         pipeline = Pipeline(chain, self.config.pipeline, store.requests, router, signer, txm, txm.current_max_fee,
@@ -149,6 +158,15 @@ class Daemon:
                     await asyncio.sleep(0.05)
         except TimeoutError:
             log.warning("shutdown grace over with requests in flight; they resume on the next start")
+
+
+def _check_typed_results(config: Config) -> None:
+    """Every result type but text asks for structured output: a catalog without it would answer each such
+    request on-chain with `Unsupported`, paying gas for every refusal."""
+    if not any("json_schema" in m.capabilities for m in config.models):
+        raise ConfigError("models: no deployment has the json_schema capability, so no bool, uint, int, choice, "
+                          "json or abi request could be answered: add a deployment that supports structured "
+                          "output and list \"json_schema\" in its capabilities")
 
 
 def _log_stats(rt: ChainRuntime, requests: Requests) -> None:

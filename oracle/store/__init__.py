@@ -15,6 +15,7 @@ from pathlib import Path
 
 from oracle.store.blocks import Blocks
 from oracle.store.db import Db
+from oracle.store.lock import StoreInUse, StoreLock
 from oracle.store.migrations import migrate
 from oracle.store.payments import Payment, Payments
 from oracle.store.requests import Requests, StoredRequest, request_key
@@ -23,7 +24,8 @@ from oracle.store.states import ForbiddenTransition, PaymentState, RequestState,
 from oracle.store.txs import StoredTx, Transactions
 
 __all__ = ["Attempt", "Blocks", "ForbiddenTransition", "Payment", "PaymentState", "Payments", "RequestState",
-           "Requests", "Routing", "Store", "StoredRequest", "StoredTx", "Transactions", "TxState", "request_key"]
+           "Requests", "Routing", "Store", "StoreInUse", "StoreLock", "StoredRequest", "StoredTx", "Transactions",
+           "TxState", "request_key"]
 
 
 class Store:
