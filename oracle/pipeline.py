@@ -236,6 +236,9 @@ class Pipeline:
             except TimeoutError:
                 answer = Answer(Status.FAILURE, ReasonCode.DEADLINE_TOO_SHORT, b"", (),
                                 "no answer before the deadline", {})
+            if answer.status == Status.FAILURE:  # refused by the router or failed: once, as the pipeline's own
+                log.info("chain %s: request %s answered with failure %s (%s)", self.chain.name, r.key,
+                         answer.reason.name, answer.detail)
         body = canonical_json(self._receipt(r, d, answer))
         return self.requests.store_answer(
             r.key, status=int(answer.status), reason=int(answer.reason), result=answer.result,

@@ -3,6 +3,7 @@ daemon keeps running. A decoy contract emitting the oracle's event signature is 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,16 @@ def _stored(run: Running, request_id: bytes) -> Any:
         return store.requests.get(request_key(run.stack.chain_id, run.stack.addresses["AIOracle"], request_id))
     finally:
         store.close()
+
+
+def _receipt(run: Running, key: str) -> tuple[str, bytes]:
+    store = Store.open(run.config["store"]["path"])
+    try:
+        found = store.requests.receipt(key)
+    finally:
+        store.close()
+    assert found is not None
+    return found
 
 
 def _zero_fees(run: Running) -> Callable[[], object]:
@@ -83,6 +94,11 @@ def test_hostile_request_is_answered_with_a_failure_and_a_reason(
     assert stored.reason == reason and detail in stored.reason_detail, stored.reason_detail
     key = request_key(running.stack.chain_id, running.stack.addresses["AIOracle"], event.request_id)
     assert running.model.books.calls[key] == 0  # refused before any model was asked
+    # The detail is in the receipt whose hash is on-chain, and in the log once, at INFO, with the request.
+    body, digest = _receipt(running, key)
+    assert digest == decoded["receiptHash"] and detail in json.loads(body)["final"]["detail"]
+    lines = [line for line in running.daemon.log().splitlines() if key in line and reason.name in line]
+    assert len(lines) == 1 and " INFO " in lines[0] and detail in lines[0], lines
 
 
 def test_request_whose_fee_cannot_pay_for_its_answer_is_left_unanswered(running: Running) -> None:
