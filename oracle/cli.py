@@ -1,4 +1,4 @@
-"""Command line: `oracle dev` runs the embedded local stack and shows a request flowing to fulfillment."""
+"""Command line: `oracle dev` runs the local stack, `oracle run` the daemon; the rest serve, ask and inspect."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from oracle import __version__
 from oracle.commands.request import add_arguments as add_request_arguments
+from oracle.devnet.facilitator import add_arguments as add_facilitator_arguments
+from oracle.devnet.model_server import add_arguments as add_model_server_arguments
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -106,6 +108,18 @@ def _decode_error(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_server(args: argparse.Namespace) -> int:
+    from oracle.devnet.model_server import serve_forever
+
+    return serve_forever(args)
+
+
+def _facilitator(args: argparse.Namespace) -> int:
+    from oracle.devnet.facilitator import serve_forever
+
+    return serve_forever(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oracle", description=__doc__)
     parser.add_argument("--version", action="version", version=f"oracle {__version__}")
@@ -128,6 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     decode_error = commands.add_parser("decode-error", help="name the error behind revert data (0x...)")
     decode_error.add_argument("data", help="the revert data, e.g. 0xa70c0847...")
     decode_error.set_defaults(handler=_decode_error)
+    model_server = commands.add_parser(
+        "model-server", help="serve the local model server (OpenAI wire format), optionally behind an x402 paywall")
+    add_model_server_arguments(model_server)
+    model_server.set_defaults(handler=_model_server)
+    facilitator = commands.add_parser("facilitator", help="serve a local x402 facilitator settling on a chain")
+    add_facilitator_arguments(facilitator)
+    facilitator.set_defaults(handler=_facilitator)
     args = parser.parse_args(argv)
     handler = args.handler
     return int(handler(args))

@@ -9,7 +9,12 @@ tests: `down` (every call answered 503), `fail_settle` (settlement refused, noth
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
+import re
+import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from eth_account import Account
 from eth_typing import HexStr
 from pydantic import BaseModel
 from web3.exceptions import TimeExhausted, TransactionNotFound
@@ -172,3 +178,42 @@ class Facilitator(LoopbackServer):
 def _json(model: BaseModel) -> web.Response:
     """An SDK model as the facilitator protocol's JSON (camelCase, no nulls)."""
     return web.json_response(model.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rpc-url", required=True, help="JSON-RPC URL of the chain payments settle on")
+    parser.add_argument("--key-env", required=True,
+                        help="environment variable holding the facilitator's private key (it pays the settling gas)")
+    parser.add_argument("--network", action="append", required=True,
+                        help="CAIP-2 network it settles on, e.g. eip155:31337 (repeat for several)")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+
+
+def serve_forever(args: argparse.Namespace) -> int:
+    """Serve /verify, /settle and /supported until SIGINT or SIGTERM; prints `listening on URL` once up."""
+    raw = os.environ.get(args.key_env)
+    if not raw:
+        print(f"environment variable {args.key_env} (the facilitator's private key) is not set", file=sys.stderr)
+        return 2
+    try:
+        key = bytes(Account.from_key(raw).key)
+    except (ValueError, TypeError):
+        print(f"environment variable {args.key_env} does not hold a private key (64 hex digits)", file=sys.stderr)
+        return 2
+    bad = [n for n in args.network if not re.fullmatch(r"eip155:[0-9]+", n)]
+    if bad:
+        print(f"--network must be CAIP-2 like eip155:31337, got {', '.join(bad)}", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        facilitator = Facilitator(args.rpc_url, key, list(args.network))
+        await facilitator.serve(args.port)
+        print(f"listening on {facilitator.url} (x402 facilitator for {', '.join(args.network)})", flush=True)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await facilitator.close()
+
+    asyncio.run(serve())
+    return 0

@@ -18,11 +18,14 @@ the prompt, which always gets that treatment: `[[refuse]]`, `[[malformed]]`, `[[
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
 import random
 import re
+import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -363,22 +366,47 @@ def _error(api: str, status: int, code: str, message: str) -> web.Response:
     return web.json_response(doc, status=status)
 
 
-def main() -> None:
-    """`python -m oracle.devnet.model_server --port N [--latency S]`: serve until killed."""
-    import argparse
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    paid = parser.add_argument_group("x402 paywall (every model call paid; give all of these or none)")
+    paid.add_argument("--x402-price", type=int, help="price of one call in the asset's base units")
+    paid.add_argument("--facilitator", help="URL of the x402 facilitator that verifies and settles payments")
+    paid.add_argument("--network", help="CAIP-2 network of the payment, e.g. eip155:31337")
+    paid.add_argument("--asset", help="EIP-3009 token address payments are made in")
+    paid.add_argument("--pay-to", help="address the payments go to")
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--latency", type=float, default=0.0)
-    args = parser.parse_args()
+
+def serve_forever(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM; prints `listening on URL` once it answers."""
+    paid = [args.x402_price, args.facilitator, args.network, args.asset, args.pay_to]
+    if any(v is not None for v in paid) and not all(v is not None for v in paid):
+        print("a paywalled model server needs all of --x402-price, --facilitator, --network, --asset and --pay-to",
+              file=sys.stderr)
+        return 2
+    paywall = (Paywall(args.facilitator, args.network, args.asset, args.pay_to, args.x402_price)
+               if args.x402_price is not None else None)
 
     async def serve() -> None:
-        server = ModelServer(Knobs(latency=args.latency))
+        server = ModelServer(Knobs(latency=args.latency), paywall=paywall)
         await server.serve(args.port)
-        print(f"listening on {server.root_url}", flush=True)
-        await asyncio.Event().wait()
+        print(f"listening on {server.base_url} (OpenAI wire format"
+              + (f"; {args.x402_price} units a call over x402)" if paywall else ")"), flush=True)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.close()
 
     asyncio.run(serve())
+    return 0
+
+
+def main() -> None:
+    """`python -m oracle.devnet.model_server --port N`: serve until stopped (see `oracle model-server -h`)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    add_arguments(parser)
+    sys.exit(serve_forever(parser.parse_args()))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -113,8 +112,10 @@ def test_an_unreachable_node_is_one_line(tmp_path: Path, running: Running) -> No
     assert "the node at http://127.0.0.1:9 does not answer" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_client_reports_a_request_left_unanswered_past_its_deadline_as_expired(stack: LocalStack) -> None:
+def test_client_reports_a_request_left_unanswered_past_its_deadline_as_expired(own_stack: LocalStack) -> None:
     """No daemon runs on this stack: the deadline passes (anvil's clock moved on; no x402 here)."""
+
+    stack = own_stack
 
     async def scenario() -> None:
         client = await OracleClient.connect(stack.rpc_url, oracle=stack.addresses["AIOracle"])
@@ -133,9 +134,3 @@ def test_client_reports_a_request_left_unanswered_past_its_deadline_as_expired(s
             await client.close()
 
     asyncio.run(scenario())
-
-
-@pytest.fixture
-def stack() -> Iterator[LocalStack]:
-    with LocalStack() as s:
-        yield s
