@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -205,15 +204,6 @@ def serve_forever(args: argparse.Namespace) -> int:
         print(f"--network must be CAIP-2 like eip155:31337, got {', '.join(bad)}", file=sys.stderr)
         return 2
 
-    async def serve() -> None:
-        facilitator = Facilitator(args.rpc_url, key, list(args.network))
-        await facilitator.serve(args.port)
-        print(f"listening on {facilitator.url} (x402 facilitator for {', '.join(args.network)})", flush=True)
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await facilitator.close()
-
-    asyncio.run(serve())
-    return 0
+    facilitator = Facilitator(args.rpc_url, key, list(args.network))
+    return facilitator.serve_until_signalled(
+        args.port, lambda: f"listening on {facilitator.url} (x402 facilitator for {', '.join(args.network)})")

@@ -4,7 +4,9 @@ so tests and benchmarks that make blocking calls can keep it answering."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
+from collections.abc import Callable
 from typing import Self
 
 from aiohttp import web
@@ -58,6 +60,22 @@ class LoopbackServer:
         if not ready.wait(10):
             raise RuntimeError(f"{type(self).__name__} did not start")
         return self
+
+    def serve_until_signalled(self, port: int, banner: Callable[[], str]) -> int:
+        """Serve in this thread until SIGINT or SIGTERM (a standalone command); prints `banner()` once it
+        listens. Returns the exit code."""
+
+        async def main() -> None:
+            await self.serve(port)
+            print(banner(), flush=True)
+            stop = asyncio.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+            await stop.wait()
+            await self.close()
+
+        asyncio.run(main())
+        return 0
 
     def stop(self) -> None:
         if self._loop is not None and self._thread is not None:

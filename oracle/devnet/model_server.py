@@ -24,7 +24,6 @@ import hashlib
 import json
 import random
 import re
-import signal
 import sys
 import threading
 import time
@@ -387,19 +386,10 @@ def serve_forever(args: argparse.Namespace) -> int:
     paywall = (Paywall(args.facilitator, args.network, args.asset, args.pay_to, args.x402_price)
                if args.x402_price is not None else None)
 
-    async def serve() -> None:
-        server = ModelServer(Knobs(latency=args.latency), paywall=paywall)
-        await server.serve(args.port)
-        print(f"listening on {server.base_url} (OpenAI wire format"
-              + (f"; {args.x402_price} units a call over x402)" if paywall else ")"), flush=True)
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await server.close()
-
-    asyncio.run(serve())
-    return 0
+    server = ModelServer(Knobs(latency=args.latency), paywall=paywall)
+    per_call = f"; {args.x402_price} units a call over x402" if paywall else ""
+    return server.serve_until_signalled(
+        args.port, lambda: f"listening on {server.base_url} (OpenAI wire format{per_call})")
 
 
 def main() -> None:
