@@ -3,6 +3,10 @@ the chain, reverts named from the ABI before anything is sent, and bad inputs re
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -213,3 +217,25 @@ def test_bad_admin_inputs_are_named(admin: Admin, bare_chain: Anvil, tmp_path: P
     assert no_oracle.code == 2 and "no oracle address: deploy one with `oracle deploy" in no_oracle.err
 
     assert (admin.w3.eth.block_number, sent_by(admin.w3, KEYS.owner.address)) == (block, sent)
+
+
+def test_on_a_terminal_it_asks_and_sends_only_what_is_confirmed(admin: Admin) -> None:
+    def answered(answer: bytes) -> subprocess.CompletedProcess[str]:
+        controller, terminal = pty.openpty()
+        try:
+            os.write(controller, answer)  # typed ahead: read when the question is asked
+            return subprocess.run([sys.executable, "-m", "oracle", "admin", "--config", str(admin.path), "--chain",
+                                   "testnet", "pause"], stdin=terminal, capture_output=True, text=True, timeout=60)
+        finally:
+            os.close(terminal)
+            os.close(controller)
+
+    declined = answered(b"n\n")
+    assert declined.returncode == 1 and "send it? [y/N]" in declined.stdout
+    assert "not sent (setPaused(paused_=True)): declined" in declined.stderr
+    assert admin.oracle.functions.paused().call() is False
+
+    confirmed = answered(b"y\n")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert "sent 0x" in confirmed.stdout
+    assert admin.oracle.functions.paused().call() is True
