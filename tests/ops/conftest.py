@@ -1,4 +1,5 @@
-"""A bare anvil for the deploy and admin tests: nothing deployed until `oracle deploy` does it."""
+"""A bare anvil for the deploy and admin tests (nothing deployed until `oracle deploy` does it), and the
+keys the test configs name in the environment."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from oracle.devnet.anvil import Anvil
-from tests.ops.helpers import keys_in_env
-
-__all__ = ["keys_in_env"]
+from oracle.devnet.harness import SIGNER_ENV
+from tests.ops.helpers import KEYS, OWNER_ENV
 
 
 @pytest.fixture(scope="module")
@@ -20,3 +20,10 @@ def bare_chain() -> Iterator[Anvil]:
         yield anvil
     finally:
         anvil.stop()
+
+
+@pytest.fixture
+def keys_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The owner's and the signer's keys where the config says they are."""
+    monkeypatch.setenv(OWNER_ENV, "0x" + KEYS.owner.private_key.hex())
+    monkeypatch.setenv(SIGNER_ENV, "0x" + KEYS.signer.private_key.hex())

@@ -72,13 +72,6 @@ deadline_margin = 5.0
 """
 
 
-@pytest.fixture
-def keys_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The owner's and the signer's keys where the config says they are."""
-    monkeypatch.setenv(OWNER_ENV, "0x" + KEYS.owner.private_key.hex())
-    monkeypatch.setenv(SIGNER_ENV, "0x" + KEYS.signer.private_key.hex())
-
-
 @dataclass(frozen=True)
 class Outcome:
     code: int
