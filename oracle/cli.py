@@ -120,6 +120,110 @@ def _facilitator(args: argparse.Namespace) -> int:
     return serve_forever(args)
 
 
+def _deploy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from oracle.config import ConfigError, load_config
+    from oracle.ops.command import run_command
+    from oracle.ops.deploy import deploy_oracle
+    from oracle.ops.sender import confirmation
+
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return run_command(deploy_oracle(config, Path(args.config), args.chain, confirmation(args.yes)))
+
+
+def _admin(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from oracle.config import ConfigError, load_config
+    from oracle.ops.admin import send_change, show_oracle
+    from oracle.ops.command import run_command
+    from oracle.ops.sender import confirmation
+
+    try:
+        config = load_config(Path(args.config))
+        change = None if args.action == "show" else args.change(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if change is None:
+        return run_command(show_oracle(config, Path(args.config), args.chain, args.signer))
+    return run_command(send_change(config, Path(args.config), args.chain, change, args.key_env,
+                                   confirmation(args.yes)))
+
+
+def _address(value: str) -> str:
+    from eth_utils import is_address, to_checksum_address
+
+    if not is_address(value):
+        raise argparse.ArgumentTypeError(f"not an address: {value!r}")
+    return str(to_checksum_address(value))
+
+
+def _amount(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value!r}")
+    return number
+
+
+def _add_admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from oracle.config import POLICY_CLASSES, LimitSettings
+    from oracle.ops import admin as ops
+    from oracle.protocol import PolicyClass
+
+    admin = commands.add_parser("admin", help="show and change a deployed oracle (each change simulated and shown "
+                                              "before it is sent)")
+    admin.add_argument("--config", required=True, help="path of the TOML config file")
+    admin.add_argument("--chain", required=True, help="name of the chain in the config")
+    admin.set_defaults(handler=_admin)
+    actions = admin.add_subparsers(dest="action", required=True)
+
+    def action(name: str, summary: str, change: object = None) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=summary)
+        if change is not None:
+            parser.add_argument("--key-env", help="environment variable holding the sending key "
+                                                  "(default: the [chains.deploy] owner key)")
+            parser.add_argument("--yes", action="store_true", help="send without asking")
+            parser.set_defaults(change=change)
+        return parser
+
+    show = action("show", "owner, pause, limits, fees per class, the signer's payee and balances")
+    show.add_argument("--signer", type=_address, help="the signer to look up (default: the config's signer)")
+    signer = action("set-signer", "register a signer (or change its payee)",
+                    lambda a: ops.set_signer(a.signer, a.payee))
+    signer.add_argument("signer", type=_address)
+    signer.add_argument("payee", type=_address, help="credited with the fees of the responses it signs")
+    action("remove-signer", "unregister a signer", lambda a: ops.remove_signer(a.signer)).add_argument(
+        "signer", type=_address)
+    fees = action("set-fees", "set one policy class's fees (wei); parts not given keep their value",
+                  lambda a: ops.set_fees(PolicyClass[a.policy_class.upper()], a.base_fee, a.per_callback_gas,
+                                         a.per_output_token))
+    fees.add_argument("policy_class", choices=POLICY_CLASSES)
+    for part in ("base-fee", "per-callback-gas", "per-output-token"):
+        fees.add_argument(f"--{part}", type=_amount)
+    limits = action("set-limits", "set request limits; those not given keep their value",
+                    lambda a: ops.set_limits({k: getattr(a, k) for k in LimitSettings.model_fields
+                                              if getattr(a, k) is not None}))
+    for name in LimitSettings.model_fields:
+        limits.add_argument("--" + name.replace("_", "-"), type=_amount)
+    action("pause", "stop requests and fulfilments", lambda a: ops.pause(True))
+    action("unpause", "resume requests and fulfilments", lambda a: ops.pause(False))
+    action("transfer-ownership", "offer ownership to a new owner, who accepts it",
+           lambda a: ops.transfer_ownership(a.new_owner)).add_argument("new_owner", type=_address)
+    action("accept-ownership", "accept ownership (sent from the pending owner's key: --key-env)",
+           lambda a: ops.accept_ownership())
+    action("withdraw", "withdraw the sender's balance in the oracle (a payee's fees: --key-env the payee's key)",
+           lambda a: ops.withdraw(a.to)).add_argument("--to", type=_address, help="recipient (default: the sender)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oracle", description=__doc__)
     parser.add_argument("--version", action="version", version=f"oracle {__version__}")
@@ -149,6 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     facilitator = commands.add_parser("facilitator", help="serve a local x402 facilitator settling on a chain")
     add_facilitator_arguments(facilitator)
     facilitator.set_defaults(handler=_facilitator)
+    deploy = commands.add_parser("deploy", help="deploy the oracle on a chain, or bring it to the config's "
+                                                "[chains.deploy] settings")
+    deploy.add_argument("--config", required=True, help="path of the TOML config file")
+    deploy.add_argument("--chain", required=True, help="name of the chain in the config")
+    deploy.add_argument("--yes", action="store_true", help="send each transaction without asking")
+    deploy.set_defaults(handler=_deploy)
+    _add_admin(commands)
     args = parser.parse_args(argv)
     handler = args.handler
     return int(handler(args))

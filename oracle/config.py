@@ -15,7 +15,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from eth_account import Account
 from eth_utils import is_address, to_checksum_address
@@ -115,12 +115,52 @@ class GasSettings(_Strict):
     fulfill_gas_overhead: int = Field(60_000, gt=0, description="gas of one fulfillment besides the callback")
 
 
+PolicyClassName = Literal["exact", "cheapest", "fastest", "best", "ensemble"]  # the contract's PolicyClass, in order
+POLICY_CLASSES: tuple[str, ...] = get_args(PolicyClassName)
+
+
+class FeeScheduleSettings(_Strict):
+    """One policy class's fee, in wei: quote = k * (base_fee + per_output_token * maxTokens)
+    + per_callback_gas * callbackGasLimit (k is an ensemble's size, else 1)."""
+
+    base_fee: int = Field(ge=0, le=2**96 - 1)
+    per_callback_gas: int = Field(ge=0, le=2**64 - 1)
+    per_output_token: int = Field(ge=0, le=2**96 - 1)
+
+
+class LimitSettings(_Strict):
+    """The oracle's request limits (the contract's `Limits`); the defaults are the local stack's."""
+
+    max_callback_gas: int = Field(2_000_000, ge=1, le=2**32 - 1)
+    max_prompt_bytes: int = Field(16_384, ge=1, le=2**32 - 1)
+    max_result_bytes: int = Field(8_192, ge=1, le=2**32 - 1)
+    max_tokens: int = Field(16_384, ge=1, le=2**32 - 1)
+    max_deadline_window: int = Field(86_400, ge=1, le=2**32 - 1, description="seconds")
+    max_model_spec_bytes: int = Field(256, ge=1, le=2**16 - 1)
+    max_choice_labels: int = Field(32, ge=2, le=2**8 - 1)
+
+    def limits(self) -> tuple[int, ...]:
+        """The contract's `Limits` struct, in its field order (the order of the fields above)."""
+        return tuple(getattr(self, name) for name in LimitSettings.model_fields)
+
+
+class DeploySettings(LimitSettings):
+    """What `oracle deploy` deploys and keeps the oracle at: its owner, the signer's payee, the limits
+    and the fee schedule. A policy class with no fees gets ones that pay for a response at the chain's
+    gas cap and the dearest deployment of the catalog (`oracle/ops/fees.py`)."""
+
+    owner: KeySource = Field(description="the deployer, who owns the oracle and sends its admin transactions")
+    payee: Address | None = Field(None, description="credited with the signer's fees (default: the owner)")
+    fees: dict[PolicyClassName, FeeScheduleSettings] = Field(default_factory=dict)
+
+
 class ChainSettings(_Strict):
     name: str = Field(min_length=1)
     chain_id: int = Field(gt=0)
     rpc_url: HttpUrl
     ws_url: str | None = None
-    oracle: Address
+    # Absent until `oracle deploy` writes it; everything that serves the chain reads `oracle`.
+    oracle_address: Address | None = Field(None, alias="oracle")
     confirmations: int = Field(0, ge=0, le=1_000)
     start_block: int = Field(0, ge=0)
     max_log_range: int = Field(2_000, ge=1)
@@ -130,6 +170,18 @@ class ChainSettings(_Strict):
     rpc_timeout: float = Field(10.0, gt=0, description="seconds for one JSON-RPC call")
     native_price_micro_usd: int = Field(gt=0, description="price of 1 native coin (1e18 wei) in micro-USD")
     gas: GasSettings = GasSettings()
+    deploy: DeploySettings | None = None
+
+    @property
+    def oracle(self) -> str:
+        """The oracle's address; a chain with none cannot be served (ConfigError)."""
+        return self.require_oracle()
+
+    def require_oracle(self) -> str:
+        if self.oracle_address is None:
+            raise ConfigError(f"chains[{self.name}].oracle: no oracle address: deploy one with `oracle deploy "
+                              f"--config FILE --chain {self.name}`, which writes it into the config, then start again")
+        return self.oracle_address
 
     @model_validator(mode="after")
     def _depths(self) -> ChainSettings:
@@ -304,6 +356,11 @@ class Config(_Strict):
     pipeline: PipelineSettings = PipelineSettings()
     router: RouterSettings = RouterSettings()
     x402: X402Settings | None = None
+
+    def require_oracles(self) -> None:
+        """Before serving: every chain has its oracle's address (ConfigError naming the one that has not)."""
+        for chain in self.chains:
+            chain.require_oracle()
 
     @model_validator(mode="after")
     def _unique(self) -> Config:

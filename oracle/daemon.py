@@ -52,6 +52,7 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         config = self.config
+        config.require_oracles()
         key = config.signer.load()
         catalog = Catalog(config.models)
         catalog.check_keys()

@@ -12,7 +12,7 @@ from typing import Any
 from web3.exceptions import ContractLogicError
 from web3.types import Wei
 
-from oracle.chain.errors import decode_revert
+from oracle.abi.errors import decode_revert
 from oracle.protocol import PolicyClass, RequestParams, ResultSpec, ResultType
 from soak.world import World
 

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from web3.exceptions import ContractCustomError
 
-from oracle.chain.errors import decode_revert
+from oracle.abi.errors import decode_revert
 from oracle.devnet import LocalStack
 from oracle.protocol import DuplicateModelSpecOption, InvalidModelSpec, PolicyClass, parse_model_spec
 
@@ -64,7 +64,8 @@ def _chain_verdict(stack: LocalStack, spec: bytes) -> tuple[str, int | None]:
         return ("ok", None)
     except ContractCustomError as exc:
         reason = decode_revert(bytes.fromhex(str(exc.data)[2:]))
-        return (reason.name, reason.args.get("offset"))
+        assert reason is not None
+        return (reason.name, reason.arg("offset"))
 
 
 _ALPHABET = st.sampled_from([*"abcz09AZ.,;=_-+/:@ \u00e9", "cheapest", "ensemble:", "best", "fastest",

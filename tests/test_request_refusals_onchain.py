@@ -10,7 +10,7 @@ from web3 import Web3
 from web3.exceptions import ContractCustomError
 from web3.types import TxParams, Wei
 
-from oracle.chain.errors import decode_revert
+from oracle.abi.errors import decode_revert
 from oracle.devnet import LocalStack
 from oracle.protocol import RequestParams, ResultSpec, ResultType
 

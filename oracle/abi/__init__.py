@@ -44,3 +44,19 @@ def input_types(contract: str, name: str) -> list[str]:
         if item.get("name") == name:
             return [_canonical_type(p) for p in item["inputs"]]
     raise KeyError(f"{contract} has no function, event or error named {name!r}")
+
+
+def output_types(contract: str, name: str) -> list[str]:
+    """The canonical ABI types a function returns, for decoding with eth_abi."""
+    for item in abi(contract):
+        if item.get("name") == name and item.get("type") == "function":
+            return [_canonical_type(p) for p in item["outputs"]]
+    raise KeyError(f"{contract} has no function named {name!r}")
+
+
+def constructor_types(contract: str) -> list[str]:
+    """The canonical ABI types of a contract's constructor arguments, appended to its bytecode."""
+    for item in abi(contract):
+        if item.get("type") == "constructor":
+            return [_canonical_type(p) for p in item["inputs"]]
+    return []

@@ -67,20 +67,35 @@ def _show(value: Any, kind: str) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def decode_revert(data: bytes) -> str | None:
-    """`FeeBelowQuote(sent=1, quote=2)` for revert data a shipped contract can produce; None if the selector
-    is unknown. Data too short for its error's arguments is said so, not guessed at."""
-    if len(data) < 4:
-        return None
-    definition = error_table().get(data[:4])
+@dataclass(frozen=True)
+class RevertReason:
+    """A named error and its arguments; `str()` reads `FeeBelowQuote(sent=1, quote=2)`."""
+
+    name: str
+    args: tuple[tuple[str, str, Any], ...]  # (name, canonical type, value)
+    undecodable: int = -1  # the length of arguments that do not decode as the error's, or -1
+
+    def arg(self, name: str) -> Any:
+        return next(v for n, _, v in self.args if n == name)
+
+    def __str__(self) -> str:
+        if self.undecodable >= 0:
+            return f"{self.name}(<arguments do not decode: {self.undecodable} bytes>)"
+        inner = ", ".join(f"{n}={_show(v, t)}" if n else _show(v, t) for n, t, v in self.args)
+        if self.name == "Panic" and self.args and self.args[0][2] in PANIC_CODES:
+            inner += f": {PANIC_CODES[self.args[0][2]]}"
+        return f"{self.name}({inner})"
+
+
+def decode_revert(data: bytes) -> RevertReason | None:
+    """The error a shipped contract (or Solidity itself) reverts with in `data`; None if no shipped ABI
+    declares its selector. Arguments too short for the error are said so, not guessed at."""
+    definition = error_table().get(data[:4]) if len(data) >= 4 else None
     if definition is None:
         return None
     try:
         values = decode([t for _, t in definition.inputs], data[4:])
     except Exception:  # eth_abi raises several types; all mean "these bytes are not that error's arguments"
-        return f"{definition.name}(<arguments do not decode: {len(data) - 4} bytes>)"
-    args = ", ".join(f"{name}={_show(v, t)}" if name else _show(v, t)
-                     for (name, t), v in zip(definition.inputs, values, strict=True))
-    if definition.name == "Panic" and values[0] in PANIC_CODES:
-        args += f": {PANIC_CODES[values[0]]}"
-    return f"{definition.name}({args})"
+        return RevertReason(definition.name, (), undecodable=len(data) - 4)
+    return RevertReason(definition.name, tuple((n, t, v) for (n, t), v in zip(definition.inputs, values,
+                                                                             strict=True)))

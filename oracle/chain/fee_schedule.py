@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -62,15 +62,24 @@ async def patiently(call: Callable[[], Awaitable[T]], tries: int = 30) -> T:
     raise AssertionError("unreachable")
 
 
-async def fee_shortfalls(rpc: ChainClient, chain: ChainSettings, max_fee_per_gas: int) -> list[Shortfall]:
-    """The policy classes whose least fee does not pay for the smallest response at `max_fee_per_gas`."""
+def schedule_shortfalls(schedules: Mapping[PolicyClass, tuple[int, int, int]], chain: ChainSettings,
+                        max_fee_per_gas: int) -> list[Shortfall]:
+    """The classes whose least fee, of their (baseFee, perCallbackGas, perOutputToken), does not pay for
+    the smallest response at `max_fee_per_gas` (`oracle deploy` checks a schedule with it before sending)."""
     cost = smallest_response_gas(chain) * max_fee_per_gas
     shortfalls = []
-    for cls in PolicyClass:
-        data = _FEE_SCHEDULE + encode(["uint8"], [int(cls)])
-        raw = await patiently(functools.partial(rpc.eth_call, chain.oracle, data))
-        base_fee, _per_callback_gas, per_output_token = decode(["uint96", "uint64", "uint96"], raw)
+    for cls, (base_fee, _per_callback_gas, per_output_token) in schedules.items():
         least = base_fee + per_output_token
         if least < cost:
             shortfalls.append(Shortfall(cls, least, cost))
     return shortfalls
+
+
+async def fee_shortfalls(rpc: ChainClient, chain: ChainSettings, max_fee_per_gas: int) -> list[Shortfall]:
+    """The policy classes whose least fee does not pay for the smallest response at `max_fee_per_gas`."""
+    schedules = {}
+    for cls in PolicyClass:
+        data = _FEE_SCHEDULE + encode(["uint8"], [int(cls)])
+        raw = await patiently(functools.partial(rpc.eth_call, chain.oracle, data))
+        schedules[cls] = decode(["uint96", "uint64", "uint96"], raw)
+    return schedule_shortfalls(schedules, chain, max_fee_per_gas)

@@ -229,5 +229,5 @@ def describe_revert(exc: Exception) -> str:
     if isinstance(data, str) and data.startswith("0x"):
         decoded = decode_revert(bytes.fromhex(data[2:]))
         if decoded is not None:
-            return decoded
+            return str(decoded)
     return str(exc)

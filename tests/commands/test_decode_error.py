@@ -46,5 +46,5 @@ def test_other_input_is_told_what_it_is(data: str, code: int, message: str,
 
 
 def test_truncated_arguments_are_said_not_guessed() -> None:
-    assert decode_revert(keccak(text="FeeBelowQuote(uint256,uint256)")[:4] + b"\x00" * 10) == (
+    assert str(decode_revert(keccak(text="FeeBelowQuote(uint256,uint256)")[:4] + b"\x00" * 10)) == (
         "FeeBelowQuote(<arguments do not decode: 10 bytes>)")

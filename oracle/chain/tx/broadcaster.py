@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from oracle.chain.errors import decode_revert
+from oracle.abi.errors import decode_revert
 from oracle.chain.rpc import RpcError, RpcUnavailable
 from oracle.chain.tx.batch import MAX_TX_DATA_BYTES, ReadyResponse, calldata, gas_limit
 from oracle.chain.tx.fees import FeeEstimator

@@ -1,0 +1,133 @@
+"""`oracle deploy`: an `AIOracle` on a chain, at the settings of the chain's `[chains.deploy]` table.
+
+    await deploy_oracle(config, Path("config.toml"), "base", confirmation(assume_yes=True))
+
+With no `oracle` address in the chain's table it deploys one from the shipped artifacts (owned by the
+deploy table's owner key) and writes its address into the config file at once, so no later failure
+can lead to a second deployment. Then, and on every later run, it reads what the oracle is set to and
+sends only what differs from the table: the limits, each policy class's fees, and the config's
+signer with its payee. A run with nothing to change sends nothing and says "up to date".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+from eth_account import Account
+from eth_utils import to_checksum_address
+
+from oracle.chain.fee_schedule import fee_shortfalls, schedule_shortfalls
+from oracle.chain.rpc import ChainClient
+from oracle.config import ChainSettings, Config, ConfigError, DeploySettings, KeySource
+from oracle.ops import OpsError
+from oracle.ops.calls import OracleCall
+from oracle.ops.chain import chain_named, connect
+from oracle.ops.config_file import check_writable, write_oracle_address
+from oracle.ops.fees import default_schedule, largest_response_gas
+from oracle.ops.sender import Confirm, TransactionSender
+from oracle.ops.state import Schedule, has_code, payee_of, read_state, until_seen
+from oracle.protocol import PolicyClass
+
+
+def key_name(source: KeySource) -> str:
+    """How an operator knows a key: the environment variable or keystore it is read from."""
+    return f"environment variable {source.key_env}" if source.key_env else f"keystore {source.keystore}"
+
+
+def target_fees(config: Config, chain: ChainSettings, deploy: DeploySettings) -> dict[PolicyClass, Schedule]:
+    """Each class's fees: the table's, or the default. ConfigError when a class could not pay for the
+    daemon's smallest response at the gas cap (the daemon would refuse to serve it)."""
+    default = default_schedule(chain, deploy, config.models)
+    table = {PolicyClass[name.upper()]: given for name, given in deploy.fees.items()}
+    fees: dict[PolicyClass, Schedule] = {}
+    for cls in PolicyClass:
+        given = table.get(cls)
+        fees[cls] = default if given is None else (given.base_fee, given.per_callback_gas, given.per_output_token)
+    short = schedule_shortfalls(fees, chain, chain.gas.max_fee_per_gas)
+    if short:
+        raise ConfigError(
+            f"chains[{chain.name}].deploy.fees: too low to pay for the smallest response at the gas cap "
+            f"({chain.gas.max_fee_per_gas} wei/gas), so the daemon would refuse this oracle: "
+            + "; ".join(str(s) for s in short)
+            + ". Raise those classes' base_fee (or per_output_token), or delete their table for the default")
+    return fees
+
+
+def _check_limits(chain: ChainSettings, deploy: DeploySettings) -> None:
+    """A request at the limits must fit one fulfilment transaction, or the daemon could never answer it."""
+    gas = largest_response_gas(chain, deploy, deploy.max_callback_gas)
+    if gas > chain.gas.batch_gas_max:
+        raise ConfigError(f"chains[{chain.name}].deploy: a response with max_callback_gas ({deploy.max_callback_gas}) "
+                          f"and a result of max_result_bytes ({deploy.max_result_bytes}) needs {gas} gas, more than "
+                          f"gas.batch_gas_max ({chain.gas.batch_gas_max}): lower them, or raise batch_gas_max")
+
+
+async def deploy_oracle(config: Config, config_path: Path, chain_name: str, confirm: Confirm,
+                        say: Callable[[str], None] = print) -> str:
+    """Deploy or update the chain's oracle; its address."""
+    index, chain = chain_named(config, chain_name, config_path)
+    deploy = chain.deploy
+    if deploy is None:
+        raise ConfigError(f"chains[{index}] ({chain.name}) has no [chains.deploy] table: add one under that chain "
+                          "(the owner's key, the signer's payee, limits, fees: see config.example.toml)")
+    _check_limits(chain, deploy)
+    fees = target_fees(config, chain, deploy)
+    if chain.oracle_address is None:
+        check_writable(config_path, index)
+    owner_key = deploy.owner.load()
+    owner = str(Account.from_key(owner_key).address)
+    signer = str(Account.from_key(config.signer.load()).address)
+    payee = deploy.payee or owner
+    async with aiohttp.ClientSession() as session:
+        rpc = await connect(session, chain)
+        sender = TransactionSender(rpc, chain, owner_key, confirm, say)
+        if chain.oracle_address is None:
+            chain = await _deploy(sender, chain, deploy, config_path, index, say)
+        state = await read_state(rpc, chain)
+        say(f"oracle {state.address} on {chain.name} (chain {chain.chain_id}), owner {state.owner}")
+        changes = [OracleCall("setLimits", (deploy.limits(),))] if state.limits != deploy.limits() else []
+        changes += [OracleCall("setFeeSchedule", (int(cls), fees[cls])) for cls in PolicyClass
+                    if state.fees[cls] != fees[cls]]
+        if await payee_of(rpc, state.address, signer) != payee:
+            changes.append(OracleCall("setSigner", (signer, payee)))
+        if not changes:
+            say("up to date")
+        elif state.owner != to_checksum_address(owner):
+            raise OpsError(f"{len(changes)} setting(s) differ from the deploy table, but the oracle's owner is "
+                           f"{state.owner}, not the key in {key_name(deploy.owner)} ({owner}): send them from the "
+                           "owner (`oracle admin`), or put the owner's key there")
+        for call in changes:
+            await sender.send(call, state.address)
+        if changes:
+            await until_seen(lambda: _fees_pay(rpc, chain), "the fee schedule as sent")
+        await _check_fees_pay(rpc, chain)
+        say(f"fee schedule pays for the daemon's smallest response at the gas cap "
+            f"({chain.gas.max_fee_per_gas} wei/gas): `oracle run` will accept this oracle")
+        return state.address
+
+
+async def _deploy(sender: TransactionSender, chain: ChainSettings, deploy: DeploySettings, config_path: Path,
+                  index: int, say: Callable[[str], None]) -> ChainSettings:
+    say(f"no oracle address for {chain.name} in {config_path}: deploying one")
+    receipt = await sender.send(OracleCall(None, (sender.address, deploy.limits())), None)
+    address = to_checksum_address(receipt["contractAddress"])
+    write_oracle_address(config_path, index, address)
+    say(f"  {address} written to {config_path} (chains[{index}] {chain.name})")
+    # A public RPC may send the next read to a node a block behind the one that gave the receipt.
+    await until_seen(lambda: has_code(sender.rpc, address), f"the code of {address}")
+    return chain.model_copy(update={"oracle_address": address})
+
+
+async def _fees_pay(rpc: ChainClient, chain: ChainSettings) -> bool:
+    return not await fee_shortfalls(rpc, chain, chain.gas.max_fee_per_gas)
+
+
+async def _check_fees_pay(rpc: ChainClient, chain: ChainSettings) -> None:
+    """The daemon's own start-up check, at the gas cap: what it will find when it starts."""
+    short = await fee_shortfalls(rpc, chain, chain.gas.max_fee_per_gas)
+    if short:
+        raise OpsError(f"the fee schedule of {chain.oracle} cannot pay for the smallest response at the gas cap, "
+                       "so `oracle run` would refuse it: " + "; ".join(str(s) for s in short)
+                       + ". Did someone change it meanwhile? Run `oracle deploy` again")

@@ -1,0 +1,29 @@
+"""A bare anvil for the deploy and admin tests (nothing deployed until `oracle deploy` does it), and the
+keys the test configs name in the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from oracle.devnet.anvil import Anvil
+from oracle.devnet.harness import SIGNER_ENV
+from tests.ops.helpers import KEYS, OWNER_ENV
+
+
+@pytest.fixture(scope="module")
+def bare_chain() -> Iterator[Anvil]:
+    anvil = Anvil()
+    anvil.start()
+    try:
+        yield anvil
+    finally:
+        anvil.stop()
+
+
+@pytest.fixture
+def keys_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The owner's and the signer's keys where the config says they are."""
+    monkeypatch.setenv(OWNER_ENV, "0x" + KEYS.owner.private_key.hex())
+    monkeypatch.setenv(SIGNER_ENV, "0x" + KEYS.signer.private_key.hex())
