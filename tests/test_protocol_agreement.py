@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from eth_utils import keccak
@@ -141,3 +142,12 @@ def test_requested_event_whose_params_hash_disagrees_with_its_params_is_refused(
     data[64] ^= 1  # the third word: paramsHash
     with pytest.raises(ValueError, match=r"paramsHash 0x[0-9a-f]+ is not the hash of its params"):
         decode_requested({"topics": log["topics"], "data": bytes(data)})
+
+
+def test_the_reason_code_table_integrators_read_lists_every_code_in_order() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "contracts" / "README.md").read_text()
+    table = readme.split("<!-- reason codes -->")[1].split("<!-- /reason codes -->")[0]
+    rows = [line.split("|")[1:3] for line in table.strip().splitlines()[2:]]
+    listed = [(int(code), name.strip().strip("`")) for code, name in rows]
+    codes = protocol.PROTOCOL["enums"]["ReasonCode"]
+    assert listed == sorted((value, name) for name, value in codes.items() if value != 0)
