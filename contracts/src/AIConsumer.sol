@@ -46,7 +46,9 @@ abstract contract AIConsumer is IAIOracleConsumer, IAIOracleErrors {
     /// @notice The request was cancelled after its deadline and its `fee` is the payer's again: sent to
     /// a recipient ({RefundSent}) or credited ({RefundCredited}).
     event FeeReclaimed(bytes32 indexed requestId, address indexed payer, uint256 fee);
+    /// @notice `amount` of `requestId`'s fee was added to `payer`'s {refundOf}.
     event RefundCredited(address indexed payer, bytes32 indexed requestId, uint256 amount);
+    /// @notice `amount` owed to `payer` was sent to `to` (a reclaim by the payer, or {withdrawRefund}).
     event RefundSent(address indexed payer, address indexed to, uint256 amount);
     event OffchainResultAccepted(bytes32 indexed resultId, address indexed signer);
 
