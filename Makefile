@@ -41,6 +41,7 @@ typecheck: install
 
 forge-test: install
 	cd contracts && FOUNDRY_PROFILE=$(FOUNDRY_PROFILE) $(FORGE) test
+	cd examples/consumer && $(FORGE) test
 
 pytest: install
 	$(PY) -m pytest -q
@@ -57,4 +58,4 @@ test-deep: install
 	cd contracts && FOUNDRY_PROFILE=deep $(FORGE) test
 
 clean:
-	rm -rf $(VENV) contracts/node_modules contracts/out contracts/cache
+	rm -rf $(VENV) contracts/node_modules contracts/out contracts/cache examples/consumer/out examples/consumer/cache

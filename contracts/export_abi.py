@@ -30,6 +30,7 @@ SOLCJS = CONTRACTS / "node_modules" / "solc" / "solc.js"
 SHIPPED = {
     "src/AIOracle.sol": ["AIOracle"],
     "src/AIConsumer.sol": ["AIConsumer"],
+    "src/interfaces/IAIOracle.sol": ["IAIOracle"],
     "src/interfaces/IAIOracleConsumer.sol": ["IAIOracleConsumer"],
     "src/examples/TypedResultsConsumer.sol": ["TypedResultsConsumer"],
     "src/examples/GovernanceSummarizer.sol": ["GovernanceSummarizer"],

@@ -222,6 +222,14 @@ def _add_admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
            lambda a: ops.accept_ownership())
     action("withdraw", "withdraw the sender's balance in the oracle (a payee's fees: --key-env the payee's key)",
            lambda a: ops.withdraw(a.to)).add_argument("--to", type=_address, help="recipient (default: the sender)")
+def _reclaim(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from oracle.reclaim import reclaim_command
+
+    return reclaim_command(Path(args.config), args.request_id, args.key_env, chain=args.chain, to=args.to,
+                           from_block=args.from_block, dry_run=args.dry_run,
+                           complain=lambda message: print(message, file=sys.stderr))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -260,6 +268,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     deploy.add_argument("--yes", action="store_true", help="send each transaction without asking")
     deploy.set_defaults(handler=_deploy)
     _add_admin(commands)
+    reclaim = commands.add_parser("reclaim", help="give back the fee of a request nobody answered, after its deadline")
+    reclaim.add_argument("request_id", help="the request id (0x and 64 hex digits)")
+    reclaim.add_argument("--config", required=True, help="path of the TOML config file (its chain and oracle)")
+    reclaim.add_argument("--key-env", required=True,
+                         help="environment variable holding the private key that sends (the payer's or requester's)")
+    reclaim.add_argument("--chain", help="the config's chain to use, by name (needed when it has several)")
+    reclaim.add_argument("--to", help="where the fee goes, when the key is the payer or requester (default: the key)")
+    reclaim.add_argument("--from-block", type=int, help="first block to look for the request in "
+                                                        "(default: the chain's start_block)")
+    reclaim.add_argument("--dry-run", action="store_true", help="simulate and print, send nothing")
+    reclaim.set_defaults(handler=_reclaim)
     args = parser.parse_args(argv)
     handler = args.handler
     return int(handler(args))

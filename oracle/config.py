@@ -357,6 +357,18 @@ class Config(_Strict):
     router: RouterSettings = RouterSettings()
     x402: X402Settings | None = None
 
+    def chain_named(self, name: str | None) -> tuple[int, ChainSettings]:
+        """The chain called `name` (None: the only one) and its place in the list, for commands' `--chain`."""
+        names = ", ".join(repr(c.name) for c in self.chains)
+        if name is None:
+            if len(self.chains) != 1:
+                raise ConfigError(f"the config has {len(self.chains)} chains ({names}): name one with --chain")
+            return 0, self.chains[0]
+        for index, chain in enumerate(self.chains):
+            if chain.name == name:
+                return index, chain
+        raise ConfigError(f"no chain named {name!r} in the config; its chains are: {names}")
+
     def require_oracles(self) -> None:
         """Before serving: every chain has its oracle's address (ConfigError naming the one that has not)."""
         for chain in self.chains:

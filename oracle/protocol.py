@@ -66,6 +66,8 @@ class ReasonCode(IntEnum):
     PAYMENT_FAILED = 13
     UNSUPPORTED = 14
     INTERNAL_ERROR = 15
+    PRICE_CAP_TOO_LOW = 16
+    DATA_POLICY_UNAVAILABLE = 17
 
 
 class PolicyClass(IntEnum):

@@ -10,7 +10,15 @@ from oracle.chain.gas import calldata_tokens, floor_gas, fulfilment_gas, intrins
 from oracle.chain.tx import Refusal, classify_refusal
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import requested_events, signer_for, success_response
-from oracle.devnet.gas import BATCH20_PER_RESPONSE_TARGET, NOOP_CODE, NOOP_CONSUMER, SINGLE_TARGET, measure_fulfill_gas
+from oracle.devnet.gas import (
+    BATCH20_PER_RESPONSE_TARGET,
+    NOOP_CODE,
+    NOOP_CONSUMER,
+    REQUEST_GAS,
+    SINGLE_TARGET,
+    measure_fulfill_gas,
+    measure_request_gas,
+)
 from oracle.protocol import RequestParams, ResultSpec, ResultType
 
 OVERHEAD = 60_000  # the config's default fulfill_gas_overhead
@@ -24,6 +32,13 @@ def test_fulfill_gas_within_targets() -> None:
     # a lone response, as the daemon sends it (fulfillBatch: skipped, not reverted, if its request went)
     assert gas["fulfill_batch1_gas"] <= SINGLE_TARGET, gas
     assert gas["fulfill_batch20_per_response_gas"] <= BATCH20_PER_RESPONSE_TARGET, gas
+
+
+def test_request_gas_is_the_stated_figure() -> None:
+    # Exact: every byte sent is fixed. A change to `request` or the Requested event moves it; restate the
+    # figures here and in contracts/README.md.
+    with LocalStack() as stack:
+        assert measure_request_gas(stack, stack.keys.agents) == REQUEST_GAS
 
 
 def test_calldata_costs_follow_eip_2028_and_eip_7623() -> None:

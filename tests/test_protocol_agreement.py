@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from eth_utils import keccak
@@ -116,5 +117,37 @@ def test_peeked_request_header_agrees_with_the_full_decode(stack: LocalStack) ->
     _ask(stack, _int_params(stack))
     log = stack.w3.eth.get_logs({"address": stack.contract("AIOracle").address, "fromBlock": "latest"})[0]
     full, header = decode_requested(log), peek_requested(log)
-    assert (header.request_id, header.requester, header.nonce, header.fee, header.deadline, header.params_blob) == (
-        full.request_id, full.requester, full.nonce, full.fee, full.params.deadline, full.params_blob)
+    assert (header.request_id, header.requester, header.nonce, header.fee, header.deadline, header.params_hash,
+            header.params_blob) == (full.request_id, full.requester, full.nonce, full.fee, full.params.deadline,
+                                    full.decoded.params_hash, full.params_blob)
+
+
+def test_the_events_params_hash_is_the_one_the_commitment_holds(stack: LocalStack) -> None:
+    from oracle.chain.events import peek_requested
+
+    params = _int_params(stack)
+    rid, _, fee = _ask(stack, params)
+    log = stack.w3.eth.get_logs({"address": stack.contract("AIOracle").address, "fromBlock": "latest"})[0]
+    header = peek_requested(log)
+    assert header.params_hash == params.hash()
+    consumer = stack.addresses["TypedResultsConsumer"]
+    stored = stack.contract("AIOracle").functions.commitments(rid).call()
+    assert Commitment.of(consumer, fee, params, header.params_hash).hash() == stored
+
+
+def test_requested_event_whose_params_hash_disagrees_with_its_params_is_refused(stack: LocalStack) -> None:
+    _ask(stack, _int_params(stack))
+    log = stack.w3.eth.get_logs({"address": stack.contract("AIOracle").address, "fromBlock": "latest"})[0]
+    data = bytearray(bytes(log["data"]))
+    data[64] ^= 1  # the third word: paramsHash
+    with pytest.raises(ValueError, match=r"paramsHash 0x[0-9a-f]+ is not the hash of its params"):
+        decode_requested({"topics": log["topics"], "data": bytes(data)})
+
+
+def test_the_reason_code_table_integrators_read_lists_every_code_in_order() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "contracts" / "README.md").read_text()
+    table = readme.split("<!-- reason codes -->")[1].split("<!-- /reason codes -->")[0]
+    rows = [line.split("|")[1:3] for line in table.strip().splitlines()[2:]]
+    listed = [(int(code), name.strip().strip("`")) for code, name in rows]
+    codes = protocol.PROTOCOL["enums"]["ReasonCode"]
+    assert listed == sorted((value, name) for name, value in codes.items() if value != 0)

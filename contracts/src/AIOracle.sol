@@ -78,7 +78,7 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
     // ------------------------------------------------------------------ requests
 
     /// @inheritdoc IAIOracle
-    /// @dev Reverts with {ModelSpec.InvalidModelSpec} or {ModelSpecTooLong} for a spec no daemon could read.
+    /// @dev Reverts with {InvalidModelSpec} or {ModelSpecTooLong} for a spec no daemon could read.
     function quote(string calldata modelSpec, uint32 maxTokens, uint32 callbackGasLimit)
         public
         view
@@ -103,6 +103,7 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
 
         uint64 nonce = nonces[msg.sender]++;
         requestId = OracleTypes.requestId(block.chainid, address(this), msg.sender, nonce);
+        bytes32 paramsHash = OracleTypes.paramsHash(params);
         commitments[requestId] = keccak256(
             abi.encode(
                 Commitment({
@@ -112,11 +113,13 @@ contract AIOracle is IAIOracle, EIP712, Ownable2Step {
                     deadline: params.deadline,
                     maxResultBytes: OracleTypes.maxResultBytes(params.result),
                     fee: msg.value,
-                    paramsHash: OracleTypes.paramsHash(params)
+                    paramsHash: paramsHash
                 })
             )
         );
-        emit Requested(requestId, msg.sender, params.callback, nonce, msg.value, params);
+        // The params hash travels in the event so a requester can rebuild the commitment to cancel
+        // without hashing the params itself.
+        emit Requested(requestId, msg.sender, params.callback, nonce, msg.value, paramsHash, params);
     }
 
     // ------------------------------------------------------------------ fulfillment

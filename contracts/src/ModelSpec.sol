@@ -2,6 +2,7 @@
 pragma solidity ^0.8.26;
 
 import {OracleTypes, PolicyClass} from "./OracleTypes.sol";
+import {IAIOracleErrors} from "./interfaces/IAIOracleErrors.sol";
 
 /// @title ModelSpec
 /// @notice Checks the shape of a model spec and finds its fee class. The daemon parses the same
@@ -17,10 +18,8 @@ import {OracleTypes, PolicyClass} from "./OracleTypes.sol";
 /// Examples: "gpt-4o-2024-08-06", "claude-sonnet-4-5-20250929,gemini-2.5-pro",
 /// "cheapest;max_price=20000;needs=json_schema+seed", "ensemble:3".
 library ModelSpec {
-    /// @notice The spec breaks the grammar at byte `offset`.
-    error InvalidModelSpec(uint256 offset);
-    /// @notice The option whose key starts at byte `offset` repeats an earlier option's key.
-    error DuplicateModelSpecOption(uint256 offset);
+    // Its errors, {IAIOracleErrors.InvalidModelSpec} and {IAIOracleErrors.DuplicateModelSpecOption}, are
+    // the oracle's: declared once, in the ABI consumers compile against.
 
     /// @return cls the fee class; `k` the ensemble size (1 unless Ensemble)
     function parse(bytes calldata s) internal pure returns (PolicyClass cls, uint256 k) {
@@ -36,7 +35,7 @@ library ModelSpec {
             end = _next(s, start, n);
             bytes32 key = _option(s[start:end], start);
             for (uint256 j = 0; j < count; ++j) {
-                if (keys[j] == key) revert DuplicateModelSpecOption(start);
+                if (keys[j] == key) revert IAIOracleErrors.DuplicateModelSpecOption(start);
             }
             keys[count++] = key;
         }
@@ -54,7 +53,7 @@ library ModelSpec {
         if (h == keccak256("fastest")) return (PolicyClass.Fastest, 1);
         if (h == keccak256("best")) return (PolicyClass.Best, 1);
         if (t.length >= 9 && keccak256(t[0:9]) == keccak256("ensemble:")) {
-            if (t.length != 10 || t[9] < "2" || t[9] > "9") revert InvalidModelSpec(9);
+            if (t.length != 10 || t[9] < "2" || t[9] > "9") revert IAIOracleErrors.InvalidModelSpec(9);
             return (PolicyClass.Ensemble, uint8(t[9]) - 0x30); // ASCII digit to its value
         }
         uint256 ids = 1;
@@ -62,13 +61,13 @@ library ModelSpec {
         for (uint256 i = 0; i < t.length; ++i) {
             bytes1 c = t[i];
             if (c == ",") {
-                if (i == idStart || ++ids > OracleTypes.MAX_MODEL_FALLBACKS) revert InvalidModelSpec(i);
+                if (i == idStart || ++ids > OracleTypes.MAX_MODEL_FALLBACKS) revert IAIOracleErrors.InvalidModelSpec(i);
                 idStart = i + 1;
             } else if (!isIn(ID_CHARS, c)) {
-                revert InvalidModelSpec(i);
+                revert IAIOracleErrors.InvalidModelSpec(i);
             }
         }
-        if (t.length == idStart) revert InvalidModelSpec(t.length);
+        if (t.length == idStart) revert IAIOracleErrors.InvalidModelSpec(t.length);
         return (PolicyClass.Exact, 1);
     }
 
@@ -76,13 +75,13 @@ library ModelSpec {
     function _option(bytes calldata o, uint256 offset) private pure returns (bytes32 key) {
         uint256 i = 0;
         while (i < o.length && isIn(KEY_CHARS, o[i])) ++i;
-        if (i == 0 || i == o.length || o[i] != "=") revert InvalidModelSpec(offset + i);
+        if (i == 0 || i == o.length || o[i] != "=") revert IAIOracleErrors.InvalidModelSpec(offset + i);
         key = keccak256(o[0:i]);
         uint256 valueStart = ++i;
         for (; i < o.length; ++i) {
-            if (!isIn(VALUE_CHARS, o[i])) revert InvalidModelSpec(offset + i);
+            if (!isIn(VALUE_CHARS, o[i])) revert IAIOracleErrors.InvalidModelSpec(offset + i);
         }
-        if (i == valueStart) revert InvalidModelSpec(offset + i);
+        if (i == valueStart) revert IAIOracleErrors.InvalidModelSpec(offset + i);
     }
 
     // Character classes as 256-bit sets indexed by byte value: one shift and one AND per byte.

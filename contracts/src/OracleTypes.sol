@@ -26,7 +26,8 @@ enum Status {
     Failure
 }
 
-/// @notice Why a request failed. `None` only with `Status.Success`.
+/// @notice Why a request failed. `None` only with `Status.Success`. Codes are only ever appended: a
+/// consumer compiled against an older list still reads every code it knows the same way.
 enum ReasonCode {
     None,
     Malformed, // the model's answer did not fit the result type, even after a retry
@@ -43,7 +44,9 @@ enum ReasonCode {
     BudgetExhausted, // the operator's spending budget for this requester or provider is used up
     PaymentFailed, // paying the provider failed
     Unsupported, // no eligible deployment supports what the result type needs
-    InternalError // the daemon could not complete the request for a reason of its own
+    InternalError, // the daemon could not complete the request for a reason of its own
+    PriceCapTooLow, // the model spec's max_price is below what every eligible deployment may cost
+    DataPolicyUnavailable // no deployment keeps to the data policy the model spec asks for (`data=`)
 }
 
 /// @notice Fee classes, chosen from the model spec's first token.

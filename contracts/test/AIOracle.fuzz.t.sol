@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.26;
 
-import {OracleFixture} from "./utils/OracleFixture.sol";
+import {OracleTestBase} from "./utils/OracleTestBase.sol";
 import {IAIOracle} from "../src/interfaces/IAIOracle.sol";
+import {IAIOracleErrors} from "../src/interfaces/IAIOracleErrors.sol";
 import {TypedResultsConsumer} from "../src/examples/TypedResultsConsumer.sol";
 import {
     RequestParams, ResultType, Commitment, Response, FeeSchedule, PolicyClass, OracleTypes
@@ -14,7 +15,7 @@ contract CommitmentHasher {
     }
 }
 
-contract AIOracleFuzzTest is OracleFixture {
+contract AIOracleFuzzTest is OracleTestBase {
     uint256 private constant SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
 
     TypedResultsConsumer private typed;
@@ -29,7 +30,7 @@ contract AIOracleFuzzTest is OracleFixture {
         vm.assume(key != SIGNER_KEY);
         (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
         Response memory r = success(id, c, abi.encode("x"));
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnauthorizedSigner.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.UnauthorizedSigner.selector, id));
         oracle.fulfill(r, c, sign(key, r));
     }
 
@@ -88,7 +89,7 @@ contract AIOracleFuzzTest is OracleFixture {
         p.callbackGasLimit = gasLimit;
         if (single > 0) {
             vm.prank(REQUESTER);
-            vm.expectRevert(abi.encodeWithSelector(IAIOracle.FeeBelowQuote.selector, single - 1, single));
+            vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.FeeBelowQuote.selector, single - 1, single));
             oracle.request{value: single - 1}(p);
         }
         vm.prank(REQUESTER);
@@ -165,7 +166,7 @@ contract AIOracleFuzzTest is OracleFixture {
         Response memory r = success(id, c, new bytes(length));
         bytes memory sig = sign(SIGNER_KEY, r);
         if (length > allowed) {
-            vm.expectRevert(abi.encodeWithSelector(IAIOracle.ResultTooLarge.selector, id));
+            vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.ResultTooLarge.selector, id));
             oracle.fulfill(r, c, sig);
         } else {
             oracle.fulfill(r, c, sig);

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.26;
 
-import {Test} from "./utils/Test.sol";
-import {Digests} from "./utils/Digests.sol";
-import {OracleFixture} from "./utils/OracleFixture.sol";
+import {Test} from "../kit/Test.sol";
+import {Digests} from "../kit/Digests.sol";
+import {OracleTestBase} from "./utils/OracleTestBase.sol";
 import {RevertingConsumer, GasBurningConsumer, HugeReturnConsumer, ReentrantConsumer} from "./utils/Consumers.sol";
 import {IAIOracleConsumer} from "../src/interfaces/IAIOracleConsumer.sol";
 import {AIOracle} from "../src/AIOracle.sol";
@@ -185,7 +185,7 @@ contract OracleHandler is Test {
     }
 }
 
-contract AIOracleInvariantTest is OracleFixture {
+contract AIOracleInvariantTest is OracleTestBase {
     OracleHandler private handler;
 
     function setUp() public override {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.26;
 
-import {OracleFixture} from "./utils/OracleFixture.sol";
+import {OracleTestBase} from "./utils/OracleTestBase.sol";
 import {
     NoopConsumer,
     RecordingConsumer,
@@ -10,10 +10,11 @@ import {
     HugeReturnConsumer,
     ReentrantConsumer
 } from "./utils/Consumers.sol";
-import {Vm} from "./utils/Vm.sol";
+import {Vm} from "../kit/Vm.sol";
 import {AIOracle} from "../src/AIOracle.sol";
 import {IAIOracle} from "../src/interfaces/IAIOracle.sol";
 import {ModelSpec} from "../src/ModelSpec.sol";
+import {IAIOracleErrors} from "../src/interfaces/IAIOracleErrors.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {
     RequestParams,
@@ -28,7 +29,7 @@ import {
     OracleTypes
 } from "../src/OracleTypes.sol";
 
-contract AIOracleRequestTest is OracleFixture {
+contract AIOracleRequestTest is OracleTestBase {
     function test_quote_follows_fee_schedule() public view {
         uint256 expected = BASE_FEE + uint256(PER_OUTPUT_TOKEN) * 256 + uint256(PER_CALLBACK_GAS) * 300_000;
         assertEq(oracle.quote("gpt-4o-2024-08-06", 256, 300_000), expected, "exact-model quote");
@@ -58,10 +59,11 @@ contract AIOracleRequestTest is OracleFixture {
         assertEq(logs.length, 1, "one event");
         assertEq(logs[0].topics[0], IAIOracle.Requested.selector, "Requested");
         assertEq(logs[0].topics[1], id, "id topic");
-        (uint64 nonce, uint256 loggedFee, RequestParams memory logged) =
-            abi.decode(logs[0].data, (uint64, uint256, RequestParams));
+        (uint64 nonce, uint256 loggedFee, bytes32 paramsHash, RequestParams memory logged) =
+            abi.decode(logs[0].data, (uint64, uint256, bytes32, RequestParams));
         assertEq(uint256(nonce), 0, "nonce");
         assertEq(loggedFee, fee, "fee");
+        assertEq(paramsHash, keccak256(abi.encode(p)), "params hash, as the commitment holds it");
         assertEq(keccak256(abi.encode(logged)), keccak256(abi.encode(p)), "params round-trip");
     }
 
@@ -84,39 +86,39 @@ contract AIOracleRequestTest is OracleFixture {
     function test_reverts_fee_below_quote() public {
         RequestParams memory p = textParams(address(consumer));
         uint256 q = quoteOf(p);
-        _expectRequestRevert(p, q - 1, abi.encodeWithSelector(IAIOracle.FeeBelowQuote.selector, q - 1, q));
+        _expectRequestRevert(p, q - 1, abi.encodeWithSelector(IAIOracleErrors.FeeBelowQuote.selector, q - 1, q));
     }
 
     function test_reverts_oversize_prompt() public {
         RequestParams memory p = textParams(address(consumer));
         p.prompt = new bytes(8_193);
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.PromptTooLarge.selector, 8_193, 8_192));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.PromptTooLarge.selector, 8_193, 8_192));
     }
 
     function test_reverts_empty_prompt() public {
         RequestParams memory p = textParams(address(consumer));
         p.prompt = "";
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.EmptyPrompt.selector));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.EmptyPrompt.selector));
     }
 
     function test_reverts_unknown_result_type() public {
         RequestParams memory p = textParams(address(consumer));
         p.result.kind = 7;
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.UnknownResultType.selector, 7));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.UnknownResultType.selector, 7));
     }
 
     function test_reverts_callback_gas_above_maximum() public {
         RequestParams memory p = textParams(address(consumer));
         p.callbackGasLimit = 2_000_001;
         _expectRequestRevert(
-            p, 1 ether, abi.encodeWithSelector(IAIOracle.CallbackGasTooHigh.selector, 2_000_001, 2_000_000)
+            p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.CallbackGasTooHigh.selector, 2_000_001, 2_000_000)
         );
     }
 
     function test_reverts_nonsensical_uint_bounds() public {
         RequestParams memory p = uintParams(address(consumer), 10, 9);
         _expectRequestRevert(
-            p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidResultBounds.selector, uint8(ResultType.Uint))
+            p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidResultBounds.selector, uint8(ResultType.Uint))
         );
     }
 
@@ -124,7 +126,7 @@ contract AIOracleRequestTest is OracleFixture {
         RequestParams memory p = uintParams(address(consumer), uint256(int256(5)), uint256(int256(-5)));
         p.result.kind = uint8(ResultType.Int);
         _expectRequestRevert(
-            p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidResultBounds.selector, uint8(ResultType.Int))
+            p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidResultBounds.selector, uint8(ResultType.Int))
         );
     }
 
@@ -138,16 +140,16 @@ contract AIOracleRequestTest is OracleFixture {
         RequestParams memory p = textParams(address(consumer));
         p.result.max = 5;
         _expectRequestRevert(
-            p, 1 ether, abi.encodeWithSelector(IAIOracle.UnusedResultField.selector, uint8(ResultType.Text))
+            p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.UnusedResultField.selector, uint8(ResultType.Text))
         );
     }
 
     function test_reverts_text_without_size_or_above_limit() public {
         RequestParams memory p = textParams(address(consumer));
         p.result.maxBytes = 0;
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidResultSize.selector, 0, 4_096));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidResultSize.selector, 0, 4_096));
         p.result.maxBytes = 4_097;
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidResultSize.selector, 4_097, 4_096));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidResultSize.selector, 4_097, 4_096));
     }
 
     function test_reverts_choice_with_too_few_or_empty_labels() public {
@@ -156,10 +158,10 @@ contract AIOracleRequestTest is OracleFixture {
         p.result.maxBytes = 0;
         p.result.labels = new string[](1);
         p.result.labels[0] = "yes";
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidChoiceLabels.selector, 1, 16));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidChoiceLabels.selector, 1, 16));
         p.result.labels = new string[](2);
         p.result.labels[0] = "yes";
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidChoiceLabels.selector, 2, 16));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidChoiceLabels.selector, 2, 16));
     }
 
     function test_reverts_a_choice_label_given_twice() public {
@@ -168,7 +170,7 @@ contract AIOracleRequestTest is OracleFixture {
         p.result.maxBytes = 0;
         p.result.labels = new string[](4);
         (p.result.labels[0], p.result.labels[1], p.result.labels[2], p.result.labels[3]) = ("for", "against", "abstain", "against");
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.DuplicateChoiceLabel.selector, 1, 3));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.DuplicateChoiceLabel.selector, 1, 3));
         p.result.labels[3] = "Against"; // labels are compared byte for byte
         request(p);
     }
@@ -179,7 +181,7 @@ contract AIOracleRequestTest is OracleFixture {
         string[5] memory bad = ["string", "(string", "(string))", "(String)", "(uint8)(bool)"];
         for (uint256 i = 0; i < bad.length; ++i) {
             p.result.abiType = bad[i];
-            _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidAbiType.selector));
+            _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidAbiType.selector));
         }
         p.result.abiType = "(string,uint8[],(bool,int256))";
         request(p);
@@ -188,21 +190,21 @@ contract AIOracleRequestTest is OracleFixture {
     function test_reverts_malformed_model_spec_naming_the_offset() public {
         RequestParams memory p = textParams(address(consumer));
         p.modelSpec = "gpt 4o";
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(ModelSpec.InvalidModelSpec.selector, 3));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidModelSpec.selector, 3));
         p.modelSpec = "a,,b";
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(ModelSpec.InvalidModelSpec.selector, 2));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidModelSpec.selector, 2));
         p.modelSpec = "ensemble:1";
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(ModelSpec.InvalidModelSpec.selector, 9));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidModelSpec.selector, 9));
         p.modelSpec = "cheapest;max_price";
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(ModelSpec.InvalidModelSpec.selector, 18));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidModelSpec.selector, 18));
         p.modelSpec = "";
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(ModelSpec.InvalidModelSpec.selector, 0));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidModelSpec.selector, 0));
     }
 
     function test_reverts_a_model_spec_option_given_twice() public {
         RequestParams memory p = textParams(address(consumer));
         p.modelSpec = "cheapest;max_price=1;max_price=2";
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(ModelSpec.DuplicateModelSpecOption.selector, 21));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.DuplicateModelSpecOption.selector, 21));
         p.modelSpec = "cheapest;max_price=1;needs=seed";
         request(p);
     }
@@ -210,12 +212,12 @@ contract AIOracleRequestTest is OracleFixture {
     function test_reverts_model_spec_too_long() public {
         RequestParams memory p = textParams(address(consumer));
         p.modelSpec = string(new bytes(257));
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.ModelSpecTooLong.selector, 257, 256));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.ModelSpecTooLong.selector, 257, 256));
     }
 
     function test_reverts_zero_callback() public {
         RequestParams memory p = textParams(address(0));
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidCallback.selector));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidCallback.selector));
     }
 
     function test_reverts_bad_deadline() public {
@@ -223,29 +225,29 @@ contract AIOracleRequestTest is OracleFixture {
         p.deadline = uint64(block.timestamp);
         uint256 latest = block.timestamp + 1 days;
         _expectRequestRevert(
-            p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidDeadline.selector, block.timestamp, latest)
+            p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidDeadline.selector, block.timestamp, latest)
         );
         p.deadline = uint64(latest + 1);
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidDeadline.selector, latest + 1, latest));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidDeadline.selector, latest + 1, latest));
     }
 
     function test_reverts_bad_max_tokens_and_temperature() public {
         RequestParams memory p = textParams(address(consumer));
         p.maxTokens = 0;
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidMaxTokens.selector, 0, 8_192));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidMaxTokens.selector, 0, 8_192));
         p.maxTokens = 10;
         p.temperature = 201;
-        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracle.InvalidTemperature.selector, 201, 200));
+        _expectRequestRevert(p, 1 ether, abi.encodeWithSelector(IAIOracleErrors.InvalidTemperature.selector, 201, 200));
     }
 
     function test_reverts_while_paused() public {
         vm.prank(OWNER);
         oracle.setPaused(true);
-        _expectRequestRevert(textParams(address(consumer)), 1 ether, abi.encodeWithSelector(IAIOracle.OraclePaused.selector));
+        _expectRequestRevert(textParams(address(consumer)), 1 ether, abi.encodeWithSelector(IAIOracleErrors.OraclePaused.selector));
     }
 }
 
-contract AIOracleFulfillTest is OracleFixture {
+contract AIOracleFulfillTest is OracleTestBase {
     function test_fulfill_delivers_result_and_credits_payee() public {
         (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
         Response memory r = success(id, c, abi.encode("hello"));
@@ -296,7 +298,7 @@ contract AIOracleFulfillTest is OracleFixture {
         Response memory r = success(id, c, abi.encode("hello"));
         bytes memory sig = sign(SIGNER_KEY, r);
         oracle.fulfill(r, c, sig);
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnknownRequest.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.UnknownRequest.selector, id));
         oracle.fulfill(r, c, sig);
         assertEq(consumer.calls(), 1, "one callback");
         assertEq(oracle.balanceOf(PAYEE), c.fee, "paid once");
@@ -305,7 +307,7 @@ contract AIOracleFulfillTest is OracleFixture {
     function test_rejects_unregistered_signer() public {
         (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
         Response memory r = success(id, c, abi.encode("x"));
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnauthorizedSigner.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.UnauthorizedSigner.selector, id));
         oracle.fulfill(r, c, sign(OTHER_KEY, r));
     }
 
@@ -314,7 +316,7 @@ contract AIOracleFulfillTest is OracleFixture {
         vm.prank(OWNER);
         oracle.removeSigner(signer);
         Response memory r = success(id, c, abi.encode("x"));
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnauthorizedSigner.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.UnauthorizedSigner.selector, id));
         oracle.fulfill(r, c, sign(SIGNER_KEY, r));
     }
 
@@ -324,23 +326,23 @@ contract AIOracleFulfillTest is OracleFixture {
         bytes memory sig = sign(SIGNER_KEY, r);
         r.result = abi.encode("no");
         // the recovered address is some other key's: not a registered signer
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnauthorizedSigner.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.UnauthorizedSigner.selector, id));
         oracle.fulfill(r, c, sig);
     }
 
     function test_rejects_malformed_signature() public {
         (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
         Response memory r = success(id, c, abi.encode("x"));
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InvalidSignature.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.InvalidSignature.selector, id));
         oracle.fulfill(r, c, hex"1234");
     }
 
     function test_signature_for_another_chain_or_contract_is_rejected() public {
         (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
         Response memory r = success(id, c, abi.encode("x"));
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnauthorizedSigner.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.UnauthorizedSigner.selector, id));
         oracle.fulfill(r, c, signFor(SIGNER_KEY, r, block.chainid + 1, address(oracle)));
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnauthorizedSigner.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.UnauthorizedSigner.selector, id));
         oracle.fulfill(r, c, signFor(SIGNER_KEY, r, block.chainid, address(0xdead)));
     }
 
@@ -349,7 +351,7 @@ contract AIOracleFulfillTest is OracleFixture {
         Commitment memory forged = c;
         forged.fee = c.fee * 2;
         Response memory r = success(id, forged, abi.encode("x"));
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.CommitmentMismatch.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.CommitmentMismatch.selector, id));
         oracle.fulfill(r, forged, sign(SIGNER_KEY, r));
     }
 
@@ -357,7 +359,7 @@ contract AIOracleFulfillTest is OracleFixture {
         (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
         vm.warp(c.deadline + 1);
         Response memory r = success(id, c, abi.encode("x"));
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.RequestExpired.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.RequestExpired.selector, id));
         oracle.fulfill(r, c, sign(SIGNER_KEY, r));
     }
 
@@ -365,25 +367,25 @@ contract AIOracleFulfillTest is OracleFixture {
         (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
         Response memory r = success(id, c, abi.encode("x"));
         r.reasonCode = uint16(ReasonCode.Malformed); // success with a reason
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InvalidStatus.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.InvalidStatus.selector, id));
         oracle.fulfill(r, c, sign(SIGNER_KEY, r));
         r = failure(id, c, ReasonCode.None); // failure without a reason
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InvalidStatus.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.InvalidStatus.selector, id));
         oracle.fulfill(r, c, sign(SIGNER_KEY, r));
         r = success(id, c, "");
         r.status = 0; // zero is never a status
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InvalidStatus.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.InvalidStatus.selector, id));
         oracle.fulfill(r, c, sign(SIGNER_KEY, r));
         r = failure(id, c, ReasonCode.Malformed);
         r.reasonCode = uint16(type(ReasonCode).max) + 1; // unknown reason
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InvalidStatus.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.InvalidStatus.selector, id));
         oracle.fulfill(r, c, sign(SIGNER_KEY, r));
     }
 
     function test_rejects_result_above_limit() public {
         (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
         Response memory r = success(id, c, new bytes(4_096 + 97));
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.ResultTooLarge.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.ResultTooLarge.selector, id));
         oracle.fulfill(r, c, sign(SIGNER_KEY, r));
     }
 
@@ -398,7 +400,7 @@ contract AIOracleFulfillTest is OracleFixture {
         // maxBytes 1,024: the string's encoding may take 1,024 + 96 bytes, not the oracle's 4,096 + 96
         (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
         Response memory r = success(id, c, new bytes(1_024 + 97));
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.ResultTooLarge.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.ResultTooLarge.selector, id));
         oracle.fulfill(r, c, sign(SIGNER_KEY, r));
         r = success(id, c, new bytes(1_024 + 96)); // at the bound: accepted
         oracle.fulfill(r, c, sign(SIGNER_KEY, r));
@@ -408,7 +410,7 @@ contract AIOracleFulfillTest is OracleFixture {
     function test_rejects_a_one_word_result_longer_than_a_word() public {
         (bytes32 id, Commitment memory c) = request(uintParams(address(consumer), 0, 100));
         Response memory r = success(id, c, abi.encode(uint256(1), uint256(2)));
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.ResultTooLarge.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.ResultTooLarge.selector, id));
         oracle.fulfill(r, c, sign(SIGNER_KEY, r));
     }
 
@@ -421,7 +423,7 @@ contract AIOracleFulfillTest is OracleFixture {
         data[4 + 32 + 4 * 32] = 0x01;
         (bool ok, bytes memory err) = address(oracle).call(data);
         assertTrue(!ok, "dirty commitment accepted");
-        assertEq(err, abi.encodeWithSelector(IAIOracle.CommitmentMismatch.selector, id), "as a mismatch");
+        assertEq(err, abi.encodeWithSelector(IAIOracleErrors.CommitmentMismatch.selector, id), "as a mismatch");
         assertTrue(oracle.commitments(id) != bytes32(0), "still open");
     }
 
@@ -429,7 +431,7 @@ contract AIOracleFulfillTest is OracleFixture {
         (bytes32 id, Commitment memory c) = request(uintParams(address(consumer), 0, 100));
         c.maxResultBytes = 4_096 + 96;
         Response memory r = success(id, c, new bytes(2_000));
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.CommitmentMismatch.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.CommitmentMismatch.selector, id));
         oracle.fulfill(r, c, sign(SIGNER_KEY, r));
     }
 
@@ -450,7 +452,7 @@ contract AIOracleFulfillTest is OracleFixture {
         (bytes32 id, Commitment memory c) = request(p);
         Response memory r = success(id, c, abi.encode("x"));
         bytes memory sig = sign(SIGNER_KEY, r);
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InsufficientGasForCallback.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.InsufficientGasForCallback.selector, id));
         oracle.fulfill{gas: 900_000}(r, c, sig);
         assertTrue(oracle.commitments(id) != bytes32(0), "still open");
         oracle.fulfill{gas: 1_200_000}(r, c, sig);
@@ -522,7 +524,7 @@ contract AIOracleFulfillTest is OracleFixture {
         assertEq(RELAYER.balance, relayerBefore, "relayer ETH unchanged");
         assertEq(oracle.balanceOf(RELAYER), 0, "nothing credited to relayer");
         vm.prank(RELAYER);
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.NothingToWithdraw.selector));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.NothingToWithdraw.selector));
         oracle.withdraw(payable(RELAYER));
         vm.prank(PAYEE);
         oracle.withdraw(payable(PAYEE));
@@ -535,7 +537,7 @@ contract AIOracleFulfillTest is OracleFixture {
         oracle.setPaused(true);
         Response memory r = success(id, c, abi.encode("x"));
         bytes memory sig = sign(SIGNER_KEY, r);
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.OraclePaused.selector));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.OraclePaused.selector));
         oracle.fulfill(r, c, sig);
     }
 
@@ -546,7 +548,7 @@ contract AIOracleFulfillTest is OracleFixture {
     }
 }
 
-contract AIOracleBatchTest is OracleFixture {
+contract AIOracleBatchTest is OracleTestBase {
     function _batch(uint256 n)
         internal
         returns (Response[] memory rs, Commitment[] memory cs, bytes[] memory sigs)
@@ -580,8 +582,8 @@ contract AIOracleBatchTest is OracleFixture {
         for (uint256 i = 0; i < logs.length; ++i) {
             if (logs[i].topics[0] != IAIOracle.FulfillmentSkipped.selector) continue;
             bytes4 reason = abi.decode(logs[i].data, (bytes4));
-            if (logs[i].topics[1] == rs[1].requestId) assertEq(reason, IAIOracle.UnknownRequest.selector, "1");
-            else if (logs[i].topics[1] == rs[2].requestId) assertEq(reason, IAIOracle.UnauthorizedSigner.selector, "2");
+            if (logs[i].topics[1] == rs[1].requestId) assertEq(reason, IAIOracleErrors.UnknownRequest.selector, "1");
+            else if (logs[i].topics[1] == rs[2].requestId) assertEq(reason, IAIOracleErrors.UnauthorizedSigner.selector, "2");
             else fail("unexpected skip");
             ++skipped;
         }
@@ -600,7 +602,7 @@ contract AIOracleBatchTest is OracleFixture {
         for (uint256 i = 0; i < logs.length; ++i) {
             if (logs[i].topics[0] != IAIOracle.FulfillmentSkipped.selector) continue;
             assertEq(logs[i].topics[1], rs[1].requestId, "item 1 skipped");
-            assertEq(abi.decode(logs[i].data, (bytes4)), IAIOracle.ResultTooLarge.selector, "as too large");
+            assertEq(abi.decode(logs[i].data, (bytes4)), IAIOracleErrors.ResultTooLarge.selector, "as too large");
             ++skipped;
         }
         assertEq(skipped, 1, "one skip");
@@ -618,15 +620,15 @@ contract AIOracleBatchTest is OracleFixture {
 
     function test_batch_length_mismatch_and_size() public {
         (Response[] memory rs, Commitment[] memory cs,) = _batch(2);
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.LengthMismatch.selector));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.LengthMismatch.selector));
         oracle.fulfillBatch(rs, cs, new bytes[](1));
         uint256 n = oracle.MAX_BATCH() + 1;
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.BatchTooLarge.selector, n, n - 1));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.BatchTooLarge.selector, n, n - 1));
         oracle.fulfillBatch(new Response[](n), new Commitment[](n), new bytes[](n));
     }
 }
 
-contract AIOracleCancelTest is OracleFixture {
+contract AIOracleCancelTest is OracleTestBase {
     function test_cancel_after_deadline_refunds_requester() public {
         (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
         vm.warp(c.deadline + 1);
@@ -644,7 +646,7 @@ contract AIOracleCancelTest is OracleFixture {
         (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
         vm.warp(c.deadline);
         vm.prank(REQUESTER);
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.NotExpired.selector, id, c.deadline));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.NotExpired.selector, id, c.deadline));
         oracle.cancel(id, c);
     }
 
@@ -652,7 +654,7 @@ contract AIOracleCancelTest is OracleFixture {
         (bytes32 id, Commitment memory c) = request(textParams(address(consumer)));
         vm.warp(c.deadline + 1);
         vm.prank(RELAYER);
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.NotRequester.selector, id, RELAYER));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.NotRequester.selector, id, RELAYER));
         oracle.cancel(id, c);
     }
 
@@ -662,7 +664,7 @@ contract AIOracleCancelTest is OracleFixture {
         oracle.fulfill(r, c, sign(SIGNER_KEY, r));
         vm.warp(c.deadline + 1);
         vm.prank(REQUESTER);
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnknownRequest.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.UnknownRequest.selector, id));
         oracle.cancel(id, c);
 
         (bytes32 id2, Commitment memory c2) = request(textParams(address(consumer)));
@@ -671,10 +673,10 @@ contract AIOracleCancelTest is OracleFixture {
         oracle.cancel(id2, c2);
         Response memory r2 = success(id2, c2, abi.encode("x"));
         bytes memory sig2 = sign(SIGNER_KEY, r2);
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnknownRequest.selector, id2));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.UnknownRequest.selector, id2));
         oracle.fulfill(r2, c2, sig2);
         vm.prank(REQUESTER);
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnknownRequest.selector, id2));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.UnknownRequest.selector, id2));
         oracle.cancel(id2, c2);
     }
 
@@ -684,7 +686,7 @@ contract AIOracleCancelTest is OracleFixture {
         Commitment memory forged = c;
         forged.requester = RELAYER;
         vm.prank(RELAYER);
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.CommitmentMismatch.selector, id));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.CommitmentMismatch.selector, id));
         oracle.cancel(id, forged);
     }
 
@@ -699,7 +701,7 @@ contract AIOracleCancelTest is OracleFixture {
     }
 }
 
-contract AIOracleAdminTest is OracleFixture {
+contract AIOracleAdminTest is OracleTestBase {
     function test_only_owner_administers() public {
         bytes memory err = abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, RELAYER);
         vm.startPrank(RELAYER);
@@ -746,13 +748,13 @@ contract AIOracleAdminTest is OracleFixture {
 
     function test_admin_input_checks() public {
         vm.startPrank(OWNER);
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InvalidPayee.selector));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.InvalidPayee.selector));
         oracle.setSigner(address(0x51), address(0));
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnknownPolicyClass.selector, 5));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.UnknownPolicyClass.selector, 5));
         oracle.setFeeSchedule(5, FeeSchedule(1, 2, 3));
         Limits memory l = defaultLimits();
         l.maxChoiceLabels = 1;
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.InvalidLimits.selector));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.InvalidLimits.selector));
         oracle.setLimits(l);
         vm.stopPrank();
     }

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.26;
 
-import {OracleFixture} from "./utils/OracleFixture.sol";
-import {Vm} from "./utils/Vm.sol";
+import {OracleTestBase} from "./utils/OracleTestBase.sol";
+import {Vm} from "../kit/Vm.sol";
 import {AIConsumer} from "../src/AIConsumer.sol";
 import {IAIOracle} from "../src/interfaces/IAIOracle.sol";
+import {IAIOracleErrors} from "../src/interfaces/IAIOracleErrors.sol";
 import {GovernanceSummarizer} from "../src/examples/GovernanceSummarizer.sol";
 import {RiskSentinel} from "../src/examples/RiskSentinel.sol";
 import {ExampleVault} from "../src/examples/ExampleVault.sol";
@@ -17,7 +18,7 @@ import {
     RequestParams, ResultSpec, ResultType, Commitment, Response, OffchainResult, Status, ReasonCode, OracleTypes
 } from "../src/OracleTypes.sol";
 
-contract GovernanceSummarizerTest is OracleFixture {
+contract GovernanceSummarizerTest is OracleTestBase {
     DevVotes private votes;
     DevGovernor private governor;
     GovernanceSummarizer private summarizer;
@@ -50,7 +51,8 @@ contract GovernanceSummarizerTest is OracleFixture {
         vm.prank(REQUESTER);
         id = summarizer.summarize{value: fee}(targets, values, calldatas, DESCRIPTION);
         Vm.Log[] memory logs = vm.getRecordedLogs();
-        (, uint256 loggedFee, RequestParams memory p) = abi.decode(logs[0].data, (uint64, uint256, RequestParams));
+        (, uint256 loggedFee,, RequestParams memory p) =
+            abi.decode(logs[0].data, (uint64, uint256, bytes32, RequestParams));
         c = commitmentOf(p, address(summarizer), loggedFee);
         proposalId = governor.hashProposal(targets, values, calldatas, keccak256(bytes(DESCRIPTION)));
         assertEq(p.result.abiType, "(string,uint8,string)", "asks for the summary tuple");
@@ -90,6 +92,9 @@ contract GovernanceSummarizerTest is OracleFixture {
         uint256 before = REQUESTER.balance;
         vm.prank(RELAYER); // anyone may trigger it; the fee only goes to the payer
         summarizer.reclaimFee(id, c);
+        assertEq(summarizer.refundOf(REQUESTER), c.fee, "credited to the payer");
+        vm.prank(REQUESTER);
+        summarizer.withdrawRefund(payable(REQUESTER));
         assertEq(REQUESTER.balance - before, c.fee, "refunded to the payer");
         vm.expectRevert(abi.encodeWithSelector(AIConsumer.UnexpectedResult.selector, id));
         summarizer.reclaimFee(id, c);
@@ -142,7 +147,8 @@ contract GovernanceSummarizerTest is OracleFixture {
         vm.prank(REQUESTER);
         id = summarizer.summarize{value: fee}(targets, values, calldatas, description);
         Vm.Log[] memory logs = vm.getRecordedLogs();
-        (, uint256 loggedFee, RequestParams memory p) = abi.decode(logs[0].data, (uint64, uint256, RequestParams));
+        (, uint256 loggedFee,, RequestParams memory p) =
+            abi.decode(logs[0].data, (uint64, uint256, bytes32, RequestParams));
         c = commitmentOf(p, address(summarizer), loggedFee);
         prompt = p.prompt;
     }
@@ -185,7 +191,7 @@ contract GovernanceSummarizerTest is OracleFixture {
     }
 }
 
-contract RiskSentinelTest is OracleFixture {
+contract RiskSentinelTest is OracleTestBase {
     ExampleVault private vault;
     RiskSentinel private sentinel;
     address private constant KEEPER = address(0x40001);
@@ -204,7 +210,8 @@ contract RiskSentinelTest is OracleFixture {
         vm.prank(KEEPER);
         id = sentinel.requestRiskCheck{value: fee}("ETH -30% in 1h; vault 80% utilised");
         Vm.Log[] memory logs = vm.getRecordedLogs();
-        (, uint256 loggedFee, RequestParams memory p) = abi.decode(logs[0].data, (uint64, uint256, RequestParams));
+        (, uint256 loggedFee,, RequestParams memory p) =
+            abi.decode(logs[0].data, (uint64, uint256, bytes32, RequestParams));
         assertEq(p.result.max, 100, "0..100 score");
         Commitment memory c = commitmentOf(p, address(sentinel), loggedFee);
         Response memory r = success(id, c, abi.encode(score));
@@ -246,7 +253,8 @@ contract RiskSentinelTest is OracleFixture {
         sentinel.requestRiskCheck{value: fee}("calm market");
         Vm.Log[] memory logs = vm.getRecordedLogs();
         bytes32 oldId = logs[0].topics[1];
-        (, uint256 oldFee, RequestParams memory oldParams) = abi.decode(logs[0].data, (uint64, uint256, RequestParams));
+        (, uint256 oldFee,, RequestParams memory oldParams) =
+            abi.decode(logs[0].data, (uint64, uint256, bytes32, RequestParams));
         _score(10); // a newer check is answered first
         Commitment memory c = commitmentOf(oldParams, address(sentinel), oldFee);
         Response memory r = success(oldId, c, abi.encode(uint256(99)));
@@ -274,7 +282,7 @@ contract RiskSentinelTest is OracleFixture {
     }
 }
 
-contract OffchainResultTest is OracleFixture {
+contract OffchainResultTest is OracleTestBase {
     TypedResultsConsumer private typed;
 
     function setUp() public override {
@@ -323,7 +331,7 @@ contract OffchainResultTest is OracleFixture {
     function test_oracle_verifies_only_for_the_named_consumer() public {
         OffchainResult memory r = _result(address(typed));
         bytes memory sig = signOffchain(SIGNER_KEY, r);
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.NotConsumer.selector, address(typed), address(this)));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.NotConsumer.selector, address(typed), address(this)));
         oracle.verifyOffchainResult(r, sig);
     }
 
@@ -338,11 +346,11 @@ contract OffchainResultTest is OracleFixture {
         typed.expectOffchain("cheapest", "What is 6 x 7?", _question());
         OffchainResult memory r = _result(address(typed));
         bytes memory strangerSig = signOffchain(OTHER_KEY, r);
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.UnauthorizedSigner.selector, r.resultId));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.UnauthorizedSigner.selector, r.resultId));
         typed.acceptSignedResult(r, strangerSig);
         bytes memory sig = signOffchain(SIGNER_KEY, r);
         vm.warp(r.validUntil + 1);
-        vm.expectRevert(abi.encodeWithSelector(IAIOracle.RequestExpired.selector, r.resultId));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.RequestExpired.selector, r.resultId));
         typed.acceptSignedResult(r, sig);
     }
 }

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.26;
 
-import {Test} from "./utils/Test.sol";
+import {Test} from "../kit/Test.sol";
 import {ModelSpec} from "../src/ModelSpec.sol";
+import {IAIOracleErrors} from "../src/interfaces/IAIOracleErrors.sol";
 import {PolicyClass} from "../src/OracleTypes.sol";
 
 contract ModelSpecHarness {
@@ -21,7 +22,7 @@ contract ModelSpecTest is Test {
     }
 
     function _bad(string memory spec, uint256 offset) private {
-        vm.expectRevert(abi.encodeWithSelector(ModelSpec.InvalidModelSpec.selector, offset));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.InvalidModelSpec.selector, offset));
         h.parse(spec);
     }
 
@@ -63,7 +64,7 @@ contract ModelSpecTest is Test {
     }
 
     function _twice(string memory spec, uint256 offset) private {
-        vm.expectRevert(abi.encodeWithSelector(ModelSpec.DuplicateModelSpecOption.selector, offset));
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.DuplicateModelSpecOption.selector, offset));
         h.parse(spec);
     }
 
@@ -73,8 +74,8 @@ contract ModelSpecTest is Test {
             assertTrue(k >= 1 && k <= 9, "k in range");
         } catch (bytes memory err) {
             assertTrue(
-                bytes4(err) == ModelSpec.InvalidModelSpec.selector
-                    || bytes4(err) == ModelSpec.DuplicateModelSpecOption.selector,
+                bytes4(err) == IAIOracleErrors.InvalidModelSpec.selector
+                    || bytes4(err) == IAIOracleErrors.DuplicateModelSpecOption.selector,
                 "only the spec's errors"
             );
         }
@@ -89,7 +90,7 @@ contract ModelSpecTest is Test {
             assertTrue(!repeats, "a repeated key was accepted");
         } catch (bytes memory err) {
             assertTrue(repeats, "distinct keys were refused");
-            assertEq(bytes4(err), ModelSpec.DuplicateModelSpecOption.selector, "as a repeat");
+            assertEq(bytes4(err), IAIOracleErrors.DuplicateModelSpecOption.selector, "as a repeat");
         }
     }
 }

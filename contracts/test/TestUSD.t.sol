@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.26;
 
-import {Test} from "./utils/Test.sol";
+import {Test} from "../kit/Test.sol";
 import {TestUSD} from "../src/devnet/TestUSD.sol";
 
 contract TestUSDTest is Test {

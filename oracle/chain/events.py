@@ -3,7 +3,8 @@
 Logs come from the chain and are untrusted. The contract guarantees the model spec and ABI type are
 ASCII, but not that choice labels are valid UTF-8, so strings are decoded as bytes first: a request
 with undecodable text still decodes (and is refused with a reason) instead of being lost. The params
-hash is taken from the emitted bytes themselves, so it matches the contract's commitment exactly.
+hash is taken from the emitted bytes themselves, so it matches the contract's commitment exactly; the
+event also carries it (`paramsHash`), and a full decode checks the two agree.
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ FULFILLED_TOPIC = keccak(text=signature("AIOracle", "Fulfilled"))
 CANCELLED_TOPIC = keccak(text=signature("AIOracle", "Cancelled"))
 SKIPPED_TOPIC = keccak(text=signature("AIOracle", "FulfillmentSkipped"))
 
-# Non-indexed inputs of Requested are (nonce, fee, params); strings read as bytes (same encoding).
-_PARAMS_TYPE = input_types("AIOracle", "Requested")[5].replace("string", "bytes")
+# Non-indexed inputs of Requested are (nonce, fee, paramsHash, params); strings read as bytes (same encoding).
+_REQUESTED_INPUTS = input_types("AIOracle", "Requested")
+if _REQUESTED_INPUTS[3:6] != ["uint64", "uint256", "bytes32"]:
+    raise RuntimeError(f"Requested event inputs are {_REQUESTED_INPUTS}; peek_requested reads another layout")
+_PARAMS_TYPE = _REQUESTED_INPUTS[6].replace("string", "bytes")
+# The data: three head words, then the offset of params (always 4 * 32), then params.
+_PARAMS_AT = 4 * 32
 _FULFILLED_DATA = input_types("AIOracle", "Fulfilled")[2:]
 _CANCELLED_DATA = input_types("AIOracle", "Cancelled")[2:]
 _ABI_OFFSET_WORD = (32).to_bytes(32, "big")
@@ -90,7 +96,7 @@ class RequestedEvent:
     nonce: int
     fee: int
     params_blob: bytes  # abi.encode(params), as emitted
-    decoded: DecodedParams
+    decoded: DecodedParams  # its params_hash is the event's own, checked against the emitted bytes
 
     @property
     def params(self) -> RequestParams:
@@ -125,6 +131,9 @@ def decode_requested(log: Any) -> RequestedEvent:
         decoded = decode_params(header.params_blob)
     except EventDecodeError as exc:
         raise EventDecodeError(f"Requested event does not decode: {exc}") from exc
+    if decoded.params_hash != header.params_hash:
+        raise EventDecodeError(f"Requested event does not decode: its paramsHash 0x{header.params_hash.hex()} is "
+                               f"not the hash of its params 0x{decoded.params_hash.hex()}")
     return RequestedEvent(header.request_id, header.requester, header.nonce, header.fee, header.params_blob, decoded)
 
 
@@ -137,6 +146,7 @@ class RequestedHeader:
     nonce: int
     fee: int
     deadline: int
+    params_hash: bytes  # as the event carries it: keccak256(abi.encode(params))
     params_blob: bytes
 
 
@@ -144,15 +154,16 @@ def peek_requested(log: Any) -> RequestedHeader:
     topics, data = log_topics_and_data(log)
     if len(topics) != 4 or topics[0] != REQUESTED_TOPIC:
         raise EventDecodeError("not a Requested event")
-    if len(data) < 96 + 3 * 32 or int.from_bytes(data[64:96], "big") != 96:
-        raise EventDecodeError("Requested event does not decode: too short or params not at offset 96")
+    at = _PARAMS_AT
+    if len(data) < at + 3 * 32 or int.from_bytes(data[at - 32:at], "big") != at:
+        raise EventDecodeError(f"Requested event does not decode: too short or params not at offset {at}")
     nonce, fee = int.from_bytes(data[:32], "big"), int.from_bytes(data[32:64], "big")
     # params = (callback, callbackGasLimit, deadline, ...): the deadline is the head's third word
-    deadline = int.from_bytes(data[96 + 64:96 + 96], "big")
+    deadline = int.from_bytes(data[at + 64:at + 96], "big")
     if nonce >= 2**64 or deadline >= 2**64:
         raise EventDecodeError("Requested event does not decode: nonce or deadline out of range")
-    return RequestedHeader(topics[1], _checksum(topics[2][12:]), nonce, fee, deadline,
-                           _ABI_OFFSET_WORD + data[96:])
+    return RequestedHeader(topics[1], _checksum(topics[2][12:]), nonce, fee, deadline, data[64:96],
+                           _ABI_OFFSET_WORD + data[at:])
 
 
 def decode_fulfilled(log: Any) -> FulfilledEvent:

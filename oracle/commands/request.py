@@ -87,18 +87,6 @@ def result_spec(args: argparse.Namespace) -> ResultSpec:
     return ResultSpec(kind, max_bytes)
 
 
-def pick_chain(chains: list[ChainSettings], name: str | None) -> ChainSettings:
-    if name is None:
-        if len(chains) != 1:
-            raise UsageError(f"the config has {len(chains)} chains: name one with --chain "
-                             f"({', '.join(c.name for c in chains)})")
-        return chains[0]
-    for chain in chains:
-        if chain.name == name:
-            return chain
-    raise UsageError(f"no chain named {name!r} in the config (it has {', '.join(c.name for c in chains)})")
-
-
 def _key(env: str) -> bytes:
     raw = os.environ.get(env)
     if not raw:
@@ -163,7 +151,7 @@ async def _run(args: argparse.Namespace, chain: ChainSettings, key: bytes, promp
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(Path(args.config))
-        chain = pick_chain(list(config.chains), args.chain)
+        _, chain = config.chain_named(args.chain)
         spec = result_spec(args)
         key = _key(args.key_env)
         prompt = _prompt(args)

@@ -1,15 +1,21 @@
-"""Gas of fulfilling, measured as the `gasUsed` of real transactions on the local stack.
+"""Gas of requesting and fulfilling, measured as the `gasUsed` of real transactions on the local stack.
 
-Conditions (the ones the gas targets are stated for): the payee's balance is already non-zero, the
-consumer's callback is a no-op, and the result is 32 bytes (a uint256 with no zero bytes).
+Fulfilling, in the conditions its targets are stated for: the payee's balance is already non-zero, the
+consumer's callback is a no-op, and the result is 32 bytes (a uint256 with no zero bytes). Requesting,
+straight from an account: a 100-byte prompt with a uint result (the requester's first request, which
+sets its nonce, then a later one) and a 1,000-byte prompt with a 1,000-byte text result. Every byte a
+request sends is fixed (the deadline is chosen with no zero byte), so its gas is exact.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from eth_utils import keccak, to_checksum_address
 
 from oracle.chain.events import RequestedEvent
 from oracle.devnet.answer import fulfill, fulfill_batch, requested_events, success_response
+from oracle.devnet.keys import DevKey
 from oracle.devnet.stack import LocalStack
 from oracle.protocol import RequestParams, ResultSpec, ResultType
 
@@ -35,6 +41,27 @@ def _request(stack: LocalStack, count: int) -> list[RequestedEvent]:
         receipt = stack.transact(oracle.functions.request(params.to_abi()), stack.keys.bots, value=fee)
         events.extend(requested_events(receipt, stack.addresses["AIOracle"]))
     return events
+
+
+# What `request` costs, as contracts/README.md states it (exact: see the module's docstring).
+REQUEST_GAS = {"request_uint_first_gas": 103_526, "request_uint_later_gas": 86_426, "request_text_gas": 108_960}
+
+
+def measure_request_gas(stack: LocalStack, requester: DevKey) -> dict[str, int]:
+    """`request` from `requester`, which must not have requested before on this oracle."""
+    stack.w3.provider.make_request("anvil_setCode", [NOOP_CONSUMER, NOOP_CODE])  # type: ignore[arg-type]
+    oracle = stack.contract("AIOracle")
+    deadline = stack.w3.eth.get_block("latest")["timestamp"] + 3_600
+    while 0 in deadline.to_bytes(4, "big"):
+        deadline += 1
+    uint = RequestParams(NOOP_CONSUMER, 50_000, deadline, 16, 0, 1, "gpt-4o-2024-08-06", b"r" * 100,
+                         ResultSpec(ResultType.UINT, min=1, max=100))
+    text = replace(uint, prompt=b"t" * 1_000, result=ResultSpec(ResultType.TEXT, max_bytes=1_000))
+    gas: list[int] = []
+    for params in (uint, uint, text):
+        fee = oracle.functions.quote(params.model_spec, params.max_tokens, params.callback_gas_limit).call()
+        gas.append(int(stack.transact(oracle.functions.request(params.to_abi()), requester, value=fee)["gasUsed"]))
+    return dict(zip(REQUEST_GAS, gas, strict=True))
 
 
 def measure_fulfill_gas(stack: LocalStack) -> dict[str, int]:

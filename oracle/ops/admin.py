@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from oracle.config import Config, ConfigError, FeeScheduleSettings, KeySource, LimitSettings
 from oracle.ops.calls import OracleCall, output_fields
-from oracle.ops.chain import chain_named, connect
+from oracle.ops.chain import connect
 from oracle.ops.sender import Confirm, TransactionSender, coin
 from oracle.ops.state import OracleState, payee_of, read_state, withdrawable
 from oracle.protocol import PolicyClass
@@ -103,7 +103,7 @@ def _sending_key(config: Config, chain_name: str, key_env: str | None) -> KeySou
 
 async def send_change(config: Config, config_path: Path, chain_name: str, change: Change, key_env: str | None,
                       confirm: Confirm, say: Callable[[str], None] = print) -> None:
-    _, chain = chain_named(config, chain_name, config_path)
+    _, chain = config.chain_named(chain_name)
     key = _sending_key(config, chain_name, key_env).load()
     async with aiohttp.ClientSession() as session:
         rpc = await connect(session, chain)
@@ -116,7 +116,7 @@ async def show_oracle(config: Config, config_path: Path, chain_name: str, signer
                       say: Callable[[str], None] = print) -> None:
     """Print the oracle's owner, pending owner, pause, limits, fees per class, the signer's registration
     and payee, and the balances that matter to an operator."""
-    _, chain = chain_named(config, chain_name, config_path)
+    _, chain = config.chain_named(chain_name)
     signer_note = ""
     if signer is None:
         try:

@@ -1,22 +1,11 @@
-"""The chain an operator's command works on: found by name in the config, and its node checked."""
+"""The node of the chain an operator's command works on, checked to answer and serve the configured chain."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import aiohttp
 
 from oracle.chain.rpc import ChainClient, RpcError, RpcUnavailable
-from oracle.config import ChainSettings, Config, ConfigError
-
-
-def chain_named(config: Config, name: str, config_path: Path) -> tuple[int, ChainSettings]:
-    """The chain called `name` and its place in the config's list."""
-    for index, chain in enumerate(config.chains):
-        if chain.name == name:
-            return index, chain
-    raise ConfigError(f"no chain named {name!r} in {config_path}; its chains are: "
-                      + ", ".join(repr(c.name) for c in config.chains))
+from oracle.config import ChainSettings, ConfigError
 
 
 async def connect(session: aiohttp.ClientSession, chain: ChainSettings) -> ChainClient:

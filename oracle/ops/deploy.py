@@ -23,7 +23,7 @@ from oracle.chain.rpc import ChainClient
 from oracle.config import ChainSettings, Config, ConfigError, DeploySettings, KeySource
 from oracle.ops import OpsError
 from oracle.ops.calls import OracleCall
-from oracle.ops.chain import chain_named, connect
+from oracle.ops.chain import connect
 from oracle.ops.config_file import check_writable, write_oracle_address
 from oracle.ops.fees import default_schedule, largest_response_gas
 from oracle.ops.sender import Confirm, TransactionSender
@@ -67,7 +67,7 @@ def _check_limits(chain: ChainSettings, deploy: DeploySettings) -> None:
 async def deploy_oracle(config: Config, config_path: Path, chain_name: str, confirm: Confirm,
                         say: Callable[[str], None] = print) -> str:
     """Deploy or update the chain's oracle; its address."""
-    index, chain = chain_named(config, chain_name, config_path)
+    index, chain = config.chain_named(chain_name)
     deploy = chain.deploy
     if deploy is None:
         raise ConfigError(f"chains[{index}] ({chain.name}) has no [chains.deploy] table: add one under that chain "

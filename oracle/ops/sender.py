@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from eth_account import Account
 
@@ -24,7 +24,6 @@ from oracle.chain.rpc import ChainClient, RpcError, RpcUnavailable
 from oracle.chain.tx.fees import FeeEstimator
 from oracle.config import ChainSettings
 from oracle.ops import OpsError
-from oracle.ops.calls import OracleCall
 
 # Room over the node's estimate: the state the estimate ran on can move before the transaction is mined.
 GAS_HEADROOM_PERCENT = 20
@@ -32,6 +31,13 @@ RECEIPT_TIMEOUT = 300.0  # seconds; public chains mine within seconds, a stuck o
 RECEIPT_POLL = 0.25
 
 Confirm = Callable[[str], bool]
+
+
+class Call(Protocol):
+    """What a transaction carries (`data`) and how it reads to an operator (`str()`)."""
+
+    @property
+    def data(self) -> bytes: ...
 
 
 def confirmation(assume_yes: bool) -> Confirm:
@@ -74,19 +80,23 @@ class TransactionSender:
         self.say = say
         self.fees = FeeEstimator(chain.gas, rpc)
 
-    async def send(self, call: OracleCall, to: str | None) -> dict[str, Any]:
-        """Simulate, show, confirm, send and wait for `call` (to `to`, or a contract creation); its receipt.
-        OpsError when it would revert, is declined, cannot be paid for, or reverts on-chain."""
-        what = str(call)
+    async def simulate(self, call: Call, to: str | None) -> int:
+        """Run `call` from this key without sending it; its gas estimate, or OpsError naming the revert."""
         tx: dict[str, Any] = {"from": self.address, "data": "0x" + call.data.hex()}
         if to is not None:
             tx["to"] = to
         try:
             await self.rpc.call("eth_call", [tx, "latest"])
-            estimate = int(await self.rpc.call("eth_estimateGas", [tx]), 16)
+            return int(await self.rpc.call("eth_estimateGas", [tx]), 16)
         except RpcError as exc:
-            raise OpsError(f"{what} would revert, sent from {self.address}: {revert_reason(exc)}; nothing was "
+            raise OpsError(f"{call} would revert, sent from {self.address}: {revert_reason(exc)}; nothing was "
                            "sent") from None
+
+    async def send(self, call: Call, to: str | None) -> dict[str, Any]:
+        """Simulate, show, confirm, send and wait for `call` (to `to`, or a contract creation); its receipt.
+        OpsError when it would revert, is declined, cannot be paid for, or reverts on-chain."""
+        what = str(call)
+        estimate = await self.simulate(call, to)
         gas = estimate + estimate * GAS_HEADROOM_PERCENT // 100
         max_fee, priority = await self.fees.read(fresh=True)
         most = gas * max_fee

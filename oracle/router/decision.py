@@ -57,8 +57,9 @@ _STAGE_DETAIL = {
     "too_slow": "no eligible deployment answers before the deadline (by its p90 latency)",
 }
 _STAGE_REASON = {
-    "capability": ReasonCode.UNSUPPORTED, "data_policy": ReasonCode.UNSUPPORTED,
-    "context_window": ReasonCode.PROMPT_TOO_LARGE, "price_cap": ReasonCode.FEE_TOO_LOW, "fee": ReasonCode.FEE_TOO_LOW,
+    "capability": ReasonCode.UNSUPPORTED, "data_policy": ReasonCode.DATA_POLICY_UNAVAILABLE,
+    "context_window": ReasonCode.PROMPT_TOO_LARGE, "price_cap": ReasonCode.PRICE_CAP_TOO_LOW,
+    "fee": ReasonCode.FEE_TOO_LOW,
     "circuit_open": ReasonCode.PROVIDERS_UNAVAILABLE, "too_slow": ReasonCode.DEADLINE_TOO_SHORT,
 }
 

@@ -62,7 +62,6 @@ UINT = ResultSpec(ResultType.UINT, min=0, max=100)
          "ensemble:3 needs 3 providers; 1 eligible"),
         ("unknown spec option", {"model_spec": "cheapest;colour=red"}, ReasonCode.UNSUPPORTED, "unknown model spec"),
         ("capability not offered", {"model_spec": "cheapest;needs=tools"}, ReasonCode.UNSUPPORTED, "capabilities"),
-        ("price cap below every model", {"model_spec": "cheapest;max_price=1"}, ReasonCode.FEE_TOO_LOW, "max_price"),
         # requests no answer can satisfy: refused before any model is asked
         ("ABI type far above maxBytes", {"result": ResultSpec(ResultType.ABI, max_bytes=4_096,
                                                              abi_type="(uint256[20000])")},
@@ -165,6 +164,35 @@ def _wait_fulfilled(run: Running, request_id: bytes) -> FulfilledEvent:
 
     wait_until(fulfilled, 30, what="fulfillment")
     return found[0]
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason", "detail"),
+    [
+        ("cheapest;max_price=1", ReasonCode.PRICE_CAP_TOO_LOW,
+         "every eligible deployment may cost more than the model spec's max_price"),
+        # the local stack's one deployment keeps data ("retained")
+        ("cheapest;data=zero_retention", ReasonCode.DATA_POLICY_UNAVAILABLE,
+         "no deployment keeps to the data policy the model spec asks for"),
+    ],
+    ids=["price cap", "data policy"],
+)
+def test_a_spec_no_deployment_fits_ends_on_chain_with_its_own_reason_and_the_detail_in_the_receipt(
+    running: Running, spec: str, reason: ReasonCode, detail: str
+) -> None:
+    event = ask(running.stack, ask_params(running, UINT, model_spec=spec, prompt=f"refused: {spec}"))
+    fulfilled = _wait_fulfilled(running, event.request_id)
+    assert (fulfilled.status, fulfilled.reason_code) == (Status.FAILURE, reason)
+    key = request_key(running.stack.chain_id, running.stack.addresses["AIOracle"], event.request_id)
+    store = Store.open(running.config["store"]["path"])
+    try:
+        body, _ = store.requests.receipt(key) or ("", b"")
+    finally:
+        store.close()
+    assert keccak(text=body) == fulfilled.receipt_hash  # the receipt whose hash is on-chain...
+    final = json.loads(body)["final"]
+    assert final["reason"] == reason.name.lower() and final["detail"] == detail  # ...says why
+    assert running.model.books.calls[key] == 0
 
 
 def test_daemon_still_answers_after_hostile_requests(running: Running) -> None:

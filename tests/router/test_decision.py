@@ -133,7 +133,9 @@ def test_the_fee_open_breakers_and_slow_deployments_drop() -> None:
         ([{"capabilities": []}], "cheapest", {}, ReasonCode.UNSUPPORTED, "capabilities"),
         ([{"capabilities": []}, {"context_window": 300, "max_output": 100}], "cheapest", {},
          ReasonCode.PROMPT_TOO_LARGE, "context window"),
-        ([{}], "cheapest;max_price=1", {}, ReasonCode.FEE_TOO_LOW, "max_price"),
+        ([{}], "cheapest;max_price=1", {}, ReasonCode.PRICE_CAP_TOO_LOW, "max_price"),
+        ([{"data_policy": "no_training"}], "cheapest;data=zero_retention", {}, ReasonCode.DATA_POLICY_UNAVAILABLE,
+         "data policy"),
         ([{}], "cheapest", {"d0": HealthPoint(breaker="open")}, ReasonCode.PROVIDERS_UNAVAILABLE, "breaker"),
         ([{"expected_latency_ms": 10**6}], "cheapest", {}, ReasonCode.DEADLINE_TOO_SHORT, "deadline"),
         ([{}], "cheapest;colour=red", {}, ReasonCode.UNSUPPORTED, "unknown model spec option"),
@@ -149,6 +151,15 @@ def test_refusals_name_the_furthest_filter(catalog_fields: list[dict[str, Any]],
     catalog = Catalog([dep(f"d{i}", **f) for i, f in enumerate(catalog_fields)])
     d = decide(inputs(spec), catalog, health)
     assert d.refusal == reason and words in d.detail and d.plan == ()
+
+
+def test_a_cap_below_what_the_fee_also_refuses_is_named_as_the_cap() -> None:
+    # both the cap and the fee stop the one deployment: the cap is what the model spec can change
+    d = decide(inputs("cheapest;max_price=1", allowance=1), Catalog([dep("d")]), {})
+    assert d.refusal == ReasonCode.PRICE_CAP_TOO_LOW and dropped(d) == {"d": "price_cap"}
+    # a cap above the deployment's cost leaves the fee to refuse it
+    assert decide(inputs("cheapest;max_price=10000000", allowance=1), Catalog([dep("d")]), {}).refusal == (
+        ReasonCode.FEE_TOO_LOW)
 
 
 # ---------------------------------------------------------------- ensembles

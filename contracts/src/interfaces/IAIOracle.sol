@@ -4,19 +4,25 @@ pragma solidity ^0.8.26;
 import {
     RequestParams, Commitment, Response, OffchainResult, FeeSchedule, Limits
 } from "../OracleTypes.sol";
+import {IAIOracleErrors} from "./IAIOracleErrors.sol";
 
 /// @title IAIOracle
-/// @notice The coordinator: quote, request, fulfill (signed responses), cancel, withdraw.
-interface IAIOracle {
+/// @notice The coordinator: quote, request, fulfill (signed responses), cancel, withdraw. Its custom
+/// errors are declared in {IAIOracleErrors}.
+interface IAIOracle is IAIOracleErrors {
     // ----- events -----
 
-    /// @notice A request was made; carries everything needed to answer it.
+    /// @notice A request was made; carries everything needed to answer it, and to cancel it: the
+    /// {Commitment} is `requester`, `callback`, `params.callbackGasLimit`, `params.deadline`, the result
+    /// bound of `params.result` ({OracleTypes.maxResultBytes}), `fee` and `paramsHash`
+    /// (`keccak256(abi.encode(params))`).
     event Requested(
         bytes32 indexed requestId,
         address indexed requester,
         address indexed callback,
         uint64 nonce,
         uint256 fee,
+        bytes32 paramsHash,
         RequestParams params
     );
 
@@ -45,51 +51,6 @@ interface IAIOracle {
     event FeeScheduleSet(uint8 indexed policyClass, FeeSchedule schedule);
     event LimitsSet(Limits limits);
     event PausedSet(bool paused);
-
-    // ----- errors: requests -----
-
-    error OraclePaused();
-    error FeeBelowQuote(uint256 sent, uint256 quote);
-    error InvalidCallback();
-    error CallbackGasTooHigh(uint256 given, uint256 max);
-    error EmptyPrompt();
-    error PromptTooLarge(uint256 length, uint256 max);
-    error ModelSpecTooLong(uint256 length, uint256 max);
-    error InvalidMaxTokens(uint256 given, uint256 max);
-    error InvalidTemperature(uint256 given, uint256 max);
-    error InvalidDeadline(uint256 deadline, uint256 latest);
-    error UnknownResultType(uint8 kind);
-    error InvalidResultBounds(uint8 kind);
-    error InvalidResultSize(uint256 maxBytes, uint256 limit);
-    error InvalidChoiceLabels(uint256 count, uint256 max);
-    /// @notice Labels `first` and `again` are the same text; give each label once.
-    error DuplicateChoiceLabel(uint256 first, uint256 again);
-    error InvalidAbiType();
-    error UnusedResultField(uint8 kind);
-
-    // ----- errors: fulfillment (each names the request; a batch reports them as skips) -----
-
-    error UnknownRequest(bytes32 requestId);
-    error CommitmentMismatch(bytes32 requestId);
-    error RequestExpired(bytes32 requestId);
-    error InvalidSignature(bytes32 requestId);
-    error UnauthorizedSigner(bytes32 requestId);
-    error InvalidStatus(bytes32 requestId);
-    error ResultTooLarge(bytes32 requestId);
-    error InsufficientGasForCallback(bytes32 requestId);
-    error LengthMismatch();
-    error BatchTooLarge(uint256 size, uint256 max);
-
-    // ----- errors: other -----
-
-    error NotExpired(bytes32 requestId, uint256 deadline);
-    error NotRequester(bytes32 requestId, address caller);
-    error NotConsumer(address consumer, address caller);
-    error NothingToWithdraw();
-    error WithdrawFailed(address to);
-    error InvalidPayee();
-    error UnknownPolicyClass(uint8 policyClass);
-    error InvalidLimits();
 
     // ----- functions -----
 

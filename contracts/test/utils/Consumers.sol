@@ -3,7 +3,8 @@ pragma solidity ^0.8.26;
 
 import {IAIOracleConsumer} from "../../src/interfaces/IAIOracleConsumer.sol";
 import {AIOracle} from "../../src/AIOracle.sol";
-import {Response, Commitment} from "../../src/OracleTypes.sol";
+import {AIConsumer} from "../../src/AIConsumer.sol";
+import {Response, Commitment, RequestParams} from "../../src/OracleTypes.sol";
 
 /// @notice Accepts every callback and does nothing (the gas-measurement consumer).
 contract NoopConsumer is IAIOracleConsumer {
@@ -102,5 +103,47 @@ contract ReentrantConsumer is IAIOracleConsumer {
         try ORACLE.cancel(requestId, _commitment) {
             reentrySucceeded = true;
         } catch {}
+    }
+}
+
+/// @notice The least an AIConsumer can be: asks with the caller's ETH or its own, records what arrives.
+contract PlainConsumer is AIConsumer {
+    uint256 public delivered;
+
+    constructor(AIOracle oracle) AIConsumer(oracle) {}
+
+    function ask(RequestParams memory params) external payable returns (bytes32) {
+        return _requestAI(params, msg.value, msg.sender);
+    }
+
+    /// @dev Pays `payment` out of this contract's own balance, for `payer`.
+    function askFromBalance(RequestParams memory params, uint256 payment, address payer) external returns (bytes32) {
+        return _requestAI(params, payment, payer);
+    }
+
+    function _onOracleResult(bytes32, uint8, uint16, bytes calldata, bytes32, bytes32) internal override {
+        ++delivered;
+    }
+}
+
+/// @notice A payer that cannot receive ETH (a contract wallet without a receive function, say): it asks
+/// through a consumer and later names where its refund goes.
+contract EthRefusingPayer {
+    error NoEthHere();
+
+    function ask(PlainConsumer c, RequestParams calldata params) external payable returns (bytes32) {
+        return c.ask{value: msg.value}(params);
+    }
+
+    function reclaimTo(AIConsumer c, bytes32 id, Commitment calldata commitment, address payable to) external {
+        c.reclaimFee(id, commitment, to);
+    }
+
+    function withdrawRefund(AIConsumer c, address payable to) external {
+        c.withdrawRefund(to);
+    }
+
+    receive() external payable {
+        revert NoEthHere();
     }
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.26;
 
-import {OracleTypes, Response} from "../../src/OracleTypes.sol";
+import {OracleTypes, Response} from "../src/OracleTypes.sol";
 
 /// @notice EIP-712 digests computed from the specification, independently of the oracle's own code.
 library Digests {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.26;
 
-/// @notice The forge cheatcodes these tests use, at forge's fixed cheatcode address.
+/// @notice The forge cheatcodes the kit and the oracle's tests use, at forge's fixed cheatcode address.
 interface Vm {
     struct Log {
         bytes32[] topics;

@@ -3,8 +3,8 @@ pragma solidity ^0.8.26;
 
 import {Vm} from "./Vm.sol";
 
-/// @notice Minimal test base: the cheatcode handle, assertions that revert with a message, and the
-/// lookups forge's invariant runner makes by name.
+/// @notice A small test base written for these contracts (no forge-std needed): the cheatcode handle,
+/// assertions that revert with a message, and the lookups forge's invariant runner makes by name.
 abstract contract Test {
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
 
@@ -95,7 +95,7 @@ abstract contract Test {
         return lo + (x % (size + 1));
     }
 
-    function _u(uint256 v) private pure returns (string memory s) {
+    function _u(uint256 v) internal pure returns (string memory s) {
         if (v == 0) return "0";
         bytes memory b;
         while (v != 0) {
