@@ -147,8 +147,9 @@ class Daemon:
                 f"chains[{chain.name}]: the fee schedule of oracle {chain.oracle} cannot pay for its smallest "
                 f"response ({smallest_response_gas(chain)} gas at {price} wei/gas): "
                 + "; ".join(str(s) for s in shortfalls)
-                + ". Raise those classes' baseFee with setFeeSchedule(policyClass, (baseFee, perCallbackGas, "
-                  "perOutputToken)) from the oracle's owner, then start again")
+                + f". Raise those classes' base fee from the oracle's owner key (`oracle admin --config <this config> "
+                  f"--chain {chain.name} set-fees CLASS --base-fee WEI`, or setFeeSchedule(policyClass, (baseFee, "
+                  "perCallbackGas, perOutputToken))), then start again")
 
     async def _drain(self) -> None:
         for rt in self.chains:

@@ -40,4 +40,4 @@ async def check_oracle(rpc: ChainClient, chain: ChainSettings, signer: str) -> N
         raise ConfigError(f"chains[{chain.name}]: the signer {signer} is not registered on oracle {chain.oracle}, "
                           f"which would refuse every response it signs: the oracle's owner registers it with "
                           f"`oracle admin --config <this config> --chain {chain.name} set-signer {signer} "
-                          f"--payee <address paid the fees>`")
+                          f"<payee: the address paid the fees>`")

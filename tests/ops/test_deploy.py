@@ -255,7 +255,8 @@ def test_bad_command_inputs_are_named(bare_chain: Anvil, tmp_path: Path, capsys:
     deploy = ("deploy", "--config", str(path), "--yes")
 
     unknown = oracle_cli(capsys, *deploy, "--chain", "mainnet")
-    assert (unknown.code, unknown.err.strip()) == (2, "no chain named 'mainnet' in the config; its chains are: 'testnet'")
+    assert (unknown.code, unknown.err.strip()) == (
+        2, "no chain named 'mainnet' in the config; its chains are: 'testnet'")
 
     monkeypatch.delenv(OWNER_ENV)
     no_key = oracle_cli(capsys, *deploy, "--chain", "testnet")
