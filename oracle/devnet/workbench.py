@@ -45,8 +45,15 @@ def describe(info: WorkbenchInfo) -> list[str]:
         lines.append(f"{'models' if i == 0 else '':<13}{url}  {what}")
     agent = next((k for k in info.keys if k.role == "agents"), info.keys[-1])
     lines.append(f"try          {info.requester_env}=0x{agent.private_key.hex()} \\")
-    lines.append(f"               oracle request --config {info.config_path} --prompt 'Is the sky blue?' --type bool")
+    lines.append(f"               {_oracle_command()} request --config {info.config_path} --prompt 'Is the sky blue?' "
+                 f"--type bool")
     return lines
+
+
+def _oracle_command() -> str:
+    """How to run `oracle` from this environment: its console script beside this Python, when installed."""
+    script = Path(sys.executable).parent / "oracle"
+    return str(script) if script.exists() else f"{sys.executable} -m oracle"
 
 
 def live_line(seen: int, answered: int, failed: int) -> str:
