@@ -25,7 +25,8 @@ from oracle.config import parse_config
 from oracle.daemon import Daemon
 from oracle.devnet.answer import ask, requested_events
 from oracle.devnet.facilitator import Facilitator
-from oracle.devnet.harness import DEV_MODEL, PAID_MODEL, PAYMENT_ENV, SIGNER_ENV, dev_config, paid_model, x402_section
+from oracle.devnet.harness import PAID_MODEL, PAYMENT_ENV, SIGNER_ENV, dev_config, paid_model, x402_section
+from oracle.devnet.llama_server import ModelChoice, ServedModel, serve_model
 from oracle.devnet.model_server import ModelServer
 from oracle.devnet.paywall import Paywall
 from oracle.devnet.stack import LocalStack
@@ -96,7 +97,7 @@ def requests_flow(stack: LocalStack, store_path: Path, say: Say) -> bool:
     now = stack.w3.eth.get_block("latest")["timestamp"]
     event = ask(stack, RequestParams(
         callback=stack.addresses["TypedResultsConsumer"], callback_gas_limit=300_000, deadline=now + 600,
-        max_tokens=64, temperature=0, seed=1, model_spec=DEV_MODEL, prompt=b"In one line: what is an oracle?",
+        max_tokens=64, temperature=0, seed=1, model_spec="local", prompt=b"In one line: what is an oracle?",
         result=ResultSpec(ResultType.TEXT, max_bytes=64)))
     consumer = stack.contract("TypedResultsConsumer")
     _wait(lambda: consumer.functions.decoded(event.request_id).call()[0])
@@ -130,9 +131,9 @@ def _settled(stack: LocalStack, request_id: bytes) -> bool:
     return bool(stack.contract("AIOracle").functions.commitments(request_id).call() == b"\0" * 32)
 
 
-async def _run(stack: LocalStack, store_path: Path, model: ModelServer, paid: ModelServer, say: Say) -> bool:
+async def _run(stack: LocalStack, store_path: Path, model: ServedModel, paid: ModelServer, say: Say) -> bool:
     raw = dev_config(stack, model.base_url, store_path)
-    raw["models"].append(paid_model(stack, paid.base_url, PAID_PRICE))
+    raw["models"] = [model.entry, paid_model(stack, paid.base_url, PAID_PRICE)]
     raw["x402"] = x402_section(stack)
     config = parse_config(raw)
     stop = asyncio.Event()
@@ -149,7 +150,7 @@ async def _run(stack: LocalStack, store_path: Path, model: ModelServer, paid: Mo
         await task
 
 
-def run_dev(say: Say = print) -> bool:
+def run_dev(say: Say = print, model: ModelChoice = "dev") -> bool:
     """Start everything, show three requests answered by the daemon, stop. True if all succeeded."""
     with LocalStack() as stack, tempfile.TemporaryDirectory() as tmp:
         say(f"anvil        {stack.rpc_url} (chain {stack.chain_id}); contracts: "
@@ -158,12 +159,12 @@ def run_dev(say: Say = print) -> bool:
         os.environ[PAYMENT_ENV] = stack.keys.payment_wallet.private_key.hex()
         network = f"eip155:{stack.chain_id}"
         facilitator = Facilitator(stack.rpc_url, stack.keys.facilitator.private_key, [network]).start()
-        model = ModelServer().start()
         paid = ModelServer(paywall=Paywall(facilitator.url, network, stack.addresses["TestUSD"],
                                            stack.keys.owner.address, PAID_PRICE)).start()
+        served = serve_model(model)  # the model server `--model` chose, and its catalog entry (a child process)
         try:
-            return asyncio.run(_run(stack, Path(tmp) / "oracle.sqlite", model, paid, say))
+            return asyncio.run(_run(stack, Path(tmp) / "oracle.sqlite", served, paid, say))
         finally:
             paid.stop()
-            model.stop()
+            served.stop()
             facilitator.stop()
