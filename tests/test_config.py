@@ -59,6 +59,10 @@ def test_example_config_parses() -> None:
         (lambda c: c["models"][0].update(api_key_env="K"), "api_key_env is only read when payer is 'api_key'"),
         (lambda c: c["models"][0].update(max_output=10**6), "max_output is larger than context_window"),
         (lambda c: c["models"].append(dict(c["models"][0])), "models[].id: duplicate 'm'"),
+        (lambda c: c["models"][0].update(schema_format="xml"),
+         "models[0] (m).schema_format: Input should be 'json_schema' or 'json_object'"),
+        (lambda c: c["models"][0].update(api="gemini", schema_format="json_object"),
+         "schema_format is only read with api 'openai' (api is 'gemini'): remove it"),
         # x402: a paid deployment needs a pin and a wallet section naming its network.
         (lambda c: c["models"][0].update(payer="x402"), "payer 'x402' needs an x402 table"),
         (lambda c: c["models"][0].update(payer="x402", x402=_PIN), "'x402' needs an [x402] section with the wallet"),
@@ -119,3 +123,20 @@ def test_a_deployment_whose_key_is_not_set_is_refused_at_start(monkeypatch: pyte
         catalog.check_keys()
     monkeypatch.setenv("ORACLE_TEST_MISSING_KEY", "sk-secret-value")
     catalog.check_keys()
+
+
+def test_a_setting_added_later_leaves_the_version_of_catalogs_without_it_as_it_was() -> None:
+    """A deployment at the default schema_format is described as before the setting existed (so catalogs
+    stored then keep their version hash and their receipts still audit); a deployment that sets it is
+    described with it."""
+    from oracle.router import Catalog
+
+    plain = Catalog(parse_config(_base()).models)
+    assert "schema_format" not in plain.body
+    config = _base()
+    config["models"][0]["schema_format"] = "json_object"
+    llama = Catalog(parse_config(config).models)
+    assert '"schema_format":"json_object"' in llama.body and llama.version != plain.version
+    assert Catalog.from_body(llama.body).version == llama.version
+    assert Catalog.from_body(plain.body).version == plain.version
+

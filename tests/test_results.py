@@ -8,7 +8,16 @@ import pytest
 from eth_abi import decode
 
 from oracle.protocol import ResultSpec, ResultType
-from oracle.results import ResultError, abi_components, check_answerable, decode_result, encode_result
+from oracle.results import (
+    MAX_ENUM_RANGE,
+    ResultError,
+    abi_components,
+    bounds_as_enums,
+    check_answerable,
+    decode_result,
+    encode_result,
+    json_schema,
+)
 
 
 @pytest.mark.parametrize(
@@ -105,3 +114,25 @@ def test_requests_at_the_bounds_are_answerable(spec: ResultSpec, smallest: Any) 
         assert len(encode_result(spec, smallest)) > 0  # the smallest object fits
     elif spec.kind == ResultType.ABI and smallest is not None and len(smallest) == len(abi_components(spec.abi_type)):
         assert len(encode_result(spec, smallest)) == spec.max_bytes  # the bound is the smallest encoding
+
+
+# ---------------------------------------------------------------- integer bounds for grammar-based servers
+
+
+def test_small_integer_ranges_are_also_given_as_enums_anywhere_in_the_schema() -> None:
+    schema = json_schema(ResultSpec(ResultType.ABI, max_bytes=512, abi_type="(int8,uint256,(uint8[2],bool))"))
+    value = bounds_as_enums(schema)["properties"]["value"]
+    int8, uint256, inner = value["prefixItems"]
+    assert int8 == {"type": "integer", "minimum": -128, "maximum": 127, "enum": list(range(-128, 128))}
+    assert uint256 == {"type": "integer", "minimum": 0, "maximum": 2**256 - 1}  # too wide: left open
+    assert inner["prefixItems"][0]["items"]["enum"] == list(range(256))
+    assert inner["prefixItems"][1] == {"type": "boolean"}
+    assert "enum" not in schema["properties"]["value"]["prefixItems"][0]  # the schema given is left as it was
+
+
+@pytest.mark.parametrize(("low", "high", "listed"), [(10, 10, True), (0, MAX_ENUM_RANGE - 1, True),
+                                                      (0, MAX_ENUM_RANGE, False), (-40, -20, True)])
+def test_a_range_is_listed_up_to_the_most_values(low: int, high: int, listed: bool) -> None:
+    value = bounds_as_enums(json_schema(ResultSpec(ResultType.INT, min=low, max=high)))["properties"]["value"]
+    assert value.get("enum") == (list(range(low, high + 1)) if listed else None)
+

@@ -30,7 +30,6 @@ from oracle.daemon import Daemon
 from oracle.devnet.answer import ask, requested_events
 from oracle.devnet.facilitator import Facilitator
 from oracle.devnet.harness import (
-    DEV_MODEL,
     PAID_MODEL,
     PAYMENT_ENV,
     SIGNER_ENV,
@@ -39,6 +38,7 @@ from oracle.devnet.harness import (
     write_config,
     x402_section,
 )
+from oracle.devnet.llama_server import ModelChoice, ServedModel, serve_model
 from oracle.devnet.model_server import ModelServer
 from oracle.devnet.paywall import Paywall
 from oracle.devnet.stack import LocalStack
@@ -119,7 +119,7 @@ def requests_flow(stack: LocalStack, store_path: Path, say: Say) -> bool:
     now = stack.w3.eth.get_block("latest")["timestamp"]
     event = ask(stack, RequestParams(
         callback=stack.addresses["TypedResultsConsumer"], callback_gas_limit=300_000, deadline=now + 600,
-        max_tokens=64, temperature=0, seed=1, model_spec=DEV_MODEL, prompt=b"In one line: what is an oracle?",
+        max_tokens=64, temperature=0, seed=1, model_spec="local", prompt=b"In one line: what is an oracle?",
         result=ResultSpec(ResultType.TEXT, max_bytes=64)))
     consumer = stack.contract("TypedResultsConsumer")
     _wait(lambda: consumer.functions.decoded(event.request_id).call()[0])
@@ -159,29 +159,29 @@ class DevServers:
 
     stack: LocalStack
     facilitator: Facilitator
-    model: ModelServer
+    model: ServedModel
     paid: ModelServer
     config_path: Path
     store_path: Path
     raw_config: dict[str, Any]
 
     @classmethod
-    def start(cls, stack: LocalStack, workdir: Path) -> DevServers:
+    def start(cls, stack: LocalStack, workdir: Path, model_choice: ModelChoice) -> DevServers:
         network = f"eip155:{stack.chain_id}"
         facilitator = Facilitator(stack.rpc_url, stack.keys.facilitator.private_key, [network]).start()
-        model = paid = None
+        paid: ModelServer | None = None
         try:
-            model = ModelServer().start()
             paid = ModelServer(paywall=Paywall(facilitator.url, network, stack.addresses["TestUSD"],
                                                stack.keys.owner.address, PAID_PRICE)).start()
+            model = serve_model(model_choice)  # the server `--model` chose, and its catalog entry
         except BaseException:
-            for server in (model, facilitator):
+            for server in (paid, facilitator):
                 if server is not None:
                     server.stop()
             raise
         store_path = workdir / "oracle.sqlite"
         raw = dev_config(stack, model.base_url, store_path)
-        raw["models"].append(paid_model(stack, paid.base_url, PAID_PRICE))
+        raw["models"] = [model.entry, paid_model(stack, paid.base_url, PAID_PRICE)]
         raw["x402"] = x402_section(stack)
         return cls(stack, facilitator, model, paid, write_config(raw, workdir / "config.toml"), store_path, raw)
 
@@ -191,7 +191,7 @@ class DevServers:
             stack.rpc_url, stack.ws_url, stack.chain_id, dict(stack.addresses),
             [keys.owner, keys.signer, keys.payment_wallet, keys.facilitator, keys.bots, keys.agents],
             self.config_path, self.store_path,
-            [(f"local model server (OpenAI wire format), model {DEV_MODEL}", self.model.base_url),
+            [(f"deployment local: {self.model.entry['model']} ({self.model.entry['provider']})", self.model.base_url),
              (f"model {PAID_MODEL} behind an x402 paywall, {PAID_PRICE} TestUSD units a call", self.paid.base_url),
              ("x402 facilitator settling on this chain", self.facilitator.url)])
 
@@ -237,7 +237,7 @@ async def _run(servers: DevServers, once: bool, say: Say) -> bool:
     return ok or _stopping.is_set()
 
 
-def run_dev(once: bool = False, say: Say = print) -> bool:
+def run_dev(once: bool = False, say: Say = print, model: ModelChoice = "dev") -> bool:
     """Start everything, show four requests answered by the daemon, then (unless `once`) stay up until
     Ctrl-C or SIGTERM. True if the requests all succeeded (or the workbench was stopped on purpose)."""
     _stopping.clear()
@@ -246,7 +246,7 @@ def run_dev(once: bool = False, say: Say = print) -> bool:
             f"{', '.join(f'{n} {a[:10]}...' for n, a in stack.addresses.items())}")
         os.environ[SIGNER_ENV] = stack.keys.signer.private_key.hex()  # the daemon reads its keys from here
         os.environ[PAYMENT_ENV] = stack.keys.payment_wallet.private_key.hex()
-        servers = DevServers.start(stack, Path(tmp))
+        servers = DevServers.start(stack, Path(tmp), model)
         try:
             return asyncio.run(_run(servers, once, say))
         finally:

@@ -43,13 +43,17 @@ def dev_config(stack: LocalStack, model_base_url: str, store_path: Path, *, rpc_
         "store": {"path": str(store_path)},
         "signer": {"key_env": SIGNER_ENV},
         "chains": [chain],
-        # A small local model: its 4,096-token window is smaller than the largest prompt the chain allows.
-        "models": [{"id": "local", "provider": "local", "api": "openai", "base_url": model_base_url,
-                    "model": DEV_MODEL, "payer": "none", "input_price": 150_000, "output_price": 600_000,
-                    "context_window": 4_096, "max_output": 1_024, "capabilities": ["json_schema", "seed"],
-                    "timeout": 10.0}],
+        "models": [dev_model(model_base_url)],
         "pipeline": {"concurrency": 64, "deadline_margin": 5.0},
     }
+
+
+def dev_model(base_url: str) -> dict[str, Any]:
+    """The local model server's deployment (oracle.devnet.model_server). A small model: its 4,096-token
+    window is smaller than the largest prompt the chain allows."""
+    return {"id": "local", "provider": "local", "api": "openai", "base_url": base_url, "model": DEV_MODEL,
+            "payer": "none", "input_price": 150_000, "output_price": 600_000, "context_window": 4_096,
+            "max_output": 1_024, "capabilities": ["json_schema", "seed"], "timeout": 10.0}
 
 
 def paid_model(stack: LocalStack, base_url: str, price: int, model: str = PAID_MODEL) -> dict[str, Any]:

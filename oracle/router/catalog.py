@@ -132,8 +132,16 @@ def _column(values: Iterable[int]) -> npt.NDArray[np.int64]:
     return column
 
 
+# Settings added after the first catalogs were stored, with their defaults: left out at the default, so
+# those catalogs keep their version hash (and receipts naming them still audit).
+_LATER_FIELDS: dict[str, Any] = {"schema_format": "json_schema"}
+
+
 def _describe(d: ModelDeployment) -> dict[str, Any]:
     """A deployment as the version hash covers it: every field, times in whole milliseconds."""
     out = d.model_dump(mode="json", exclude={"timeout"})
     out["timeout_ms"] = round(d.timeout * 1000)
+    for name, default in _LATER_FIELDS.items():
+        if out[name] == default:
+            del out[name]
     return out

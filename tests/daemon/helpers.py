@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from oracle.chain.errors import UNKNOWN_REQUEST
 from oracle.chain.events import FULFILLED_TOPIC, SKIPPED_TOPIC, decode_fulfilled
@@ -18,6 +18,13 @@ from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, wait_un
 from oracle.devnet.model_server import ModelServer
 from oracle.protocol import RequestParams, ResultSpec
 from oracle.store import Store, StoredRequest, StoredTx, request_key
+
+
+class OnStack(Protocol):
+    """What the helpers that only send requests and read the chain need of a running setup."""
+
+    @property
+    def stack(self) -> LocalStack: ...
 
 
 @dataclass
@@ -52,7 +59,7 @@ def start_ready(env: tuple[LocalStack, ModelServer, Path], **gas: Any) -> Runnin
     return run
 
 
-def key_of(run: Running, request_id: bytes) -> str:
+def key_of(run: OnStack, request_id: bytes) -> str:
     return request_key(run.stack.chain_id, run.stack.addresses["AIOracle"], request_id)
 
 
@@ -152,7 +159,7 @@ def cursor_of(run: Running) -> int:
         store.close()
 
 
-def ask_params(run: Running, spec: ResultSpec, prompt: str | bytes = "Rate the proposal.", **kw: Any) -> RequestParams:
+def ask_params(run: OnStack, spec: ResultSpec, prompt: str | bytes = "Rate the proposal.", **kw: Any) -> RequestParams:
     now = run.stack.w3.eth.get_block("latest")["timestamp"]
     fields: dict[str, Any] = dict(
         callback=run.stack.addresses["TypedResultsConsumer"], callback_gas_limit=500_000, deadline=now + 300,
@@ -163,14 +170,14 @@ def ask_params(run: Running, spec: ResultSpec, prompt: str | bytes = "Rate the p
     return RequestParams(**fields)
 
 
-def decoded(run: Running, request_id: bytes) -> dict[str, Any]:
+def decoded(run: OnStack, request_id: bytes) -> dict[str, Any]:
     names = ["delivered", "status", "reasonCode", "text", "flag", "unsignedValue", "signedValue", "modelUsed",
              "receiptHash"]
     values = run.stack.contract("TypedResultsConsumer").functions.decoded(request_id).call()
     return dict(zip(names, values, strict=True))
 
 
-def wait_delivered(run: Running, request_id: bytes, timeout: float = 30) -> dict[str, Any]:
+def wait_delivered(run: OnStack, request_id: bytes, timeout: float = 30) -> dict[str, Any]:
     wait_until(lambda: decoded(run, request_id)["delivered"], timeout, what="fulfillment",)
     return decoded(run, request_id)
 

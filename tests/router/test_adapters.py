@@ -11,12 +11,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from oracle.config import ModelDeployment
 from oracle.devnet.model_server import ModelServer
 from oracle.router.adapters import FORMATS, Call, send
 from oracle.router.adapters.anthropic import AnthropicMessages
 from oracle.router.adapters.base import CONTENT_POLICY, CONTEXT_LENGTH, FATAL, TRANSIENT, UNAVAILABLE, retry_after
 from oracle.router.adapters.gemini import GeminiGenerateContent
-from oracle.router.adapters.openai import parse_chat
+from oracle.router.adapters.openai import OpenAIChat, parse_chat
 from tests.router.conftest import deployment
 
 SCHEMA = {"type": "object", "properties": {"value": {"type": "integer", "minimum": 0, "maximum": 100}},
@@ -53,6 +54,19 @@ async def test_openai_request_shape(servers: Callable[..., ModelServer], monkeyp
     assert body["response_format"] == {"type": "json_schema", "json_schema": {"name": "oracle_answer",
                                                                               "strict": True, "schema": SCHEMA}}
     assert reply.usage == {"input": reply.usage["input"], "output": 12, "cached": 0, "reasoning": 0}
+
+
+def test_openai_json_object_format_sends_the_schema_beside_the_type_with_small_ranges_listed() -> None:
+    """llama-cpp-python's server takes the schema this way (and refuses type json_schema); its grammar
+    ignores minimum and maximum, so the range goes as an enum too."""
+    d = ModelDeployment.model_validate({"id": "llama", "provider": "llama-cpp", "api": "openai",
+                                        "base_url": "http://127.0.0.1:8000/v1", "model": "m-q4", "payer": "none",
+                                        "context_window": 4096, "max_output": 1024, "capabilities": ["json_schema"],
+                                        "schema_format": "json_object"})
+    _, _, body = OpenAIChat().request(d, _call("hello"))
+    value = {"type": "integer", "minimum": 0, "maximum": 100, "enum": list(range(101))}
+    assert json.loads(body)["response_format"] == {"type": "json_object",
+                                                   "schema": {**SCHEMA, "properties": {"value": value}}}
 
 
 async def test_anthropic_request_shape(servers: Callable[..., ModelServer],

@@ -1,8 +1,9 @@
 """OpenAI chat completions: OpenAI, OpenRouter, GateRouter, DeepSeek, vLLM, Ollama, llama.cpp.
 
 POST `{base_url}/chat/completions` with the system and user messages, `max_tokens`, `temperature`
-(0..2), `seed`, and a strict `json_schema` response format. The reply's `finish_reason` gives the
-outcome (stop, length, content_filter); `message.refusal` is the model declining. Errors are
+(0..2), `seed`, and a strict `json_schema` response format (or `json_object` with the schema beside it,
+as llama-cpp-python's server takes it: the deployment's `schema_format`). The reply's `finish_reason`
+gives the outcome (stop, length, content_filter); `message.refusal` is the model declining. Errors are
 `{"error": {"message", "type", "code"}}`, context-length errors as 400 `context_length_exceeded`.
 OpenRouter reports what a call cost in `usage.cost` (dollars); it is used instead of catalog prices.
 """
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from oracle.config import ModelDeployment
+from oracle.results import bounds_as_enums
 from oracle.router.adapters.base import (
     TRANSIENT,
     Call,
@@ -40,8 +42,7 @@ class OpenAIChat:
         if "seed" in d.capabilities:
             doc["seed"] = call.seed
         if "json_schema" in d.capabilities:
-            doc["response_format"] = {"type": "json_schema",
-                                      "json_schema": {"name": "oracle_answer", "strict": True, "schema": call.schema}}
+            doc["response_format"] = _response_format(d, call.schema)
         headers = {"Content-Type": "application/json", **call.headers}
         if d.payer == "api_key":
             headers["Authorization"] = f"Bearer {api_key(d)}"
@@ -49,6 +50,15 @@ class OpenAIChat:
 
     def parse(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderReply:
         return parse_chat(status, raw)
+
+
+def _response_format(d: ModelDeployment, schema: dict[str, Any]) -> dict[str, Any]:
+    """The answer's schema in the form the deployment's server takes (its `schema_format`)."""
+    if d.schema_format == "json_object":
+        # llama-cpp-python's server: the schema beside type json_object, turned into a grammar there that
+        # ignores integer bounds, so small ranges are spelled out.
+        return {"type": "json_object", "schema": bounds_as_enums(schema)}
+    return {"type": "json_schema", "json_schema": {"name": "oracle_answer", "strict": True, "schema": schema}}
 
 
 def parse_chat(status: int, raw: bytes) -> ProviderReply:
