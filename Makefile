@@ -61,6 +61,9 @@ LLM_STAMP := $(VENV)/.installed-llm
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
 $(LLM_STAMP): $(PY_STAMP)
+	@command -v cmake >/dev/null && command -v g++ >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq cmake build-essential; \
+	  else echo "building llama.cpp needs cmake and a C++ compiler: apt-get install cmake build-essential" >&2; exit 1; fi; }
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[dev,local-llm]"
 	touch $@
 
