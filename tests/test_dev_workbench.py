@@ -84,7 +84,8 @@ def test_make_dev_stays_up_serves_an_outside_script_and_stops_clean(
     key = out.field(r"^\s+agents\s+0x[0-9a-fA-F]{40}\s+(0x[0-9a-f]{64})")
     config = out.field(r"^config\s+(\S+\.toml)")
     assert out.field(r"^models\s+(http://\S+)").endswith("/v1")
-    assert "requests     seen 4, answered 4, failed 0" in out.lines
+    wait_until(lambda: "requests     seen 4, answered 4, failed 0" in out.lines, timeout=60,
+               what="the live line to count the demo's four requests")
 
     # An outside script with nothing but the printed values: read the chain, then ask through the CLI.
     w3 = Web3(Web3.HTTPProvider(rpc))
