@@ -16,7 +16,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 from eth_account import Account
+from web3.exceptions import Web3Exception
 
 from oracle.client import ClientError, OracleClient, OracleResult
 from oracle.config import ChainSettings, ConfigError, load_config
@@ -161,4 +163,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except TimeoutError as exc:
         print(f"oracle request: {exc}", file=sys.stderr)
+        return 1
+    except (Web3Exception, aiohttp.ClientError, OSError) as exc:  # the node refused or dropped a call
+        print(f"oracle request: the node could not complete it ({type(exc).__name__}: {exc})", file=sys.stderr)
         return 1
