@@ -3,8 +3,11 @@
     await deploy_oracle(config, Path("config.toml"), "base", confirmation(assume_yes=True))
 
 With no `oracle` address in the chain's table it deploys one from the shipped artifacts (owned by the
-deploy table's owner key) and writes its address into the config file at once, so no later failure
-can lead to a second deployment. Then, and on every later run, it reads what the oracle is set to and
+deploy table's owner key). The address a creation gets follows from the owner and the nonce, so it
+is written into the config file before the transaction is broadcast: a run that fails or is killed
+after that finds the address on the next run and never deploys a second oracle. An address with no
+code that is the owner's next creation was never mined and is deployed again at the same nonce.
+Then, and on every later run, it reads what the oracle is set to and
 sends only what differs from the table: the limits, each policy class's fees, and the config's
 signer with its payee. A run with nothing to change sends nothing and says "up to date".
 """
@@ -15,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import rlp  # type: ignore[import-untyped]
 from eth_account import Account
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
 from oracle.chain.fee_schedule import fee_shortfalls, schedule_shortfalls
 from oracle.chain.rpc import ChainClient
@@ -26,7 +30,7 @@ from oracle.ops.calls import OracleCall
 from oracle.ops.chain import connect
 from oracle.ops.config_file import check_writable, write_oracle_address
 from oracle.ops.fees import default_schedule, largest_response_gas
-from oracle.ops.sender import Confirm, TransactionSender
+from oracle.ops.sender import RECEIPT_TIMEOUT, Confirm, TransactionSender
 from oracle.ops.state import Schedule, has_code, payee_of, read_state, until_seen
 from oracle.protocol import PolicyClass
 
@@ -84,7 +88,10 @@ async def deploy_oracle(config: Config, config_path: Path, chain_name: str, conf
         rpc = await connect(session, chain)
         sender = TransactionSender(rpc, chain, owner_key, confirm, say)
         if chain.oracle_address is None:
+            say(f"no oracle address for {chain.name} in {config_path}: deploying one")
             chain = await _deploy(sender, chain, deploy, config_path, index, say)
+        elif not await has_code(rpc, chain.oracle):
+            chain = await _unfinished(sender, chain, deploy, config_path, index, say)
         state = await read_state(rpc, chain)
         say(f"oracle {state.address} on {chain.name} (chain {chain.chain_id}), owner {state.owner}")
         changes = [OracleCall("setLimits", (deploy.limits(),))] if state.limits != deploy.limits() else []
@@ -108,16 +115,38 @@ async def deploy_oracle(config: Config, config_path: Path, chain_name: str, conf
         return state.address
 
 
+def creation_address(deployer: str, nonce: int) -> str:
+    """Where the contract created by `deployer`'s transaction at `nonce` lives (CREATE): known before it is sent."""
+    return to_checksum_address(keccak(rlp.encode([bytes.fromhex(deployer[2:]), nonce]))[12:])
+
+
 async def _deploy(sender: TransactionSender, chain: ChainSettings, deploy: DeploySettings, config_path: Path,
                   index: int, say: Callable[[str], None]) -> ChainSettings:
-    say(f"no oracle address for {chain.name} in {config_path}: deploying one")
-    receipt = await sender.send(OracleCall(None, (sender.address, deploy.limits())), None)
+    def record(nonce: int) -> None:
+        address = creation_address(sender.address, nonce)
+        if write_oracle_address(config_path, index, address):
+            say(f"  {address} (created by this transaction) written to {config_path} (chains[{index}] {chain.name})")
+
+    receipt = await sender.send(OracleCall(None, (sender.address, deploy.limits())), None, on_signed=record)
     address = to_checksum_address(receipt["contractAddress"])
-    write_oracle_address(config_path, index, address)
-    say(f"  {address} written to {config_path} (chains[{index}] {chain.name})")
     # A public RPC may send the next read to a node a block behind the one that gave the receipt.
     await until_seen(lambda: has_code(sender.rpc, address), f"the code of {address}")
     return chain.model_copy(update={"oracle_address": address})
+
+
+async def _unfinished(sender: TransactionSender, chain: ChainSettings, deploy: DeploySettings, config_path: Path,
+                      index: int, say: Callable[[str], None]) -> ChainSettings:
+    """The configured oracle has no code: a deployment written down but not (yet) mined, or a wrong address."""
+    address = to_checksum_address(chain.oracle)
+    mined = await sender.rpc.nonce(sender.address, "latest")
+    if creation_address(sender.address, mined) != address:
+        return chain  # a wrong address: reading the oracle's state names it
+    if await sender.rpc.nonce(sender.address, "pending") > mined:
+        say(f"the deployment of {address} is waiting to be mined: waiting for it")
+        await until_seen(lambda: has_code(sender.rpc, address), f"the code of {address}", timeout=RECEIPT_TIMEOUT)
+        return chain
+    say(f"the deployment of {address} was never mined: sending it again (the same nonce creates the same address)")
+    return await _deploy(sender, chain, deploy, config_path, index, say)
 
 
 async def _fees_pay(rpc: ChainClient, chain: ChainSettings) -> bool:

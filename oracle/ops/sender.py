@@ -92,9 +92,12 @@ class TransactionSender:
             raise OpsError(f"{call} would revert, sent from {self.address}: {revert_reason(exc)}; nothing was "
                            "sent") from None
 
-    async def send(self, call: Call, to: str | None) -> dict[str, Any]:
+    async def send(self, call: Call, to: str | None,
+                   on_signed: Callable[[int], None] | None = None) -> dict[str, Any]:
         """Simulate, show, confirm, send and wait for `call` (to `to`, or a contract creation); its receipt.
-        OpsError when it would revert, is declined, cannot be paid for, or reverts on-chain."""
+        `on_signed(nonce)` runs once the transaction is signed, before it is broadcast: what must be on
+        record before the chain may hold the transaction. OpsError when it would revert, is declined,
+        cannot be paid for, or reverts on-chain."""
         what = str(call)
         estimate = await self.simulate(call, to)
         gas = estimate + estimate * GAS_HEADROOM_PERCENT // 100
@@ -114,6 +117,8 @@ class TransactionSender:
             "type": 2, "chainId": self.chain.chain_id, "nonce": nonce, "value": 0, "data": call.data, "gas": gas,
             "maxFeePerGas": max_fee, "maxPriorityFeePerGas": priority, **({"to": to} if to is not None else {}),
         }, self._key)
+        if on_signed is not None:
+            on_signed(nonce)
         tx_hash = await self.rpc.send_raw(bytes(signed.raw_transaction))
         self.say(f"  sent 0x{tx_hash.hex()}")
         receipt = await self._mined(tx_hash)

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from eth_typing import ChecksumAddress
+from hexbytes import HexBytes
+from web3 import Web3
 
 from oracle.abi import artifact
 from oracle.chain.fee_schedule import fee_shortfalls
@@ -22,6 +25,7 @@ from oracle.devnet.answer import requested_events
 from oracle.devnet.anvil import Anvil
 from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, wait_until
 from oracle.devnet.model_server import ModelServer
+from oracle.ops import sender
 from oracle.protocol import Commitment, PolicyClass, RequestParams, ResultSpec, ResultType, Status
 from oracle.router.catalog import Catalog
 from oracle.router.decision import estimate_prompt_tokens
@@ -304,3 +308,67 @@ def test_a_config_whose_address_line_cannot_be_written_is_refused_before_deployi
     assert result.code == 2
     assert "chains[0] is not written as a [[chains]] table" in result.err
     assert web3_of(bare_chain).eth.block_number == block
+
+
+
+@pytest.fixture
+def fresh_chain() -> Iterator[Anvil]:
+    """An anvil of this test's own: these tests stop its mining and count every creation on it."""
+    anvil = Anvil()
+    anvil.start()
+    try:
+        yield anvil
+    finally:
+        anvil.stop()
+
+def _unmined_deploy(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, chain: Anvil,
+                    tmp: Path) -> tuple[Path, ChecksumAddress]:
+    """A deploy whose transaction is broadcast but not mined before the command gives up (anvil not mining)."""
+    w3 = web3_of(chain)
+    w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    waited = sender.RECEIPT_TIMEOUT
+    monkeypatch.setattr(sender, "RECEIPT_TIMEOUT", 1.0)
+    path = tmp / "config.toml"
+    path.write_text(config_text(chain, tmp))
+    first = oracle_cli(capsys, "deploy", "--config", str(path), "--chain", "testnet", "--yes")
+    assert first.code == 1 and "is not mined after" in first.err, first.out + first.err
+    # The address the transaction creates was on record before it was broadcast.
+    address = Web3.to_checksum_address(oracle_address(path))
+    assert w3.eth.get_code(address) == b"" and sent_by(w3, KEYS.owner.address) == 0
+    monkeypatch.setattr(sender, "RECEIPT_TIMEOUT", waited)
+    return path, address
+
+
+def test_a_deploy_cut_off_before_its_receipt_is_found_again_not_repeated(
+        fresh_chain: Anvil, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path, address = _unmined_deploy(capsys, monkeypatch, fresh_chain, tmp_path)
+    w3 = web3_of(fresh_chain)
+    w3.provider.make_request("evm_setIntervalMining", [1])  # type: ignore[arg-type]
+
+    again = oracle_cli(capsys, "deploy", "--config", str(path), "--chain", "testnet", "--yes")
+
+    assert again.code == 0, again.out + again.err
+    assert "waiting to be mined" in again.out and "deploying" not in again.out
+    assert oracle_address(path) == address and w3.eth.get_code(address) != b""
+    # One creation: the owner's first transaction made the oracle; the rest were its settings.
+    creations = [w3.eth.get_transaction_receipt(HexBytes(tx))["contractAddress"]  # type: ignore[arg-type]
+                 for n in range(w3.eth.block_number + 1) for tx in w3.eth.get_block(n)["transactions"]]
+    assert [c for c in creations if c is not None] == [address]
+
+
+def test_a_deploy_the_node_dropped_is_sent_again_to_the_same_address(
+        fresh_chain: Anvil, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path, address = _unmined_deploy(capsys, monkeypatch, fresh_chain, tmp_path)
+    w3 = web3_of(fresh_chain)
+    w3.provider.make_request("anvil_dropAllTransactions", [])  # type: ignore[arg-type]
+    w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+
+    again = oracle_cli(capsys, "deploy", "--config", str(path), "--chain", "testnet", "--yes")
+
+    assert again.code == 0, again.out + again.err
+    assert "was never mined: sending it again" in again.out
+    assert oracle_address(path) == address
+    assert oracle_at(w3, address).functions.owner().call() == KEYS.owner.address
+
