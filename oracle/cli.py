@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from oracle import __version__
+from oracle.commands.arguments import address, amount
 from oracle.commands.request import add_arguments as add_request_arguments
 from oracle.devnet.facilitator import add_arguments as add_facilitator_arguments
 from oracle.devnet.model_server import add_arguments as add_model_server_arguments
@@ -163,24 +164,6 @@ def _admin(args: argparse.Namespace) -> int:
                                    confirmation(args.yes)))
 
 
-def _address(value: str) -> str:
-    from eth_utils import is_address, to_checksum_address
-
-    if not is_address(value):
-        raise argparse.ArgumentTypeError(f"not an address: {value!r}")
-    return str(to_checksum_address(value))
-
-
-def _amount(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {value!r}")
-    return number
-
-
 def _add_admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from oracle.config import POLICY_CLASSES, LimitSettings
     from oracle.ops import admin as ops
@@ -203,32 +186,32 @@ def _add_admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         return parser
 
     show = action("show", "owner, pause, limits, fees per class, the signer's payee and balances")
-    show.add_argument("--signer", type=_address, help="the signer to look up (default: the config's signer)")
+    show.add_argument("--signer", type=address, help="the signer to look up (default: the config's signer)")
     signer = action("set-signer", "register a signer (or change its payee)",
                     lambda a: ops.set_signer(a.signer, a.payee))
-    signer.add_argument("signer", type=_address)
-    signer.add_argument("payee", type=_address, help="credited with the fees of the responses it signs")
+    signer.add_argument("signer", type=address)
+    signer.add_argument("payee", type=address, help="credited with the fees of the responses it signs")
     action("remove-signer", "unregister a signer", lambda a: ops.remove_signer(a.signer)).add_argument(
-        "signer", type=_address)
+        "signer", type=address)
     fees = action("set-fees", "set one policy class's fees (wei); parts not given keep their value",
                   lambda a: ops.set_fees(PolicyClass[a.policy_class.upper()], a.base_fee, a.per_callback_gas,
                                          a.per_output_token))
     fees.add_argument("policy_class", choices=POLICY_CLASSES)
     for part in ("base-fee", "per-callback-gas", "per-output-token"):
-        fees.add_argument(f"--{part}", type=_amount)
+        fees.add_argument(f"--{part}", type=amount)
     limits = action("set-limits", "set request limits; those not given keep their value",
                     lambda a: ops.set_limits({k: getattr(a, k) for k in LimitSettings.model_fields
                                               if getattr(a, k) is not None}))
     for name in LimitSettings.model_fields:
-        limits.add_argument("--" + name.replace("_", "-"), type=_amount)
+        limits.add_argument("--" + name.replace("_", "-"), type=amount)
     action("pause", "stop requests and fulfilments", lambda a: ops.pause(True))
     action("unpause", "resume requests and fulfilments", lambda a: ops.pause(False))
     action("transfer-ownership", "offer ownership to a new owner, who accepts it",
-           lambda a: ops.transfer_ownership(a.new_owner)).add_argument("new_owner", type=_address)
+           lambda a: ops.transfer_ownership(a.new_owner)).add_argument("new_owner", type=address)
     action("accept-ownership", "accept ownership (sent from the pending owner's key: --key-env)",
            lambda a: ops.accept_ownership())
     action("withdraw", "withdraw the sender's balance in the oracle (a payee's fees: --key-env the payee's key)",
-           lambda a: ops.withdraw(a.to)).add_argument("--to", type=_address, help="recipient (default: the sender)")
+           lambda a: ops.withdraw(a.to)).add_argument("--to", type=address, help="recipient (default: the sender)")
 def _reclaim(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -284,8 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     reclaim.add_argument("--key-env", required=True,
                          help="environment variable holding the private key that sends (the payer's or requester's)")
     reclaim.add_argument("--chain", help="the config's chain to use, by name (needed when it has several)")
-    reclaim.add_argument("--to", help="where the fee goes, when the key is the payer or requester (default: the key)")
-    reclaim.add_argument("--from-block", type=int, help="first block to look for the request in "
+    reclaim.add_argument("--to", type=address,
+                         help="where the fee goes, when the key is the payer or requester (default: the key)")
+    reclaim.add_argument("--from-block", type=amount, help="first block to look for the request in "
                                                         "(default: the chain's start_block)")
     reclaim.add_argument("--dry-run", action="store_true", help="simulate and print, send nothing")
     reclaim.set_defaults(handler=_reclaim)

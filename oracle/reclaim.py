@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 from eth_abi import encode
 from eth_account import Account
-from eth_utils import is_address, keccak, to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
 from oracle.chain.events import (
     CANCELLED_TOPIC,
@@ -266,8 +266,6 @@ def reclaim_command(config_path: Path, request_id: str, key_env: str, *, chain: 
     """`oracle reclaim`: 0 when done, 1 when the request cannot be reclaimed, 2 for a bad input."""
     try:
         rid = parse_request_id(request_id)
-        if to is not None and not is_address(to):
-            raise ValueError(f"--to is not an address: {to!r}")
         config = load_config(config_path)
         _, settings = config.chain_named(chain)
         key = KeySource(key_env=key_env).load()

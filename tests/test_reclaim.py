@@ -205,7 +205,7 @@ def test_a_fulfilled_request_is_refused(
     ("args", "env", "message"),
     [
         (["0x1234"], "0x" + "11" * 32, "a request id is 32 bytes of hex"),
-        (["0x" + "00" * 32, "--to", "0xnot"], "0x" + "11" * 32, "--to is not an address"),
+        (["0x" + "00" * 32, "--to", "0xnot"], "0x" + "11" * 32, "argument --to: not an address"),
         (["0x" + "00" * 32], None, f"environment variable {KEY_ENV} (a private key) is not set"),
         (["0x" + "00" * 32], "0xabc", f"environment variable {KEY_ENV} is not a hex private key"),
         (["0x" + "00" * 32, "--chain", "mainnet"], "0x" + "11" * 32, "no chain named 'mainnet' in the config"),
@@ -220,5 +220,8 @@ def test_bad_inputs_are_refused_before_any_call(
         monkeypatch.delenv(KEY_ENV, raising=False)
     else:
         monkeypatch.setenv(KEY_ENV, env)
-    code = main(["reclaim", *args, "--config", str(chain[1]), "--key-env", KEY_ENV])
+    try:
+        code = main(["reclaim", *args, "--config", str(chain[1]), "--key-env", KEY_ENV])
+    except SystemExit as refused:  # argparse refuses a value of the wrong type before the command runs
+        code = int(str(refused.code))
     assert code == 2 and message in capsys.readouterr().err

@@ -21,6 +21,7 @@ from eth_account import Account
 from web3.exceptions import Web3Exception
 
 from oracle.client import ClientError, OracleClient, OracleResult
+from oracle.commands.arguments import address, amount, seconds, unsigned
 from oracle.config import ChainSettings, ConfigError, load_config
 from oracle.protocol import RequestParams, ResultSpec, ResultType
 
@@ -45,19 +46,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "ensemble:k, with options such as ';max_price=20000' (default cheapest)")
     parser.add_argument("--type", default="text", choices=[t.name.lower() for t in ResultType],
                         help="result type (default text)")
-    parser.add_argument("--max-bytes", type=int, default=256, help="longest text/json/abi result (default 256)")
+    parser.add_argument("--max-bytes", type=unsigned(32), default=256,
+                        help="longest text/json/abi result (default 256)")
     parser.add_argument("--min", type=int, help="lowest value of a uint/int result")
     parser.add_argument("--max", type=int, help="highest value of a uint/int result")
     parser.add_argument("--label", action="append", default=[], help="a choice label (give 2 or more)")
     parser.add_argument("--abi-type", help="tuple type of an abi result, e.g. '(string,uint8)'")
-    parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=int, default=0, help="in thousandths: 700 means 0.7")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--callback", help="contract called with the result (default: the sender, no call)")
-    parser.add_argument("--callback-gas", type=int, default=0, help="gas the callback is given (default 0)")
-    parser.add_argument("--deadline-in", type=int, default=600, help="seconds until the deadline (default 600)")
-    parser.add_argument("--fee", type=int, help="fee in wei (default: the oracle's quote)")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the result")
+    parser.add_argument("--max-tokens", type=unsigned(32), default=256)
+    parser.add_argument("--temperature", type=unsigned(16), default=0, help="in thousandths: 700 means 0.7")
+    parser.add_argument("--seed", type=unsigned(64), default=0)
+    parser.add_argument("--callback", type=address,
+                        help="contract called with the result (default: the sender, no call)")
+    parser.add_argument("--callback-gas", type=unsigned(32), default=0, help="gas the callback is given (default 0)")
+    parser.add_argument("--deadline-in", type=unsigned(32), default=600,
+                        help="seconds until the deadline (default 600)")
+    parser.add_argument("--fee", type=amount, help="fee in wei (default: the oracle's quote)")
+    parser.add_argument("--timeout", type=seconds, default=300.0, help="seconds to wait for the result")
     parser.add_argument("--no-wait", action="store_true", help="print the request id and exit")
 
 

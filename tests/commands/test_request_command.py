@@ -101,6 +101,23 @@ def test_bad_inputs_get_one_line_and_nothing_is_sent(running: Running, args: lis
     assert running.stack.w3.eth.get_transaction_count(running.stack.keys.agents.address) == nonce
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--max-tokens", "-5"], "argument --max-tokens: must not be negative: '-5'"),
+    (["--seed", "seven"], "argument --seed: not a whole number: 'seven'"),
+    (["--temperature", "70000"], "argument --temperature: must be below 2**16 (the contract's uint16)"),
+    (["--callback-gas", str(2**32)], "argument --callback-gas: must be below 2**32"),
+    (["--callback", "0x1234"], "argument --callback: not an address (0x and 40 hex digits): '0x1234'"),
+    (["--fee", "-1"], "argument --fee: must not be negative"),
+    (["--timeout", "0"], "argument --timeout: must be above 0 seconds"),
+])
+def test_values_of_the_wrong_shape_are_refused_by_the_parser(running: Running, args: list[str], message: str) -> None:
+    """Refused with the usage line and what the value must be, never a traceback from an encoder."""
+    nonce = running.stack.w3.eth.get_transaction_count(running.stack.keys.agents.address)
+    done = oracle_request(running, "--prompt", "hello", *args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert running.stack.w3.eth.get_transaction_count(running.stack.keys.agents.address) == nonce
+
 def test_an_unreachable_node_is_one_line(tmp_path: Path, running: Running) -> None:
     config = dict(running.config)
     config["chains"] = [{**running.config["chains"][0], "rpc_url": "http://127.0.0.1:9", "ws_url": None}]
