@@ -111,3 +111,41 @@ def test_make_dev_stays_up_serves_an_outside_script_and_stops_clean(
     assert not Path(config).exists()
     with pytest.raises(Exception):  # noqa: B017 - any connection error: the chain is gone
         Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 2})).eth.chain_id  # noqa: B018
+
+
+def _anvil_answers(sid: int) -> bool:
+    for cmd in _session_processes(sid):
+        args = cmd.split()
+        if args and args[0].endswith("anvil") and "--port" in args:
+            port = args[args.index("--port") + 1]
+            try:
+                return bool(Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}",
+                                                   request_kwargs={"timeout": 1})).eth.chain_id)
+            except OSError:  # not listening yet (requests' errors are OSErrors)
+                return False
+    return False
+
+
+def test_sigterm_while_it_starts_stops_what_was_started() -> None:
+    """SIGTERM (a service manager, `kill`) while the contracts are being deployed: nothing is left."""
+    process = subprocess.Popen([sys.executable, "-m", "oracle", "dev"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    out = Output(process)
+    sid = process.pid
+    try:
+        # anvil answers, and the "anvil" line (printed once the contracts are deployed) is not out yet.
+        wait_until(lambda: _anvil_answers(sid) or process.poll() is not None, timeout=120,
+                   what="oracle dev to start anvil")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, out.text()
+        # Cut off in start-up (on a very slow machine the deploy may have finished: then the loop stops it).
+        assert ("stopped      before the demo's requests were done" in out.lines
+                or any(line.startswith("daemon ") for line in out.lines)), out.text()
+        wait_until(lambda: not _session_processes(sid), timeout=30,
+                   what=f"every process of oracle dev to exit: {_session_processes(sid)}")
+        assert "Traceback" not in out.text(), out.text()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)

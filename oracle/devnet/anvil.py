@@ -79,7 +79,12 @@ class Anvil:
             if self.block_time is not None:
                 args += ["--block-time", str(self.block_time)]
             self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            if self._wait_ready(timeout):
+            try:
+                ready = self._wait_ready(timeout)
+            except BaseException:  # Ctrl-C or SIGTERM while it starts: leave no anvil behind
+                self.stop()
+                raise
+            if ready:
                 return
             self.stop()
         raise RuntimeError("anvil did not start on a free loopback port after 5 tries")

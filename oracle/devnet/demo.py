@@ -218,11 +218,12 @@ async def _run(servers: DevServers, once: bool, say: Say) -> bool:
     await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
     if task.done():  # it could not start: its error is the answer
         ready.cancel()
-        await task
+        error = task.exception()
+        say(f"daemon       could not start: {error if error is not None else 'it stopped at once'}")
         return False
     say(f"daemon       running: signer {stack.keys.signer.address}, model server {servers.model.base_url}, "
         f"paywalled model server {servers.paid.base_url} (x402 facilitator {servers.facilitator.url})")
-    ok = False
+    ok: bool | None = None  # the demo's outcome, once it has one
     try:
         ok = await asyncio.to_thread(requests_flow, stack, servers.store_path, say)
         if not once:
@@ -234,20 +235,35 @@ async def _run(servers: DevServers, once: bool, say: Say) -> bool:
         await task
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-    return ok or _stopping.is_set()
+    return ok if ok is not None else _stopping.is_set()
 
 
 def run_dev(once: bool = False, say: Say = print, model: ModelChoice = "dev") -> bool:
     """Start everything, show four requests answered by the daemon, then (unless `once`) stay up until
-    Ctrl-C or SIGTERM. True if the requests all succeeded (or the workbench was stopped on purpose)."""
+    Ctrl-C or SIGTERM. True if the requests all succeeded, or the workbench was stopped before they
+    were done; False if one failed (even if it was stopped later)."""
     _stopping.clear()
-    with tempfile.TemporaryDirectory(prefix="oracle-dev-") as tmp, LocalStack() as stack:
-        say(f"anvil        {stack.rpc_url} (chain {stack.chain_id}); contracts: "
-            f"{', '.join(f'{n} {a[:10]}...' for n, a in stack.addresses.items())}")
-        os.environ[SIGNER_ENV] = stack.keys.signer.private_key.hex()  # the daemon reads its keys from here
-        os.environ[PAYMENT_ENV] = stack.keys.payment_wallet.private_key.hex()
-        servers = DevServers.start(stack, Path(tmp), model)
-        try:
-            return asyncio.run(_run(servers, once, say))
-        finally:
-            servers.stop()
+    # Outside the event loop (starting anvil, loading a model), SIGTERM ends the run as Ctrl-C does:
+    # through every `finally`, so whatever was started is stopped.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with tempfile.TemporaryDirectory(prefix="oracle-dev-") as tmp, LocalStack() as stack:
+            say(f"anvil        {stack.rpc_url} (chain {stack.chain_id}); contracts: "
+                f"{', '.join(f'{n} {a[:10]}...' for n, a in stack.addresses.items())}")
+            os.environ[SIGNER_ENV] = stack.keys.signer.private_key.hex()  # the daemon reads its keys from here
+            os.environ[PAYMENT_ENV] = stack.keys.payment_wallet.private_key.hex()
+            servers = DevServers.start(stack, Path(tmp), model)
+            try:
+                return asyncio.run(_run(servers, once, say))
+            finally:
+                signal.signal(signal.SIGTERM, _interrupt)  # the closed loop left SIGTERM at its default
+                servers.stop()
+    except KeyboardInterrupt:
+        say("stopped      before the demo's requests were done")
+        return True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt

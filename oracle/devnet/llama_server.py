@@ -133,24 +133,27 @@ class LlamaServer:
         gguf = check_installed()
         self._dir = Path(tempfile.mkdtemp(prefix="llama-server-"))
         deadline = time.monotonic() + timeout
-        # A port picked free can be taken before the server binds it; try a few.
-        for _ in range(5):
-            self.port = free_port()
-            with self.log_path.open("ab") as log:
-                self._process = subprocess.Popen(
-                    [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", LOCAL_MODEL,
-                     "--host", "127.0.0.1", "--port", str(self.port), "--n_threads", str(self.threads),
-                     "--n_threads_batch", str(self.threads), "--n_ctx", str(self.context), "--verbose", "false"],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-            if self._wait_ready(deadline):
-                return self
-            log_tail = self.log_tail()
-            code = self._end()
-            if "address already in use" not in log_tail.lower():
-                self._cleanup()
-                raise LlamaServerError(start_failure(code, log_tail, timeout))
-        self._cleanup()
-        raise LlamaServerError("llama.cpp's server did not start on a free loopback port after 5 tries")
+        try:
+            # A port picked free can be taken before the server binds it; try a few.
+            for _ in range(5):
+                self.port = free_port()
+                with self.log_path.open("ab") as log:
+                    self._process = subprocess.Popen(
+                        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias",
+                         LOCAL_MODEL, "--host", "127.0.0.1", "--port", str(self.port), "--n_threads",
+                         str(self.threads), "--n_threads_batch", str(self.threads), "--n_ctx", str(self.context),
+                         "--verbose", "false"],
+                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                if self._wait_ready(deadline):
+                    return self
+                log_tail = self.log_tail()
+                code = self._end()
+                if "address already in use" not in log_tail.lower():
+                    raise LlamaServerError(start_failure(code, log_tail, timeout))
+            raise LlamaServerError("llama.cpp's server did not start on a free loopback port after 5 tries")
+        except BaseException:  # a failure, or Ctrl-C / SIGTERM while the model loads: leave no server behind
+            self.stop()
+            raise
 
     def _wait_ready(self, deadline: float) -> bool:
         """True once the server listens and has generated a token; False if it exits or time runs out."""
@@ -167,7 +170,8 @@ class LlamaServer:
                                                      "max_tokens": 1, "temperature": 0})
                     return True
             except (OSError, ValueError, KeyError, IndexError, TypeError):
-                time.sleep(0.1)
+                pass  # not listening yet, or still loading
+            time.sleep(0.1)
         return False
 
     def _get(self, path: str) -> Any:
