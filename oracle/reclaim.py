@@ -33,10 +33,13 @@ from oracle.chain.events import (
     decode_fulfilled,
     decode_requested,
 )
+from oracle.chain.log_range import LogRange
 from oracle.chain.rpc import ChainClient, RpcError, RpcUnavailable
 from oracle.config import ChainSettings, ConfigError, KeySource, load_config
 from oracle.ops import OpsError
+from oracle.ops.chain import connect
 from oracle.ops.sender import TransactionSender, confirmation
+from oracle.ops.state import has_code
 from oracle.protocol import Status, abi_type_of
 
 _COMMITMENT = abi_type_of("Commitment")
@@ -49,8 +52,6 @@ COMMITMENTS = keccak(text="commitments(bytes32)")[:4]
 BALANCE_OF = keccak(text="balanceOf(address)")[:4]
 CANCEL = keccak(text=f"cancel(bytes32,{_COMMITMENT})")[:4]
 WITHDRAW = keccak(text="withdraw(address)")[:4]
-
-RECEIPT_TIMEOUT = 120.0  # seconds to wait for a sent transaction to be mined
 
 
 class ReclaimRefused(OpsError):
@@ -77,6 +78,7 @@ class ReclaimPlan:
     first: Step  # simulated before anything is sent
     then: Step | None  # the oracle's withdraw, after a cancel (it can only be simulated once the cancel is mined)
     outcome: str
+    settled: str | None = None  # what already settled the request, when only a withdraw is left to do
 
 
 def _word(data: bytes) -> int:
@@ -89,19 +91,18 @@ def _when(timestamp: int) -> str:
 
 async def _logs(client: ChainClient, chain: ChainSettings, topics: list[Any], start: int,
                 end: int) -> list[dict[str, Any]]:
-    """Logs of the oracle in [start, end], in ranges of at most the chain's max_log_range (halved when the
-    node refuses a range)."""
+    """Logs of the oracle in [start, end], in ranges the node accepts (see LogRange)."""
     found: list[dict[str, Any]] = []
-    size, at = chain.max_log_range, start
+    ranges, at = LogRange(chain.max_log_range), start
     while at <= end:
-        top = min(end, at + size - 1)
+        top = ranges.end(at, end)
         try:
             found.extend(await client.get_logs(chain.oracle, topics, at, top))
-        except RpcError:
-            if size == 1:
+        except (RpcError, RpcUnavailable):
+            if not ranges.failed(at, top):
                 raise
-            size = max(1, size // 2)
             continue
+        ranges.succeeded()
         at = top + 1
     return found
 
@@ -157,6 +158,12 @@ async def plan_reclaim(client: ChainClient, chain: ChainSettings, request_id: by
     stored = await client.eth_call(chain.oracle, COMMITMENTS + request_id)
     if not any(stored):
         settled = await _settled(client, chain, event, from_block)
+        left = _word(await client.eth_call(chain.oracle, BALANCE_OF + bytes(12) + bytes.fromhex(sender[2:])))
+        if left and sender == event.requester:  # cancelled, and the withdraw that should follow never went out
+            to = recipient or sender
+            withdraw = Step(chain.oracle, WITHDRAW + encode(["address"], [to]),
+                            f"withdraw({to}) on the oracle: sends {sender}'s oracle balance of {left} wei to {to}")
+            return ReclaimPlan(event, block, None, withdraw, None, f"{left} wei sent to {to}", settled)
         raise ReclaimRefused(settled + await _credited_note(client, event, sender))
     if stored[:32] != commitment.hash():
         raise ReclaimRefused(f"the oracle's commitment for {rid} is not the one its Requested event describes "
@@ -188,7 +195,7 @@ async def plan_reclaim(client: ChainClient, chain: ChainSettings, request_id: by
                            f"{commitment.fee} wei credited to the payer {payer}, who takes it with "
                            f"withdrawRefund(to) on {event.requester}")
     if sender != event.requester:
-        if await _has_code(client, event.requester):
+        if await has_code(client, event.requester):
             raise ReclaimRefused(
                 f"the requester of {rid}, {event.requester}, is a contract that holds no payer for it (not an "
                 f"AIConsumer, or one asked with no payer): only that contract can cancel it, through its own code")
@@ -201,10 +208,6 @@ async def plan_reclaim(client: ChainClient, chain: ChainSettings, request_id: by
     withdraw = Step(chain.oracle, WITHDRAW + encode(["address"], [to]),
                     f"withdraw({to}) on the oracle: sends {sender}'s whole oracle balance to {to}")
     return ReclaimPlan(event, block, None, cancel, withdraw, f"{commitment.fee} wei (at least) sent to {to}")
-
-
-async def _has_code(client: ChainClient, address: str) -> bool:
-    return bool(await client.call("eth_getCode", [address, "latest"]) not in ("0x", "0x0", None))
 
 
 async def _credited_note(client: ChainClient, event: RequestedEvent, sender: str) -> str:
@@ -223,16 +226,15 @@ async def reclaim(chain: ChainSettings, request_id: bytes, key: bytes, recipient
                   dry_run: bool, say: Callable[[str], None]) -> None:
     sender = Account.from_key(key).address
     async with aiohttp.ClientSession() as session:
-        client = ChainClient(session, chain.rpc_url, timeout=chain.rpc_timeout)
-        if (found := await client.chain_id()) != chain.chain_id:
-            raise ReclaimRefused(f"the RPC at {chain.rpc_url} serves chain id {found}, the config says "
-                                 f"{chain.chain_id} for chain {chain.name}")
+        client = await connect(session, chain)
         plan = await plan_reclaim(client, chain, request_id, sender, recipient, from_block)
         event, c = plan.request, plan.request.commitment
         paid = f"an AIConsumer, paid by {plan.payer}" if plan.payer else "the requester itself"
         say(f"request 0x{request_id.hex()} on chain {chain.name} ({chain.chain_id}), oracle {chain.oracle}")
         say(f"  made in block {plan.block_number} by {event.requester} ({paid}); fee {c.fee} wei; deadline "
             f"{c.deadline} ({_when(c.deadline)}), passed")
+        if plan.settled is not None:
+            say(f"  {plan.settled}, and is still at the oracle: withdrawing it")
         say(f"will send from {sender}:")
         for step in (plan.first, plan.then):
             if step is not None:
@@ -281,4 +283,7 @@ def reclaim_command(config_path: Path, request_id: str, key_env: str, *, chain: 
     except (RpcUnavailable, RpcError, TimeoutError) as exc:
         complain(f"chain {settings.name} at {settings.rpc_url}: {exc or type(exc).__name__}")
         return 1
+    except ConfigError as exc:  # the node does not answer, or serves another chain
+        complain(str(exc))
+        return 2
     return 0

@@ -158,6 +158,31 @@ def test_a_requester_that_is_an_account_cancels_and_withdraws(
     assert stack.w3.eth.get_balance(RECIPIENT) - before == event.fee
 
 
+def test_a_cancel_whose_withdraw_never_went_out_is_finished_by_a_withdraw(
+    chain: tuple[LocalStack, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cancel was mined and the withdraw was not sent (the command was stopped, the node went away):
+    the fee sits in the requester's oracle balance, and running it again withdraws it."""
+    stack = chain[0]
+    event = _ask_directly(stack, stack.keys.agents)
+    _pass_deadline(stack, event)
+    oracle = stack.contract("AIOracle")
+    stack.transact(oracle.functions.cancel(event.request_id, event.commitment.to_abi()), stack.keys.agents)
+    credited = oracle.functions.balanceOf(stack.keys.agents.address).call()
+    assert credited >= event.fee
+    before = stack.w3.eth.get_balance(RECIPIENT)
+
+    code, out, err = _reclaim(chain, monkeypatch, capsys, event.request_id, stack.keys.agents, "--to", RECIPIENT)
+
+    assert code == 0, err
+    assert "was already cancelled in block" in out and "withdrawing it" in out, out
+    assert "cancel(" not in out and out.count("sent 0x") == 1
+    assert stack.w3.eth.get_balance(RECIPIENT) - before == credited
+    assert oracle.functions.balanceOf(stack.keys.agents.address).call() == 0
+    # Nothing left: a third run says what settled it and sends nothing.
+    code, _, err = _reclaim(chain, monkeypatch, capsys, event.request_id, stack.keys.agents)
+    assert code == 1 and "was already cancelled in block" in err
+
 def test_a_dry_run_sends_nothing(
     chain: tuple[LocalStack, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
