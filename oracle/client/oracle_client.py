@@ -133,8 +133,8 @@ class OracleClient:
         except (ContractCustomError, ContractLogicError) as exc:
             raise ClientError(f"the oracle refuses: {describe_revert(exc)}") from None
 
-    async def _logs(self, event: str, request_id: bytes, from_block: int) -> list[Any]:
-        head = await self.w3.eth.block_number
+    async def _logs(self, event: str, request_id: bytes, from_block: int, to_block: int | None = None) -> list[Any]:
+        head = await self.w3.eth.block_number if to_block is None else to_block
         found: list[Any] = []
         start = from_block
         while start <= head:
@@ -158,12 +158,14 @@ class OracleClient:
         return asked
 
     async def _settlement(self, request_id: bytes, asked: _Asked) -> OracleResult | None:
-        for event in await self._logs("Fulfilled", request_id, asked.block_number):
+        # The logs and the time are read at one block: a fulfilment mined between two reads is never
+        # taken for an expiry.
+        head = await self.w3.eth.get_block("latest")
+        for event in await self._logs("Fulfilled", request_id, asked.block_number, head["number"]):
             return await self._fulfilled(request_id, asked.params.result, event)
-        for event in await self._logs("Cancelled", request_id, asked.block_number):
+        for event in await self._logs("Cancelled", request_id, asked.block_number, head["number"]):
             return OracleResult(request_id, "cancelled", ReasonCode.NONE, None, None, None, None,
                                 bytes(event["transactionHash"]), event["blockNumber"])
-        head = await self.w3.eth.get_block("latest")
         if head["timestamp"] > asked.params.deadline:
             return OracleResult(request_id, "expired", ReasonCode.NONE, None, None, None, None, None, None,
                                 note="its deadline passed unanswered: its requester can reclaim the fee")
