@@ -185,15 +185,15 @@ def _status_text(s: ChainStatus) -> str:
     lines.append(f"  intake     head {head}, cursor {'-' if s.cursor is None else s.cursor}, lag {lag}")
     states = ", ".join(f"{k} {v}" for k, v in s.requests_by_state.items()) or "none"
     lines.append(f"  requests   {s.pending} pending; by state: {states}")
-    lines.append(f"  today      {s.failures_today} failed; gas {_coin(s.gas_spent_today_wei)} spent, "
-                 f"{_coin(s.gas_left_today_wei)} left of {_coin(s.gas_daily_budget_wei)}; models "
-                 f"{s.model_spend_today_micro_usd} micro-USD; x402 "
-                 + (", ".join(f"{v} of {a}" for a, v in s.x402_spend_today.items()) or "0"))
+    lines.append(f"  today      {s.failures_today} failed; models {s.model_spend_today_micro_usd} micro-USD; x402 "
+                 + (", ".join(f"{v} units of {a}" for a, v in s.x402_spend_today.items()) or "none"))
+    lines.append(f"  gas today  {_coin(s.gas_spent_today_wei)} spent, {_coin(s.gas_left_today_wei)} left of the "
+                 f"daily budget {_coin(s.gas_daily_budget_wei)} (native coin)")
     balance = "" if s.signer_balance_wei is None else f", balance {_coin(s.signer_balance_wei)}"
     lines.append(f"  signer     {s.signer or '(not known: its key is not loaded here, no transaction on record)'}"
                  f"{balance}")
     if s.payment_wallet is not None:
-        held = ", ".join(f"{v} of {a}" for a, v in s.payment_wallet_balances.items())
+        held = ", ".join(f"{v} units of {a}" for a, v in s.payment_wallet_balances.items())
         lines.append(f"  wallet     {s.payment_wallet}" + (f", holds {held}" if held else ""))
     return "\n".join(lines)
 
@@ -215,7 +215,7 @@ def _detail_text(d: RequestDetail) -> str:
     out += _table(["#", "deployment", "model", "outcome", "latency ms", "tokens in/out", "cost micro-USD",
                    "payment"],
                   [[str(a.attempt_id), a.deployment, a.model or "-", a.outcome or "started", f"{a.latency_ms:.0f}",
-                    f"{a.usage.get('prompt_tokens', 0)}/{a.usage.get('completion_tokens', 0)}",
+                    f"{a.usage.get('input', 0)}/{a.usage.get('output', 0)}",
                     str(a.cost_micro_usd),
                     f"{a.payment_id} {a.payment_state} {a.payment_amount}" if a.payment_id is not None else "-"]
                    for a in d.attempts], "  ", empty="(none)")
