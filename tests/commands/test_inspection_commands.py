@@ -296,6 +296,12 @@ def test_request_info_of_a_paid_request_names_its_payment(inspected: Inspected) 
                                                                        inspected.stack.keys.payment_wallet.address)
     settlement = inspected.stack.w3.eth.get_transaction_receipt(payment["tx_hash"])
     assert settlement["status"] == 1
+    # the table's row of the call: its tokens as the provider counted them, its cost, its payment
+    usage, receipt_usage = attempt["usage"], info["receipt"]["router"]["attempts"][0]["usage"]
+    assert usage == receipt_usage and usage["input"] > 0
+    text = oracle(inspected, "request-info", inspected.paid.hex()).stdout
+    assert re.search(rf"^  1  paid .* ok .* {usage['input']}/{usage['output']}\s+{PRICE}\s+{payment['id']} settled "
+                     rf"{PRICE}$", text, re.MULTILINE), text
 
 
 # ---------------------------------------------------------------- oracle models, oracle payments

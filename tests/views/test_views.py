@@ -240,3 +240,14 @@ def test_limits_are_bounded() -> None:
     for bad in ("0", "1001", "-3", "ten", "1.5"):
         with pytest.raises(BadQuery, match="from 1 to 1000"):
             parse_limit(bad)
+
+
+def test_the_reader_reads_a_store_no_daemon_has_open(path: Path) -> None:
+    writer = Store.open(path)
+    _fill(writer, 2)
+    writer.close()  # the daemon stopped: its WAL files are gone
+    reader = Store.open_reader(path)
+    try:
+        assert len(list_requests(reader, RequestFilter(), 10).items) == 2
+    finally:
+        reader.close()
