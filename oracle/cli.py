@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from oracle import __version__
 from oracle.commands.arguments import address, amount
+from oracle.commands.inspect import add_inspection_commands
 from oracle.commands.request import add_arguments as add_request_arguments
 from oracle.devnet.facilitator import add_arguments as add_facilitator_arguments
 from oracle.devnet.model_server import add_arguments as add_model_server_arguments
@@ -273,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                         "(default: the chain's start_block)")
     reclaim.add_argument("--dry-run", action="store_true", help="simulate and print, send nothing")
     reclaim.set_defaults(handler=_reclaim)
+    add_inspection_commands(commands)
     args = parser.parse_args(argv)
     handler = args.handler
     return int(handler(args))

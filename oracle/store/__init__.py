@@ -16,16 +16,21 @@ from pathlib import Path
 from oracle.store.blocks import Blocks
 from oracle.store.db import Db
 from oracle.store.lock import StoreInUse, StoreLock
-from oracle.store.migrations import migrate
+from oracle.store.migrations import MIGRATIONS, migrate
 from oracle.store.payments import Payment, Payments
+from oracle.store.queries import Queries
 from oracle.store.requests import Requests, StoredRequest, request_key
 from oracle.store.routing import Attempt, Routing
 from oracle.store.states import ForbiddenTransition, PaymentState, RequestState, TxState
 from oracle.store.txs import StoredTx, Transactions
 
-__all__ = ["Attempt", "Blocks", "ForbiddenTransition", "Payment", "PaymentState", "Payments", "RequestState",
-           "Requests", "Routing", "Store", "StoreInUse", "StoreLock", "StoredRequest", "StoredTx", "Transactions",
-           "TxState", "request_key"]
+__all__ = ["Attempt", "Blocks", "ForbiddenTransition", "Payment", "PaymentState", "Payments", "Queries",
+           "RequestState", "Requests", "Routing", "Store", "StoreInUse", "StoreLock", "StoreUnreadable",
+           "StoredRequest", "StoredTx", "Transactions", "TxState", "request_key"]
+
+
+class StoreUnreadable(RuntimeError):
+    """The store cannot be read as it is (missing, not a store, older than this code); says what to do."""
 
 
 class Store:
@@ -36,6 +41,7 @@ class Store:
         self.payments = Payments(self.db)
         self.blocks = Blocks(self.db)
         self.txs = Transactions(self.db, self.requests)
+        self.queries = Queries(self.db)
 
     @classmethod
     def open(cls, path: Path | str) -> Store:
@@ -44,6 +50,27 @@ class Store:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         migrate(conn)
+        return cls(conn)
+
+    @classmethod
+    def open_reader(cls, path: Path | str) -> Store:
+        """Open for reading only, beside a running daemon: no migration, no lock, no write. SQLite's WAL
+        lets this read a consistent snapshot while the daemon writes."""
+        path = Path(path)
+        if not path.is_file():
+            raise StoreUnreadable(f"no store at {path}: check [store] path in the config (relative paths are read "
+                                  f"from the directory the command runs in), or start `oracle run` to create it")
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+            row = conn.execute("SELECT MAX(version) FROM migrations").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnreadable(f"{path} is not an oracle store ({exc}): check [store] path in the config") from None
+        if row is None or row[0] is None or row[0] < len(MIGRATIONS):
+            conn.close()
+            raise StoreUnreadable(f"the store {path} was written by an older oracle: run this version's `oracle run` "
+                                  f"once to bring it up to date, then read it")
+        conn.execute("PRAGMA query_only=ON")
         return cls(conn)
 
     async def commit(self) -> None:

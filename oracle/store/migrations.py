@@ -96,9 +96,30 @@ def _m7_work_order(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX requests_work_order ON requests (chain_id, state, block_number, log_index)")
 
 
+def _m8_request_history(db: sqlite_utils.Database) -> None:
+    """When each request was first seen, and every state it passed through with the time (written by
+    triggers, so no state write of any caller can miss it). Operators page requests newest first and
+    look them up by request id alone. Rows from before have seen_at 0 (not known) and no history."""
+    db.execute("ALTER TABLE requests ADD COLUMN seen_at REAL NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX requests_by_seen ON requests (seen_at, key)")
+    db.execute("CREATE INDEX requests_by_id ON requests (request_id)")
+    db.execute("CREATE TABLE request_history (id INTEGER PRIMARY KEY AUTOINCREMENT, request_key TEXT NOT NULL, "
+               "at REAL NOT NULL, state TEXT NOT NULL, reason INTEGER NOT NULL DEFAULT 0, "
+               "detail TEXT NOT NULL DEFAULT '')")
+    db.execute("CREATE INDEX request_history_by_key ON request_history (request_key, id)")
+    db.execute("CREATE TRIGGER request_seen AFTER INSERT ON requests BEGIN "
+               "INSERT INTO request_history (request_key, at, state, reason, detail) VALUES "
+               "(NEW.key, COALESCE(NEW.updated_at, 0), NEW.state, COALESCE(NEW.reason, 0), "
+               "COALESCE(NEW.reason_detail, '')); END")
+    db.execute("CREATE TRIGGER request_moved AFTER UPDATE OF state ON requests WHEN NEW.state != OLD.state BEGIN "
+               "INSERT INTO request_history (request_key, at, state, reason, detail) VALUES "
+               "(NEW.key, COALESCE(NEW.updated_at, 0), NEW.state, COALESCE(NEW.reason, 0), "
+               "COALESCE(NEW.reason_detail, '')); END")
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1_core, _m2_router, _m3_payments, _m4_tx_day,
                                                                  _m5_payment_finality, _m6_settled_hash,
-                                                                 _m7_work_order)
+                                                                 _m7_work_order, _m8_request_history)
 
 
 def migrate(conn: sqlite3.Connection, upto: int | None = None) -> None:

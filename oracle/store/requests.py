@@ -73,12 +73,13 @@ class Requests(Area):
     def insert(self, r: StoredRequest) -> bool:
         """Record a request seen in a log. Returns False if it was already known (same key)."""
         REQUEST.check_initial(R(r.state))
+        now = time.time()
         cur = self._db.write(
             "INSERT INTO requests (key, chain_id, oracle, request_id, block_number, block_hash, log_index, "
-            "requester, nonce, fee, params, deadline, state, reason, reason_detail, status, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING",
+            "requester, nonce, fee, params, deadline, state, reason, reason_detail, status, updated_at, seen_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING",
             (r.key, r.chain_id, r.oracle, r.request_id, r.block_number, r.block_hash, r.log_index, r.requester,
-             r.nonce, str(r.fee), r.params, r.deadline, r.state, r.reason, r.reason_detail, r.status, time.time()),
+             r.nonce, str(r.fee), r.params, r.deadline, r.state, r.reason, r.reason_detail, r.status, now, now),
         )
         return cur.rowcount == 1
 
