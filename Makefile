@@ -11,7 +11,7 @@ FORGE = $(firstword $(wildcard $(CURDIR)/contracts/node_modules/@foundry-rs/forg
 # CI runs the fuzz/invariant profile sized for its budget; `make test-deep` runs the deep one.
 FOUNDRY_PROFILE ?= $(if $(CI),ci,default)
 
-.PHONY: dev test test-llm install abi lint typecheck forge-test pytest bench soak test-deep clean
+.PHONY: dev test test-llm install system-tools abi lint typecheck forge-test pytest bench soak test-deep clean
 
 dev: install
 	$(PY) -m oracle dev
@@ -43,7 +43,15 @@ forge-test: install
 	cd contracts && FOUNDRY_PROFILE=$(FOUNDRY_PROFILE) $(FORGE) test
 	cd examples/consumer && $(FORGE) test
 
-pytest: install
+# The status page is tested in headless Chromium, the metrics and alert rules with promtool: Debian's
+# chromium and prometheus packages, installed (as root) when missing.
+system-tools:
+	@command -v chromium >/dev/null && command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium prometheus >/dev/null; \
+	  else echo "the tests need chromium and promtool: apt-get install chromium prometheus" >&2; exit 1; fi; }
+
+pytest: install system-tools
 	$(PY) -m pytest -q
 
 bench: install
