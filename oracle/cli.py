@@ -42,11 +42,7 @@ def _run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_config(Path(args.config))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    config = load_config(Path(args.config))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -67,15 +63,11 @@ def _receipt(args: argparse.Namespace) -> int:
     """Print a request's receipt and check it: its decision must recompute from the catalog it names."""
     from pathlib import Path
 
-    from oracle.config import ConfigError, load_config
+    from oracle.config import load_config
     from oracle.router.audit import audit_receipt
     from oracle.store import Store
 
-    try:
-        config = load_config(Path(args.config))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    config = load_config(Path(args.config))
     store = Store.open(config.store.path)
     try:
         stored = store.requests.receipt(args.key)
@@ -132,33 +124,25 @@ def _facilitator(args: argparse.Namespace) -> int:
 def _deploy(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from oracle.config import ConfigError, load_config
+    from oracle.config import load_config
     from oracle.ops.command import run_command
     from oracle.ops.deploy import deploy_oracle
     from oracle.ops.sender import confirmation
 
-    try:
-        config = load_config(Path(args.config))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    config = load_config(Path(args.config))
     return run_command(deploy_oracle(config, Path(args.config), args.chain, confirmation(args.yes)))
 
 
 def _admin(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from oracle.config import ConfigError, load_config
+    from oracle.config import load_config
     from oracle.ops.admin import send_change, show_oracle
     from oracle.ops.command import run_command
     from oracle.ops.sender import confirmation
 
-    try:
-        config = load_config(Path(args.config))
-        change = None if args.action == "show" else args.change(args)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    config = load_config(Path(args.config))
+    change = None if args.action == "show" else args.change(args)
     if change is None:
         return run_command(show_oracle(config, Path(args.config), args.chain, args.signer))
     return run_command(send_change(config, Path(args.config), args.chain, change, args.key_env,
@@ -276,8 +260,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     reclaim.set_defaults(handler=_reclaim)
     add_inspection_commands(commands)
     args = parser.parse_args(argv)
-    handler = args.handler
-    return int(handler(args))
+    from oracle.config import ConfigError
+
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:  # a config file that does not load, in any command: what is wrong, exit 2
+        print(exc, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -66,11 +66,12 @@ class LoopbackServer:
         listens. Returns the exit code."""
 
         async def main() -> None:
-            await self.serve(port)
-            print(banner(), flush=True)
             stop = asyncio.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+            await self.serve(port)
+            # Only now: whoever waits for the banner may signal at once, and the handlers are in place.
+            print(banner(), flush=True)
             await stop.wait()
             await self.close()
 

@@ -51,7 +51,11 @@ def confirmation(assume_yes: bool) -> Confirm:
         return refuse
 
     def ask(_what: str) -> bool:
-        return input("send it? [y/N] ").strip().lower() in ("y", "yes")
+        try:
+            return input("send it? [y/N] ").strip().lower() in ("y", "yes")
+        except EOFError:  # Ctrl-D, or the input closed: a no
+            print()
+            return False
     return ask
 
 
