@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from oracle import __version__
+from oracle.commands.keys import add_arguments as add_keys_arguments
 from oracle.commands.request import add_arguments as add_request_arguments
 from oracle.devnet.facilitator import add_arguments as add_facilitator_arguments
 from oracle.devnet.model_server import add_arguments as add_model_server_arguments
@@ -92,6 +93,12 @@ def _receipt(args: argparse.Namespace) -> int:
 
 def _request(args: argparse.Namespace) -> int:
     from oracle.commands.request import run
+
+    return run(args)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from oracle.commands.keys import run
 
     return run(args)
 
@@ -261,6 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     request = commands.add_parser("request", help="send one request from a key, wait for its result and print it")
     add_request_arguments(request)
     request.set_defaults(handler=_request)
+    keys = commands.add_parser("keys", help="encrypted keystores for the signer and the payment wallet: new, import, "
+                                            "address")
+    add_keys_arguments(keys)
+    keys.set_defaults(handler=_keys)
     decode_error = commands.add_parser("decode-error", help="name the error behind revert data (0x...)")
     decode_error.add_argument("data", help="the revert data, e.g. 0xa70c0847...")
     decode_error.set_defaults(handler=_decode_error)

@@ -34,7 +34,7 @@ from oracle.chain.events import (
     decode_requested,
 )
 from oracle.chain.rpc import ChainClient, RpcError, RpcUnavailable
-from oracle.config import ChainSettings, ConfigError, KeySource, load_config
+from oracle.config import ChainSettings, ConfigError, key_from_env, load_config
 from oracle.ops import OpsError
 from oracle.ops.sender import TransactionSender, confirmation
 from oracle.protocol import Status, abi_type_of
@@ -270,7 +270,7 @@ def reclaim_command(config_path: Path, request_id: str, key_env: str, *, chain: 
             raise ValueError(f"--to is not an address: {to!r}")
         config = load_config(config_path)
         _, settings = config.chain_named(chain)
-        key = KeySource(key_env=key_env).load()
+        key = key_from_env(key_env)
     except (ValueError, ConfigError) as exc:  # ConfigError is a ValueError too
         complain(str(exc))
         return 2
