@@ -31,16 +31,15 @@ def _dev(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
     import signal
     from pathlib import Path
 
     from oracle.config import ConfigError, load_config
     from oracle.daemon import Daemon
+    from oracle.log_format import configure_logging
     from oracle.store import StoreInUse
 
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     try:
         config = load_config(Path(args.config))
     except ConfigError as exc:
@@ -259,7 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev.set_defaults(handler=_dev)
     run = commands.add_parser("run", help="run the oracle daemon")
     run.add_argument("--config", required=True, help="path of the TOML config file")
-    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                     help="debug adds a line per state transition (default info: a line per outcome)")
+    run.add_argument("--log-format", default="text", choices=["text", "json"],
+                     help="json: one object per line with time, level, logger, message and the line's fields")
     run.set_defaults(handler=_run)
     receipt = commands.add_parser("receipt", help="print a request's receipt and check its routing decision")
     receipt.add_argument("--config", required=True, help="path of the TOML config file")

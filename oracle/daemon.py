@@ -104,7 +104,7 @@ class Daemon:
 
     async def _build(self, chain: ChainSettings, session: aiohttp.ClientSession, store: Store,
                      router: ModelRouter, key: bytes) -> ChainRuntime:
-        rpc = ChainClient(session, chain.rpc_url, timeout=chain.rpc_timeout)
+        rpc = ChainClient(session, chain.rpc_url, timeout=chain.rpc_timeout, name=chain.name)
         try:
             actual = await patiently(rpc.chain_id)
         except (RpcError, RpcUnavailable) as exc:
@@ -125,7 +125,7 @@ class Daemon:
         signer = ResponseSigner(key, chain.chain_id, chain.oracle)
         pipeline = Pipeline(chain, self.config.pipeline, store.requests, router, signer, txm, txm.current_max_fee,
                             clock=clock.now)
-        subscription = (LogSubscription(session, chain.ws_url, chain.oracle, TOPICS)
+        subscription = (LogSubscription(session, chain.ws_url, chain.oracle, TOPICS, name=chain.name)
                         if chain.ws_url is not None else None)
         watcher = RequestWatcher(chain, rpc, store.requests, store.blocks, clock, subscription,
                                  on_new_work=pipeline.wake,

@@ -12,14 +12,18 @@ even when it is the only one that can serve a request, so a dead provider is not
 from __future__ import annotations
 
 import bisect
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from oracle.config import RouterSettings
+from oracle.repeated_failure import RepeatedFailure
 from oracle.router.catalog import Catalog
 from oracle.router.decision import HealthPoint, HealthSnapshot, blank_health, health_row
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,6 +55,9 @@ class Health:
         self._points: dict[str, HealthPoint] = {}  # only deployments with something to say
         self._not_closed: set[str] = set()
         self._snapshot: HealthSnapshot | None = None
+        # A provider failing call after call is one incident in the log, not a line per call.
+        self._down = {e.id: RepeatedFailure(log, f"deployment {e.id} ({e.deployment.provider})",
+                                            {"deployment": e.id}, clock=clock) for e in catalog.entries}
 
     # ------------------------------------------------------------ what decisions see
 
@@ -83,8 +90,12 @@ class Health:
 
     # ------------------------------------------------------------ what calls report
 
-    def record(self, deployment: str, latency_ms: int, failed: bool) -> None:
+    def record(self, deployment: str, latency_ms: int, failed: bool, detail: str = "") -> None:
         t = self._tracks[deployment]
+        if failed:
+            self._down[deployment].failed(detail or "failed")
+        else:
+            self._down[deployment].succeeded()
         t.calls += 1
         if len(t.outcomes) == t.outcomes.maxlen:
             t.errors -= t.outcomes[0]

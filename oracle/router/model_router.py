@@ -356,7 +356,7 @@ class _Run:
         except BaseException:
             self.r.health.release(e.id)
             raise
-        self.r.health.record(e.id, reply.latency_ms, reply.provider_failed)
+        self.r.health.record(e.id, reply.latency_ms, reply.provider_failed, reply.error)
         cost = e.cost(reply.usage, reply.reported_cost)
         if not _cost_unknown(reply):
             self.reserved += cost - worst  # settled at what it cost; a call of unknown fate keeps its worst case
