@@ -49,9 +49,11 @@ def _run(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        daemon = Daemon(config, config_path=Path(args.config))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Daemon(config).run(stop)
+        loop.add_signal_handler(signal.SIGHUP, daemon.reload)  # re-read the config file
+        await daemon.run(stop)
 
     try:
         asyncio.run(main())

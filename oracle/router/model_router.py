@@ -88,6 +88,17 @@ class ModelRouter:
         self._instructions: dict[ResultSpec, tuple[str, dict[str, Any]]] = {}
         store.save_catalog(catalog.version, catalog.body)
 
+    def reload(self, catalog: Catalog, settings: RouterSettings) -> None:
+        """Route new requests by `catalog` and `settings` (a reloaded config). The catalog is stored first,
+        so every receipt naming its version can be recomputed; requests already being answered finish
+        on the plan they were given."""
+        if catalog.version != self.catalog.version:
+            self.store.save_catalog(catalog.version, catalog.body)
+        self.health = self.health.rebuilt(catalog, settings)
+        self.catalog = catalog
+        self.catalog_version = catalog.version
+        self.settings = settings
+
     def instructions(self, spec: ResultSpec) -> tuple[str, dict[str, Any]]:
         """The system prompt and JSON schema for a result type: the same for every request asking it."""
         found = self._instructions.get(spec)
