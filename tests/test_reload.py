@@ -70,5 +70,6 @@ def test_a_catalog_the_kept_settings_cannot_serve_is_refused() -> None:
         c["models"].append({**c["models"][0], "id": "paid", "payer": "x402",
                             "x402": {"network": "eip155:1", "asset": ADDRESS, "pay_to": ADDRESS}})
     with pytest.raises(ConfigError, match=r"with the settings that need a restart kept as they run: bad config:\n"
-                                          r"  config: models\[1\] \(paid\)\.x402\.network: eip155:1 is not in x402.networks"):
+                                          r"  config: models\[1\] \(paid\)\.x402\.network: eip155:1 is not in "
+                                          r"x402.networks"):
         plan_reload(parse_config(_base()), parse_config(_changed(change)))
