@@ -111,6 +111,8 @@ def _log_transition(machine: Machine[Any], key: Any, frm: str, to: str, fields: 
     if not log.isEnabledFor(level):
         return
     reason = fields.get("reason_detail") or fields.get("error") or ""
+    if isinstance(key, bytes):  # a transaction's hash
+        key = "0x" + key.hex()
     facts: dict[str, Any] = {"machine": machine.name, "from": frm, "state": to, "reason": reason}
     if machine.name == "request":
         facts["request"] = key
