@@ -144,6 +144,7 @@ class Daemon:
     async def _build(self, chain: ChainSettings, session: aiohttp.ClientSession, store: Store,
                      router: ModelRouter, key: bytes) -> ChainRuntime:
         rpc = ChainClient(session, chain.rpc_url, timeout=chain.rpc_timeout, name=chain.name)
+        rpc.outage.muted = True  # a node that fails the start-up checks is one line: the ConfigError below
         try:
             actual = await patiently(rpc.chain_id)
         except (RpcError, RpcUnavailable) as exc:
@@ -161,6 +162,7 @@ class Daemon:
         txm = TxManager(chain, rpc, store.requests, store.txs, key, clock=clock.now)
         await check_oracle(rpc, chain, txm.sender)
         await self._check_fees(rpc, chain, txm)
+        rpc.outage.muted = False
         signer = ResponseSigner(key, chain.chain_id, chain.oracle)
         pipeline = Pipeline(chain, self.config.pipeline, store.requests, router, signer, txm, txm.current_max_fee,
                             clock=clock.now)

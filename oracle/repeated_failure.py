@@ -38,12 +38,15 @@ class RepeatedFailure:
         self.failures = 0  # in this incident
         self._reported_at = 0.0
         self._since_report = 0
+        self.muted = False  # while set, nothing is counted or said (e.g. start-up checks, which say it their way)
 
     @property
     def active(self) -> bool:
         return self.started is not None
 
     def failed(self, detail: str) -> None:
+        if self.muted:
+            return
         detail = detail[:300]  # a provider's error body can be long
         now = self._clock()
         self.failures += 1
@@ -59,7 +62,7 @@ class RepeatedFailure:
             self._since_report = 0
 
     def succeeded(self) -> None:
-        if self.started is None:
+        if self.started is None or self.muted:
             return
         lasted = self._clock() - self.started
         self._emit("ended", f"%s: recovered after {lasted:.0f} s and {self.failures} failures")
