@@ -73,7 +73,7 @@ def test_json_lines_carry_each_transition_at_debug_and_each_outcome_at_info(
 
 @dataclass
 class _On:
-    """What the request helpers need: the stack (the daemon is started here with options of its own)."""
+    """A setup for `ask_params` and `wait_delivered`: the stack alone (the daemon here has options of its own)."""
 
     stack: LocalStack
 
@@ -173,3 +173,33 @@ def test_no_key_or_password_in_a_whole_run_at_debug(tmp_path: Path) -> None:
         for key in (signer_key, wallet_key):
             assert key.hex() not in log  # with or without 0x: the bare digits are in both
         assert password.lower() not in log
+
+
+def test_a_provider_down_is_one_incident_not_a_line_per_call(env: tuple[LocalStack, ModelServer, Path]) -> None:
+    stack, model, tmp = env
+    config = dev_config(stack, model.base_url, tmp / "oracle.sqlite")
+    config["router"] = {"breaker_cooldown": 0.5, "breaker_cooldown_max": 1.0, "backoff": 0.01}
+    daemon = DaemonProcess(write_config(config, tmp / "config.toml"), {SIGNER_ENV: stack.keys.signer.private_key.hex()})
+    daemon.start()
+    on = _On(stack)
+    try:
+        daemon.wait_ready()
+        model.knobs.error_rate = 1.0  # every call answered with HTTP 500
+        failed = [ask(stack, ask_params(on, ResultSpec(ResultType.BOOL))).request_id for _ in range(6)]
+        for request_id in failed:
+            assert wait_delivered(on, request_id)["status"] != 1  # answered with a failure status
+        calls_while_down = model.books.total
+        model.knobs.error_rate = 0.0
+
+        def answered_again() -> bool:
+            request_id = ask(stack, ask_params(on, ResultSpec(ResultType.BOOL))).request_id
+            return bool(wait_delivered(on, request_id)["status"] == 1)
+        wait_until(answered_again, 60, interval=0.2, what="a request answered once the provider is back")
+        wait_until(lambda: "recovered after" in daemon.log(), 30, what="the incident's last line")
+    finally:
+        assert daemon.stop() == 0, daemon.log()[-3000:]
+    warnings = [line for line in daemon.log().splitlines() if " WARNING " in line]
+    assert calls_while_down >= 6
+    assert len(warnings) == 2, "\n".join(warnings)
+    assert "deployment local (local): failing (" in warnings[0]
+    assert re.search(r"deployment local \(local\): recovered after \d+ s and \d+ failures", warnings[1])
