@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from oracle import __version__
 from oracle.commands.arguments import address, amount
 from oracle.commands.inspect import add_inspection_commands
+from oracle.commands.keys import add_arguments as add_keys_arguments
 from oracle.commands.request import add_arguments as add_request_arguments
 from oracle.devnet.facilitator import add_arguments as add_facilitator_arguments
 from oracle.devnet.model_server import add_arguments as add_model_server_arguments
@@ -32,24 +33,25 @@ def _dev(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
     import signal
     from pathlib import Path
 
     from oracle.config import ConfigError, load_config
     from oracle.daemon import Daemon
+    from oracle.log_format import configure_logging
     from oracle.store import StoreInUse
 
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     config = load_config(Path(args.config))
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        daemon = Daemon(config, config_path=Path(args.config))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Daemon(config).run(stop)
+        loop.add_signal_handler(signal.SIGHUP, daemon.reload)  # re-read the config file
+        await daemon.run(stop)
 
     try:
         asyncio.run(main())
@@ -86,6 +88,12 @@ def _receipt(args: argparse.Namespace) -> int:
 
 def _request(args: argparse.Namespace) -> int:
     from oracle.commands.request import run
+
+    return run(args)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from oracle.commands.keys import run
 
     return run(args)
 
@@ -220,7 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev.set_defaults(handler=_dev)
     run = commands.add_parser("run", help="run the oracle daemon")
     run.add_argument("--config", required=True, help="path of the TOML config file")
-    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                     help="debug adds a line per state transition (default info: a line per outcome)")
+    run.add_argument("--log-format", default="text", choices=["text", "json"],
+                     help="json: one object per line with time, level, logger, message and the line's fields")
     run.set_defaults(handler=_run)
     receipt = commands.add_parser("receipt", help="print a request's receipt and check its routing decision")
     receipt.add_argument("--config", required=True, help="path of the TOML config file")
@@ -229,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     request = commands.add_parser("request", help="send one request from a key, wait for its result and print it")
     add_request_arguments(request)
     request.set_defaults(handler=_request)
+    keys = commands.add_parser("keys", help="encrypted keystores for the signer and the payment wallet: new, import, "
+                                            "address")
+    add_keys_arguments(keys)
+    keys.set_defaults(handler=_keys)
     decode_error = commands.add_parser("decode-error", help="name the error behind revert data (0x...)")
     decode_error.add_argument("data", help="the revert data, e.g. 0xa70c0847...")
     decode_error.set_defaults(handler=_decode_error)

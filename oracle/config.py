@@ -74,33 +74,85 @@ class KeySource(_Strict):
     def load(self) -> bytes:
         """Read the key. Errors name the variable or file, never the key."""
         if self.key_env is not None:
-            raw = os.environ.get(self.key_env)
-            if not raw:
-                raise ConfigError(f"environment variable {self.key_env} (a private key) is not set")
-            try:
-                key = bytes.fromhex(raw.removeprefix("0x"))
-            except ValueError:
-                raise ConfigError(f"environment variable {self.key_env} is not a hex private key") from None
-            if len(key) != 32:
-                raise ConfigError(f"environment variable {self.key_env} is not a 32-byte private key")
-            return key
+            return key_from_env(self.key_env)
         assert self.keystore is not None
+        return decrypt_keystore(self.keystore, self.password())
+
+    def password(self) -> str:
+        """The keystore's password, from its environment variable or file."""
         if self.password_env is not None:
             password = os.environ.get(self.password_env)
             if password is None:
                 raise ConfigError(f"environment variable {self.password_env} (keystore password) is not set")
-        else:
-            assert self.password_file is not None
-            try:
-                password = self.password_file.read_text().rstrip("\n")
-            except OSError as exc:
-                raise ConfigError(f"keystore password file {self.password_file}: {exc.strerror}") from None
+            return password
+        assert self.password_file is not None
         try:
-            return bytes(Account.decrypt(json.loads(self.keystore.read_text()), password))
+            return self.password_file.read_text().rstrip("\n")
         except OSError as exc:
-            raise ConfigError(f"keystore {self.keystore}: {exc.strerror}") from None
-        except ValueError:
-            raise ConfigError(f"keystore {self.keystore}: wrong password or not a keystore") from None
+            raise ConfigError(f"keystore password file {self.password_file}: {exc.strerror}") from None
+
+    def describe(self) -> str:
+        """How an operator knows the key: the environment variable or keystore it is read from."""
+        return f"environment variable {self.key_env}" if self.key_env else f"keystore {self.keystore}"
+
+
+def key_from_env(name: str, role: str = "a private key") -> bytes:
+    """The one reader of a raw private key from the environment (hex, with or without 0x). Errors name the
+    variable and what it should hold, never its value."""
+    raw = os.environ.get(name)
+    if not raw:
+        raise ConfigError(f"environment variable {name} ({role}) is not set")
+    return parse_private_key(raw, f"environment variable {name}")
+
+
+def parse_private_key(raw: str, where: str) -> bytes:
+    """32 bytes from 64 hex digits (0x optional, surrounding whitespace ignored); the error shows no part
+    of what was given."""
+    text = raw.strip().removeprefix("0x").removeprefix("0X")
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise ConfigError(f"{where} is not a hex private key (64 hex digits, 0x optional)") from None
+    if len(key) != 32 or not 0 < int.from_bytes(key) < _SECP256K1_ORDER:
+        raise ConfigError(f"{where} is not a 32-byte private key (64 hex digits, 0x optional)")
+    return key
+
+
+_SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def decrypt_keystore(path: Path, password: str) -> bytes:
+    """The key inside a Web3 Secret Storage (v3) keystore file."""
+    try:
+        document = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"keystore {path}: {exc.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"keystore {path}: not a keystore (not JSON)") from None
+    if not isinstance(document, dict) or not isinstance(document.get("crypto", document.get("Crypto")), dict):
+        raise ConfigError(f"keystore {path}: not a keystore (no crypto section: is it a Web3 Secret Storage file?)")
+    try:
+        return bytes(Account.decrypt(document, password))
+    except ValueError as exc:
+        if "MAC mismatch" in str(exc):
+            raise ConfigError(f"keystore {path}: wrong password") from None
+        raise ConfigError(f"keystore {path}: not a readable keystore ({exc})") from None
+    except (KeyError, TypeError):
+        raise ConfigError(f"keystore {path}: not a readable keystore (fields missing)") from None
+
+
+def keystore_address(path: Path) -> str | None:
+    """The address a keystore file declares (no password needed), or None when it declares none."""
+    try:
+        document = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"keystore {path}: {exc.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"keystore {path}: not a keystore (not JSON)") from None
+    address = document.get("address") if isinstance(document, dict) else None
+    if isinstance(address, str) and is_address(address if address.startswith("0x") else "0x" + address):
+        return to_checksum_address(address if address.startswith("0x") else "0x" + address)
+    return None
 
 
 class GasSettings(_Strict):

@@ -1,6 +1,10 @@
 """The daemon: per chain a watcher, a pipeline and a transaction manager, on one aiohttp session and
 one store, until told to stop.
 
+Reloading (SIGHUP, `reload()`) re-reads the config file: the catalog, the router's settings and the
+x402 limits and budgets apply to new requests at once; a change that needs a restart is reported and
+kept as it was; a file that does not pass the config's checks is refused and the running config stays.
+
 Stopping (SIGTERM/SIGINT) takes no new work, lets requests in flight finish the step they are in
 (bounded by `shutdown_grace`), commits, and returns; whatever was not finished resumes from the store
 on the next start.
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -23,8 +28,9 @@ from oracle.chain.rpc import ChainClient, LogSubscription, RpcError, RpcUnavaila
 from oracle.chain.signer import ResponseSigner
 from oracle.chain.tx import TxManager
 from oracle.chain.watcher import TOPICS, RequestWatcher
-from oracle.config import ChainSettings, Config, ConfigError
+from oracle.config import ChainSettings, Config, ConfigError, load_config
 from oracle.pipeline import Pipeline
+from oracle.reload import plan_reload
 from oracle.router import Catalog, ModelRouter
 from oracle.store import Requests, Store, StoreLock
 from oracle.x402 import PayingClient, PaymentWallet
@@ -44,11 +50,14 @@ class ChainRuntime:
 
 
 class Daemon:
-    def __init__(self, config: Config, shutdown_grace: float = 10.0) -> None:
+    def __init__(self, config: Config, shutdown_grace: float = 10.0, config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path  # re-read by reload()
         self.shutdown_grace = shutdown_grace
         self.chains: list[ChainRuntime] = []
         self.ready = asyncio.Event()
+        self._router: ModelRouter | None = None
+        self._paying: PayingClient | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         config = self.config
@@ -77,6 +86,7 @@ class Daemon:
                     scheduler.add_job(reconciler.run_once, "interval", seconds=config.x402.reconcile_interval)
                     log.info("paying over x402 from %s", wallet.address)
                 router = ModelRouter(catalog, session, store.routing, config.router, paying=paying)
+                self._router, self._paying = router, paying
                 for chain in config.chains:
                     self.chains.append(await self._build(chain, session, store, router, key))
                 for rt in self.chains:
@@ -102,9 +112,39 @@ class Daemon:
             lock.release()
             log.info("stopped")
 
+    def reload(self) -> bool:
+        """Re-read the config file and apply what applies live; False (and the running config kept) when
+        the file is refused. Every line it logs names what changed, never a value of a key."""
+        router = self._router
+        if self.config_path is None or router is None:
+            log.warning("config reload: ignored (the daemon is still starting, or has no config file)")
+            return False
+        try:
+            plan = plan_reload(self.config, load_config(self.config_path))
+            catalog = Catalog(plan.config.models)
+            if "models" in plan.live:
+                catalog.check_keys()
+                _check_typed_results(plan.config)
+        except ConfigError as exc:
+            log.error("config reload refused; the running config stays: %s", exc)
+            return False
+        for path in plan.restart:
+            log.warning("config reload: %s changed; it needs a restart and is kept as it was until then", path,
+                        extra={"fields": {"setting": path, "applied": False}})
+        router.reload(catalog, plan.config.router)
+        if self._paying is not None and plan.config.x402 is not None:
+            self._paying.settings = plan.config.x402
+        self.config = plan.config
+        log.info("config reloaded from %s: %s applied to new requests; catalog %s", self.config_path,
+                 ", ".join(plan.live) or "nothing live changed", catalog.version,
+                 extra={"fields": {"applied": plan.live, "needs_restart": plan.restart,
+                                   "catalog_version": catalog.version}})
+        return True
+
     async def _build(self, chain: ChainSettings, session: aiohttp.ClientSession, store: Store,
                      router: ModelRouter, key: bytes) -> ChainRuntime:
-        rpc = ChainClient(session, chain.rpc_url, timeout=chain.rpc_timeout)
+        rpc = ChainClient(session, chain.rpc_url, timeout=chain.rpc_timeout, name=chain.name)
+        rpc.outage.muted = True  # a node that fails the start-up checks is one line: the ConfigError below
         try:
             actual = await patiently(rpc.chain_id)
         except (RpcError, RpcUnavailable) as exc:
@@ -122,10 +162,11 @@ class Daemon:
         txm = TxManager(chain, rpc, store.requests, store.txs, key, clock=clock.now)
         await check_oracle(rpc, chain, txm.sender)
         await self._check_fees(rpc, chain, txm)
+        rpc.outage.muted = False
         signer = ResponseSigner(key, chain.chain_id, chain.oracle)
         pipeline = Pipeline(chain, self.config.pipeline, store.requests, router, signer, txm, txm.current_max_fee,
                             clock=clock.now)
-        subscription = (LogSubscription(session, chain.ws_url, chain.oracle, TOPICS)
+        subscription = (LogSubscription(session, chain.ws_url, chain.oracle, TOPICS, name=chain.name)
                         if chain.ws_url is not None else None)
         watcher = RequestWatcher(chain, rpc, store.requests, store.blocks, clock, subscription,
                                  on_new_work=pipeline.wake,

@@ -184,7 +184,8 @@ class Pipeline:
     def _refuse(self, r: StoredRequest, reason: ReasonCode, detail: str) -> str:
         if not self.requests.transition(r.key, [R.CONFIRMED], R.REFUSED, reason=int(reason), detail=detail):
             return R.ROLLED_BACK  # moved meanwhile (by a reorg or a settlement): stop here
-        log.info("chain %s: request %s refused: %s (%s)", self.chain.name, r.key, reason.name, detail)
+        log.info("chain %s: request %s refused: %s (%s)", self.chain.name, r.key, reason.name, detail,
+                 extra=self._outcome(r.key, "refused", reason.name, detail))
         return R.REFUSED
 
     def _check(self, r: StoredRequest, d: DecodedParams) -> str:
@@ -238,13 +239,22 @@ class Pipeline:
                                 "no answer before the deadline", {})
             if answer.status == Status.FAILURE:  # refused by the router or failed: once, as the pipeline's own
                 log.info("chain %s: request %s answered with failure %s (%s)", self.chain.name, r.key,
-                         answer.reason.name, answer.detail)
+                         answer.reason.name, answer.detail,
+                         extra=self._outcome(r.key, "failed", answer.reason.name, answer.detail))
+            else:
+                log.info("chain %s: request %s answered by %s", self.chain.name, r.key, ", ".join(answer.model_ids),
+                         extra=self._outcome(r.key, "answered", "", "", models=list(answer.model_ids)))
         body = canonical_json(self._receipt(r, d, answer))
         return self.requests.store_answer(
             r.key, status=int(answer.status), reason=int(answer.reason), result=answer.result,
             model_used=model_used(answer.model_ids) if answer.model_ids else NO_MODEL,
             receipt_hash=receipt_hash(body), receipt_body=body, detail=answer.detail,
         )
+
+    def _outcome(self, key: str, outcome: str, reason: str, detail: str, **more: Any) -> dict[str, Any]:
+        """A request's outcome line's fields (`extra=`): what log collectors filter and count by."""
+        return {"fields": {"chain": self.chain.name, "chain_id": self.chain.chain_id, "request": key,
+                           "outcome": outcome, "reason": reason, "detail": detail, **more}}
 
     def _fee_and_gas(self, r: StoredRequest, d: DecodedParams) -> tuple[int, int]:
         """The escrowed fee and the gas of answering (the largest response the request allows, sent

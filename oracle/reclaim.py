@@ -35,7 +35,7 @@ from oracle.chain.events import (
 )
 from oracle.chain.log_range import LogRange
 from oracle.chain.rpc import ChainClient, RpcError, RpcUnavailable
-from oracle.config import ChainSettings, ConfigError, KeySource, load_config
+from oracle.config import ChainSettings, ConfigError, key_from_env, load_config
 from oracle.ops import OpsError
 from oracle.ops.chain import connect
 from oracle.ops.sender import TransactionSender, confirmation
@@ -270,7 +270,7 @@ def reclaim_command(config_path: Path, request_id: str, key_env: str, *, chain: 
         rid = parse_request_id(request_id)
         config = load_config(config_path)
         _, settings = config.chain_named(chain)
-        key = KeySource(key_env=key_env).load()
+        key = key_from_env(key_env)
     except (ValueError, ConfigError) as exc:  # ConfigError is a ValueError too
         complain(str(exc))
         return 2

@@ -9,11 +9,15 @@ import asyncio
 import itertools
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+
+from oracle.repeated_failure import RepeatedFailure
 
 log = logging.getLogger(__name__)
 
@@ -81,25 +85,46 @@ class ChainClient:
     """The JSON-RPC calls the daemon makes, each with a timeout; reads are asked up to `retries` more
     times after a dropped connection or an internal error of the node."""
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float = 10.0, retries: int = 2) -> None:
+    def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float = 10.0, retries: int = 2, *,
+                 name: str | None = None) -> None:
         self._session = session
         self.url = url
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._ids = itertools.count(1)
         self._retries = retries
         self.retried = 0  # reads asked again
+        # The node failing (unreachable, timing out, internal errors) is one incident in the log, however
+        # many calls meet it; the URL is shown without its path, where providers put API keys.
+        where = f"node {url_origin(url)}"
+        self.outage = RepeatedFailure(log, f"chain {name}: {where}" if name else where,
+                                      {"chain": name} if name else None)
+
+    @property
+    def failing(self) -> bool:
+        """The node is failing and that is being reported: a caller's own line per failed call is DEBUG."""
+        return self.outage.active
 
     async def call(self, method: str, params: Sequence[Any]) -> Any:
         asked_again = 0
         while True:
             try:
-                return await self._call_once(method, params)
+                result = await self._call_once(method, params)
             except (_Dropped, RpcError) as exc:
                 if (method not in READS or asked_again == self._retries
                         or (isinstance(exc, RpcError) and exc.code != INTERNAL_ERROR)):
+                    if isinstance(exc, RpcError) and exc.code != INTERNAL_ERROR:
+                        self.outage.succeeded()  # an answer (a revert, a refusal): the node works
+                    else:
+                        self.outage.failed(without_paths(str(exc)))
                     raise
                 asked_again += 1
                 self.retried += 1
+                continue
+            except RpcUnavailable as exc:
+                self.outage.failed(without_paths(str(exc)))
+                raise
+            self.outage.succeeded()
+            return result
 
     async def _call_once(self, method: str, params: Sequence[Any]) -> Any:
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
@@ -188,6 +213,21 @@ class ChainClient:
             raise RpcUnavailable(f"eth_feeHistory: unexpected reply {history!r}"[:300]) from None
 
 
+def url_origin(url: str) -> str:
+    """scheme://host[:port] of a URL: what a log may show of it (paths and queries can hold API keys)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+def without_paths(text: str) -> str:
+    """`text` with every URL in it cut to its origin (aiohttp's errors quote the whole URL)."""
+    return _URL.sub(lambda m: url_origin(m.group(0)), text)
+
+
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s'\"<>()]+", re.IGNORECASE)
+
+
 class LogSubscription:
     """`eth_subscribe("logs")` over WebSocket, reconnecting with backoff; yields raw log dicts.
 
@@ -195,9 +235,12 @@ class LogSubscription:
     """
 
     def __init__(self, session: aiohttp.ClientSession, url: str, address: str, topics: list[Any],
-                 max_backoff: float = 5.0) -> None:
+                 max_backoff: float = 5.0, *, name: str | None = None) -> None:
         self._session = session
         self.url = url
+        where = f"log subscription to {url_origin(url)}"
+        self.lost = RepeatedFailure(log, f"chain {name}: {where}" if name else where,
+                                    {"chain": name} if name else None, level=logging.INFO)
         self._filter = {"address": address, "topics": topics}
         self._max_backoff = max_backoff
         self.connected = asyncio.Event()
@@ -220,6 +263,7 @@ class LogSubscription:
                             if "error" in payload:
                                 raise RpcUnavailable(f"eth_subscribe refused: {payload['error']}")
                             self.connected.set()
+                            self.lost.succeeded()
                             backoff = 0.05
                             continue
                         params = payload.get("params")
@@ -227,7 +271,7 @@ class LogSubscription:
                         if isinstance(result, dict):
                             yield result
             except (aiohttp.ClientError, TimeoutError, RpcUnavailable, ValueError) as exc:
-                log.info("log subscription to %s lost (%s); reconnecting", self.url, exc)
+                self.lost.failed(without_paths(f"{type(exc).__name__}: {exc}; reconnecting"))
             self.connected.clear()
             self.reconnects += 1
             await asyncio.sleep(backoff)

@@ -81,7 +81,8 @@ class RequestWatcher:
             except ReorgTooDeep:
                 return  # said at ERROR; the chain reports not ready until an operator restarts it
             except (RpcError, RpcUnavailable) as exc:
-                log.warning("chain %s: sweep failed (%s); retrying", self.chain.name, exc)
+                log.log(logging.DEBUG if self.rpc.failing else logging.WARNING,
+                        "chain %s: sweep failed (%s); retrying", self.chain.name, exc)
                 timeout = backoff
                 backoff = min(backoff * 2, self.chain.sweep_interval)
             self._wake.clear()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ from web3.exceptions import Web3Exception
 
 from oracle.client import ClientError, OracleClient, OracleResult
 from oracle.commands.arguments import address, amount, seconds, unsigned
-from oracle.config import ChainSettings, ConfigError, load_config
+from oracle.config import ChainSettings, ConfigError, key_from_env, load_config
 from oracle.protocol import RequestParams, ResultSpec, ResultType
 
 DEFAULT_KEY_ENV = "ORACLE_REQUESTER_KEY"
@@ -93,16 +92,6 @@ def result_spec(args: argparse.Namespace) -> ResultSpec:
     return ResultSpec(kind, max_bytes)
 
 
-def _key(env: str) -> bytes:
-    raw = os.environ.get(env)
-    if not raw:
-        raise UsageError(f"environment variable {env} (the requester's private key) is not set")
-    try:
-        return bytes(Account.from_key(raw).key)
-    except (ValueError, TypeError):
-        raise UsageError(f"environment variable {env} does not hold a private key (64 hex digits)") from None
-
-
 def _prompt(args: argparse.Namespace) -> bytes:
     if args.prompt_file is None:
         return str(args.prompt).encode()
@@ -159,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(Path(args.config))
         _, chain = config.chain_named(args.chain)
         spec = result_spec(args)
-        key = _key(args.key_env)
+        key = key_from_env(args.key_env, "the requester's private key")
         prompt = _prompt(args)
         return asyncio.run(_run(args, chain, key, prompt, spec))
     except (ConfigError, UsageError, ClientError) as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import sys
 import threading
@@ -21,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from eth_account import Account
 from eth_typing import HexStr
 from pydantic import BaseModel
 from web3.exceptions import TimeExhausted, TransactionNotFound
@@ -32,6 +30,7 @@ from x402.mechanisms.evm.types import TransactionReceipt
 from x402.schemas import SettleResponse
 from x402.schemas.helpers import parse_payment_payload, parse_payment_requirements
 
+from oracle.config import ConfigError, key_from_env
 from oracle.devnet.loopback import LoopbackServer
 
 
@@ -190,14 +189,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def serve_forever(args: argparse.Namespace) -> int:
     """Serve /verify, /settle and /supported until SIGINT or SIGTERM; prints `listening on URL` once up."""
-    raw = os.environ.get(args.key_env)
-    if not raw:
-        print(f"environment variable {args.key_env} (the facilitator's private key) is not set", file=sys.stderr)
-        return 2
     try:
-        key = bytes(Account.from_key(raw).key)
-    except (ValueError, TypeError):
-        print(f"environment variable {args.key_env} does not hold a private key (64 hex digits)", file=sys.stderr)
+        key = key_from_env(args.key_env, "the facilitator's private key")
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         return 2
     bad = [n for n in args.network if not re.fullmatch(r"eip155:[0-9]+", n)]
     if bad:

@@ -35,6 +35,7 @@ class FaultKnobs:
     swallow_raw_txs: int = 0  # the next N distinct raw transactions get their hash back and go nowhere
     refuse_raw_txs: int = 0  # the next N raw transactions are refused for a reason no new price fixes
     spare_methods: tuple[str, ...] = ("eth_chainId",)  # never faulted
+    down: bool = False  # an outage: every HTTP call dropped, WebSockets cut and refused, nothing spared
     seed: int = 11
 
 
@@ -96,6 +97,11 @@ class FaultProxy(LoopbackServer):
             doc = None
         self.counts.calls[method] += 1
         k = self.knobs
+        if k.down:
+            self.counts.drops += 1
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=502)
         if k.delay:
             await asyncio.sleep(k.delay)
         if method not in k.spare_methods and isinstance(doc, dict):
@@ -146,7 +152,9 @@ class FaultProxy(LoopbackServer):
 
     # ------------------------------------------------------------ WebSocket
 
-    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        if self.knobs.down:
+            return web.Response(status=503, text="proxy: down")
         client = web.WebSocketResponse()
         await client.prepare(request)
         assert self._session is not None
@@ -157,10 +165,13 @@ class FaultProxy(LoopbackServer):
                         await client.send_str(message.data)
 
             async def cut() -> None:
-                if self.knobs.ws_cut_every is None:
-                    await asyncio.Event().wait()
-                await asyncio.sleep(self.knobs.ws_cut_every or 0)
-                self.counts.ws_cuts += 1
+                started = asyncio.get_running_loop().time()
+                while not self.knobs.down:  # an outage cuts every connection
+                    every = self.knobs.ws_cut_every
+                    if every is not None and asyncio.get_running_loop().time() - started >= every:
+                        self.counts.ws_cuts += 1
+                        return
+                    await asyncio.sleep(0.02)
 
             pump = asyncio.create_task(downstream())
             cutter = asyncio.create_task(cut())

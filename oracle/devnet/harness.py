@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +124,10 @@ def write_config(config: Mapping[str, Any], path: Path) -> Path:
 class DaemonProcess:
     """`python -m oracle run --config ...` as a child process, its output in a log file."""
 
-    def __init__(self, config_path: Path, env: Mapping[str, str], log_path: Path | None = None) -> None:
+    def __init__(self, config_path: Path, env: Mapping[str, str], log_path: Path | None = None,
+                 args: Sequence[str] = ()) -> None:
         self.config_path = config_path
+        self.args = list(args)  # more `oracle run` options, e.g. ["--log-level", "debug"]
         self.env = {**os.environ, **env}
         self.log_path = log_path or config_path.with_suffix(".log")
         self.process: subprocess.Popen[bytes] | None = None
@@ -136,7 +138,7 @@ class DaemonProcess:
         log = self.log_path.open("ab")
         self._log_mark = log.tell()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "oracle", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", "oracle", "run", "--config", str(self.config_path), *self.args],
             stdout=log, stderr=subprocess.STDOUT, env=self.env,
         )
         log.close()

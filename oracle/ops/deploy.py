@@ -37,7 +37,7 @@ from oracle.protocol import PolicyClass
 
 def key_name(source: KeySource) -> str:
     """How an operator knows a key: the environment variable or keystore it is read from."""
-    return f"environment variable {source.key_env}" if source.key_env else f"keystore {source.keystore}"
+    return source.describe()
 
 
 def target_fees(config: Config, chain: ChainSettings, deploy: DeploySettings) -> dict[PolicyClass, Schedule]:

@@ -12,14 +12,18 @@ even when it is the only one that can serve a request, so a dead provider is not
 from __future__ import annotations
 
 import bisect
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from oracle.config import RouterSettings
+from oracle.repeated_failure import RepeatedFailure
 from oracle.router.catalog import Catalog
 from oracle.router.decision import HealthPoint, HealthSnapshot, blank_health, health_row
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,6 +55,26 @@ class Health:
         self._points: dict[str, HealthPoint] = {}  # only deployments with something to say
         self._not_closed: set[str] = set()
         self._snapshot: HealthSnapshot | None = None
+        # A provider failing call after call is one incident in the log, not a line per call.
+        self._down = {e.id: RepeatedFailure(log, f"deployment {e.id} ({e.deployment.provider})",
+                                            {"deployment": e.id}, clock=clock) for e in catalog.entries}
+
+    def rebuilt(self, catalog: Catalog, settings: RouterSettings) -> Health:
+        """Health for a reloaded catalog: deployments kept keep their figures and breakers (unless the
+        windows they are judged over changed), new ones start blank."""
+        fresh = Health(catalog, settings, self.clock)
+        same_windows = (settings.health_window, settings.breaker_window) == (self.settings.health_window,
+                                                                             self.settings.breaker_window)
+        for d, t in self._tracks.items():
+            if d not in fresh._tracks:
+                continue
+            fresh._down[d] = self._down[d]
+            if same_windows:
+                fresh._tracks[d] = t
+                if t.state != "closed":
+                    fresh._not_closed.add(d)
+                fresh._refresh(d, t)
+        return fresh
 
     # ------------------------------------------------------------ what decisions see
 
@@ -69,7 +93,9 @@ class Health:
 
     def allow(self, deployment: str) -> bool:
         """May a call go to `deployment` now? A half-open breaker admits one probe at a time."""
-        t = self._tracks[deployment]
+        t = self._tracks.get(deployment)
+        if t is None:  # a deployment a reload removed, still serving a request that chose it before
+            return True
         if t.state == "closed":
             return True
         if t.state == "open":
@@ -83,8 +109,14 @@ class Health:
 
     # ------------------------------------------------------------ what calls report
 
-    def record(self, deployment: str, latency_ms: int, failed: bool) -> None:
-        t = self._tracks[deployment]
+    def record(self, deployment: str, latency_ms: int, failed: bool, detail: str = "") -> None:
+        t = self._tracks.get(deployment)
+        if t is None:  # removed by a reload: nothing left to judge it for
+            return
+        if failed:
+            self._down[deployment].failed(detail or "failed")
+        else:
+            self._down[deployment].succeeded()
         t.calls += 1
         if len(t.outcomes) == t.outcomes.maxlen:
             t.errors -= t.outcomes[0]
@@ -127,7 +159,9 @@ class Health:
 
     def release(self, deployment: str) -> None:
         """A call admitted by `allow()` ended without a verdict on the provider (e.g. cancelled)."""
-        self._tracks[deployment].probing = False
+        t = self._tracks.get(deployment)
+        if t is not None:
+            t.probing = False
 
     def _set_state(self, deployment: str, t: _Track, state: str) -> None:
         t.state = state

@@ -88,6 +88,17 @@ class ModelRouter:
         self._instructions: dict[ResultSpec, tuple[str, dict[str, Any]]] = {}
         store.save_catalog(catalog.version, catalog.body)
 
+    def reload(self, catalog: Catalog, settings: RouterSettings) -> None:
+        """Route new requests by `catalog` and `settings` (a reloaded config). The catalog is stored first,
+        so every receipt naming its version can be recomputed; requests already being answered finish
+        on the plan they were given."""
+        if catalog.version != self.catalog.version:
+            self.store.save_catalog(catalog.version, catalog.body)
+        self.health = self.health.rebuilt(catalog, settings)
+        self.catalog = catalog
+        self.catalog_version = catalog.version
+        self.settings = settings
+
     def instructions(self, spec: ResultSpec) -> tuple[str, dict[str, Any]]:
         """The system prompt and JSON schema for a result type: the same for every request asking it."""
         found = self._instructions.get(spec)
@@ -356,7 +367,7 @@ class _Run:
         except BaseException:
             self.r.health.release(e.id)
             raise
-        self.r.health.record(e.id, reply.latency_ms, reply.provider_failed)
+        self.r.health.record(e.id, reply.latency_ms, reply.provider_failed, reply.error)
         cost = e.cost(reply.usage, reply.reported_cost)
         if not _cost_unknown(reply):
             self.reserved += cost - worst  # settled at what it cost; a call of unknown fate keeps its worst case

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
@@ -16,6 +17,9 @@ from typing import Any, TypeVar
 from oracle.store.states import Machine, taken
 
 S = TypeVar("S", bound=str)
+log = logging.getLogger("oracle.store")
+# Where a request ends up: one INFO line each (the pipeline says answered, refused and failed).
+_REQUEST_OUTCOMES = frozenset({"fulfilled", "expired", "unprofitable", "cancelled"})
 
 
 class Db:
@@ -95,7 +99,32 @@ class Db:
         self.write(f"UPDATE {table} SET {', '.join(f'{n}=?' for n in names)} WHERE {key_column}=? AND state=?",
                    (*(sets[n] for n in names), key, current))
         taken(machine, current, to)
+        if current != to:
+            _log_transition(machine, key, current, to, sets)
         return True
+
+
+def _log_transition(machine: Machine[Any], key: Any, frm: str, to: str, fields: dict[str, Any]) -> None:
+    """Every move at DEBUG; a request's final outcome at INFO. Fields: the key, both states, the reason."""
+    outcome = machine.name == "request" and to in _REQUEST_OUTCOMES
+    level = logging.INFO if outcome else logging.DEBUG
+    if not log.isEnabledFor(level):
+        return
+    reason = fields.get("reason_detail") or fields.get("error") or ""
+    if isinstance(key, bytes):  # a transaction's hash
+        key = "0x" + key.hex()
+    facts: dict[str, Any] = {"machine": machine.name, "from": frm, "state": to, "reason": reason}
+    if machine.name == "request":
+        facts["request"] = key
+        facts["chain_id"] = int(str(key).split(":", 1)[0])
+        if outcome:
+            facts["outcome"] = to
+    else:
+        facts["key"] = key
+    if outcome and fields.get("fulfill_tx"):
+        facts["tx"] = "0x" + bytes(fields["fulfill_tx"]).hex()
+    log.log(level, "%s %s: %s -> %s%s", machine.name, key, frm, to, f" ({reason})" if reason else "",
+            extra={"fields": facts})
 
 
 class Area:

@@ -83,7 +83,7 @@ def test_no_wait_prints_the_id_only(running: Running) -> None:
     (["--type", "abi"], {}, "needs --abi-type"),
     (["--chain", "mainnet"], {}, "no chain named 'mainnet'"),
     (["--key-env", "NOT_SET_ANYWHERE"], {}, "NOT_SET_ANYWHERE (the requester's private key) is not set"),
-    (["--key-env", "BAD_KEY"], {"BAD_KEY": "0x1234"}, "does not hold a private key"),
+    (["--key-env", "BAD_KEY"], {"BAD_KEY": "0x1234"}, "BAD_KEY is not a 32-byte private key"),
     (["--prompt-file", "/nonexistent/prompt.txt"], {}, "cannot read --prompt-file"),
     (["--model", "cheapest;max_price=1;max_price=2"], {}, "the oracle refuses: "
                                                           "DuplicateModelSpecOption(offset=21)"),

@@ -75,7 +75,8 @@ class Broadcaster:
                     try:  # (checked with the slot in hand: a halt or a low balance seen meanwhile counts)
                         allowed = await self.guards.allow()
                     except (RpcError, RpcUnavailable) as exc:
-                        log.warning("chain %s: checking the signer's balance failed (%s)", self.chain.name, exc)
+                        log.log(logging.DEBUG if self.guards.rpc.failing else logging.WARNING,
+                                "chain %s: checking the signer's balance failed (%s)", self.chain.name, exc)
                         allowed = False
                     batch = self._take_batch() if allowed else []
                     if not batch:
@@ -95,8 +96,8 @@ class Broadcaster:
                 if not await self._send(batch):
                     retry_after = 1.0  # over today's gas budget (the guards say so)
             except (RpcError, RpcUnavailable) as exc:
-                log.warning("chain %s: sending %d responses failed (%s); will retry", self.chain.name,
-                            len(batch), exc)
+                log.log(logging.DEBUG if self.guards.rpc.failing else logging.WARNING,
+                        "chain %s: sending %d responses failed (%s); will retry", self.chain.name, len(batch), exc)
                 retry_after = 0.5
             finally:
                 self.in_flight.stop_sending(keys)

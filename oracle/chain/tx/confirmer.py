@@ -75,7 +75,8 @@ class Confirmer:
             try:
                 await self.monitor_once()
             except (RpcError, RpcUnavailable) as exc:
-                log.warning("chain %s: monitoring transactions failed (%s)", self.chain.name, exc)
+                log.log(logging.DEBUG if self.rpc.failing else logging.WARNING,
+                        "chain %s: monitoring transactions failed (%s)", self.chain.name, exc)
             await asyncio.sleep(PASS_SECONDS)
 
     def reorged(self, common_block: int) -> None:
@@ -125,8 +126,9 @@ class Confirmer:
             await _collect(failures, self._confirm(tx))
         await self.txs.commit()
         if failures:
-            log.warning("chain %s: monitoring transactions: %d calls failed, retried next pass (first: %s)",
-                        self.chain.name, len(failures), failures[0])
+            log.log(logging.DEBUG if self.rpc.failing else logging.WARNING,
+                    "chain %s: monitoring transactions: %d calls failed, retried next pass (first: %s)",
+                    self.chain.name, len(failures), failures[0])
         return not failures
 
     def _settled_fact(self, fact: tuple[str, int | bytes]) -> bool:

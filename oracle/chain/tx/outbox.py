@@ -141,8 +141,9 @@ class Outbox:
                             tx.nonce, exc.message)
             return refusal
         except RpcUnavailable as exc:
-            log.warning("chain %s: broadcast of 0x%s failed (%s); the monitor will retry", self.chain.name,
-                        tx.tx_hash.hex(), exc)
+            log.log(logging.DEBUG if self.rpc.failing else logging.WARNING,
+                    "chain %s: broadcast of 0x%s failed (%s); the monitor will retry", self.chain.name,
+                    tx.tx_hash.hex(), exc)
             self._broadcasts[tx.tx_hash] -= 1  # the node may never have seen it
             return Refusal.UNREACHABLE
         return Refusal.NONE
