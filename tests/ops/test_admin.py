@@ -209,7 +209,7 @@ def test_bad_admin_inputs_are_named(admin: Admin, bare_chain: Anvil, tmp_path: P
     assert unasked.code == 1 and "run again with --yes" in unasked.err
     with pytest.raises(SystemExit):
         admin("set-signer", "0x12", KEYS.bots.address)  # argparse: not an address
-    assert "not an address: '0x12'" in admin.capsys.readouterr().err
+    assert "not an address (0x and 40 hex digits): '0x12'" in admin.capsys.readouterr().err
 
     undeployed = tmp_path / "undeployed.toml"
     undeployed.write_text(config_text(bare_chain, tmp_path))
