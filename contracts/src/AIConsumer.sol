@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.26;
 
-import {AIOracle} from "./AIOracle.sol";
+import {IAIOracle} from "./interfaces/IAIOracle.sol";
 import {IAIOracleConsumer} from "./interfaces/IAIOracleConsumer.sol";
 import {IAIOracleErrors} from "./interfaces/IAIOracleErrors.sol";
 import {RequestParams, Commitment, OffchainResult, ResultSpec} from "./OracleTypes.sol";
@@ -20,7 +20,7 @@ import {RequestParams, Commitment, OffchainResult, ResultSpec} from "./OracleTyp
 /// and what is owed to payers is kept here, counted in {refundOf} and {refundsOwed}: one payer's
 /// reclaim can never take another's refund, and a payer that cannot receive ETH never blocks a reclaim.
 abstract contract AIConsumer is IAIOracleConsumer, IAIOracleErrors {
-    AIOracle public immutable ORACLE;
+    IAIOracle public immutable ORACLE;
 
     /// @notice Who paid for each open request; cleared when its result arrives or its fee is reclaimed.
     mapping(bytes32 requestId => address payer) public payerOf;
@@ -52,7 +52,7 @@ abstract contract AIConsumer is IAIOracleConsumer, IAIOracleErrors {
     event RefundSent(address indexed payer, address indexed to, uint256 amount);
     event OffchainResultAccepted(bytes32 indexed resultId, address indexed signer);
 
-    constructor(AIOracle oracle) {
+    constructor(IAIOracle oracle) {
         ORACLE = oracle;
     }
 

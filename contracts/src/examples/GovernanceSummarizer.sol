@@ -129,7 +129,7 @@ contract GovernanceSummarizer is AIConsumer {
                 Strings.toHexString(calldatas[i])
             );
         }
-        uint256 limit = ORACLE.limits().maxPromptBytes;
+        uint256 limit = AIOracle(address(ORACLE)).limits().maxPromptBytes;
         if (text.length > limit) {
             bytes memory marker = "\n[truncated]";
             uint256 keep = limit - marker.length;
