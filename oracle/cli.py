@@ -208,7 +208,7 @@ def _add_admin(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _reclaim(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from oracle.reclaim import reclaim_command
+    from oracle.ops.reclaim import reclaim_command
 
     return reclaim_command(Path(args.config), args.request_id, args.key_env, chain=args.chain, to=args.to,
                            from_block=args.from_block, dry_run=args.dry_run,

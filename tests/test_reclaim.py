@@ -19,8 +19,7 @@ from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask, fulfill, requested_events, success_response
 from oracle.devnet.harness import dev_config, write_config
 from oracle.devnet.keys import DevKey
-from oracle.protocol import RequestParams, ResultSpec, ResultType
-from oracle.reclaim import (
+from oracle.ops.reclaim import (
     BALANCE_OF,
     CANCEL,
     COMMITMENTS,
@@ -30,6 +29,7 @@ from oracle.reclaim import (
     REFUND_OF,
     WITHDRAW,
 )
+from oracle.protocol import RequestParams, ResultSpec, ResultType
 
 KEY_ENV = "RECLAIM_TEST_KEY"
 RECIPIENT = Web3.to_checksum_address("0x000000000000000000000000000000000000beef")
