@@ -121,14 +121,18 @@ def parse_private_key(raw: str, where: str) -> bytes:
 _SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
-def decrypt_keystore(path: Path, password: str) -> bytes:
-    """The key inside a Web3 Secret Storage (v3) keystore file."""
+def _keystore_json(path: Path) -> Any:
     try:
-        document = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except OSError as exc:
         raise ConfigError(f"keystore {path}: {exc.strerror}") from None
     except ValueError:
         raise ConfigError(f"keystore {path}: not a keystore (not JSON)") from None
+
+
+def decrypt_keystore(path: Path, password: str) -> bytes:
+    """The key inside a Web3 Secret Storage (v3) keystore file."""
+    document = _keystore_json(path)
     if not isinstance(document, dict) or not isinstance(document.get("crypto", document.get("Crypto")), dict):
         raise ConfigError(f"keystore {path}: not a keystore (no crypto section: is it a Web3 Secret Storage file?)")
     try:
@@ -143,12 +147,7 @@ def decrypt_keystore(path: Path, password: str) -> bytes:
 
 def keystore_address(path: Path) -> str | None:
     """The address a keystore file declares (no password needed), or None when it declares none."""
-    try:
-        document = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"keystore {path}: {exc.strerror}") from None
-    except ValueError:
-        raise ConfigError(f"keystore {path}: not a keystore (not JSON)") from None
+    document = _keystore_json(path)
     address = document.get("address") if isinstance(document, dict) else None
     if isinstance(address, str) and is_address(address if address.startswith("0x") else "0x" + address):
         return to_checksum_address(address if address.startswith("0x") else "0x" + address)

@@ -12,14 +12,19 @@ from oracle.devnet.harness import SIGNER_ENV
 from tests.ops.helpers import KEYS, OWNER_ENV
 
 
-@pytest.fixture(scope="module")
-def bare_chain() -> Iterator[Anvil]:
-    anvil = Anvil()
+def running_anvil(chain_id: int = 31337) -> Iterator[Anvil]:
+    """A bare anvil for as long as the fixture that yields from this lasts."""
+    anvil = Anvil(chain_id=chain_id)
     anvil.start()
     try:
         yield anvil
     finally:
         anvil.stop()
+
+
+@pytest.fixture(scope="module")
+def bare_chain() -> Iterator[Anvil]:
+    yield from running_anvil()
 
 
 @pytest.fixture

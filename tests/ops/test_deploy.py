@@ -30,6 +30,7 @@ from oracle.protocol import Commitment, PolicyClass, RequestParams, ResultSpec, 
 from oracle.router.catalog import Catalog
 from oracle.router.decision import estimate_prompt_tokens
 from oracle.store import request_key
+from tests.ops.conftest import running_anvil
 from tests.ops.helpers import (
     CAP,
     KEYS,
@@ -55,12 +56,7 @@ per_output_token = 300000000
 @pytest.fixture(params=[31337, 84532], ids=["anvil", "chain-id-84532"])
 def any_chain(request: pytest.FixtureRequest) -> Iterator[Anvil]:
     """A bare anvil with its own chain id: anvil's, and Base Sepolia's."""
-    anvil = Anvil(chain_id=request.param)
-    anvil.start()
-    try:
-        yield anvil
-    finally:
-        anvil.stop()
+    yield from running_anvil(request.param)
 
 
 def _deployed(capsys: pytest.CaptureFixture[str], anvil: Anvil, tmp: Path) -> Path:
@@ -314,12 +310,8 @@ def test_a_config_whose_address_line_cannot_be_written_is_refused_before_deployi
 @pytest.fixture
 def fresh_chain() -> Iterator[Anvil]:
     """An anvil of this test's own: these tests stop its mining and count every creation on it."""
-    anvil = Anvil()
-    anvil.start()
-    try:
-        yield anvil
-    finally:
-        anvil.stop()
+    yield from running_anvil()
+
 
 def _unmined_deploy(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, chain: Anvil,
                     tmp: Path) -> tuple[Path, ChecksumAddress]:
