@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 WIDTH, HEIGHT = 560, 200
 _LEFT, _RIGHT, _TOP, _BOTTOM = 64, 12, 16, 40
+_TICKS = 5  # fifths of a top of 1, 2, 2.5 or 5 times a power of ten are round numbers
 COLOURS = ("#3b6ea8", "#d08c2c", "#5a9e5a", "#9a5aa8")
 
 
@@ -69,9 +70,9 @@ def bar_chart(chart: Chart) -> str:
         parts.append(f'<text x="{_LEFT + plot_w / 2}" y="{_TOP + plot_h / 2}" class="empty" '
                      f'text-anchor="middle">no data yet</text>')
     top = nice_ceiling(max((sum(b.values) for b in chart.bars), default=0.0))
-    for i in range(5):  # gridlines and y labels at 0, 1/4 ... of the top
-        value = top * i / 4
-        y = _TOP + plot_h - plot_h * i / 4
+    for i in range(_TICKS + 1):  # gridlines and y labels at 0, 1/5 ... of the top
+        value = top * i / _TICKS
+        y = _TOP + plot_h - plot_h * i / _TICKS
         if i:
             parts.append(f'<line x1="{_LEFT}" y1="{y:.1f}" x2="{_LEFT + plot_w}" y2="{y:.1f}" class="grid"/>')
         parts.append(f'<text x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="label">'
@@ -89,7 +90,7 @@ def bar_chart(chart: Chart) -> str:
             parts.append(f'<rect x="{x:.1f}" y="{base:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
                          f'fill="{colour}" data-metric="{e(metric)}" data-value="{value!r}"/>')
         parts.append("</g>")
-        if index % label_every == 0:
+        if (len(chart.bars) - 1 - index) % label_every == 0:  # the latest hour always labelled
             parts.append(f'<text x="{x + slot * 0.35:.1f}" y="{_TOP + plot_h + 16}" text-anchor="middle" '
                          f'class="label">{e(hour_label(bar.hour))}</text>')
     parts.append(f'<text x="{_LEFT + plot_w / 2}" y="{HEIGHT - 4}" text-anchor="middle" class="label">'

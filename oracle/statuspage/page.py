@@ -63,7 +63,7 @@ def render(data: StatusPageData) -> str:
         "<h1>Oracle status</h1>",
         f'<p class="meta">at <time data-metric="generated_at">{e(data.generated_at)}</time> · reloads every '
         f'{data.refresh_seconds} s · times in UTC</p>',
-        _chains(data.chains), _states(data.chains), _spend(data.chains),
+        _chains(data.chains), _states(data.chains), _spend(data.chains), _wallets(data.chains),
         '<h2>Last hours</h2><div class="charts">',
         *(f"<figure><figcaption>{e(c.title)}</figcaption>{bar_chart(c)}</figure>" for c in (data.latency, data.spend)),
         "</div>",
@@ -113,29 +113,44 @@ def _states(chains: list[ChainStatus]) -> str:
     return "<h2>Requests by state</h2>" + _table("states", heads, rows if states else [], "no request on record yet")
 
 
+def _units(metric: str, amounts: dict[str, str]) -> str:
+    """Token amounts per asset: base units, and the asset's address shortened (in full when hovered)."""
+    return "<br>".join(f'<span data-metric="{e(metric)}:{e(asset)}">{e(count(int(units)))}</span> '
+                       f'<span class="none">of <code title="{e(asset)}">{e(_short(asset))}</code></span>'
+                       for asset, units in amounts.items()) or _BLANK
+
+
+def _short(address: str) -> str:
+    return f"{address[:6]}\N{HORIZONTAL ELLIPSIS}{address[-4:]}" if len(address) > 12 else address
+
+
 def _spend(chains: list[ChainStatus]) -> str:
     rows = []
     for c in chains:
         m = f"chain:{c.chain_id}"
-        x402 = "<br>".join(f'<span data-metric="{e(m)}:x402_today:{e(asset)}">{e(count(int(units)))}</span> '
-                           f'<span class="none">units of <code>{e(asset)}</code></span>'
-                           for asset, units in c.x402_spend_today.items()) or _BLANK
-        wallet = "<br>".join(f'<span data-metric="{e(m)}:wallet_balance:{e(asset)}">{e(count(int(units)))}</span> '
-                             f'<span class="none">units of <code>{e(asset)}</code></span>'
-                             for asset, units in c.payment_wallet_balances.items()) or _BLANK
-        signer = coin(c.signer_balance_wei) if c.signer_balance_wei is not None else _BLANK
         rows.append(f'<tr id="spend-{c.chain_id}"><td>{e(c.name)}</td>'
                     f'{num(m + ":gas_spent_today", coin(c.gas_spent_today_wei))}'
                     f'{num(m + ":gas_left_today", coin(c.gas_left_today_wei))}'
                     f'{num(m + ":gas_daily_budget", coin(c.gas_daily_budget_wei))}'
                     f'{num(m + ":models_today", usd(c.model_spend_today_micro_usd))}'
-                    f'<td class="n">{x402}</td>{num(m + ":signer_balance", signer)}<td class="n">{wallet}</td></tr>')
+                    f'<td class="n">{_units(m + ":x402_today", c.x402_spend_today)}</td></tr>')
     heads = [("chain", False), ("gas today", True), ("gas left today", True), ("daily gas budget", True),
-             ("models today", True), ("x402 paid today", True), ("signer balance", True),
-             ("payment wallet", True)]
+             ("models today", True), ("x402 paid today (base units)", True)]
     return ("<h2>Spend today</h2>" + _table("spend", heads, rows, "no chain in the config")
-            + '<p class="meta">gas and balances in the native coin (1e18 wei); model spend includes what was paid '
-              "over x402; x402 amounts in the asset's base units</p>")
+            + '<p class="meta">gas in the native coin (1e18 wei); model spend includes what was paid over x402</p>')
+
+
+def _wallets(chains: list[ChainStatus]) -> str:
+    rows = []
+    for c in chains:
+        m = f"chain:{c.chain_id}"
+        signer = coin(c.signer_balance_wei) if c.signer_balance_wei is not None else _BLANK
+        rows.append(f'<tr id="wallets-{c.chain_id}"><td>{e(c.name)}</td><td><code>{e(c.signer or _BLANK)}</code></td>'
+                    f'{num(m + ":signer_balance", signer)}<td><code>{e(c.payment_wallet or _BLANK)}</code></td>'
+                    f'<td class="n">{_units(m + ":wallet_balance", c.payment_wallet_balances)}</td></tr>')
+    heads = [("chain", False), ("fulfilment signer", False), ("its balance (native coin)", True),
+             ("payment wallet", False), ("its balance (base units)", True)]
+    return "<h2>Wallets</h2>" + _table("wallets", heads, rows, "no chain in the config")
 
 
 def _providers(deployments: list[DeploymentRecord], breakers: Mapping[str, str] | None) -> str:
