@@ -35,8 +35,6 @@ svg .label{font:11px system-ui,sans-serif;fill:#5b6472}svg .empty{font:14px syst
 
 
 _BLANK = "\N{EN DASH}"  # a value not known
-
-
 # states a request can rest in with no answer sent (yet): the outcome shown is the state itself
 _ENDED_UNANSWERED = ("refused", "expired", "unprofitable")
 
@@ -50,8 +48,9 @@ def token(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.:-]", "_", value)
 
 
-def num(metric: str, text: str, tag: str = "td") -> str:
-    return f'<{tag} class="n" data-metric="{e(metric)}">{e(text)}</{tag}>'
+def num(metric: str, text: str) -> str:
+    """A table cell holding one number, named for scripts and tests."""
+    return f'<td class="n" data-metric="{e(metric)}">{e(text)}</td>'
 
 
 def render(data: StatusPageData) -> str:

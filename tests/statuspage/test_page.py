@@ -9,12 +9,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from oracle.config import Config, parse_config
 from oracle.devnet.harness import dev_model
 from oracle.protocol import ReasonCode
-from oracle.statuspage import gather, render, status_page_html
+from oracle.statuspage import gather, render, status_page_handler, status_page_html
 from oracle.statuspage.charts import Chart, HourBar, bar_chart, nice_ceiling
 from oracle.statuspage.data import CHART_HOURS, RecentRequest
 from oracle.store import RequestState, Store
@@ -141,3 +144,23 @@ def test_a_chart_labels_its_axes_and_escapes_its_text() -> None:
 
 def test_axis_tops_are_round() -> None:
     assert [nice_ceiling(v) for v in (0, 0.3, 1, 1.01, 2.2, 4, 7, 42)] == [1, 0.5, 1, 2, 2.5, 5, 10, 50]
+
+
+def test_the_handler_reads_the_live_breakers_at_each_request(store: Store, tmp_path: Path) -> None:
+    states = iter([{"local": "half-open"}, {"local": "open"}])
+
+    async def fetch_twice() -> list[str]:
+        app = web.Application()
+        app.router.add_get("/", status_page_handler(store, a_config(tmp_path), lambda: next(states)))
+        async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as session:
+            pages = []
+            for _ in range(2):
+                async with session.get(server.make_url("/")) as reply:
+                    assert reply.status == 200 and reply.headers["Cache-Control"] == "no-store"
+                    assert reply.content_type == "text/html"
+                    pages.append(await reply.text())
+            return pages
+
+    first, second = asyncio.run(fetch_twice())
+    assert page_metrics(first)[0]["deployment:local:breaker"] == "half-open"
+    assert page_metrics(second)[0]["deployment:local:breaker"] == "open"
