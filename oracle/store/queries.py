@@ -64,6 +64,26 @@ class DeploymentCalls:
     last_error: str
 
 
+@dataclass(frozen=True)
+class HourLatency:
+    """Requests fulfilled in one UTC hour and their time from first seen to fulfilled, seconds."""
+
+    hour: int  # unix seconds at the hour's start
+    fulfilled: int
+    mean_s: float
+    max_s: float
+
+
+@dataclass(frozen=True)
+class HourSpend:
+    """What one UTC hour cost on a chain: gas of our mined transactions sent in it, and model calls
+    started in it (a call paid over x402 costs its price, so model spend includes x402 payments)."""
+
+    hour: int
+    gas_wei: int
+    models_micro_usd: int
+
+
 class Queries(Area):
     def has_history(self) -> bool:
         """Whether the store keeps request history (a store last opened by an older daemon does not)."""
@@ -160,6 +180,33 @@ class Queries(Area):
                             f"AND created_at>=? AND state IN ({','.join('?' * len(PAYMENT_SPENDING))}) "
                             "GROUP BY asset ORDER BY asset", (f"{chain_id}:%", since, *PAYMENT_SPENDING))
         return {r["asset"]: int(r["s"]) for r in rows}
+
+    def latency_by_hour(self, chain_id: int, since: float) -> list[HourLatency]:
+        """Per UTC hour from `since`, requests first fulfilled in it. Only requests seen since `since` are
+        read (through the seen_at index, so a page that refreshes does not scan all history): one seen
+        before the window and fulfilled in it is left out."""
+        if not self.has_history():
+            return []
+        rows = self._db.all(
+            "SELECT CAST(done / 3600 AS INTEGER) * 3600 AS hour, COUNT(*) AS n, AVG(done - seen_at) AS mean, "
+            "MAX(done - seen_at) AS most FROM ("
+            " SELECT r.seen_at AS seen_at, MIN(h.at) AS done FROM requests r "
+            " JOIN request_history h ON h.request_key = r.key AND h.state = ? "
+            " WHERE r.seen_at >= ? AND r.chain_id = ? GROUP BY r.key) "
+            "WHERE done >= ? GROUP BY hour ORDER BY hour", (R.FULFILLED, since, chain_id, since))
+        return [HourLatency(int(r["hour"]), int(r["n"]), float(r["mean"]), float(r["most"])) for r in rows]
+
+    def spend_by_hour(self, chain_id: int, since: float) -> list[HourSpend]:
+        """Per UTC hour from `since` with any spend: gas (transactions sent since, with their receipt's cost)
+        and model calls (of requests seen since)."""
+        gas = {int(r["hour"]): int(r["wei"]) for r in self._db.all(
+            "SELECT CAST(sent_at / 3600 AS INTEGER) * 3600 AS hour, SUM(CAST(gas_cost AS INTEGER)) AS wei FROM txs "
+            "WHERE chain_id = ? AND sent_at >= ? AND gas_cost IS NOT NULL GROUP BY hour", (chain_id, since))}
+        models = {int(r["hour"]): int(r["cost"]) for r in self._db.all(
+            "SELECT CAST(a.started_at / 3600 AS INTEGER) * 3600 AS hour, SUM(a.cost) AS cost FROM requests r "
+            "JOIN attempts a ON a.request_key = r.key WHERE r.seen_at >= ? AND r.chain_id = ? AND a.started_at >= ? "
+            "AND a.cost IS NOT NULL GROUP BY hour", (since, chain_id, since))}
+        return [HourSpend(h, gas.get(h, 0), models.get(h, 0)) for h in sorted(gas.keys() | models.keys())]
 
     def senders(self, chain_id: int) -> list[str]:
         """The addresses our transactions on this chain were sent from."""
