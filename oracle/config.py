@@ -401,9 +401,29 @@ class StoreSettings(_Strict):
     path: Path = Path("oracle.sqlite")
 
 
+class ListenerSettings(_Strict):
+    enabled: bool = True
+    host: str = Field("127.0.0.1", min_length=1, description="address to listen on (loopback by default)")
+    port: int = Field(8547, ge=0, le=65_535, description="0 takes a free port (the daemon logs which)")
+
+
 class ApiSettings(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65_535)
+    """The daemon's two HTTP listeners. They never share routes: the operator's (on by default, loopback)
+    serves what only the operator should see; the public one (off by default) serves receipts."""
+
+    operator: ListenerSettings = ListenerSettings()
+    public: ListenerSettings = ListenerSettings(enabled=False, port=8548)
+    token_env: str = Field("ORACLE_API_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description=(
+        "environment variable holding the bearer token of the operator's mutating routes (unset: they answer 503)"))
+    ready_max_lag: int = Field(64, ge=0, description="blocks the intake may be behind the head and still be ready")
+
+    @model_validator(mode="after")
+    def _apart(self) -> ApiSettings:
+        if (self.operator.enabled and self.public.enabled and self.operator.port != 0
+                and (self.operator.host, self.operator.port) == (self.public.host, self.public.port)):
+            raise ValueError(f"api.public: listens on {self.public.host}:{self.public.port} like api.operator; "
+                             f"the two listeners never share routes: give them different ports")
+        return self
 
 
 class Config(_Strict):
@@ -414,6 +434,7 @@ class Config(_Strict):
     pipeline: PipelineSettings = PipelineSettings()
     router: RouterSettings = RouterSettings()
     x402: X402Settings | None = None
+    api: ApiSettings = ApiSettings()
 
     def chain_named(self, name: str | None) -> tuple[int, ChainSettings]:
         """The chain called `name` (None: the only one) and its place in the list, for commands' `--chain`."""

@@ -21,6 +21,7 @@ from pathlib import Path
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from oracle.api import ActionRefused, ApiServer, ChainLive
 from oracle.chain.clock import ChainClock
 from oracle.chain.fee_schedule import fee_shortfalls, patiently, smallest_response_gas
 from oracle.chain.oracle_check import check_oracle
@@ -32,12 +33,14 @@ from oracle.config import ChainSettings, Config, ConfigError, load_config
 from oracle.pipeline import Pipeline
 from oracle.reload import plan_reload
 from oracle.router import Catalog, ModelRouter
-from oracle.store import Requests, Store, StoreLock
+from oracle.store import Requests, RequestState, Store, StoreLock
+from oracle.views import NotFound
 from oracle.x402 import PayingClient, PaymentWallet
 from oracle.x402.network import PaymentNetworks
 from oracle.x402.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
+_BALANCE_OF = bytes.fromhex("70a08231")
 
 
 @dataclass
@@ -54,10 +57,13 @@ class Daemon:
         self.config = config
         self.config_path = config_path  # re-read by reload()
         self.shutdown_grace = shutdown_grace
-        self.chains: list[ChainRuntime] = []
+        self.runtimes: list[ChainRuntime] = []
         self.ready = asyncio.Event()
         self._router: ModelRouter | None = None
         self._paying: PayingClient | None = None
+        self._reconciler: Reconciler | None = None
+        self._store: Store | None = None
+        self.api_urls: dict[str, str] = {}  # listener name -> base URL, once they listen
 
     async def run(self, stop: asyncio.Event) -> None:
         config = self.config
@@ -73,14 +79,17 @@ class Daemon:
         except BaseException:
             lock.release()
             raise
+        self._store = store
         scheduler = AsyncIOScheduler()
+        api: ApiServer | None = None
         try:
             connector = aiohttp.TCPConnector(limit=256, limit_per_host=128)
             async with aiohttp.ClientSession(connector=connector) as session:
                 paying = None
                 if config.x402 is not None and wallet is not None:
                     networks = PaymentNetworks(session, config.x402)
-                    reconciler = Reconciler(store.payments, config.x402, session, networks=networks)
+                    reconciler = self._reconciler = Reconciler(store.payments, config.x402, session,
+                                                                networks=networks)
                     paying = PayingClient(session, wallet, config.x402, store.payments, resolve=reconciler.resolve,
                                           networks=networks)
                     scheduler.add_job(reconciler.run_once, "interval", seconds=config.x402.reconcile_interval)
@@ -88,14 +97,19 @@ class Daemon:
                 router = ModelRouter(catalog, session, store.routing, config.router, paying=paying)
                 self._router, self._paying = router, paying
                 for chain in config.chains:
-                    self.chains.append(await self._build(chain, session, store, router, key))
-                for rt in self.chains:
+                    self.runtimes.append(await self._build(chain, session, store, router, key))
+                for rt in self.runtimes:
                     scheduler.add_job(_log_stats, "interval", seconds=30, args=[rt, store.requests])
                 scheduler.add_job(_log_health, "interval", seconds=60, args=[router])
+                if config.api.operator.enabled or config.api.public.enabled:
+                    api = ApiServer(self, config, config.store.path)
+                    await api.start()
+                    router.on_call = api.metrics.observe_call
+                    self.api_urls = api.urls
                 scheduler.start()
                 async with asyncio.TaskGroup() as tasks:
                     workers = []
-                    for rt in self.chains:
+                    for rt in self.runtimes:
                         workers += [tasks.create_task(rt.watcher.run()), tasks.create_task(rt.txm.run()),
                                     tasks.create_task(rt.pipeline.run())]
                     self.ready.set()
@@ -106,6 +120,9 @@ class Daemon:
                     for worker in workers:
                         worker.cancel()
         finally:
+            if api is not None:
+                with contextlib.suppress(Exception):
+                    await api.stop()
             with contextlib.suppress(Exception):
                 scheduler.shutdown(wait=False)
             store.close()
@@ -140,6 +157,98 @@ class Daemon:
                  extra={"fields": {"applied": plan.live, "needs_restart": plan.restart,
                                    "catalog_version": catalog.version}})
         return True
+
+    # ------------------------------------------------------------ what the API asks (oracle.api.Control)
+
+    def chains(self) -> list[ChainLive]:
+        store = self._store
+        out = []
+        for rt in self.runtimes:
+            c = rt.settings
+            found = store.blocks.cursor(c.chain_id, c.require_oracle()) if store is not None else None
+            out.append(ChainLive(
+                c.name, c.chain_id, rt.watcher.head, found[0] if found is not None else None,
+                rt.watcher.halted or rt.txm.halted, rt.txm.paused_reason, rt.pipeline.intake_paused,
+                rt.rpc.errors, rt.watcher.subscription.reconnects if rt.watcher.subscription is not None else 0,
+                rt.txm.sender, c.gas.low_balance))
+        return out
+
+    async def node_answers(self, chain_id: int) -> str | None:
+        try:
+            await self._runtime(chain_id).rpc.block_number()
+        except (RpcError, RpcUnavailable) as exc:
+            return f"{exc}"
+        return None
+
+    async def signer_balance(self, chain_id: int) -> int:
+        rt = self._runtime(chain_id)
+        return await rt.rpc.balance(rt.txm.sender)
+
+    async def wallet_balances(self, chain_id: int) -> dict[str, int]:
+        if self._paying is None:
+            return {}
+        rt = self._runtime(chain_id)
+        network = f"eip155:{chain_id}"
+        assets = sorted({m.x402.asset for m in self.config.models if m.x402 is not None and m.x402.network == network})
+        word = bytes(12) + bytes.fromhex(self._paying.wallet.address[2:])
+        return {a: int.from_bytes(await rt.rpc.eth_call(a, _BALANCE_OF + word), "big") for a in assets}
+
+    def store_writable(self) -> str | None:
+        return self._store.writable() if self._store is not None else "the store is not open"
+
+    def breakers(self) -> dict[str, str]:
+        if self._router is None:
+            return {}
+        return {d: str(f["breaker"]) for d, f in self._router.health.report().items()}
+
+    def pause_intake(self, chain_id: int, reason: str) -> None:
+        rt = self._runtime(chain_id)
+        rt.pipeline.pause_intake(reason)
+        log.warning("chain %s: intake paused: %s", rt.settings.name, reason,
+                    extra={"fields": {"chain": rt.settings.name, "reason": reason}})
+
+    def resume_intake(self, chain_id: int) -> None:
+        rt = self._runtime(chain_id)
+        if rt.pipeline.intake_paused:
+            rt.pipeline.resume_intake()
+            log.warning("chain %s: intake resumed", rt.settings.name, extra={"fields": {"chain": rt.settings.name}})
+
+    def retry(self, key: str) -> str:
+        store = self._store
+        if store is None:
+            raise ActionRefused("the daemon is still starting: try again")
+        row = store.requests.get(key)
+        if row is None:
+            raise NotFound(f"no request {key} on record in this store")
+        if row.state != RequestState.UNPROFITABLE:
+            raise ActionRefused(f"request {key} is {row.state}: only an unprofitable request can be retried (a request "
+                                f"still being answered goes on by itself; one that ended otherwise is settled)")
+        rt = self._runtime(row.chain_id)
+        now, margin = rt.pipeline.clock(), self.config.pipeline.deadline_margin
+        if row.deadline - margin <= now:
+            raise ActionRefused(f"request {key}: its deadline {row.deadline} is past or within deadline_margin "
+                                f"({margin:g} s) of the chain's time {now:.0f}; its requester can cancel it and "
+                                f"take the fee back")
+        if not store.requests.retry(key):
+            raise ActionRefused(f"request {key} moved meanwhile: look at it again")
+        log.info("request %s: retried by the operator; its fee is checked against the gas again", key,
+                 extra={"fields": {"chain": rt.settings.name, "request": key}})
+        rt.pipeline.wake()
+        return str(RequestState.SIGNED)
+
+    async def reconcile(self) -> dict[str, int]:
+        if self._reconciler is None:
+            raise ActionRefused("x402 is not configured in this daemon: there is nothing to reconcile")
+        report = await self._reconciler.run_once()
+        return {"settled": report.settled, "expired": report.expired, "pending": report.pending,
+                "final": report.final, "reorganised": report.reorganised, "errors": report.errors,
+                "flagged": len(report.flagged)}
+
+    def _runtime(self, chain_id: int) -> ChainRuntime:
+        for rt in self.runtimes:
+            if rt.settings.chain_id == chain_id:
+                return rt
+        raise NotFound(f"chain {chain_id} is not running in this daemon")
 
     async def _build(self, chain: ChainSettings, session: aiohttp.ClientSession, store: Store,
                      router: ModelRouter, key: bytes) -> ChainRuntime:
@@ -193,11 +302,11 @@ class Daemon:
                   "perCallbackGas, perOutputToken))), then start again")
 
     async def _drain(self) -> None:
-        for rt in self.chains:
+        for rt in self.runtimes:
             rt.pipeline.stop()
         try:
             async with asyncio.timeout(self.shutdown_grace):
-                while any(rt.pipeline.in_flight for rt in self.chains):
+                while any(rt.pipeline.in_flight for rt in self.runtimes):
                     await asyncio.sleep(0.05)
         except TimeoutError:
             log.warning("shutdown grace over with requests in flight; they resume on the next start")

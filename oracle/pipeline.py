@@ -64,9 +64,18 @@ class Pipeline:
         self._refill = max(1, settings.concurrency // 8)
         self._next_signed_look = 0.0
         self._stopping = False
+        self.intake_paused = ""  # why the operator paused the intake
         self._cooldown: dict[str, float] = {}  # request key -> when to try again after an unexpected error
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def pause_intake(self, reason: str) -> None:
+        """Start no new request (they are still recorded); those already being answered go on."""
+        self.intake_paused = reason
+
+    def resume_intake(self) -> None:
+        self.intake_paused = ""
         self._wake.set()
 
     def stop(self) -> None:
@@ -102,7 +111,8 @@ class Pipeline:
         free = self.settings.concurrency - len(self._active)
         if free <= 0:
             return []  # (a request that finishes wakes the loop)
-        states: tuple[RequestState, ...] = WORK_STATES if self.txm.accepting_new_work else WORK_STATES[1:]
+        new_work = self.txm.accepting_new_work and not self.intake_paused
+        states: tuple[RequestState, ...] = WORK_STATES if new_work else WORK_STATES[1:]
         now = time.monotonic()
         self._cooldown = {k: t for k, t in self._cooldown.items() if t > now}
         # Signed responses are the transaction manager's until it lets one go (a failed transaction, a

@@ -93,6 +93,7 @@ class ChainClient:
         self._ids = itertools.count(1)
         self._retries = retries
         self.retried = 0  # reads asked again
+        self.errors = 0  # calls the node did not answer (dropped, timed out, internal error); reverts are answers
         # The node failing (unreachable, timing out, internal errors) is one incident in the log, however
         # many calls meet it; the URL is shown without its path, where providers put API keys.
         where = f"node {url_origin(url)}"
@@ -110,6 +111,8 @@ class ChainClient:
             try:
                 result = await self._call_once(method, params)
             except (_Dropped, RpcError) as exc:
+                if not isinstance(exc, RpcError) or exc.code == INTERNAL_ERROR:
+                    self.errors += 1
                 if (method not in READS or asked_again == self._retries
                         or (isinstance(exc, RpcError) and exc.code != INTERNAL_ERROR)):
                     if isinstance(exc, RpcError) and exc.code != INTERNAL_ERROR:
@@ -121,6 +124,7 @@ class ChainClient:
                 self.retried += 1
                 continue
             except RpcUnavailable as exc:
+                self.errors += 1
                 self.outage.failed(without_paths(str(exc)))
                 raise
             self.outage.succeeded()

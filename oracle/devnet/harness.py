@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,6 +46,7 @@ def dev_config(stack: LocalStack, model_base_url: str, store_path: Path, *, rpc_
         "chains": [chain],
         "models": [dev_model(model_base_url)],
         "pipeline": {"concurrency": 64, "deadline_margin": 5.0},
+        "api": {"operator": {"port": 0}},  # any free port: the daemon logs the URL (DaemonProcess.api_url)
     }
 
 
@@ -152,6 +154,13 @@ class DaemonProcess:
                    interval=0.02, what="the daemon to start")
         if not self.alive():
             raise RuntimeError(f"the daemon exited while starting:\n{self.log()[-3000:]}")
+
+    def api_url(self, listener: str = "operator") -> str:
+        """The base URL this start's listener logged (the daemon must be running)."""
+        found = re.findall(rb"%s API on (http://\S+)" % listener.encode(), self._output())
+        if not found:
+            raise RuntimeError(f"the daemon logged no {listener} API URL:\n{self.log()[-3000:]}")
+        return str(found[-1].decode())
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

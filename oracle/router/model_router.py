@@ -85,6 +85,8 @@ class ModelRouter:
         self.settings = settings
         self.clock = clock
         self.health = Health(catalog, settings)
+        # Told of each finished call (deployment, outcome, seconds, cost in micro-USD): the metrics.
+        self.on_call: Callable[[str, str, float, int], None] | None = None
         self._instructions: dict[ResultSpec, tuple[str, dict[str, Any]]] = {}
         store.save_catalog(catalog.version, catalog.body)
 
@@ -375,6 +377,8 @@ class _Run:
                                      reply.usage, cost, reply.raw_sha256, reply.text, reply.error, reply.kind,
                                      reply.http_status), reply.raw)
         await store.commit()
+        if self.r.on_call is not None:
+            self.r.on_call(e.id, reply.outcome, reply.latency_ms / 1_000, cost)
         self._note(attempt_id, e, reply, cost)
         return reply
 

@@ -80,6 +80,17 @@ class Store:
     def commit_now(self) -> None:
         self.db.commit_now()
 
+    def writable(self) -> str | None:
+        """None when a write can be made now; otherwise why not (for readiness probes). Writes nothing."""
+        if self.db.in_transaction:
+            return None  # a write is open on this connection: it takes writes
+        try:
+            self.db.conn.execute("BEGIN IMMEDIATE")
+            self.db.conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            return f"the store cannot take a write: {exc}"
+        return None
+
     def close(self) -> None:
         self.db.commit_now()
         self.db.conn.close()

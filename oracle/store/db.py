@@ -70,6 +70,10 @@ class Db:
             self._commit_waiters = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._commit_waiters)
 
+    @property
+    def in_transaction(self) -> bool:
+        return self._in_tx
+
     def one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
         cur = self.conn.execute(sql, args)
         cur.row_factory = sqlite3.Row

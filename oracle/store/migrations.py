@@ -117,9 +117,15 @@ def _m8_request_history(db: sqlite_utils.Database) -> None:
                "COALESCE(NEW.reason_detail, '')); END")
 
 
+def _m9_receipts_by_hash(db: sqlite_utils.Database) -> None:
+    """The public listener serves a receipt by the hash the chain holds."""
+    db.execute("CREATE INDEX receipts_by_hash ON receipts (hash)")
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1_core, _m2_router, _m3_payments, _m4_tx_day,
                                                                  _m5_payment_finality, _m6_settled_hash,
-                                                                 _m7_work_order, _m8_request_history)
+                                                                 _m7_work_order, _m8_request_history,
+                                                                 _m9_receipts_by_hash)
 
 
 def migrate(conn: sqlite3.Connection, upto: int | None = None) -> None:

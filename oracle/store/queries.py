@@ -84,6 +84,16 @@ class HourSpend:
     models_micro_usd: int
 
 
+@dataclass(frozen=True)
+class StageReached:
+    """A request reaching a stage of its path (a row of its history), with the seconds since it was seen."""
+
+    history_id: int
+    chain_id: int
+    state: str
+    seconds: float
+
+
 class Queries(Area):
     def has_history(self) -> bool:
         """Whether the store keeps request history (a store last opened by an older daemon does not)."""
@@ -236,6 +246,40 @@ class Queries(Area):
                                        latencies[len(latencies) // 2], last["started_at"] or 0.0,
                                        last["outcome"], last["error"] or ""))
         return out
+
+
+    def receipt_by_hash(self, receipt_hash: bytes) -> str | None:
+        """The canonical receipt whose keccak is `receipt_hash`, as stored (its bytes hash to it)."""
+        row = self._db.one("SELECT body FROM receipts WHERE hash=? LIMIT 1", (receipt_hash,))
+        return str(row["body"]) if row is not None else None
+
+    def last_history_id(self) -> int:
+        row = self._db.one("SELECT COALESCE(MAX(id), 0) AS n FROM request_history")
+        return int(row["n"]) if row is not None else 0
+
+    def stages_after(self, history_id: int, states: Sequence[str], limit: int) -> list[StageReached]:
+        """History rows after `history_id` that reach one of `states`, oldest first, each with the seconds
+        from its request's first sighting (requests seen before these times were kept are left out)."""
+        rows = self._db.all(
+            f"SELECT h.id AS id, r.chain_id AS chain_id, h.state AS state, h.at - r.seen_at AS seconds "
+            f"FROM request_history h JOIN requests r ON r.key = h.request_key WHERE h.id > ? "
+            f"AND h.state IN ({','.join('?' * len(states))}) AND r.seen_at > 0 ORDER BY h.id LIMIT ?",
+            (history_id, *states, limit))
+        return [StageReached(int(r["id"]), int(r["chain_id"]), str(r["state"]), max(0.0, float(r["seconds"])))
+                for r in rows]
+
+    def payments_by_state(self) -> dict[tuple[str, str], int]:
+        """(provider, state) -> payments on record."""
+        return {(r["provider"], r["state"]): int(r["n"]) for r in self._db.all(
+            "SELECT provider, state, COUNT(*) AS n FROM payments GROUP BY provider, state")}
+
+    def budget_spent(self, since: float, scopes: Sequence[str]) -> dict[str, int]:
+        """Base units counted against each budget scope ("total", "provider:NAME") since `since`, as the
+        ledger counts them when it reserves a payment (whole minutes)."""
+        minute = int(since) // 60
+        return {r["scope"]: int(r["s"]) for r in self._db.all(
+            f"SELECT scope, SUM(amount) AS s FROM payment_spend WHERE minute >= ? AND scope IN "
+            f"({','.join('?' * len(scopes))}) GROUP BY scope", (minute, *scopes))}
 
 
 def _tx(r: Any) -> TxRecord:

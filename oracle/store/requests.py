@@ -216,6 +216,11 @@ class Requests(Area):
              R.ROLLED_BACK))[0]
         return int(row["seen"]), int(row["answered"]), int(row["failed"])
 
+    def retry(self, key: str) -> bool:
+        """An unprofitable request's stored signed response goes back to be sent (an operator's retry, when
+        gas is cheaper); its fee is checked against the gas again before it is. False if it moved."""
+        return self.transition(key, [R.UNPROFITABLE], R.SIGNED, detail="")
+
     def requeue_submitted(self, keys: Sequence[str]) -> None:
         """Responses whose transaction failed go back to be sent again (only if still submitted)."""
         for key in keys:

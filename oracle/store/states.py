@@ -96,6 +96,7 @@ REQUEST = Machine("request", RequestState, frozenset({R.SEEN, R.CONFIRMED}), _ed
     # its deadline passed before a model was asked or before it was sent, or the chain refuses its response
     ([R.CONFIRMED, R.ACCEPTED, R.SIGNED, R.SUBMITTED], [R.EXPIRED]),
     ([R.SIGNED, R.SUBMITTED], [R.UNPROFITABLE]),
+    ([R.UNPROFITABLE], [R.SIGNED]),  # an operator's retry while its deadline allows: the fee is checked again
     # the chain is the truth: a settlement seen on-chain (by anyone) wins from any other state
     ([*_OPEN, R.EXPIRED, R.UNPROFITABLE, R.ROLLED_BACK], [R.FULFILLED, R.CANCELLED]),
     # a reorg: the block holding it is gone (a settled one only when another request took its id)

@@ -166,6 +166,8 @@ def as_dict(record: Any) -> Any:
         return dataclasses.asdict(record)
     if isinstance(record, list):
         return [as_dict(r) for r in record]
+    if isinstance(record, dict):
+        return {k: as_dict(v) for k, v in record.items()}
     return record
 
 

@@ -1,0 +1,131 @@
+"""One OpenAPI 3.1 document per listener, its schemas derived from the records the handlers return."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oracle import __version__
+from oracle.api.ready import Check
+from oracle.api.records import CatalogEntry
+from oracle.api.schemas import schema_of
+from oracle.views import ChainStatus, PaymentRecord, RequestDetail, RequestSummary
+
+_ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
+          "properties": {"error": {"type": "string"}}}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "a malformed query or body (the message says what is accepted)", 401: "no or a wrong bearer token",
+            404: "nothing on record matches", 409: "the action cannot be done now (the message says why)",
+            503: "mutating routes are off: no token is configured"}
+    return {str(c): _json({"$ref": "#/components/schemas/Error"}, text[c]) for c in codes}
+
+
+def _page(item: str) -> dict[str, Any]:
+    return {"type": "object", "required": ["items", "next_cursor"], "additionalProperties": False,
+            "properties": {"items": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
+                           "next_cursor": {"type": ["string", "null"]}}}
+
+
+def _param(name: str, where: str, description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required or where == "path", "description": description,
+            "schema": {"type": "string"}}
+
+
+def _document(title: str, description: str, paths: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    components["Error"] = _ERROR
+    return {"openapi": "3.1.0", "info": {"title": title, "version": __version__, "description": description},
+            "paths": paths, "components": {"schemas": components}}
+
+
+def operator_document() -> dict[str, Any]:
+    s: dict[str, Any] = {}
+    for record in (RequestSummary, RequestDetail, PaymentRecord, ChainStatus, CatalogEntry, Check):
+        schema_of(record, s)
+    ref = {name: {"$ref": f"#/components/schemas/{name}"} for name in s}
+    s["RequestPage"], s["PaymentPage"] = _page("RequestSummary"), _page("PaymentRecord")
+    s["Ready"] = {"type": "object", "required": ["ready", "failed", "checks"], "additionalProperties": False,
+                  "properties": {"ready": {"type": "boolean"}, "failed": {"type": "array", "items": {"type": "string"}},
+                                 "checks": {"type": "array", "items": ref["Check"]}}}
+    s["Intake"] = {"type": "object", "required": ["chain", "chain_id", "intake_paused"], "additionalProperties": False,
+                   "properties": {"chain": {"type": "string"}, "chain_id": {"type": "integer"},
+                                  "intake_paused": {"type": ["string", "null"]}}}
+    chain_q = _param("chain", "query", "a chain's name or id")
+    rid = [_param("chain_id", "path", "the chain's id (or name)"),
+           _param("request_id", "path", "the request id, 64 hex digits, 0x optional, any case")]
+    token: list[dict[str, list[str]]] = [{"bearer": []}]
+    paths = {
+        "/": {"get": {"summary": "The status page", "responses": {"200": {
+            "description": "server-rendered HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/health": {"get": {"summary": "The process runs", "responses": {"200": _json(
+            {"type": "object", "required": ["status", "uptime_seconds"], "additionalProperties": False,
+             "properties": {"status": {"const": "ok"}, "uptime_seconds": {"type": "number"}}}, "running")}}},
+        "/ready": {"get": {"summary": "Whether the daemon can work now, each check named", "responses": {
+            "200": _json({"$ref": "#/components/schemas/Ready"}, "every check passed"),
+            "503": _json({"$ref": "#/components/schemas/Ready"}, "a check failed: `failed` names it")}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
+            "description": "the Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/v1/status": {"get": {"summary": "Each chain's status", "responses": {"200": _json(
+            {"type": "array", "items": ref["ChainStatus"]}, "one entry per chain")}}},
+        "/v1/requests": {"get": {"summary": "Requests, newest first", "parameters": [
+            chain_q, _param("state", "query", "states or groups (pending, failed), comma-separated"),
+            _param("since", "query", "seen since: 30m, 2h, 1d, an ISO time, or unix seconds"),
+            _param("limit", "query", "1 to 1000 (50)"), _param("cursor", "query", "a page's next_cursor")],
+            "responses": {"200": _json({"$ref": "#/components/schemas/RequestPage"}, "a page"), **_errors(400, 404)}}},
+        "/v1/requests/{chain_id}/{request_id}": {"get": {
+            "summary": "One request: states with times, attempts, payments, transactions, receipt",
+            "parameters": rid, "responses": {"200": _json(ref["RequestDetail"], "the request"),
+                                             **_errors(400, 404)}}},
+        "/v1/payments": {"get": {"summary": "The x402 ledger, newest first", "parameters": [
+            _param("state", "query", "payment states or `unresolved`, comma-separated"),
+            _param("limit", "query", "1 to 1000 (50)"), _param("cursor", "query", "a page's next_cursor")],
+            "responses": {"200": _json({"$ref": "#/components/schemas/PaymentPage"}, "a page"), **_errors(400)}}},
+        "/v1/catalog": {"get": {"summary": "Deployments with prices, capabilities and health", "responses": {
+            "200": _json({"type": "array", "items": ref["CatalogEntry"]}, "the catalog")}}},
+        "/v1/chains/{chain}/pause": {"post": {
+            "summary": "Pause a chain's intake (requests are still recorded; in-flight ones finish)",
+            "security": token, "parameters": [_param("chain", "path", "the chain's name or id")],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"reason": {"type": "string", "maxLength": 200}}}}}},
+            "responses": {"200": _json({"$ref": "#/components/schemas/Intake"}, "paused"),
+                          **_errors(400, 401, 404, 503)}}},
+        "/v1/chains/{chain}/resume": {"post": {
+            "summary": "Resume a chain's intake", "security": token,
+            "parameters": [_param("chain", "path", "the chain's name or id")],
+            "responses": {"200": _json({"$ref": "#/components/schemas/Intake"}, "resumed"),
+                          **_errors(401, 404, 503)}}},
+        "/v1/requests/{chain_id}/{request_id}/retry": {"post": {
+            "summary": "Send an unprofitable request's signed response again while its deadline allows (its fee "
+                       "is checked against the gas again)", "security": token, "parameters": rid,
+            "responses": {"200": _json({"type": "object", "required": ["key", "state"], "additionalProperties": False,
+                                        "properties": {"key": {"type": "string"}, "state": {"type": "string"}}},
+                                       "queued to be sent"), **_errors(400, 401, 404, 409, 503)}}},
+        "/v1/reconcile": {"post": {
+            "summary": "Run the x402 reconciler now", "security": token,
+            "responses": {"200": _json({"type": "object", "additionalProperties": {"type": "integer"}},
+                                       "the pass's report"), **_errors(401, 409, 503)}}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"},
+                                                                                         "OpenAPI 3.1")}}},
+    }
+    document = _document("oracle operator API", "The operator listener: loopback by default. Mutating routes need "
+                         "`Authorization: Bearer <token>` with the token from the environment variable named by "
+                         "api.token_env.", paths, s)
+    document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    return document
+
+
+def public_document() -> dict[str, Any]:
+    paths = {
+        "/v1/receipts/{hash}": {"get": {
+            "summary": "A receipt: the canonical JSON whose keccak-256 is the receipt hash a fulfilment carries",
+            "parameters": [_param("hash", "path", "the receipt hash, 64 hex digits, 0x optional")],
+            "responses": {"200": _json({"type": "object"}, "the receipt, byte for byte as hashed"),
+                          **_errors(400, 404)}}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"},
+                                                                                         "OpenAPI 3.1")}}},
+    }
+    return _document("oracle public API", "The public listener: what anyone may read.", paths, {})
