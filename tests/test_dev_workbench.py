@@ -3,11 +3,14 @@ requests, and leaves no process behind after Ctrl-C (SIGINT to its process group
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +105,21 @@ def test_make_dev_stays_up_serves_an_outside_script_and_stops_clean(
     wait_until(lambda: "requests     seen 5, answered 5, failed 0" in out.lines, timeout=30,
                what="the live line to count the outside request")
 
+    # The operator listener as printed: the page, readiness, metrics, and the token its mutating routes take.
+    operator = out.field(r"^operator\s+(http://\S+)/\s")
+    token = out.field(r"Authorization: Bearer (\S+)")
+    assert "Oracle status" in _get(operator + "/")
+    assert json.loads(_get(operator + "/ready"))["ready"] is True
+    assert 'oracle_requests{chain="local",state="fulfilled"} 5.0' in _get(operator + "/metrics")
+    paused = urllib.request.Request(operator + "/v1/chains/local/pause", method="POST",
+                                    headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(paused, timeout=10) as reply:
+        assert json.loads(reply.read())["intake_paused"] == "paused by the operator"
+    receipts = out.field(r"^public\s+(http://\S+)/v1/receipts/HASH")
+    assert json.loads(_get(operator + "/v1/requests?limit=1"))["items"][0]["state"] == "fulfilled"
+    with pytest.raises(urllib.error.HTTPError):
+        _get(receipts + "/v1/requests")  # the public listener serves none of the operator's routes
+
     sid = process.pid  # start_new_session: the make process leads its own session
     assert any("anvil" in cmd for cmd in _session_processes(sid))
     os.killpg(process.pid, signal.SIGINT)
@@ -111,6 +129,11 @@ def test_make_dev_stays_up_serves_an_outside_script_and_stops_clean(
     assert not Path(config).exists()
     with pytest.raises(Exception):  # noqa: B017 - any connection error: the chain is gone
         Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 2})).eth.chain_id  # noqa: B018
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return str(reply.read().decode())
 
 
 def _anvil_answers(sid: int) -> bool:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ from oracle.devnet.stack import LocalStack
 from oracle.devnet.workbench import WorkbenchInfo, stay_up
 from oracle.protocol import RequestParams, ResultSpec, ResultType, Status
 from oracle.store import Store, request_key
+
+API_TOKEN_ENV = "ORACLE_API_TOKEN"
 
 Say = Callable[[str], None]
 PAID_PRICE = 2_500  # TestUSD base units (6 decimals) per call to the paywalled model
@@ -183,9 +186,10 @@ class DevServers:
         raw = dev_config(stack, model.base_url, store_path)
         raw["models"] = [model.entry, paid_model(stack, paid.base_url, PAID_PRICE)]
         raw["x402"] = x402_section(stack)
+        raw["api"] = {"operator": {"port": 0}, "public": {"enabled": True, "port": 0}, "token_env": API_TOKEN_ENV}
         return cls(stack, facilitator, model, paid, write_config(raw, workdir / "config.toml"), store_path, raw)
 
-    def info(self) -> WorkbenchInfo:
+    def info(self, api_urls: Mapping[str, str]) -> WorkbenchInfo:
         stack, keys = self.stack, self.stack.keys
         return WorkbenchInfo(
             stack.rpc_url, stack.ws_url, stack.chain_id, dict(stack.addresses),
@@ -193,7 +197,8 @@ class DevServers:
             self.config_path, self.store_path,
             [(f"deployment local: {self.model.entry['model']} ({self.model.entry['provider']})", self.model.base_url),
              (f"model {PAID_MODEL} behind an x402 paywall, {PAID_PRICE} TestUSD units a call", self.paid.base_url),
-             ("x402 facilitator settling on this chain", self.facilitator.url)])
+             ("x402 facilitator settling on this chain", self.facilitator.url)],
+            api_urls, API_TOKEN_ENV, os.environ.get(API_TOKEN_ENV, ""))
 
     def stop(self) -> None:
         self.paid.stop()
@@ -227,7 +232,7 @@ async def _run(servers: DevServers, once: bool, say: Say) -> bool:
     try:
         ok = await asyncio.to_thread(requests_flow, stack, servers.store_path, say)
         if not once:
-            await stay_up(servers.info(), stop, say)
+            await stay_up(servers.info(daemon.api_urls), stop, say)
     except Interrupted:
         pass
     finally:
@@ -252,6 +257,7 @@ def run_dev(once: bool = False, say: Say = print, model: ModelChoice = "dev") ->
                 f"{', '.join(f'{n} {a[:10]}...' for n, a in stack.addresses.items())}")
             os.environ[SIGNER_ENV] = stack.keys.signer.private_key.hex()  # the daemon reads its keys from here
             os.environ[PAYMENT_ENV] = stack.keys.payment_wallet.private_key.hex()
+            os.environ.setdefault(API_TOKEN_ENV, secrets.token_hex(16))  # this run's operator token
             servers = DevServers.start(stack, Path(tmp), model)
             try:
                 return asyncio.run(_run(servers, once, say))

@@ -30,6 +30,9 @@ class WorkbenchInfo:
     config_path: Path
     store_path: Path
     model_servers: Sequence[tuple[str, str]]  # (what it is, URL)
+    api_urls: Mapping[str, str]  # the daemon's listeners: operator, public
+    api_token_env: str
+    api_token: str  # a token made for this run: the operator's mutating routes take it
     requester_env: str = "ORACLE_REQUESTER_KEY"
 
 
@@ -43,6 +46,13 @@ def describe(info: WorkbenchInfo) -> list[str]:
     lines.append(f"config       {info.config_path} (store {info.store_path}; removed when this stops)")
     for i, (what, url) in enumerate(info.model_servers):
         lines.append(f"{'models' if i == 0 else '':<13}{url}  {what}")
+    if "operator" in info.api_urls:
+        lines.append(f"operator     {info.api_urls['operator']}/  status page; /health /ready /metrics /v1/requests "
+                     f"/v1/payments /v1/catalog /openapi.json")
+        lines.append(f"             mutating routes take: Authorization: Bearer {info.api_token} "
+                     f"({info.api_token_env} for this run)")
+    if "public" in info.api_urls:
+        lines.append(f"public       {info.api_urls['public']}/v1/receipts/HASH  receipts by the hash on-chain")
     agent = next((k for k in info.keys if k.role == "agents"), info.keys[-1])
     lines.append(f"try          {info.requester_env}=0x{agent.private_key.hex()} \\")
     lines.append(f"               {_oracle_command()} request --config {info.config_path} --prompt 'Is the sky blue?' "
