@@ -4,9 +4,12 @@ and no key or keystore password anywhere in a whole run's log at DEBUG, paid req
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,7 +158,9 @@ def test_no_key_or_password_in_a_whole_run_at_debug(tmp_path: Path) -> None:
         config["models"] = [paid_model(stack, model.base_url, 3_000, model="dev-model-2026-01-01")]
         config["x402"] = x402_section(stack, reconcile_interval=1.0)
         wallet_key = bytes(stack.keys.payment_wallet.private_key)
-        daemon = DaemonProcess(write_config(config, tmp_path / "config.toml"), {PAYMENT_ENV: "0x" + wallet_key.hex()},
+        token = "operator-token-c41d9e"
+        daemon = DaemonProcess(write_config(config, tmp_path / "config.toml"),
+                               {PAYMENT_ENV: "0x" + wallet_key.hex(), "ORACLE_API_TOKEN": token},
                                args=["--log-level", "debug"]).start()
         try:
             daemon.wait_ready()
@@ -164,6 +169,12 @@ def test_no_key_or_password_in_a_whole_run_at_debug(tmp_path: Path) -> None:
                    for spec in (ResultSpec(ResultType.BOOL), ResultSpec(ResultType.TEXT, 64))]
             wait_until(lambda: all(fulfillments_per_request(stack)[i] == 1 for i in ids), 60, what="fulfillments")
             wait_until(lambda: daemon.log().count("-> settled") >= 2, 30, what="both payments settled")
+            # the token used, and a wrong one tried: neither is logged
+            for given in (token, token + "-wrong"):
+                asked = urllib.request.Request(daemon.api_url() + "/v1/chains/local/resume", method="POST",
+                                               headers={"Authorization": f"Bearer {given}"})
+                with contextlib.suppress(urllib.error.HTTPError), urllib.request.urlopen(asked, timeout=10):
+                    pass
         finally:
             code = daemon.stop()
             model.stop()
@@ -172,7 +183,7 @@ def test_no_key_or_password_in_a_whole_run_at_debug(tmp_path: Path) -> None:
         assert code == 0 and "payment" in log and "-> fulfilled" in log
         for key in (signer_key, wallet_key):
             assert key.hex() not in log  # with or without 0x: the bare digits are in both
-        assert password.lower() not in log
+        assert password.lower() not in log and token not in log
 
 
 def test_a_provider_down_is_one_incident_not_a_line_per_call(env: tuple[LocalStack, ModelServer, Path]) -> None:
