@@ -8,6 +8,9 @@
   requests fulfilled per second over the steady window (from the first fulfillment + 5 s to the last
   request offered).
 - memory: the daemon's peak resident set while 10,000 requests wait (a slow model keeps them queued).
+- API overhead: the overhead run, alternating the daemon with its HTTP API off and on (on: /metrics
+  scraped every second, as Prometheus would, more often than it usually does); `api_overhead_ratio` is
+  the median of the runs' overhead p50 with it on over the median with it off.
 
 The daemon is measured against a floor (`bench/floor.py`: receive, decode, sign, batch, send, nothing
 stored) on a chain of its own set up the same way: floor, daemon, floor again; the ratios are taken
@@ -46,8 +49,12 @@ from oracle.devnet.stack import StackSettings
 from oracle.protocol import RequestParams, ResultSpec, ResultType
 
 BATCH_MAX = 64
-TARGETS = {"overhead_ratio": 2.0, "overhead_p99_ms": 100.0, "throughput_ratio": 0.5, "rss_mb": 200.0}
-LIMITS = {"overhead_ratio": "max", "overhead_p99_ms": "max", "throughput_ratio": "min", "rss_mb": "max"}
+TARGETS = {"overhead_ratio": 2.0, "overhead_p99_ms": 100.0, "throughput_ratio": 0.5, "rss_mb": 200.0,
+           "api_overhead_ratio": 1.05}
+LIMITS = {"overhead_ratio": "max", "overhead_p99_ms": "max", "throughput_ratio": "min", "rss_mb": "max",
+          "api_overhead_ratio": "max"}
+API_PAIRS = 3
+SCRAPE_SECONDS = 1.0
 
 
 @dataclass
@@ -136,12 +143,18 @@ class Bench:
         return stack, model, url
 
     def runner(self, kind: str, stack: LocalStack, model_url: str, name: str) -> DaemonProcess | FloorProcess:
-        return self.daemon(stack, model_url, name) if kind == "daemon" else FloorProcess(stack, BATCH_MAX)
+        """kind: "floor", "daemon" (the default config: the operator listener on, not scraped), "api-off"
+        or "api-on" (the same daemon with no listener, or with the operator listener scraped)."""
+        if kind == "floor":
+            return FloorProcess(stack, BATCH_MAX)
+        return self.daemon(stack, model_url, name, api=kind != "api-off")
 
-    def daemon(self, stack: LocalStack, model_url: str, name: str) -> DaemonProcess:
+    def daemon(self, stack: LocalStack, model_url: str, name: str, api: bool = True) -> DaemonProcess:
         config = dev_config(stack, model_url, self.tmp / f"{name}.sqlite", sweep_interval=2.0)
         config["chains"][0]["gas"]["batch_max"] = BATCH_MAX
         config["pipeline"]["concurrency"] = 256
+        if not api:
+            config["api"] = {"operator": {"enabled": False}}
         path = write_config(config, self.tmp / f"{name}.toml")
         return DaemonProcess(path, {SIGNER_ENV: stack.keys.signer.private_key.hex()})
 
@@ -194,12 +207,27 @@ def _fulfillments(stack: LocalStack) -> tuple[dict[bytes, int], dict[bytes, str]
     return requested, fulfilled_tx, by_block
 
 
+async def _scrape(url: str, scrapes: list[int]) -> None:
+    """GET /metrics every SCRAPE_SECONDS until cancelled; counts the scrapes that answered 200."""
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(url) as reply:
+                await reply.read()
+                scrapes[0] += reply.status == 200
+            await asyncio.sleep(SCRAPE_SECONDS)
+
+
 async def overhead(bench: Bench, count: int, kind: str = "daemon") -> dict[str, float]:
     stack, model, url = bench.start()
-    daemon = bench.runner(kind, stack, url, "overhead").start()
+    daemon = bench.runner(kind, stack, url, f"overhead-{kind}").start()
     seen = Observed()
+    scrapes = [0]
+    scraper: asyncio.Task[None] | None = None
     try:
         daemon.wait_ready()
+        if kind == "api-on":
+            assert isinstance(daemon, DaemonProcess)
+            scraper = asyncio.create_task(_scrape(daemon.api_url() + "/metrics", scrapes))
         ready_heads, ready_pool = asyncio.Event(), asyncio.Event()
         heads = asyncio.create_task(_subscribe(stack.ws_url, "newHeads",
                                                lambda e: seen.heads.setdefault(int(e[1]["number"], 16), e[0]),
@@ -213,6 +241,8 @@ async def overhead(bench: Bench, count: int, kind: str = "daemon") -> dict[str, 
         await asyncio.sleep(4.0)
         heads.cancel()
         pool.cancel()
+        if scraper is not None:
+            scraper.cancel()
         requested, fulfilled_tx, _ = _fulfillments(stack)
         overheads = [(seen.pending[fulfilled_tx[rid]] - seen.heads[block]) * 1000
                      for rid, block in requested.items()
@@ -221,8 +251,11 @@ async def overhead(bench: Bench, count: int, kind: str = "daemon") -> dict[str, 
         if missing:
             print(f"overhead: {missing} of {len(requested)} requests without both timestamps", file=sys.stderr)
         cuts = statistics.quantiles(overheads, n=100)
-        return {"overhead_p50_ms": round(statistics.median(overheads), 2), "overhead_p99_ms": round(cuts[98], 2),
-                "overhead_samples": len(overheads)}
+        figures = {"overhead_p50_ms": round(statistics.median(overheads), 2), "overhead_p99_ms": round(cuts[98], 2),
+                   "overhead_samples": len(overheads)}
+        if kind == "api-on":
+            figures["scrapes"] = scrapes[0]
+        return figures
     finally:
         daemon.stop()
         model.kill()
@@ -295,9 +328,10 @@ async def memory(bench: Bench, count: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run, not the targets)")
-    parser.add_argument("--only", choices=["overhead", "throughput", "memory"], help="run one part, write nothing")
+    parser.add_argument("--only", choices=["overhead", "throughput", "memory", "api"],
+                        help="run one part, write nothing")
     args = parser.parse_args(argv)
-    n_overhead, n_throughput, n_memory = (100, 3_000, 2_000) if args.quick else (1_000, 30_000, 10_000)
+    n_overhead, n_throughput, n_memory, n_api = (100, 3_000, 2_000, 60) if args.quick else (1_000, 30_000, 10_000, 300)
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(Path(tmp))
         figures: dict[str, float] = {}
@@ -309,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
                                           "throughput_rps", "throughput_ratio", lambda ours, floor: ours / floor))
         if args.only in (None, "memory"):
             figures.update(asyncio.run(memory(bench, n_memory)))
+        if args.only in (None, "api"):
+            figures.update(api_overhead(bench, n_api))
     if args.only:
         print(figures)
         return 0
@@ -316,6 +352,20 @@ def main(argv: list[str] | None = None) -> int:
               if (figures[k] > TARGETS[k] if kind == "max" else figures[k] < TARGETS[k])]
     return finish("daemon", figures, {k: f"{'<=' if v == 'max' else '>='} {TARGETS[k]}" for k, v in LIMITS.items()},
                   missed)
+
+
+def api_overhead(bench: Bench, count: int) -> dict[str, Any]:
+    """API_PAIRS pairs of overhead runs, the API off then on (scraped every second), each on a fresh chain."""
+    off, on, scrapes = [], [], 0
+    for _ in range(API_PAIRS):
+        off.append(asyncio.run(overhead(bench, count, "api-off"))["overhead_p50_ms"])
+        run = asyncio.run(overhead(bench, count, "api-on"))
+        on.append(run["overhead_p50_ms"])
+        scrapes += int(run["scrapes"])
+    return {"api_overhead_ratio": round(statistics.median(on) / statistics.median(off), 3),
+            "api_off_overhead_p50_ms": statistics.median(off), "api_on_overhead_p50_ms": statistics.median(on),
+            "api_off_runs_p50_ms": off, "api_on_runs_p50_ms": on,
+            "api_scrapes": scrapes, "api_requests_per_run": count}
 
 
 def _against_floor(run: Callable[[str], Coroutine[Any, Any, dict[str, float]]], figure: str, ratio: str,
