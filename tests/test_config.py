@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,13 @@ def test_a_setting_added_later_leaves_the_version_of_catalogs_without_it_as_it_w
     assert Catalog.from_body(llama.body).version == llama.version
     assert Catalog.from_body(plain.body).version == plain.version
 
+
+
+def test_the_api_listeners_cannot_share_a_port_and_the_token_variable_must_be_a_name() -> None:
+    base = tomllib.loads((ROOT / "config.example.toml").read_text())
+    same = {**base, "api": {"operator": {"port": 9000}, "public": {"enabled": True, "port": 9000}}}
+    with pytest.raises(ConfigError, match="the two listeners never share routes: give them different ports"):
+        parse_config(same)
+    with pytest.raises(ConfigError, match=r"api\.token_env"):
+        parse_config({**base, "api": {"token_env": "MY TOKEN; rm -rf"}})
+    assert parse_config(base).api.operator.port == 8547 and not parse_config(base).api.public.enabled

@@ -4,6 +4,7 @@ exit 2, no traceback; and one daemon per store."""
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -99,3 +100,13 @@ def test_a_second_daemon_on_the_same_store_is_refused_with_the_holders_pid(
     after = DaemonProcess(path, env, log_path=tmp_path / "fourth.log").start()
     after.wait_ready()
     assert after.stop() == 0
+
+
+def test_an_operator_port_another_process_holds(shared: tuple[LocalStack, ModelServer], tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        log = refusal(*shared, tmp_path, lambda c: c.update(api={"operator": {"port": port}}))
+    assert f"api.operator: cannot listen on 127.0.0.1:{port}" in log
+    assert "set api.operator.port to a free one (0 takes any) or api.operator.enabled = false" in log
