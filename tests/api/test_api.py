@@ -1,9 +1,10 @@
 """The daemon's HTTP API over HTTP, against a daemon on the local stack that answered a free request, a
-paid one (x402) and one it refused: every route's answers validated against its listener's OpenAPI
-document, values checked against the chain and the servers' own books, metrics checked by promtool,
-the mutating routes refused without the token (nothing changes), the public listener serving none of
-the operator's routes. What hostile input gets: a malformed query, id, cursor or body is a 400 with what
-is accepted; an unknown one a 404; a wrong token a 401."""
+paid one (x402) and one it refused (the inspection commands' run, with both listeners and a token):
+every route's answers validated against its listener's OpenAPI document, values checked against the
+chain and the servers' own books, metrics checked by promtool, the mutating routes refused without the
+token (nothing changes), the public listener serving none of the operator's routes. What hostile input
+gets: a malformed query, id, cursor or body is a 400 with what is accepted; an unknown one a 404; a
+wrong token a 401."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import shutil
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,91 +23,29 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
-from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask
-from oracle.devnet.facilitator import Facilitator
-from oracle.devnet.harness import (
-    PAID_MODEL,
-    PAYMENT_ENV,
-    SIGNER_ENV,
-    DaemonProcess,
-    dev_config,
-    dev_model,
-    paid_model,
-    wait_until,
-    write_config,
-    x402_section,
-)
-from oracle.devnet.model_server import ModelServer
-from oracle.devnet.paywall import Paywall
-from oracle.protocol import ResultSpec, ResultType
-from oracle.store import Store
+from oracle.devnet.harness import wait_until
+from tests.commands.test_inspection_commands import API_TOKEN, PRICE, UINT, Inspected, inspected
 from tests.daemon.helpers import ask_params, gas_paid_on_chain, wait_delivered
 
-PRICE = 2_500
-UINT = ResultSpec(ResultType.UINT, min=0, max=100)
-TOKEN = "t0ken-for-the-operator-api-0123456789abcdef"
-TOKEN_ENV = "ORACLE_API_TOKEN"
+__all__ = ["inspected"]  # the module-scoped daemon run this file reads (a module of its own, here)
+
+TOKEN = API_TOKEN
 
 
-@dataclass
 class Served:
-    stack: LocalStack
-    daemon: DaemonProcess
-    store_path: Path
-    operator: str  # base URLs
-    public: str
-    free_server: ModelServer
-    paid_server: ModelServer
-    free: bytes
-    paid: bytes
-    refused: bytes
+    """The daemon run of `inspected`, with its listeners' URLs."""
+
+    def __init__(self, run: Inspected) -> None:
+        self.run, self.stack, self.daemon = run, run.stack, run.daemon
+        self.operator, self.public = run.daemon.api_url("operator"), run.daemon.api_url("public")
+        self.free_server, self.paid_server = run.free_server, run.paid_server
+        self.free, self.paid, self.refused = run.free, run.paid, run.refused
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp = tmp_path_factory.mktemp("api")
-    with LocalStack() as stack:
-        network = f"eip155:{stack.chain_id}"
-        facilitator = Facilitator(stack.rpc_url, stack.keys.facilitator.private_key, [network]).start()
-        free_server = ModelServer().start()
-        paid_server = ModelServer(paywall=Paywall(facilitator.url, network, stack.addresses["TestUSD"],
-                                                  stack.keys.owner.address, PRICE)).start()
-        config = dev_config(stack, free_server.base_url, tmp / "oracle.sqlite")
-        config["models"] = [dev_model(free_server.base_url), paid_model(stack, paid_server.base_url, PRICE)]
-        config["x402"] = x402_section(stack, reconcile_interval=1.0)
-        config["api"] = {"operator": {"port": 0}, "public": {"enabled": True, "port": 0}, "token_env": TOKEN_ENV}
-        daemon = DaemonProcess(write_config(config, tmp / "config.toml"), {
-            SIGNER_ENV: stack.keys.signer.private_key.hex(), PAYMENT_ENV: stack.keys.payment_wallet.private_key.hex(),
-            TOKEN_ENV: TOKEN}).start()
-        try:
-            daemon.wait_ready()
-            run = Served(stack, daemon, tmp / "oracle.sqlite", daemon.api_url("operator"), daemon.api_url("public"),
-                         free_server, paid_server, b"", b"", b"")
-            run.free = ask(stack, ask_params(run, UINT, prompt="free")).request_id
-            run.paid = ask(stack, ask_params(run, UINT, prompt="paid", model_spec=PAID_MODEL)).request_id
-            run.refused = ask(stack, ask_params(run, UINT, model_spec="no-such-model-2020-01-01")).request_id
-            for request_id in (run.free, run.paid, run.refused):
-                wait_delivered(run, request_id, timeout=60)
-            wait_until(lambda: _settled(run), 60, what="the store to settle the three requests")
-            yield run
-        finally:
-            code = daemon.stop()
-            paid_server.stop()
-            free_server.stop()
-            facilitator.stop()
-            assert code == 0, daemon.log()[-3000:]
-            assert TOKEN not in daemon.log()
-
-
-def _settled(run: Served) -> bool:
-    store = Store.open_reader(run.store_path)
-    try:
-        txs = store.txs.in_state(run.stack.chain_id, run.stack.keys.signer.address, ["pending", "mined", "replaced"])
-        return (store.requests.count_by_state() == {"fulfilled": 3} and not txs
-                and [p.state for p in store.payments.payments()] == ["settled"])
-    finally:
-        store.close()
+def served(inspected: Inspected) -> Served:
+    return Served(inspected)
 
 
 # ---------------------------------------------------------------- HTTP as a client sends it

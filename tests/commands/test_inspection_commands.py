@@ -43,6 +43,8 @@ from tests.daemon.helpers import ask_params, gas_paid_on_chain, wait_delivered
 
 PRICE = 2_500
 UINT = ResultSpec(ResultType.UINT, min=0, max=100)
+API_TOKEN = "t0ken-for-the-operator-api-0123456789abcdef"
+API_TOKEN_ENV = "ORACLE_API_TOKEN"
 
 
 @dataclass
@@ -51,9 +53,11 @@ class Inspected:
     daemon: DaemonProcess
     config_path: Path
     store_path: Path
-    free: bytes  # request ids: answered by the free local model
-    paid: bytes  # answered by the model behind the x402 paywall
-    refused: bytes  # names no model the catalog has: answered on-chain with a failure
+    free_server: ModelServer
+    paid_server: ModelServer
+    free: bytes = b""  # request ids: answered by the free local model
+    paid: bytes = b""  # answered by the model behind the x402 paywall
+    refused: bytes = b""  # names no model the catalog has: answered on-chain with a failure
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +72,14 @@ def inspected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inspected]:
         config = dev_config(stack, free_server.base_url, tmp / "oracle.sqlite")
         config["models"] = [dev_model(free_server.base_url), paid_model(stack, paid_server.base_url, PRICE)]
         config["x402"] = x402_section(stack, reconcile_interval=1.0)
+        config["api"] = {"operator": {"port": 0}, "public": {"enabled": True, "port": 0}, "token_env": API_TOKEN_ENV}
         config_path = write_config(config, tmp / "config.toml")
         daemon = DaemonProcess(config_path, {SIGNER_ENV: stack.keys.signer.private_key.hex(),
-                                             PAYMENT_ENV: stack.keys.payment_wallet.private_key.hex()}).start()
+                                             PAYMENT_ENV: stack.keys.payment_wallet.private_key.hex(),
+                                             API_TOKEN_ENV: API_TOKEN}).start()
         try:
             daemon.wait_ready()
-            run = Inspected(stack, daemon, config_path, tmp / "oracle.sqlite", b"", b"", b"")
+            run = Inspected(stack, daemon, config_path, tmp / "oracle.sqlite", free_server, paid_server)
             run.free = ask(stack, ask_params(run, UINT, prompt="free")).request_id
             run.paid = ask(stack, ask_params(run, UINT, prompt="paid", model_spec=PAID_MODEL)).request_id
             run.refused = ask(stack, ask_params(run, UINT, model_spec="no-such-model-2020-01-01")).request_id
@@ -88,6 +94,7 @@ def inspected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inspected]:
             free_server.stop()
             facilitator.stop()
             assert code == 0, daemon.log()[-3000:]
+            assert API_TOKEN not in daemon.log()
 
 
 def _settled(run: Inspected) -> bool:
