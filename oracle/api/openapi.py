@@ -6,9 +6,9 @@ from typing import Any
 
 from oracle import __version__
 from oracle.api.ready import Check
-from oracle.api.records import CatalogEntry
+from oracle.api.records import CatalogEntry, LiveChainStatus
 from oracle.api.schemas import schema_of
-from oracle.views import ChainStatus, PaymentRecord, RequestDetail, RequestSummary
+from oracle.views import PaymentRecord, RequestDetail, RequestSummary
 
 _ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
           "properties": {"error": {"type": "string"}}}
@@ -20,7 +20,9 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "a malformed query or body (the message says what is accepted)", 401: "no or a wrong bearer token",
-            404: "nothing on record matches", 409: "the action cannot be done now (the message says why)",
+            403: "a loopback listener asked by another host name", 404: "nothing on record matches",
+            405: "the route takes another method (Allow names it)",
+            409: "the action cannot be done now (the message says why)",
             503: "mutating routes are off: no token is configured"}
     return {str(c): _json({"$ref": "#/components/schemas/Error"}, text[c]) for c in codes}
 
@@ -44,7 +46,7 @@ def _document(title: str, description: str, paths: dict[str, Any], components: d
 
 def operator_document() -> dict[str, Any]:
     s: dict[str, Any] = {}
-    for record in (RequestSummary, RequestDetail, PaymentRecord, ChainStatus, CatalogEntry, Check):
+    for record in (RequestSummary, RequestDetail, PaymentRecord, LiveChainStatus, CatalogEntry, Check):
         schema_of(record, s)
     ref = {name: {"$ref": f"#/components/schemas/{name}"} for name in s}
     s["RequestPage"], s["PaymentPage"] = _page("RequestSummary"), _page("PaymentRecord")
@@ -70,7 +72,7 @@ def operator_document() -> dict[str, Any]:
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
             "description": "the Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/v1/status": {"get": {"summary": "Each chain's status", "responses": {"200": _json(
-            {"type": "array", "items": ref["ChainStatus"]}, "one entry per chain")}}},
+            {"type": "array", "items": ref["LiveChainStatus"]}, "one entry per chain"), **_errors(400)}}},
         "/v1/requests": {"get": {"summary": "Requests, newest first", "parameters": [
             chain_q, _param("state", "query", "states or groups (pending, failed), comma-separated"),
             _param("since", "query", "seen since: 30m, 2h, 1d, an ISO time, or unix seconds"),
@@ -90,24 +92,27 @@ def operator_document() -> dict[str, Any]:
             "summary": "Pause a chain's intake (requests are still recorded; in-flight ones finish)",
             "security": token, "parameters": [_param("chain", "path", "the chain's name or id")],
             "requestBody": {"required": False, "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"reason": {"type": "string", "maxLength": 200}}}}}},
+                "type": "object", "additionalProperties": False,
+                "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 200}}}}}},
             "responses": {"200": _json({"$ref": "#/components/schemas/Intake"}, "paused"),
-                          **_errors(400, 401, 404, 503)}}},
+                          **_errors(400, 401, 404, 405, 503)}}},
         "/v1/chains/{chain}/resume": {"post": {
             "summary": "Resume a chain's intake", "security": token,
             "parameters": [_param("chain", "path", "the chain's name or id")],
             "responses": {"200": _json({"$ref": "#/components/schemas/Intake"}, "resumed"),
-                          **_errors(401, 404, 503)}}},
+                          **_errors(400, 401, 404, 405, 503)}}},
         "/v1/requests/{chain_id}/{request_id}/retry": {"post": {
             "summary": "Send an unprofitable request's signed response again while its deadline allows (its fee "
                        "is checked against the gas again)", "security": token, "parameters": rid,
-            "responses": {"200": _json({"type": "object", "required": ["key", "state"], "additionalProperties": False,
-                                        "properties": {"key": {"type": "string"}, "state": {"type": "string"}}},
-                                       "queued to be sent"), **_errors(400, 401, 404, 409, 503)}}},
+            "responses": {"200": _json({"type": "object", "required": ["key", "state", "note"],
+                                        "additionalProperties": False,
+                                        "properties": {"key": {"type": "string"}, "state": {"type": "string"},
+                                                       "note": {"type": "string"}}},
+                                       "queued to be sent"), **_errors(400, 401, 404, 405, 409, 503)}}},
         "/v1/reconcile": {"post": {
             "summary": "Run the x402 reconciler now", "security": token,
             "responses": {"200": _json({"type": "object", "additionalProperties": {"type": "integer"}},
-                                       "the pass's report"), **_errors(401, 409, 503)}}},
+                                       "the pass's report"), **_errors(400, 401, 405, 409, 503)}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"},
                                                                                          "OpenAPI 3.1")}}},
     }

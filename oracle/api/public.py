@@ -10,7 +10,7 @@ import re
 
 from aiohttp import web
 
-from oracle.api.http import error, errors, reply
+from oracle.api.http import MAX_BODY, json_errors, query, reply
 from oracle.api.openapi import public_document
 from oracle.store import Store
 from oracle.views import BadQuery, NotFound
@@ -20,10 +20,11 @@ _HASH = re.compile(r"(0x)?[0-9a-fA-F]{64}")
 
 def public_app(store: Store) -> web.Application:
     """`store` is a reader of the daemon's store."""
-    app = web.Application(middlewares=[errors])
+    app = web.Application(middlewares=[json_errors("public")], client_max_size=MAX_BODY)
     document = public_document()
 
     async def receipt(request: web.Request) -> web.Response:
+        query(request)
         text = request.match_info["hash"]
         if not _HASH.fullmatch(text):
             raise BadQuery(f"not a receipt hash: {text[:80]!r}: give 64 hex digits (0x optional)")
@@ -37,10 +38,6 @@ def public_app(store: Store) -> web.Application:
     async def openapi(_: web.Request) -> web.Response:
         return reply(document)
 
-    async def not_here(request: web.Request) -> web.Response:
-        return error(404, f"no route {request.path} on the public listener: see /openapi.json")
-
     app.router.add_get("/v1/receipts/{hash}", receipt)
     app.router.add_get("/openapi.json", openapi)
-    app.router.add_route("*", "/{tail:.*}", not_here)
     return app

@@ -50,5 +50,5 @@ async def readiness(control: Control, max_lag: int) -> list[Check]:
                 checks.append(Check(f"signer_balance:{chain.name}", False, f"not read: {exc or type(exc).__name__}"))
         checks.append(Check(f"reorg:{chain.name}", not chain.halted, chain.halted or "no deep reorg"))
         if chain.intake_paused:
-            checks.append(Check(f"intake:{chain.name}", True, f"paused by the operator: {chain.intake_paused}"))
+            checks.append(Check(f"intake:{chain.name}", True, f"paused: {chain.intake_paused}"))
     return checks

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from oracle.api.control import Control
 from oracle.api.metrics import Metrics
@@ -16,6 +17,17 @@ from oracle.config import Config, ConfigError, ListenerSettings
 from oracle.store import Store
 
 log = logging.getLogger(__name__)
+
+
+def _bad_http_is_one_line(record: logging.LogRecord) -> bool:
+    """aiohttp logs a malformed request (a 20 kB URL, a broken header) with a traceback at ERROR: anyone
+    can send one, so it becomes one DEBUG line naming it."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError):
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.msg, record.args = "API: a malformed HTTP request was refused: %s", (type(exc).__name__,)
+        record.exc_info, record.exc_text = None, None
+    return True
 
 
 class ApiServer:
@@ -29,6 +41,7 @@ class ApiServer:
 
     async def start(self) -> None:
         api = self.config.api
+        logging.getLogger("aiohttp.server").addFilter(_bad_http_is_one_line)
         token = os.environ.get(api.token_env) or None
         try:
             if api.operator.enabled:

@@ -61,8 +61,11 @@ class Reply:
         return json.loads(self.body)
 
 
-def call(url: str, method: str = "GET", token: str | None = None, body: Any = None) -> Reply:
+def call(url: str, method: str = "GET", token: str | None = None, body: Any = None,
+         host: str | None = None) -> Reply:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    if host is not None:
+        headers["Host"] = host
     data = None
     if body is not None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -121,7 +124,9 @@ def test_every_operator_read_route_answers_as_its_document_says(served: Served) 
     assert "<html" in doc.check("/", "GET", call(base + "/")).lower()
     assert "oracle_requests" in doc.check("/metrics", "GET", call(base + "/metrics"))
 
-    (status,) = doc.check("/v1/status", "GET", call(base + "/v1/status"))
+    (live,) = doc.check("/v1/status", "GET", call(base + "/v1/status"))
+    assert (live["intake_paused"], live["sending_held"], live["halted"]) == (None, None, None)
+    status = live["status"]
     assert status["requests_by_state"] == {"fulfilled": 3} and status["pending"] == 0
     assert status["head"] == served.stack.w3.eth.block_number
     assert int(status["signer_balance_wei"]) == served.stack.w3.eth.get_balance(served.stack.keys.signer.address)
@@ -165,12 +170,43 @@ def test_every_operator_read_route_answers_as_its_document_says(served: Served) 
     ("/v1/requests/31337/" + "ab" * 32, 404, "no request"),
     ("/v1/requests/1/" + "ab" * 32, 404, "no chain '1' here"),
     ("/v1/payments?state=paid", 400, "unknown payment state"),
+    ("/v1/requests?status=failed", 400, "unknown parameter 'status': /v1/requests takes chain, state, since, limit"),
+    ("/v1/payments?chain=local", 400, "unknown parameter 'chain'"),
+    ("/v1/requests/31337/31337:0xab:0xcd", 400, "the path takes the chain and the request id apart"),
     ("/v1/nothing", 404, "no route /v1/nothing on the operator listener"),
 ])
 def test_bad_queries_get_a_documented_error_that_says_what_is_accepted(
         served: Served, path: str, status: int, says: str) -> None:
     got = call(served.operator + path.replace("31337", str(served.stack.chain_id)))
     assert got.status == status and says in got.json()["error"], got.body
+
+
+def test_a_wrong_method_or_host_a_sloppy_body_and_a_malformed_request_get_clear_answers(served: Served) -> None:
+    base = served.operator
+    got = call(base + "/v1/chains/local/pause")  # curl without -X POST
+    assert got.status == 405 and got.headers["Allow"] == "POST" and "takes POST, not GET" in got.json()["error"]
+    assert call(base + "/v1/status", "POST", TOKEN).status == 405
+    # a page that made its own name resolve to 127.0.0.1 (DNS rebinding) is not answered
+    got = call(base + "/v1/status", host="evil.example:8547")
+    assert got.status == 403 and "answers requests to 127.0.0.1, localhost or [::1] only" in got.json()["error"]
+    assert call(base + "/health", host=f"localhost:{base.rsplit(':', 1)[1]}").status == 200
+    for path, body, says in [
+            ("/v1/chains/local/resume", b"[1]", "the body must be a JSON object"),
+            ("/v1/reconcile", {"x": 1}, "unknown field 'x': /v1/reconcile takes no field"),
+            ("/v1/chains/local/pause", {"reason": 5}, "reason: a string of one line"),
+            ("/v1/chains/local/pause", {"reason": "two\nlines"}, "reason: a string of one line"),
+            ("/v1/chains/local/pause", {"reason": "ok", "until": 3}, "unknown field 'until'")]:
+        got = call(base + path, "POST", TOKEN, body)
+        assert got.status == 400 and says in got.json()["error"], (path, got.body)
+    assert call(base + "/v1/requests?chain=LOCAL&limit=1").status == 200  # chain names in any case
+    lines = len(served.daemon.log().splitlines())
+    assert call(base + "/v1/requests?state=" + "a" * 20_000).status == 400
+    marker = call(base + "/health")  # answered after it: the daemon has logged whatever it logs of it
+    assert marker.status == 200
+    after = "\n".join(served.daemon.log().splitlines()[lines:])
+    assert "Traceback" not in after and "ERROR" not in after, after
+    m = _samples(call(base + "/metrics").body.decode())
+    assert m[("oracle_intake_paused", (("chain", "local"),))] == 0  # none of the refused bodies paused it
 
 
 # ---------------------------------------------------------------- metrics
@@ -282,6 +318,7 @@ def test_pause_holds_new_requests_recorded_and_resume_answers_them(served: Serve
     assert sum(served.free_server.books.calls.values()) == calls_before
     m = _samples(call(base + "/metrics").body.decode())
     assert m[("oracle_intake_paused", (("chain", "local"),))] == 1
+    assert call(base + "/v1/status").json()[0]["intake_paused"] == "provider maintenance"
 
     resumed = doc.check("/v1/chains/{chain}/resume", "POST", call(base + "/v1/chains/local/resume", "POST", TOKEN))
     assert resumed["intake_paused"] is None
@@ -290,6 +327,7 @@ def test_pause_holds_new_requests_recorded_and_resume_answers_them(served: Serve
     assert call(base + "/v1/chains/nowhere/pause", "POST", TOKEN).status == 404
     assert call(base + "/v1/chains/local/pause", "POST", TOKEN, b"[1,2]").status == 400
     assert call(base + "/v1/chains/local/pause", "POST", TOKEN, {"reason": "x" * 500}).status == 400
+    assert call(base + "/v1/status").json()[0]["intake_paused"] is None
 
 
 def test_retry_refuses_what_is_not_unprofitable_and_reconcile_runs_now(served: Served) -> None:

@@ -53,7 +53,8 @@ async def _load(run: Inspected, shot: Path | None) -> Loaded:
                 assert got.status == 200, await got.text()
                 return await got.json()
 
-        (status,) = await api("/v1/status")
+        (live,) = await api("/v1/status")
+        status = live["status"]
         details = [await api(f"/v1/requests/{r['chain_id']}/{r['request_id']}")
                    for r in (await api("/v1/requests?limit=50"))["items"]]
         entries = await api("/v1/catalog")
