@@ -23,11 +23,11 @@ import rlp  # type: ignore[import-untyped]
 from eth_utils import keccak, to_canonical_address
 
 from oracle.chain.calldata import fulfill_batch_calldata
-from oracle.chain.events import REQUESTED_TOPIC, RequestedEvent, decode_requested
 from oracle.chain.gas import fulfilment_gas
 from oracle.chain.signer import ResponseSigner
 from oracle.config import GasSettings
 from oracle.devnet.harness import SIGNER_ENV
+from oracle.events import REQUESTED_TOPIC, RequestedEvent, decode_requested
 from oracle.protocol import ReasonCode, Response, Status, model_used
 from oracle.results import encode_result
 

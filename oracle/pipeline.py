@@ -18,11 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from oracle.chain.events import DecodedParams, EventDecodeError, decode_params
 from oracle.chain.gas import response_gas_bound
 from oracle.chain.signer import ResponseSigner
 from oracle.chain.tx import ReadyResponse, TxManager
 from oracle.config import ChainSettings, PipelineSettings
+from oracle.events import DecodedParams, EventDecodeError, decode_params
 from oracle.protocol import (
     Commitment,
     InvalidModelSpec,

@@ -12,7 +12,8 @@ from typing import Any
 
 from web3.exceptions import ContractLogicError
 
-from oracle.chain.events import (
+from oracle.devnet.tags import tag_of
+from oracle.events import (
     CANCELLED_TOPIC,
     FULFILLED_TOPIC,
     REQUESTED_TOPIC,
@@ -20,8 +21,7 @@ from oracle.chain.events import (
     decode_fulfilled,
     decode_requested,
 )
-from oracle.chain.events import SKIPPED_TOPIC as SKIPPED
-from oracle.devnet.tags import tag_of
+from oracle.events import SKIPPED_TOPIC as SKIPPED
 from soak.world import BLOCK_TIME, World
 
 GATED = ("lost", "fulfilled_twice", "failed_fulfil_txs", "paid_without_delivery", "authorizations_reused",

@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from web3.exceptions import Web3Exception
 
-from oracle.chain.events import (
+from oracle.devnet.harness import DEV_MODEL
+from oracle.events import (
     CANCELLED_TOPIC,
     FULFILLED_TOPIC,
     REQUESTED_TOPIC,
@@ -17,7 +18,6 @@ from oracle.chain.events import (
     decode_fulfilled,
     decode_requested,
 )
-from oracle.devnet.harness import DEV_MODEL
 from oracle.protocol import ResultSpec, ResultType
 from soak.world import World
 

@@ -11,9 +11,9 @@ import pytest
 from eth_utils import keccak
 
 from oracle import protocol
-from oracle.chain.events import decode_requested
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import requested_events
+from oracle.events import decode_requested
 from oracle.protocol import (
     Commitment,
     ReasonCode,
@@ -112,7 +112,7 @@ def test_enum_drift_from_protocol_json_is_detected(monkeypatch: pytest.MonkeyPat
 
 
 def test_peeked_request_header_agrees_with_the_full_decode(stack: LocalStack) -> None:
-    from oracle.chain.events import peek_requested
+    from oracle.events import peek_requested
 
     _ask(stack, _int_params(stack))
     log = stack.w3.eth.get_logs({"address": stack.contract("AIOracle").address, "fromBlock": "latest"})[0]
@@ -123,7 +123,7 @@ def test_peeked_request_header_agrees_with_the_full_decode(stack: LocalStack) ->
 
 
 def test_the_events_params_hash_is_the_one_the_commitment_holds(stack: LocalStack) -> None:
-    from oracle.chain.events import peek_requested
+    from oracle.events import peek_requested
 
     params = _int_params(stack)
     rid, _, fee = _ask(stack, params)

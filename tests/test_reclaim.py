@@ -13,12 +13,12 @@ from eth_utils import keccak
 from web3 import Web3
 
 from oracle.abi import abi
-from oracle.chain.events import RequestedEvent
 from oracle.cli import main
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask, fulfill, requested_events, success_response
 from oracle.devnet.harness import dev_config, write_config
 from oracle.devnet.keys import DevKey
+from oracle.events import RequestedEvent
 from oracle.ops.reclaim import (
     BALANCE_OF,
     CANCEL,

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from oracle.chain.events import RequestedEvent
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import failure_response, fulfill, requested_events, success_response
+from oracle.events import RequestedEvent
 from oracle.protocol import ReasonCode, RequestParams, ResultSpec, ResultType, Status
 
 ABI_TUPLE = "(string,uint256,bool)"

@@ -18,7 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 from oracle.chain.clock import ChainClock
-from oracle.chain.events import (
+from oracle.chain.log_range import LogRange
+from oracle.chain.rpc import BlockHeader, ChainClient, LogSubscription, RpcError, RpcUnavailable
+from oracle.config import ChainSettings
+from oracle.events import (
     CANCELLED_TOPIC,
     FULFILLED_TOPIC,
     REQUESTED_TOPIC,
@@ -28,9 +31,6 @@ from oracle.chain.events import (
     log_topics_and_data,
     peek_requested,
 )
-from oracle.chain.log_range import LogRange
-from oracle.chain.rpc import BlockHeader, ChainClient, LogSubscription, RpcError, RpcUnavailable
-from oracle.config import ChainSettings
 from oracle.store import Blocks, Requests, RequestState, StoredRequest, request_key
 
 log = logging.getLogger(__name__)

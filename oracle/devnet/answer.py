@@ -12,10 +12,10 @@ from eth_utils import keccak
 from web3.types import TxReceipt
 
 from oracle.chain.calldata import fulfill_batch_calldata, fulfill_calldata
-from oracle.chain.events import REQUESTED_TOPIC, RequestedEvent, decode_requested
 from oracle.chain.signer import ResponseSigner
 from oracle.devnet.keys import DevKey
 from oracle.devnet.stack import LocalStack
+from oracle.events import REQUESTED_TOPIC, RequestedEvent, decode_requested
 from oracle.protocol import ReasonCode, RequestParams, Response, Status, model_used
 from oracle.results import encode_result
 

@@ -13,10 +13,10 @@ from dataclasses import replace
 
 from eth_utils import keccak, to_checksum_address
 
-from oracle.chain.events import RequestedEvent
 from oracle.devnet.answer import fulfill, fulfill_batch, requested_events, success_response
 from oracle.devnet.keys import DevKey
 from oracle.devnet.stack import LocalStack
+from oracle.events import RequestedEvent
 from oracle.protocol import RequestParams, ResultSpec, ResultType
 
 # Code that stops at once: a callback target that accepts every call and does nothing.

@@ -23,7 +23,10 @@ from eth_abi import encode
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
-from oracle.chain.events import (
+from oracle.chain.log_range import LogRange
+from oracle.chain.rpc import ChainClient, RpcError, RpcUnavailable
+from oracle.config import ChainSettings, ConfigError, key_from_env, load_config
+from oracle.events import (
     CANCELLED_TOPIC,
     FULFILLED_TOPIC,
     REQUESTED_TOPIC,
@@ -33,9 +36,6 @@ from oracle.chain.events import (
     decode_fulfilled,
     decode_requested,
 )
-from oracle.chain.log_range import LogRange
-from oracle.chain.rpc import ChainClient, RpcError, RpcUnavailable
-from oracle.config import ChainSettings, ConfigError, key_from_env, load_config
 from oracle.ops import OpsError
 from oracle.ops.chain import connect
 from oracle.ops.sender import TransactionSender, confirmation

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from oracle.chain.events import EventDecodeError, decode_params
+from oracle.events import EventDecodeError, decode_params
 from oracle.protocol import ReasonCode, ResultType, Status
 from oracle.store import Payment, Store
 from oracle.store.queries import SeenRequest, TxRecord

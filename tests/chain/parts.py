@@ -16,7 +16,6 @@ import aiohttp
 
 from oracle.chain.calldata import fulfill_calldata
 from oracle.chain.clock import ChainClock
-from oracle.chain.events import FULFILLED_TOPIC
 from oracle.chain.rpc import ChainClient
 from oracle.chain.tx.batch import ReadyResponse
 from oracle.chain.tx.broadcaster import Broadcaster, OnSent
@@ -30,6 +29,7 @@ from oracle.chain.watcher import TOPICS, RequestWatcher
 from oracle.config import ChainSettings, GasSettings
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask, send_raw_call, signer_for, success_response
+from oracle.events import FULFILLED_TOPIC
 from oracle.protocol import RequestParams, ResultSpec, ResultType
 from oracle.store import RequestState, Store, StoredTx, request_key
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from oracle.chain.errors import UNKNOWN_REQUEST
-from oracle.chain.events import FULFILLED_TOPIC, SKIPPED_TOPIC, decode_fulfilled
 from oracle.devnet import LocalStack
 from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, wait_until, write_config
 from oracle.devnet.model_server import ModelServer
+from oracle.events import FULFILLED_TOPIC, SKIPPED_TOPIC, decode_fulfilled
 from oracle.protocol import RequestParams, ResultSpec
 from oracle.store import Store, StoredRequest, StoredTx, request_key
 

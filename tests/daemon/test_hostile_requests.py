@@ -13,9 +13,9 @@ from eth_utils import keccak
 from web3 import Web3
 
 from oracle.abi import input_types, signature
-from oracle.chain.events import FULFILLED_TOPIC, FulfilledEvent, RequestedEvent, decode_fulfilled
 from oracle.devnet.answer import ask, requested_events
 from oracle.devnet.harness import wait_until
+from oracle.events import FULFILLED_TOPIC, FulfilledEvent, RequestedEvent, decode_fulfilled
 from oracle.protocol import PolicyClass, ReasonCode, RequestParams, ResultSpec, ResultType, Status
 from oracle.store import RequestState, Store, request_key
 from tests.daemon.helpers import Running, ask_params, audit_chain, decoded, wait_delivered

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from web3.exceptions import ContractLogicError
 
-from oracle.chain.events import REQUESTED_TOPIC, RequestedEvent
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask
 from oracle.devnet.harness import wait_until, write_config
 from oracle.devnet.model_server import ModelServer
+from oracle.events import REQUESTED_TOPIC, RequestedEvent
 from oracle.protocol import PolicyClass, ResultSpec, ResultType, Status
 from oracle.store import RequestState, StoredRequest, TxState
 from tests.daemon.helpers import (

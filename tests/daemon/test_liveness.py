@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 
-from oracle.chain.events import FULFILLED_TOPIC, decode_fulfilled
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask
 from oracle.devnet.fault_proxy import FaultKnobs, FaultProxy
 from oracle.devnet.harness import wait_until
 from oracle.devnet.model_server import ModelServer
+from oracle.events import FULFILLED_TOPIC, decode_fulfilled
 from oracle.protocol import ResultSpec, ResultType, Status
 from oracle.results import encode_result
 from oracle.store import Store, request_key

@@ -13,11 +13,11 @@ import pytest
 from web3.types import Wei
 
 from oracle.chain.errors import COMMITMENT_MISMATCH
-from oracle.chain.events import FULFILLED_TOPIC, SKIPPED_TOPIC
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask, fulfill, success_response
 from oracle.devnet.harness import wait_until
 from oracle.devnet.model_server import Knobs, ModelServer
+from oracle.events import FULFILLED_TOPIC, SKIPPED_TOPIC
 from oracle.protocol import ResultSpec, ResultType, Status
 from oracle.store import RequestState, request_key
 from tests.daemon.helpers import (

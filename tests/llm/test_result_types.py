@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from oracle.chain.events import FULFILLED_TOPIC, FulfilledEvent, decode_fulfilled
 from oracle.config import ModelDeployment
 from oracle.devnet.answer import ask
 from oracle.devnet.llama_server import LOCAL_MODEL
+from oracle.events import FULFILLED_TOPIC, FulfilledEvent, decode_fulfilled
 from oracle.protocol import ReasonCode, ResultSpec, ResultType, Status
 from oracle.results import json_schema, parse_answer
 from oracle.router.adapters.base import Call

@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from oracle.chain.errors import COMMITMENT_MISMATCH, UNKNOWN_REQUEST
-from oracle.chain.events import FULFILLED_TOPIC, SKIPPED_TOPIC, log_topics_and_data
 from oracle.chain.rpc import ChainClient, RpcError, RpcUnavailable
 from oracle.chain.tx.batch import calldata, carried, gas_limit
 from oracle.chain.tx.fees import FeeEstimator
@@ -31,6 +30,7 @@ from oracle.chain.tx.in_flight import InFlight
 from oracle.chain.tx.outbox import Outbox
 from oracle.chain.tx.refusals import Refusal, reverted
 from oracle.config import ChainSettings
+from oracle.events import FULFILLED_TOPIC, SKIPPED_TOPIC, log_topics_and_data
 from oracle.store import RequestState, StoredTx, Transactions, TxState, request_key
 
 log = logging.getLogger(__name__)

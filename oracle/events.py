@@ -1,4 +1,5 @@
-"""Decoding the oracle's events with eth_abi (no web3 contract objects on this path).
+"""Decoding the oracle's events with eth_abi (no web3 contract objects on this path): the one decoder
+of `Requested`, `Fulfilled` and `Cancelled` for the daemon and the client, beside `protocol`.
 
 Logs come from the chain and are untrusted. The contract guarantees the model spec and ABI type are
 ASCII, but not that choice labels are valid UTF-8, so strings are decoded as bytes first: a request
