@@ -1,21 +1,29 @@
-"""`OracleClient`: quote, send one request and wait for what settles it, from Python (async, web3.py).
+"""`OracleClient`: quote, send requests, wait for one, follow every settlement, fetch receipts, from
+Python (async, web3.py).
 
-    client = await OracleClient.connect("http://127.0.0.1:8545", oracle="0x...")
+    client = await OracleClient.connect("http://127.0.0.1:8545", ws_url="ws://...", oracle="0x...")
     request_id = await client.request(params, key)         # pays the quote unless a fee is given
     result = await client.wait(request_id, timeout=120)    # OracleResult: status, reason, value, ...
+    async for item in client.results(ResultFilter(...), from_block=0, confirmations=2, cursor=SqliteCursor(p)):
+        ...                                                # Settled, or Retracted after a reorg (oracle.client.follow)
+    receipt = await client.receipt(request_id, "https://oracle.example")   # checked against its on-chain hash
 
-The result's value comes from the fulfilment transaction's input (`fulfill` or `fulfillBatch` sent to the
-oracle), decoded by the request's result type with `oracle.results`, the same decoder the daemon uses;
-the `Fulfilled` event itself carries only the result's hash, which is checked against those bytes.
+The result's value comes from the fulfilment transaction's input (`fulfill` or `fulfillBatch`, sent to the
+oracle or relayed through another contract: `oracle.client.responses`), decoded by the request's result
+type with `oracle.results`, the same decoder the daemon uses; the `Fulfilled` event itself carries only
+the result's hash, which is checked against those bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Self
 
+import aiohttp
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 from web3 import AsyncHTTPProvider, AsyncWeb3
@@ -25,6 +33,10 @@ from web3.types import TxParams, Wei
 
 from oracle.abi import abi
 from oracle.abi.errors import decode_revert
+from oracle.client.cursor import CursorStore, MemoryCursor
+from oracle.client.follow import Follower
+from oracle.client.responses import Responses
+from oracle.client.settled import ResultFilter, Retracted, Settled
 from oracle.protocol import ReasonCode, RequestParams, ResultSpec, Status
 from oracle.results import ResultError, decode_result
 
@@ -61,15 +73,21 @@ class _Asked:
     block_number: int
 
 
+class ReceiptMismatch(ClientError):
+    """A receipt whose keccak is not the hash the chain holds: not the one the signer committed to."""
+
+
 class OracleClient:
-    def __init__(self, w3: AsyncWeb3[Any], oracle: AsyncContract, chain_id: int) -> None:
+    def __init__(self, w3: AsyncWeb3[Any], oracle: AsyncContract, chain_id: int, ws_url: str | None = None) -> None:
         self.w3 = w3
         self.oracle = oracle
         self.chain_id = chain_id
+        self.ws_url = ws_url
         self._asked: dict[bytes, _Asked] = {}
+        self._responses = Responses(w3, oracle)
 
     @classmethod
-    async def connect(cls, rpc_url: str, *, oracle: str, timeout: float = 30.0) -> Self:
+    async def connect(cls, rpc_url: str, *, oracle: str, ws_url: str | None = None, timeout: float = 30.0) -> Self:
         w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
         try:
             chain_id = await w3.eth.chain_id
@@ -79,7 +97,7 @@ class OracleClient:
         address = to_checksum_address(oracle)
         if not await w3.eth.get_code(address):
             raise ClientError(f"no contract at {address} on chain {chain_id}: is the oracle address right?")
-        return cls(w3, w3.eth.contract(address=address, abi=abi("AIOracle")), chain_id)
+        return cls(w3, w3.eth.contract(address=address, abi=abi("AIOracle")), chain_id, ws_url)
 
     async def close(self) -> None:
         await self.w3.provider.disconnect()
@@ -124,6 +142,51 @@ class OracleClient:
             if time.monotonic() > give_up:
                 raise TimeoutError(f"request 0x{request_id.hex()} was not settled within {timeout:g} s")
             await asyncio.sleep(POLL_SECONDS)
+
+    async def results(self, where: ResultFilter | None = None, *, from_block: int | None = None,
+                      confirmations: int = 0, cursor: CursorStore | None = None,
+                      poll_interval: float = 1.0) -> AsyncGenerator[Settled | Retracted]:
+        """Every request that settles — fulfilled (success or failure), cancelled, or expired unanswered —
+        once `confirmations` blocks deep, as a typed value; a `Retracted` when a reorg removes one given
+        before. Follows from `from_block` (default: the head now) or from where `cursor` stands; see
+        `oracle.client.follow` for how it follows, resumes and what a crash repeats."""
+        if confirmations < 0:
+            raise ClientError(f"confirmations must be 0 or more, not {confirmations}")
+        start = from_block if from_block is not None else await self.w3.eth.block_number
+        follower = Follower(self.w3, self.oracle, self.chain_id, where or ResultFilter(), confirmations,
+                            cursor if cursor is not None else MemoryCursor(), start, self.ws_url, poll_interval)
+        items = follower.items()
+        try:
+            async for item in items:
+                yield item
+        finally:  # closing this iterator closes the follower's, which marks the last item taken
+            await items.aclose()
+
+    async def receipt(self, request_id: bytes, api_url: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The request's receipt from an operator's public listener, checked against the receipt hash its
+        `Fulfilled` event holds (ReceiptMismatch when it is not the one committed to). No redirect is
+        followed."""
+        asked = await self._find_request(request_id, 0)
+        events = await self._logs("Fulfilled", request_id, asked.block_number)
+        if not events:
+            raise ClientError(f"request 0x{request_id.hex()} is not fulfilled on chain {self.chain_id}: it has no "
+                              f"receipt yet")
+        expected = bytes(events[-1]["args"]["receiptHash"])
+        url = f"{api_url.rstrip('/')}/v1/receipts/0x{expected.hex()}"
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session, \
+                    session.get(url, allow_redirects=False) as reply:
+                body = await reply.read()
+                if reply.status != 200:
+                    raise ClientError(f"{url} answered {reply.status}: {body[:200]!r}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ClientError(f"{url} could not be read ({type(exc).__name__}: {exc})") from None
+        if keccak(body) != expected:
+            raise ReceiptMismatch(f"the receipt {url} serves hashes to 0x{keccak(body).hex()}, not to the receipt "
+                                  f"hash 0x{expected.hex()} the chain holds for request 0x{request_id.hex()}: it is "
+                                  f"not the receipt the answer was signed with")
+        document: dict[str, Any] = json.loads(body)
+        return document
 
     # ------------------------------------------------------------------ internals
 
@@ -175,9 +238,9 @@ class OracleClient:
         args = event["args"]
         status = Status(args["status"])
         tx_hash = bytes(event["transactionHash"])
-        response, note = await self._response_in(tx_hash, request_id, bytes(args["resultHash"]))
+        response, note = await self._responses.find(tx_hash, request_id, bytes(args["resultHash"]))
         value: Any = None
-        result = response["result"] if response is not None else None
+        result = response.result if response is not None else None
         if status == Status.SUCCESS and result is not None:
             try:
                 value = decode_result(spec, result)
@@ -185,28 +248,8 @@ class OracleClient:
                 note = f"the result does not decode as {spec.kind.name.lower()}: {exc}"
         return OracleResult(
             request_id, status.name.lower(), _reason(args["reasonCode"]), value, result,
-            response["modelUsed"] if response is not None else None, bytes(args["receiptHash"]), tx_hash,
+            response.model_used if response is not None else None, bytes(args["receiptHash"]), tx_hash,
             event["blockNumber"], note)
-
-    async def _response_in(self, tx_hash: bytes, request_id: bytes,
-                           result_hash: bytes) -> tuple[dict[str, Any] | None, str]:
-        """The signed response for `request_id` in the fulfilment's calldata, when it was sent to the
-        oracle itself; a fulfilment relayed through another contract carries it somewhere we cannot see."""
-        tx = await self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
-        if tx.get("to") != self.oracle.address:
-            return None, f"fulfilled through {tx.get('to')}, not by a call to the oracle: the result bytes are not read"
-        try:
-            fn, inputs = self.oracle.decode_function_input(tx["input"])
-        except ValueError:
-            return None, "the fulfilment's input does not decode"
-        responses = [inputs["response"]] if fn.fn_name == "fulfill" else list(inputs.get("responses", []))
-        for response in responses:
-            if bytes(response["requestId"]) == request_id:
-                found = {"result": bytes(response["result"]), "modelUsed": bytes(response["modelUsed"])}
-                if keccak(found["result"]) != result_hash:
-                    return None, "the result in the fulfilment's input does not match the event's result hash"
-                return found, ""
-        return None, "the fulfilment's input carries no response for this request"
 
 
 def _params_tuple(params: Any) -> tuple[Any, ...]:
