@@ -40,12 +40,12 @@ import aiohttp
 from eth_account import Account
 
 from bench.report import finish
-from oracle.chain.events import FULFILLED_TOPIC, REQUESTED_TOPIC, decode_fulfilled, decode_requested
 from oracle.devnet import LocalStack
 from oracle.devnet.anvil import free_port
 from oracle.devnet.gas import NOOP_CODE, NOOP_CONSUMER
 from oracle.devnet.harness import DEV_MODEL, SIGNER_ENV, DaemonProcess, dev_config, write_config
 from oracle.devnet.stack import StackSettings
+from oracle.events import FULFILLED_TOPIC, REQUESTED_TOPIC, decode_fulfilled, decode_requested
 from oracle.protocol import RequestParams, ResultSpec, ResultType
 
 BATCH_MAX = 64
@@ -135,6 +135,13 @@ async def _sample_rss(pid: int, peak: list[float], stop: asyncio.Event) -> None:
 class Bench:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
+        self._runs = 0
+
+    def name(self, what: str) -> str:
+        """A name of its own for each run's files: a store left by an earlier run (another chain at the same
+        addresses) would make a daemon take that chain's blocks as already read."""
+        self._runs += 1
+        return f"{what}-{self._runs}"
 
     def start(self, *, model_latency: float = 0.0) -> tuple[LocalStack, subprocess.Popen[bytes], str]:
         stack = LocalStack(StackSettings(block_time=1, anvil_args=("--gas-limit", "2000000000"))).start()
@@ -219,7 +226,7 @@ async def _scrape(url: str, scrapes: list[int]) -> None:
 
 async def overhead(bench: Bench, count: int, kind: str = "daemon") -> dict[str, float]:
     stack, model, url = bench.start()
-    daemon = bench.runner(kind, stack, url, f"overhead-{kind}").start()
+    daemon = bench.runner(kind, stack, url, bench.name(f"overhead-{kind}")).start()
     seen = Observed()
     scrapes = [0]
     scraper: asyncio.Task[None] | None = None
@@ -264,7 +271,7 @@ async def overhead(bench: Bench, count: int, kind: str = "daemon") -> dict[str, 
 
 async def throughput(bench: Bench, count: int, rate: float, kind: str = "daemon") -> dict[str, float]:
     stack, model, url = bench.start()
-    daemon = bench.runner(kind, stack, url, "throughput").start()
+    daemon = bench.runner(kind, stack, url, bench.name("throughput")).start()
     seen = Observed()
     peak = [0.0]
     try:
@@ -306,7 +313,7 @@ async def throughput(bench: Bench, count: int, rate: float, kind: str = "daemon"
 async def memory(bench: Bench, count: int) -> dict[str, float]:
     """Peak RSS with `count` requests waiting: offered while the daemon is down, then a slow model."""
     stack, model, url = bench.start(model_latency=2.0)
-    daemon = bench.daemon(stack, url, "memory")
+    daemon = bench.daemon(stack, url, bench.name("memory"))
     peak = [0.0]
     try:
         await _offer(stack.rpc_url, _presign(stack, count), rate=2_000)
