@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import daemon, gas, router, x402
+from bench import client, daemon, gas, router, x402
 
 
 def _daemon() -> int:
@@ -19,7 +19,11 @@ def _x402() -> int:
     return x402.main([])
 
 
-BENCHMARKS = {"gas": gas.main, "router": _router, "x402": _x402, "daemon": _daemon}
+def _client() -> int:
+    return client.main([])
+
+
+BENCHMARKS = {"gas": gas.main, "router": _router, "x402": _x402, "daemon": _daemon, "client": _client}
 
 
 def main() -> int:

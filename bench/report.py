@@ -46,6 +46,7 @@ def finish(name: str, figures: dict[str, Any], targets: dict[str, Any], missed: 
     path = write(name, figures, targets, missed)
     for key, value in figures.items():
         target = f"  (target {targets[key]})" if key in targets else ""
-        print(f"{key:<36} {value:>10}{target}{'  MISSED' if key in missed else ''}")
+        shown = value if isinstance(value, (int, float, str)) else str(value)
+        print(f"{key:<36} {shown:>10}{target}{'  MISSED' if key in missed else ''}")
     print(f"wrote {path}")
     return 1 if missed else 0
