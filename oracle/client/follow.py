@@ -25,12 +25,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
-from web3.exceptions import Web3Exception
+from web3.exceptions import Web3Exception, Web3RPCError
 
 from oracle.client.cursor import CursorStore, OpenRequest, ResultsCursor
 from oracle.client.responses import Responses
@@ -42,8 +43,8 @@ from oracle.events import (
     EventDecodeError,
     decode_cancelled,
     decode_fulfilled,
-    decode_params,
     peek_requested,
+    peek_result,
 )
 from oracle.protocol import ReasonCode, ResultSpec, Status
 from oracle.results import ResultError, decode_result
@@ -53,8 +54,29 @@ log = logging.getLogger(__name__)
 LOG_RANGE = 2_000  # blocks per eth_getLogs (halved while the node refuses)
 REORG_WINDOW = 128  # blocks below the last one read that a reorg is looked for in
 LOOKBACK = 50_000  # blocks before a settlement its Requested event is looked for in, when not followed
+_IDS_PER_QUERY = 200  # request ids in one eth_getLogs topic filter
 _TOPICS = ["0x" + t.hex() for t in (REQUESTED_TOPIC, FULFILLED_TOPIC, CANCELLED_TOPIC)]
 _NODE_ERRORS = (TimeoutError, aiohttp.ClientError, Web3Exception, OSError)
+
+
+@dataclass(frozen=True)
+class _Log:
+    """A log as eth_getLogs gives it, with the fields following needs read once."""
+
+    raw: dict[str, Any]
+    block_number: int
+    log_index: int
+    block_hash: bytes
+    tx_hash: bytes
+    topic: bytes
+    topic1: bytes
+
+    @classmethod
+    def of(cls, raw: dict[str, Any]) -> _Log:
+        topics = raw["topics"]
+        return cls(raw, int(raw["blockNumber"], 16), int(raw["logIndex"], 16), bytes.fromhex(raw["blockHash"][2:]),
+                   bytes.fromhex(raw["transactionHash"][2:]), bytes.fromhex(topics[0][2:]) if topics else b"",
+                   bytes.fromhex(topics[1][2:]) if len(topics) > 1 else b"")
 
 
 class Follower:
@@ -73,6 +95,7 @@ class Follower:
         self._wake = asyncio.Event()
         self._range = LOG_RANGE
         self._behind = False  # more blocks are ready to read: read on without waiting
+        self._known: dict[bytes, OpenRequest] = {}  # requests made before the blocks followed, found in bulk
 
     async def items(self) -> AsyncGenerator[Settled | Retracted]:
         heads = asyncio.create_task(self._follow_heads()) if self.ws_url else None
@@ -110,8 +133,7 @@ class Follower:
             return
         end = min(safe, start + self._range - 1)
         try:
-            logs = await self.w3.eth.get_logs({"address": self.address, "fromBlock": start, "toBlock": end,
-                                               "topics": [_TOPICS]})
+            logs = await self._logs(start, end, [_TOPICS])
         except _NODE_ERRORS as exc:
             if self._range == 1:
                 raise
@@ -121,22 +143,31 @@ class Follower:
             self._behind = True
             return
         last = await self.w3.eth.get_block(end)
-        entries = sorted(logs, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])))
-        hashes = {int(e["blockNumber"]): bytes(e["blockHash"]) for e in entries}
+        entries = sorted(logs, key=lambda e: (e.block_number, e.log_index))
+        hashes = {e.block_number: e.block_hash for e in entries}
         if hashes.get(end, bytes(last["hash"])) != bytes(last["hash"]) or not await self._still(hashes, end, head):
             self._behind = True  # a reorg while reading: read again
             return
         self._behind = end < safe
-        settled: list[Settled] = []
+        await self._find_requests(entries, start - 1)
         for entry in entries:
-            found = await self._take(entry)
-            if found is not None:
-                settled.append(found)
-        expiries = await self._expiries(start, end, last, settled)
-        # in block order; an expiry first in its block (the deadline had passed when the block began)
-        ordered = sorted([(s.block_number, 0, i, s) for i, s in enumerate(expiries)]
-                         + [(s.block_number, 1, i, s) for i, s in enumerate(settled)])
-        for _, _, _, s in ordered:
+            if entry.topic == REQUESTED_TOPIC:
+                await self._take(entry)
+        first_settled: dict[bytes, int] = {}
+        for entry in entries:
+            if entry.topic in (FULFILLED_TOPIC, CANCELLED_TOPIC):
+                first_settled.setdefault(entry.topic1, entry.block_number)
+        expiries = await self._expiries(start, end, last, first_settled)
+        # in block order, each decoded as it comes (the first are given before the last are read); an
+        # expiry first in its block (the deadline had passed when the block began)
+        ordered: list[tuple[int, int, int, Settled | _Log]] = sorted(
+            [(s.block_number, 0, i, s) for i, s in enumerate(expiries)]
+            + [(e.block_number, 1, e.log_index, e) for e in entries if e.topic != REQUESTED_TOPIC],
+            key=lambda x: x[:3])
+        for _, _, _, what in ordered:
+            s = what if isinstance(what, Settled) else await self._take(what)
+            if s is None:
+                continue
             self.cursor.close_request(s.request_id)
             if s.event_id in self.cursor.given or not self.where.admits(s):
                 continue  # given before a restart in the middle of this range, or filtered out
@@ -195,22 +226,20 @@ class Follower:
 
     # ------------------------------------------------------------ one log
 
-    async def _take(self, entry: Any) -> Settled | None:
-        topic = bytes(entry["topics"][0])
-        number, block_hash = int(entry["blockNumber"]), bytes(entry["blockHash"])
-        tx_hash = bytes(entry["transactionHash"])
+    async def _take(self, entry: _Log) -> Settled | None:
+        topic, number, block_hash, tx_hash = entry.topic, entry.block_number, entry.block_hash, entry.tx_hash
         try:
             if topic == REQUESTED_TOPIC:
-                h = peek_requested(entry)
+                h = peek_requested(entry.raw)
                 self.cursor.open_request(h.request_id, OpenRequest(number, block_hash, h.requester, h.deadline,
                                                                    h.params_blob))
                 return None
             if topic == CANCELLED_TOPIC:
-                cancelled = decode_cancelled(entry)
+                cancelled = decode_cancelled(entry.raw)
                 asked = await self._asked(cancelled.request_id, number)
                 return self._settled(cancelled.request_id, asked, "cancelled", "cancelled", ReasonCode.NONE, None,
                                      None, number, block_hash, tx_hash, "its fee was refunded to its requester")
-            event = decode_fulfilled(entry)
+            event = decode_fulfilled(entry.raw)
         except EventDecodeError as exc:
             log.warning("results: a log of the oracle in block %d does not decode: %s", number, exc)
             return None
@@ -228,8 +257,7 @@ class Follower:
         consumer = ""
         if asked is not None:
             with contextlib.suppress(EventDecodeError):
-                params = decode_params(asked.params_blob).params
-                spec, consumer = params.result, params.callback
+                consumer, spec = peek_result(asked.params_blob)
         value: Any = None
         if spec is None:
             note = note or (f"its Requested event was not found within {LOOKBACK} blocks before: the value is not "
@@ -243,12 +271,9 @@ class Follower:
                        spec.kind.name.lower() if spec is not None else "", value, result, model_used, receipt_hash,
                        consumer, asked.requester if asked else "", number, block_hash, tx_hash, note)
 
-    async def _expiries(self, start: int, end: int, last: Any, settled: list[Settled]) -> list[Settled]:
+    async def _expiries(self, start: int, end: int, last: Any, first_settled: dict[bytes, int]) -> list[Settled]:
         """Requests whose deadline passed by block `end` unsettled: each expires in the first block whose
         time is past its deadline, unless something settled it in an earlier block."""
-        first_settled: dict[bytes, int] = {}
-        for s in settled:
-            first_settled.setdefault(s.request_id, s.block_number)
         headers: dict[int, Any] = {end: last}
         out = []
         for rid, o in list(self.cursor.open.items()):
@@ -280,23 +305,50 @@ class Follower:
         return high
 
     async def _asked(self, request_id: bytes, before: int) -> OpenRequest | None:
-        found = self.cursor.open.get(request_id)
+        found = self.cursor.open.get(request_id) or self._known.pop(request_id, None)
         return found if found is not None else await self._requested(request_id, before)
 
     async def _requested(self, request_id: bytes, high: int) -> OpenRequest | None:
         """The request's `Requested` event at or below `high` (within LOOKBACK), read by its topic."""
+        found = await self._requested_many([request_id], high)
+        return found.get(request_id)
+
+    async def _requested_many(self, request_ids: list[bytes], high: int) -> dict[bytes, OpenRequest]:
+        """The `Requested` events of these requests at or below `high` (within LOOKBACK), newest first, a
+        few hundred ids a query."""
+        found: dict[bytes, OpenRequest] = {}
         low_end = max(0, high - LOOKBACK)
-        while high >= low_end:
+        while high >= low_end and len(found) < len(request_ids):
             low = max(low_end, high - LOG_RANGE + 1)
-            logs = await self.w3.eth.get_logs({"address": self.address, "fromBlock": low, "toBlock": high,
-                                               "topics": ["0x" + REQUESTED_TOPIC.hex(), "0x" + request_id.hex()]})
-            if logs:
-                entry = logs[-1]
-                h = peek_requested(entry)
-                return OpenRequest(int(entry["blockNumber"]), bytes(entry["blockHash"]), h.requester, h.deadline,
-                                   h.params_blob)
+            wanted = [rid for rid in request_ids if rid not in found]
+            for i in range(0, len(wanted), _IDS_PER_QUERY):
+                ids = ["0x" + rid.hex() for rid in wanted[i:i + _IDS_PER_QUERY]]
+                for entry in await self._logs(low, high, ["0x" + REQUESTED_TOPIC.hex(), ids]):
+                    try:
+                        h = peek_requested(entry.raw)
+                    except EventDecodeError:
+                        continue
+                    found.setdefault(h.request_id, OpenRequest(entry.block_number, entry.block_hash, h.requester,
+                                                               h.deadline, h.params_blob))
             high = low - 1
-        return None
+        return found
+
+    async def _find_requests(self, entries: list[_Log], before: int) -> None:
+        """Requests settled in these logs that were made before the blocks followed: read at once, in a
+        few queries, rather than one query each (a subscriber that starts at the head meets many)."""
+        made_here = {e.topic1 for e in entries if e.topic == REQUESTED_TOPIC}
+        unknown = list(dict.fromkeys(e.topic1 for e in entries if e.topic in (FULFILLED_TOPIC, CANCELLED_TOPIC)
+                                     and e.topic1 not in self.cursor.open and e.topic1 not in made_here))
+        if unknown and before >= 0:
+            self._known.update(await self._requested_many(unknown, before))
+
+    async def _logs(self, start: int, end: int, topics: list[Any]) -> list[_Log]:
+        """eth_getLogs as the node answers it (web3's formatting of each log costs more than the rest)."""
+        reply = await self.w3.provider.make_request("eth_getLogs", [{
+            "address": self.address, "fromBlock": hex(start), "toBlock": hex(end), "topics": topics}])
+        if "error" in reply:
+            raise Web3RPCError(f"eth_getLogs: {reply['error']}")
+        return [_Log.of(entry) for entry in reply["result"]]
 
     # ------------------------------------------------------------ waking at each new head
 

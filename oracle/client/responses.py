@@ -13,12 +13,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from eth_abi import decode
 from eth_utils import keccak, to_checksum_address
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
 from web3.exceptions import Web3Exception
 
+from oracle.abi import input_types, signature
+
 CACHE = 4_096  # fulfilment transactions whose responses are kept decoded
+_FULFILL = keccak(text=signature("AIOracle", "fulfill"))[:4]
+_FULFILL_BATCH = keccak(text=signature("AIOracle", "fulfillBatch"))[:4]
+_RESPONSE = input_types("AIOracle", "fulfill")[0]  # (requestId, commitment, status, reason, result, model, receipt)
+if input_types("AIOracle", "fulfillBatch")[0] != _RESPONSE + "[]":
+    raise RuntimeError("fulfillBatch's first argument is not an array of fulfill's response: update _decode")
 
 
 @dataclass(frozen=True)
@@ -66,20 +74,22 @@ class Responses:
         return self._decode(calls_to(reply["result"], str(self.oracle.address)))
 
     def _decode(self, inputs: Iterable[bytes]) -> dict[bytes, Response]:
+        """The responses of `fulfill` and `fulfillBatch` calls, by request id (eth_abi on the response
+        argument alone: the commitments and signatures that follow are not read)."""
         out: dict[bytes, Response] = {}
         for data in inputs:
+            selector, args = data[:4], data[4:]
             try:
-                fn, args = self.oracle.decode_function_input(data)
-            except (ValueError, Web3Exception):
+                if selector == _FULFILL:
+                    carried = [decode([_RESPONSE], args)[0]]
+                elif selector == _FULFILL_BATCH:
+                    carried = list(decode([_RESPONSE + "[]"], args)[0])
+                else:
+                    continue
+            except Exception:  # eth_abi's many decoding errors: calldata that is not a fulfilment's
                 continue
-            if fn.fn_name == "fulfill":
-                carried = [args["response"]]
-            elif fn.fn_name == "fulfillBatch":
-                carried = list(args["responses"])
-            else:
-                continue
-            for r in carried:
-                out.setdefault(bytes(r["requestId"]), Response(bytes(r["result"]), bytes(r["modelUsed"])))
+            for request_id, _, _, _, result, model, _ in carried:
+                out.setdefault(bytes(request_id), Response(bytes(result), bytes(model)))
         return out
 
 
