@@ -501,11 +501,16 @@ def parse_config(data: dict[str, Any]) -> Config:
         raise ConfigError("bad config:\n  " + "\n  ".join(problems)) from None
 
 
-def load_config(path: Path) -> Config:
+def read_toml(path: Path) -> dict[str, Any]:
+    """A config file's TOML as a dict; ConfigError saying why it cannot be read (the daemon's and the
+    bots' configs alike)."""
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-    return parse_config(data)
+
+
+def load_config(path: Path) -> Config:
+    return parse_config(read_toml(path))

@@ -21,7 +21,6 @@ variable that holds its `whsec_...` secret, read by `bots.relay.signing.load_key
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -29,7 +28,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from oracle.client import ResultFilter
-from oracle.config import Address, ConfigError
+from oracle.config import Address, ConfigError, read_toml
 from oracle.protocol import ResultType
 
 EventKind = Literal["settled", "retracted"]
@@ -161,10 +160,4 @@ def parse_config(data: dict[str, Any], source: str = "config") -> RelayConfig:
 
 
 def load_config(path: Path) -> RelayConfig:
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-    return parse_config(data, f"config {path}")
+    return parse_config(read_toml(path), f"config {path}")

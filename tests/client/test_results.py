@@ -183,28 +183,28 @@ def _forwarder(stack: LocalStack) -> str:
     return address
 
 
-def test_relayed_fulfilments_are_read_from_the_call_trace(stack: LocalStack) -> None:
+def test_relayed_fulfilments_of_every_type_are_read_from_the_call_trace(stack: LocalStack) -> None:
     on = _On(stack)
     relay = _forwarder(stack)
     start = stack.w3.eth.block_number + 1
-    values = {ResultType.UINT: 17, ResultType.TEXT: "relayed ✓", ResultType.ABI: ("x", 2**200, True)}
-    specs = {ResultType.UINT: ResultSpec(ResultType.UINT, min=0, max=100),
-             ResultType.TEXT: ResultSpec(ResultType.TEXT, max_bytes=64),
-             ResultType.ABI: ResultSpec(ResultType.ABI, max_bytes=400, abi_type="(string,uint256,bool)")}
+    values: dict[ResultType, Any] = {
+        ResultType.TEXT: "relayed ✓", ResultType.BOOL: True, ResultType.UINT: 17, ResultType.INT: -33,
+        ResultType.CHOICE: 2, ResultType.JSON: {"risk": "low", "n": [1, 2]}, ResultType.ABI: ("x", 2**200, True)}
+    specs = {spec.kind: spec for spec in TYPES}
     events = {kind: ask(stack, ask_params(on, spec)) for kind, spec in specs.items()}
     signer = signer_for(stack)
     single = success_response(events[ResultType.UINT], values[ResultType.UINT])
     receipt = send_raw_call(stack, relay, fulfill_calldata(single, events[ResultType.UINT].commitment,
                                                            signer.sign_response(single)), stack.keys.agents)
     assert receipt["status"] == 1
-    batch = [(events[k], success_response(events[k], values[k])) for k in (ResultType.TEXT, ResultType.ABI)]
+    batch = [(events[k], success_response(events[k], values[k])) for k in values if k != ResultType.UINT]
     data = fulfill_batch_calldata([(r, e.commitment, signer.sign_response(r)) for e, r in batch])
     assert send_raw_call(stack, relay, data, stack.keys.agents, gas=5_000_000)["status"] == 1
 
     async def go() -> list[Settled | Retracted]:
         client = await _connect(stack)
         try:
-            return await _take(client, 3, from_block=start)
+            return await _take(client, len(events), from_block=start)
         finally:
             await client.close()
 
