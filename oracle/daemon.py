@@ -40,7 +40,6 @@ from oracle.x402.network import PaymentNetworks
 from oracle.x402.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
-_BALANCE_OF = bytes.fromhex("70a08231")
 
 
 @dataclass
@@ -190,8 +189,7 @@ class Daemon:
         rt = self._runtime(chain_id)
         network = f"eip155:{chain_id}"
         assets = sorted({m.x402.asset for m in self.config.models if m.x402 is not None and m.x402.network == network})
-        word = bytes(12) + bytes.fromhex(self._paying.wallet.address[2:])
-        return {a: int.from_bytes(await rt.rpc.eth_call(a, _BALANCE_OF + word), "big") for a in assets}
+        return {a: await rt.rpc.token_balance(a, self._paying.wallet.address) for a in assets}
 
     def store_writable(self) -> str | None:
         return self._store.writable() if self._store is not None else "the store is not open"

@@ -22,6 +22,9 @@ from oracle.repeated_failure import RepeatedFailure
 log = logging.getLogger(__name__)
 
 
+_BALANCE_OF = bytes.fromhex("70a08231")  # balanceOf(address)
+
+
 class RpcError(Exception):
     """The node answered with a JSON-RPC error."""
 
@@ -188,6 +191,11 @@ class ChainClient:
 
     async def balance(self, address: str) -> int:
         return _int(await self.call("eth_getBalance", [address, "latest"]))
+
+    async def token_balance(self, token: str, holder: str) -> int:
+        """An ERC-20's `balanceOf(holder)`, base units."""
+        data = _BALANCE_OF + bytes(12) + bytes.fromhex(holder.removeprefix("0x"))
+        return int.from_bytes(await self.eth_call(token, data), "big")
 
     async def send_raw(self, raw: bytes) -> bytes:
         return _bytes(await self.call("eth_sendRawTransaction", ["0x" + raw.hex()]))

@@ -18,8 +18,6 @@ from oracle.store import Store
 from oracle.views.parse import REQUEST_GROUPS
 from oracle.views.records import ChainStatus
 
-_BALANCE_OF = bytes.fromhex("70a08231")
-
 
 @dataclass(frozen=True)
 class Wallets:
@@ -76,9 +74,8 @@ async def read_chain(session: aiohttp.ClientSession, chain: ChainSettings, who: 
         if who.signer is not None:
             reads.signer_balance = await client.balance(who.signer)
         if who.payment_wallet is not None:
-            word = bytes(12) + bytes.fromhex(who.payment_wallet[2:])
             for asset in who.assets:
-                reads.wallet_balances[asset] = int.from_bytes(await client.eth_call(asset, _BALANCE_OF + word), "big")
+                reads.wallet_balances[asset] = await client.token_balance(asset, who.payment_wallet)
     except (RpcUnavailable, RpcError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
         reads.error = f"{chain.rpc_url} did not answer: {exc or type(exc).__name__}"
     return reads
