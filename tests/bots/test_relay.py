@@ -28,7 +28,7 @@ from aiohttp import web
 
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask
-from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, write_config
+from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, wait_until, write_config
 from oracle.devnet.loopback import LoopbackServer
 from oracle.devnet.model_server import ModelServer
 from oracle.events import RequestedEvent
@@ -164,14 +164,14 @@ class Relay:
 
     def until(self, predicate: Callable[[], bool], what: str, timeout: float = 45) -> None:
         """Wait for `predicate`; a relay that exits or a timeout fails with its log."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert self.process is not None
-            if self.process.poll() is not None:
-                pytest.fail(f"the relay exited ({self.process.returncode}) waiting for {what}:\n{self.log()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}:\n{self.log()[-3000:]}")
-            time.sleep(0.05)
+        process = self.process
+        assert process is not None
+        try:
+            wait_until(lambda: predicate() or process.poll() is not None, timeout, interval=0.05, what=what)
+        except TimeoutError:
+            pytest.fail(f"timed out waiting for {what}:\n{self.log()[-3000:]}")
+        if not predicate():
+            pytest.fail(f"the relay exited ({process.returncode}) waiting for {what}:\n{self.log()[-3000:]}")
 
 
 # ---------------------------------------------------------------- results the daemon answered
