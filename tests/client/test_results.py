@@ -70,6 +70,18 @@ async def _connect(stack: LocalStack) -> OracleClient:
     return await OracleClient.connect(stack.rpc_url, ws_url=stack.ws_url, oracle=stack.addresses["AIOracle"])
 
 
+def _collect(stack: LocalStack, count: int, **kw: Any) -> list[Settled | Retracted]:
+    """The first `count` items a fresh client's `results()` gives."""
+    async def go() -> list[Settled | Retracted]:
+        client = await _connect(stack)
+        try:
+            return await _take(client, count, **kw)
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
 # ---------------------------------------------------------------- what the daemon answers
 
 
@@ -99,14 +111,7 @@ def answered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalSt
 def test_every_result_type_the_daemon_answers_is_given_as_the_model_answered_it(answered: Any) -> None:
     stack, model, _, events, start = answered
 
-    async def go() -> list[Settled | Retracted]:
-        client = await _connect(stack)
-        try:
-            return await _take(client, len(events), from_block=start)
-        finally:
-            await client.close()
-
-    items = asyncio.run(go())
+    items = _collect(stack, len(events), from_block=start)
     by_id = {i.request_id: i for i in items if isinstance(i, Settled)}
     assert set(by_id) == {e.request_id for e in events}
     for event in events:
@@ -201,14 +206,7 @@ def test_relayed_fulfilments_of_every_type_are_read_from_the_call_trace(stack: L
     data = fulfill_batch_calldata([(r, e.commitment, signer.sign_response(r)) for e, r in batch])
     assert send_raw_call(stack, relay, data, stack.keys.agents, gas=5_000_000)["status"] == 1
 
-    async def go() -> list[Settled | Retracted]:
-        client = await _connect(stack)
-        try:
-            return await _take(client, len(events), from_block=start)
-        finally:
-            await client.close()
-
-    got = {i.request_id: i for i in asyncio.run(go()) if isinstance(i, Settled)}
+    got = {i.request_id: i for i in _collect(stack, len(events), from_block=start) if isinstance(i, Settled)}
     for kind, event in events.items():
         s = got[event.request_id]
         assert s.note == "" and s.transaction is not None
@@ -295,15 +293,8 @@ def test_an_expired_and_then_cancelled_request_is_given_as_each(stack: LocalStac
     consumer = stack.contract("TypedResultsConsumer")  # the requester: it cancels, crediting the payer
     stack.transact(consumer.functions.reclaimFee(event.request_id, event.commitment.to_abi()), stack.keys.agents)
 
-    async def go() -> list[Settled | Retracted]:
-        client = await _connect(stack)
-        try:
-            return await _take(client, 2, from_block=start,
-                               where=ResultFilter(request_ids=frozenset({event.request_id})))
-        finally:
-            await client.close()
-
-    expired, cancelled = asyncio.run(go())
+    expired, cancelled = _collect(stack, 2, from_block=start,
+                                  where=ResultFilter(request_ids=frozenset({event.request_id})))
     assert isinstance(expired, Settled) and (expired.event, expired.status) == ("expired", "expired")
     assert "deadline passed" in expired.note
     assert isinstance(cancelled, Settled) and (cancelled.event, cancelled.status) == ("cancelled", "cancelled")
