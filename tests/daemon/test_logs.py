@@ -196,9 +196,13 @@ def test_a_provider_down_is_one_incident_not_a_line_per_call(env: tuple[LocalSta
     try:
         daemon.wait_ready()
         model.knobs.error_rate = 1.0  # every call answered with HTTP 500
-        failed = [ask(stack, ask_params(on, ResultSpec(ResultType.BOOL))).request_id for _ in range(6)]
-        for request_id in failed:
+
+        def failed_once_more() -> bool:
+            # an open breaker answers without calling, so ask until the server has refused six calls
+            request_id = ask(stack, ask_params(on, ResultSpec(ResultType.BOOL))).request_id
             assert wait_delivered(on, request_id)["status"] != 1  # answered with a failure status
+            return model.books.total >= 6
+        wait_until(failed_once_more, 120, interval=0.2, what="six failed calls to the provider")
         calls_while_down = model.books.total
         model.knobs.error_rate = 0.0
 
