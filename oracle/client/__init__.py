@@ -2,8 +2,9 @@
 settlement (`OracleClient.results`), fetch receipts checked against the chain."""
 
 from oracle.client.cursor import CursorMismatch, MemoryCursor, ResultsCursor, SqliteCursor
-from oracle.client.oracle_client import ClientError, OracleClient, OracleResult, ReceiptMismatch, describe_revert
+from oracle.client.oracle_client import OracleClient, OracleResult, ReceiptMismatch
 from oracle.client.settled import ResultFilter, Retracted, Settled
+from oracle.client.transact import ClientError, describe_revert, send_call
 
 __all__ = ["ClientError", "CursorMismatch", "MemoryCursor", "OracleClient", "OracleResult", "ReceiptMismatch",
-           "ResultFilter", "ResultsCursor", "Retracted", "Settled", "SqliteCursor", "describe_revert"]
+           "ResultFilter", "ResultsCursor", "Retracted", "Settled", "SqliteCursor", "describe_revert", "send_call"]

@@ -24,28 +24,22 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 import aiohttp
-from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract import AsyncContract
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
-from web3.types import TxParams, Wei
 
 from oracle.abi import abi
-from oracle.abi.errors import decode_revert
 from oracle.client.cursor import CursorStore, MemoryCursor
 from oracle.client.follow import Follower
 from oracle.client.responses import Responses
 from oracle.client.settled import ResultFilter, Retracted, Settled
+from oracle.client.transact import ClientError, describe_revert, send_call
 from oracle.protocol import ReasonCode, RequestParams, ResultSpec, Status
 from oracle.results import ResultError, decode_result
 
 LOG_CHUNK = 10_000  # blocks per getLogs when looking for a request's event
 POLL_SECONDS = 0.5
-
-
-class ClientError(RuntimeError):
-    """A request could not be sent or followed; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -108,28 +102,15 @@ class OracleClient:
 
     async def request(self, params: RequestParams, key: bytes, fee: int | None = None) -> bytes:
         """Send `params` from `key`, paying `fee` (default: the quote); return the request id."""
-        account = Account.from_key(key)
         if fee is None:
             fee = await self.quote(params.model_spec, params.max_tokens, params.callback_gas_limit)
-        call = self.oracle.functions.request(params.to_abi())
-        tx_fields: TxParams = {"from": account.address, "value": Wei(fee), "chainId": self.chain_id}
-        try:
-            tx = await call.build_transaction(tx_fields)  # simulates: a revert is raised here, nothing sent
-        except (ContractCustomError, ContractLogicError) as exc:
-            raise ClientError(f"the oracle refuses this request: {describe_revert(exc)}") from None
-        except Web3Exception as exc:  # a value that does not fit its ABI type, e.g. a negative uint
-            raise ClientError(f"the request does not encode: {exc}") from None
-        tx["nonce"] = await self.w3.eth.get_transaction_count(account.address, "pending")
-        signed = account.sign_transaction(tx)
-        tx_hash = await self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        receipt = await self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
-        if receipt["status"] != 1:
-            raise ClientError(f"the request transaction 0x{bytes(tx_hash).hex()} reverted")
+        receipt = await send_call(self.w3, self.oracle.functions.request(params.to_abi()), key, value=fee,
+                                  what="the request", chain_id=self.chain_id)
         for event in self.oracle.events.Requested().process_receipt(receipt):
             request_id = bytes(event["args"]["requestId"])
             self._asked[request_id] = _Asked(params, receipt["blockNumber"])
             return request_id
-        raise ClientError(f"transaction 0x{bytes(tx_hash).hex()} emitted no Requested event")
+        raise ClientError(f"transaction 0x{bytes(receipt['transactionHash']).hex()} emitted no Requested event")
 
     async def wait(self, request_id: bytes, timeout: float = 300.0, from_block: int = 0) -> OracleResult:
         """Wait until the request is fulfilled or cancelled, or its deadline passes unanswered."""
@@ -266,13 +247,3 @@ def _params_tuple(params: Any) -> tuple[Any, ...]:
 def _reason(code: int) -> ReasonCode | int:
     """(a code newer than this client stays a number; the receipt names it)"""
     return ReasonCode(code) if code in ReasonCode._value2member_map_ else code
-
-
-def describe_revert(exc: Exception) -> str:
-    """A revert as `ErrorName(args)` when the ABIs shipped with the package know the error."""
-    data = getattr(exc, "data", None)
-    if isinstance(data, str) and data.startswith("0x"):
-        decoded = decode_revert(bytes.fromhex(data[2:]))
-        if decoded is not None:
-            return str(decoded)
-    return str(exc)

@@ -14,6 +14,8 @@ the prompt, which always gets that treatment: `[[refuse]]`, `[[malformed]]`, `[[
 `[[filter]]`, `[[context]]` (context-length error), `[[policy]]` (content-policy error), `[[500]]`,
 `[[429]]`, `[[200error]]` (an error inside HTTP 200), `[[402]]` (out of credits), `[[401]]`,
 `[[400]]`, `[[timeout]]`. `[[long]]` is no failure: text answers fill the longest string the schema allows.
+`[[score:N]]` is none either: an integer answer (or a tuple's first integer) is N, so a demo or a test
+can steer a risk score.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from oracle.devnet.paywall import Paywall
 from oracle.devnet.tags import tag_of
 
 FAULTS = ("500", "429", "timeout")
+_SCORE = re.compile(r"\[\[score:(\d{1,6})]]")
 _MARKER = re.compile(
     r"\[\[(refuse|malformed|truncate|filter|context|policy|500|429|200error|402|401|400|timeout|long)]]")
 
@@ -276,6 +279,9 @@ class ModelServer(LoopbackServer):
         else:
             value = value_for((asked.schema or {}).get("properties", {}).get("value", {"type": "string"}), seed,
                               long=scenario == "long")
+            score = _SCORE.search(asked.user)
+            if score is not None:
+                value = _steered(value, int(score.group(1)))
             content = json.dumps({"value": value})
         body = _render(api, asked.model, scenario, content, len(asked.user) // 4 + 20, seed)
         with self._lock:
@@ -287,6 +293,17 @@ class ModelServer(LoopbackServer):
                 if tag is not None:
                     self.books.tags_answered[tag] += 1
         return web.Response(status=200, body=body, content_type="application/json")
+
+
+def _steered(value: Any, score: int) -> Any:
+    """`value` with its integer (or a tuple's first integer) replaced by `score`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return score
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, int) and not isinstance(item, bool):
+                return [*value[:i], score, *value[i + 1:]]
+    return value
 
 
 def _render(api: str, model: str, scenario: str | None, content: str, prompt_tokens: int, seed: int) -> bytes:

@@ -1,0 +1,53 @@
+"""Sending one contract call from a key and waiting for its receipt: the client's requests and the
+bots' calls to their consumer contracts (`summarize`, `requestRiskCheck`, a vault's deposit) go
+through here, so a revert reads the same everywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_account import Account
+from web3 import AsyncWeb3
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
+from web3.types import TxParams, TxReceipt, Wei
+
+from oracle.abi.errors import decode_revert
+
+RECEIPT_TIMEOUT = 120.0
+
+
+class ClientError(RuntimeError):
+    """The node, the oracle or the arguments refused what was asked; the message says which and why."""
+
+
+def describe_revert(exc: Exception) -> str:
+    """A revert as `ErrorName(args)` when the ABIs shipped with the package know the error."""
+    data = getattr(exc, "data", None)
+    if isinstance(data, str) and data.startswith("0x"):
+        decoded = decode_revert(bytes.fromhex(data[2:]))
+        if decoded is not None:
+            return str(decoded)
+    return str(exc)
+
+
+async def send_call(w3: AsyncWeb3[Any], call: Any, key: bytes, *, value: int = 0, what: str = "the call",
+                    chain_id: int | None = None) -> TxReceipt:
+    """Simulate `call` from `key` (a revert is raised as ClientError naming the error, nothing sent), send
+    it, and return its receipt once mined; a mined revert is a ClientError too."""
+    account = Account.from_key(key)
+    fields: TxParams = {"from": account.address, "value": Wei(value)}
+    if chain_id is not None:
+        fields["chainId"] = chain_id
+    try:
+        tx = await call.build_transaction(fields)
+    except (ContractCustomError, ContractLogicError) as exc:
+        raise ClientError(f"{what} is refused: {describe_revert(exc)}") from None
+    except Web3Exception as exc:  # a value that does not fit its ABI type, e.g. a negative uint
+        raise ClientError(f"{what} does not encode: {exc}") from None
+    tx["nonce"] = await w3.eth.get_transaction_count(account.address, "pending")
+    signed = account.sign_transaction(tx)
+    tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
+    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT)
+    if receipt["status"] != 1:
+        raise ClientError(f"{what}: transaction 0x{bytes(tx_hash).hex()} reverted")
+    return receipt
