@@ -20,62 +20,32 @@ variable that holds its `whsec_...` secret, read by `bots.relay.signing.load_key
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from bots.settings import ChainSettings, Strict, env_name, load, parse, url
 from oracle.client import ResultFilter
-from oracle.config import Address, ConfigError, read_toml
+from oracle.config import Address
 from oracle.protocol import ResultType
 
 EventKind = Literal["settled", "retracted"]
+EVENT_KINDS: tuple[EventKind, ...] = ("settled", "retracted")
 RESULT_TYPES = tuple(t.name.lower() for t in ResultType)
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _url(value: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.hostname:
-        raise ValueError(f"must be a URL starting {' or '.join(s + '://' for s in schemes)} with a host, not {value!r}")
-    return value
-
-
-class ChainSettings(_Strict):
-    rpc_url: str
-    ws_url: str | None = None
-    oracle: Address
-    confirmations: int = Field(1, ge=0, le=1_000, description="blocks deep before a result is pushed")
-    from_block: int | None = Field(None, ge=0, description="default: the head when the relay first starts")
-
-    @field_validator("rpc_url")
-    @classmethod
-    def _rpc(cls, value: str) -> str:
-        return _url(value, ("http", "https"))
-
-    @field_validator("ws_url")
-    @classmethod
-    def _ws(cls, value: str | None) -> str | None:
-        return None if value is None else _url(value, ("ws", "wss"))
-
-
-class StoreSettings(_Strict):
+class StoreSettings(Strict):
     path: Path = Path("relay.sqlite")
 
 
-class EndpointFilter(_Strict):
+class EndpointFilter(Strict):
     """Which results go to an endpoint; an empty list lets every value through."""
 
-    consumers: list[Address] = []
-    requesters: list[Address] = []
-    result_types: list[str] = []
-    events: list[EventKind] = ["settled", "retracted"]
+    consumers: list[Address] = Field(default_factory=list)
+    requesters: list[Address] = Field(default_factory=list)
+    result_types: list[str] = Field(default_factory=list)
+    events: list[EventKind] = Field(default_factory=lambda: list(EVENT_KINDS))
 
     @field_validator("result_types")
     @classmethod
@@ -90,7 +60,7 @@ class EndpointFilter(_Strict):
                             result_types=frozenset(ResultType[t.upper()] for t in self.result_types))
 
 
-class EndpointSettings(_Strict):
+class EndpointSettings(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="letters, digits, _ . -")
     url: str
     secret_env: str = Field(description="the environment variable holding the endpoint's whsec_... secret")
@@ -101,18 +71,15 @@ class EndpointSettings(_Strict):
     @field_validator("url")
     @classmethod
     def _http(cls, value: str) -> str:
-        return _url(value, ("http", "https"))
+        return url(value, ("http", "https"))
 
     @field_validator("secret_env")
     @classmethod
     def _env_name(cls, value: str) -> str:
-        if not _ENV_NAME.fullmatch(value):
-            raise ValueError(f"{value!r} is not an environment variable name: name the variable that holds the "
-                             f"secret (letters, digits, _), not the secret itself")
-        return value
+        return env_name(value, "secret")
 
 
-class RelayConfig(_Strict):
+class RelayConfig(Strict):
     chain: ChainSettings
     store: StoreSettings = StoreSettings()
     endpoints: list[EndpointSettings] = Field(min_length=1)
@@ -130,34 +97,9 @@ class RelayConfig(_Strict):
         return next((e for e in self.endpoints if e.name == name), None)
 
 
-def _where(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
-    """`endpoints[1] (alerts).url`: the path to a setting, with the name of the endpoint it is in."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-        if isinstance(part, int) and loc[0] == "endpoints" and out == f"endpoints[{part}]":
-            entries = data.get("endpoints")
-            if isinstance(entries, list) and part < len(entries) and isinstance(entries[part], dict) \
-                    and isinstance(entries[part].get("name"), str):
-                out += f" ({entries[part]['name']})"
-    return out or "config"
-
-
-def _message(error: Any) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown setting: remove it or check its spelling"
-    if error["type"] == "missing":
-        return "missing: add it"
-    return str(error["msg"]).removeprefix("Value error, ")
-
-
 def parse_config(data: dict[str, Any], source: str = "config") -> RelayConfig:
-    try:
-        return RelayConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = [f"{_where(e['loc'], data)}: {_message(e)}" for e in exc.errors()]
-        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+    return parse(RelayConfig, data, source)
 
 
 def load_config(path: Path) -> RelayConfig:
-    return parse_config(read_toml(path), f"config {path}")
+    return load(RelayConfig, path)
