@@ -4,8 +4,8 @@ A line's structured facts travel in the record's `fields` (`log.info("...", extr
 "request": ..., "reason": ...}})`): the JSON format puts them beside time, level, logger and message;
 the text format shows the message alone, which says the same facts in words.
 
-Libraries' routine lines (apscheduler's "Running job" / "executed successfully" twice a job run) are
-shown only at DEBUG.
+Libraries' routine lines (apscheduler's "Running job" / "executed successfully" twice a job run, web3's
+"Successfully disconnected" as each client closes) are shown only at DEBUG.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Literal
 LogFormat = Literal["text", "json"]
 FORMATS: tuple[LogFormat, ...] = ("text", "json")
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_CHATTY_LIBRARIES = ("apscheduler",)
+_CHATTY_LIBRARIES = ("apscheduler", "web3.providers")
 
 
 class JsonFormatter(logging.Formatter):

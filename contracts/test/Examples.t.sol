@@ -28,6 +28,7 @@ contract GovernanceSummarizerTest is OracleTestBase {
     uint256[] private values;
     bytes[] private calldatas;
     string private constant DESCRIPTION = "# Raise the fee\nSet the protocol fee to 0.3%.";
+    uint32 private constant SUMMARIZER_PROMPT_BYTES = 4_096; // below the oracle's limit: the smaller one cuts
 
     function setUp() public override {
         super.setUp();
@@ -37,7 +38,9 @@ contract GovernanceSummarizerTest is OracleTestBase {
         votes.delegate(PROPOSER);
         vm.roll(block.number + 1);
         governor = new DevGovernor(votes);
-        summarizer = new GovernanceSummarizer(oracle, IGovernor(address(governor)), "best", 800_000, 1_024, 2_048, 1 hours);
+        summarizer = new GovernanceSummarizer(
+            oracle, IGovernor(address(governor)), "best", 800_000, 1_024, 2_048, 1 hours, SUMMARIZER_PROMPT_BYTES
+        );
         targets.push(address(votes));
         values.push(0);
         calldatas.push(abi.encodeCall(DevVotes.mint, (PROPOSER, 1 ether)));
@@ -126,12 +129,14 @@ contract GovernanceSummarizerTest is OracleTestBase {
         bytes memory body;
         while (body.length < 9_000) body = bytes.concat(body, unit);
         uint256 limit = oracle.limits().maxPromptBytes;
+        assertTrue(SUMMARIZER_PROMPT_BYTES < limit, "the summarizer's own bound is the one tested");
+        limit = SUMMARIZER_PROMPT_BYTES;
         for (uint256 pad = 0; pad < unit.length; ++pad) {
             string memory description = string(bytes.concat("# Padded", new bytes(pad), "\n", body));
             vm.prank(PROPOSER);
             uint256 proposalId = governor.propose(targets, values, calldatas, description);
             (bytes32 id, Commitment memory c, bytes memory prompt) = _ask(description);
-            assertTrue(prompt.length <= limit, "within the prompt limit");
+            assertTrue(prompt.length <= limit && prompt.length > limit - 16, "cut at the prompt limit");
             assertTrue(_endsWith(prompt, "\n[truncated]"), "marked as cut");
             assertTrue(_validUtf8(prompt), "no character split");
             // and the proposal can be summarised

@@ -102,7 +102,7 @@ def requests_flow(stack: LocalStack, store_path: Path, say: Say) -> bool:
     say(f"  fulfilled  RiskSentinel.lastScore() = {score}; ExampleVault.paused() = {vault.functions.paused().call()}")
     _show_receipt(say, _receipt(store_path, stack, event.request_id))
 
-    # 2. A new governance proposal, and a summary of it (what bots/governance_summarizer.py automates).
+    # 2. A new governance proposal, and a summary of it (what bots/dao_summarizer automates).
     governor, summarizer = stack.contract("DevGovernor"), stack.contract("GovernanceSummarizer")
     actions = ([stack.addresses["DevVotes"]], [0],
                [stack.contract("DevVotes").encode_abi("mint", args=[k.agents.address, 5 * 10**18])])

@@ -134,8 +134,9 @@ class LocalStack:
         self.transact(votes.functions.mint(k.bots.address, s.votes_for_bots), k.owner)
         self.transact(votes.functions.delegate(k.bots.address), k.bots)
         governor_address = self.deploy("DevGovernor", votes_address)
+        # prompts cut at 6 KiB: the local model's 4,096-token window holds that and a 1,024-token answer
         self.deploy("GovernanceSummarizer", oracle_address, governor_address, "best", 2_000_000, 1_024, 2_048,
-                    3_600)
+                    3_600, 6_144)
 
         vault_address = self.deploy("ExampleVault", k.owner.address)
         sentinel_address = self.deploy("RiskSentinel", oracle_address, vault_address, "fastest", 80,

@@ -1,9 +1,11 @@
-"""Writing a deployed oracle's address into the operator's config file, the rest of it kept as it was.
+"""Writing a deployed contract's address into a config file, the rest of it kept as it was: the oracle's
+into the operator's `[[chains]]` table, a bot's consumer contract into its own table (`AddressSlot`).
 
 The file is edited as text, not re-written from parsed TOML, so comments, order and layout survive:
-the chain's `oracle = "0x..."` line gets the new value (its comment kept), or is inserted after the
-chain's name / chain_id / rpc_url / ws_url lines. The result is parsed again and must equal the old
-file with only that value changed; otherwise nothing is written and the error says what to add.
+the table's `oracle = "0x..."` line gets the new value (its comment kept), or is inserted after the
+table's anchor lines (for a chain: name / chain_id / rpc_url / ws_url). The result is parsed again and
+must equal the old file with only that value changed; otherwise nothing is written and the error says
+what to add.
 """
 
 from __future__ import annotations
@@ -12,71 +14,104 @@ import os
 import re
 import tempfile
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from oracle.config import ConfigError
 
 _HEADER = re.compile(r"^\s*\[")  # a table or array-of-tables header starts a new section
-_CHAINS = re.compile(r"^\s*\[\[\s*chains\s*\]\]\s*(#.*)?$")
-_ORACLE = re.compile(r"""^(\s*(?:oracle|"oracle"|'oracle')\s*=\s*)("[^"\n]*"|'[^'\n]*')(.*)$""", re.DOTALL)
-_ANCHORS = re.compile(r"""^\s*(?:name|chain_id|rpc_url|ws_url|"name"|"chain_id"|"rpc_url"|"ws_url")\s*=""")
 
 
-def with_oracle_address(text: str, index: int, address: str) -> str:
-    """`text` with the `index`-th `[[chains]]` table's `oracle` set to `address` (ConfigError if it cannot
-    be done safely)."""
+@dataclass(frozen=True)
+class AddressSlot:
+    """Where an address goes: the `key` of the `index`-th `[[table]]`, inserted after its `anchors` keys."""
+
+    table: str
+    index: int
+    key: str
+    anchors: tuple[str, ...]
+
+    def line(self) -> re.Pattern[str]:
+        k = re.escape(self.key)
+        return re.compile(rf"""^(\s*(?:{k}|"{k}"|'{k}')\s*=\s*)("[^"\n]*"|'[^'\n]*')(.*)$""", re.DOTALL)
+
+    def header(self) -> re.Pattern[str]:
+        return re.compile(rf"^\s*\[\[\s*{re.escape(self.table)}\s*\]\]\s*(#.*)?$")
+
+    def anchor(self) -> re.Pattern[str]:
+        names = "|".join(f'{re.escape(a)}|"{re.escape(a)}"' for a in self.anchors)
+        return re.compile(rf"^\s*(?:{names})\s*=")
+
+
+def chain_oracle(index: int) -> AddressSlot:
+    return AddressSlot("chains", index, "oracle", ("name", "chain_id", "rpc_url", "ws_url"))
+
+
+def with_address(text: str, slot: AddressSlot, address: str) -> str:
+    """`text` with `slot` set to `address` (ConfigError if it cannot be done safely)."""
+    where = f"{slot.table}[{slot.index}]"
     lines = text.splitlines(keepends=True)
-    headers = [i for i, line in enumerate(lines) if _CHAINS.match(line)]
-    if index >= len(headers):
-        raise ConfigError(f"chains[{index}] is not written as a [[chains]] table, so the oracle's address cannot "
-                          f"be added to it: add `oracle = \"{address}\"` to that chain yourself")
-    start = headers[index] + 1
+    header = slot.header()
+    headers = [i for i, line in enumerate(lines) if header.match(line)]
+    if slot.index >= len(headers):
+        raise ConfigError(f"{where} is not written as a [[{slot.table}]] table, so the address cannot be added to "
+                          f"it: add `{slot.key} = \"{address}\"` to it yourself")
+    start = headers[slot.index] + 1
     end = next((i for i in range(start, len(lines)) if _HEADER.match(lines[i])), len(lines))
     value = f'"{address}"'
+    found_line = slot.line()
     for i in range(start, end):
-        found = _ORACLE.match(lines[i])
+        found = found_line.match(lines[i])
         if found is not None:
             lines[i] = found.group(1) + value + found.group(3)
             break
     else:
-        anchors = [i for i in range(start, end) if _ANCHORS.match(lines[i])]
+        anchor = slot.anchor()
+        anchors = [i for i in range(start, end) if anchor.match(lines[i])]
         at = anchors[-1] + 1 if anchors else start
         newline = "\r\n" if lines[at - 1].endswith("\r\n") else "\n"
         if not lines[at - 1].endswith(("\n", "\r")):
             lines[at - 1] += newline
-        lines.insert(at, f"oracle = {value}{newline}")
+        lines.insert(at, f"{slot.key} = {value}{newline}")
     edited = "".join(lines)
-    _check(text, edited, index, address)
+    _check(text, edited, slot, address)
     return edited
 
 
-def _check(before: str, after: str, index: int, address: str) -> None:
+def with_oracle_address(text: str, index: int, address: str) -> str:
+    """`text` with the `index`-th `[[chains]]` table's `oracle` set to `address`."""
+    return with_address(text, chain_oracle(index), address)
+
+
+def _check(before: str, after: str, slot: AddressSlot, address: str) -> None:
     expected: dict[str, Any] = tomllib.loads(before)
-    expected["chains"][index]["oracle"] = address
+    expected[slot.table][slot.index][slot.key] = address
     try:
         same = tomllib.loads(after) == expected
     except tomllib.TOMLDecodeError:
         same = False
     if not same:
-        raise ConfigError(f"the config's chains[{index}] is laid out in a way this edit does not follow: add "
-                          f"`oracle = \"{address}\"` to it yourself")
+        raise ConfigError(f"the config's {slot.table}[{slot.index}] is laid out in a way this edit does not follow: "
+                          f"add `{slot.key} = \"{address}\"` to it yourself")
 
 
-def check_writable(path: Path, index: int) -> None:
+def check_writable(path: Path, slot: AddressSlot | int) -> None:
     """Before deploying: the address could be written (ConfigError otherwise), so a deployment is never left
-    with its address unsaved."""
-    with_oracle_address(path.read_bytes().decode("utf-8"), index, "0x" + "00" * 20)
+    with its address unsaved. An int is a chain's index (its oracle)."""
+    slot = chain_oracle(slot) if isinstance(slot, int) else slot
+    with_address(path.read_bytes().decode("utf-8"), slot, "0x" + "00" * 20)
     if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
-        raise ConfigError(f"{path}: cannot write the oracle's address here (permissions of the file or its "
+        raise ConfigError(f"{path}: cannot write the address here (permissions of the file or its "
                           "directory): make them writable, or run where they are")
 
 
-def write_oracle_address(path: Path, index: int, address: str) -> bool:
-    """Set the `index`-th chain's oracle address in the file at `path`; False if it was already that.
-    The file is replaced at once (a crash leaves the old or the new file, never half of one)."""
+def write_address(path: Path, slot: AddressSlot | int, address: str) -> bool:
+    """Set `slot` (an int: that chain's oracle) in the file at `path` to `address`; False if it was already
+    that. The file is replaced at once (a crash leaves the old or the new file, never half of one)."""
+    slot = chain_oracle(slot) if isinstance(slot, int) else slot
     text = path.read_bytes().decode("utf-8")
-    edited = with_oracle_address(text, index, address)
+    edited = with_address(text, slot, address)
     if edited == text:
         return False
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -89,3 +124,6 @@ def write_oracle_address(path: Path, index: int, address: str) -> bool:
         Path(tmp).unlink(missing_ok=True)
         raise
     return True
+
+
+

@@ -28,7 +28,7 @@ from oracle.config import ChainSettings, Config, ConfigError, DeploySettings, Ke
 from oracle.ops import OpsError
 from oracle.ops.calls import OracleCall
 from oracle.ops.chain import connect
-from oracle.ops.config_file import check_writable, write_oracle_address
+from oracle.ops.config_file import check_writable, write_address
 from oracle.ops.fees import default_schedule, largest_response_gas
 from oracle.ops.sender import RECEIPT_TIMEOUT, Confirm, TransactionSender
 from oracle.ops.state import Schedule, has_code, payee_of, read_state, until_seen
@@ -124,7 +124,7 @@ async def _deploy(sender: TransactionSender, chain: ChainSettings, deploy: Deplo
                   index: int, say: Callable[[str], None]) -> ChainSettings:
     def record(nonce: int) -> None:
         address = creation_address(sender.address, nonce)
-        if write_oracle_address(config_path, index, address):
+        if write_address(config_path, index, address):
             say(f"  {address} (created by this transaction) written to {config_path} (chains[{index}] {chain.name})")
 
     receipt = await sender.send(OracleCall(None, (sender.address, deploy.limits())), None, on_signed=record)

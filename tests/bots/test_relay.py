@@ -13,7 +13,6 @@ import hmac
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -28,14 +27,14 @@ from aiohttp import web
 
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask
-from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, wait_until, write_config
+from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, write_config
 from oracle.devnet.loopback import LoopbackServer
 from oracle.devnet.model_server import ModelServer
 from oracle.events import RequestedEvent
 from oracle.protocol import ResultSpec, ResultType
+from tests.bots.process import REPO, BotProcess
 from tests.daemon.helpers import anvil_rpc, ask_params, wait_delivered
 
-REPO = Path(__file__).resolve().parents[2]
 SECRET = "whsec_" + base64.b64encode(b"relay test key, 32 bytes long!!!").decode()
 NEW_SECRET = "whsec_" + base64.b64encode(b"the key it is rotated to, 32 B.!").decode()
 TOLERANCE = 5 * 60  # seconds a timestamp may be off, as the spec's verifiers allow
@@ -127,51 +126,17 @@ def endpoint(name: str, url: str, env: str, **more: Any) -> dict[str, Any]:
     return {"name": name, "url": url, "secret_env": env, "timeout": 5.0, **more}
 
 
-class Relay:
+class Relay(BotProcess):
     """`python -m bots.relay` as a child process, its output in a log file."""
 
     def __init__(self, tmp: Path, chain: dict[str, Any], endpoints: list[dict[str, Any]],
                  env: Mapping[str, str]) -> None:
-        self.config = write_config({"chain": chain, "store": {"path": str(tmp / "relay.sqlite")},
-                                    "endpoints": endpoints}, tmp / "relay.toml")
-        self.env = {**os.environ, **env}
-        self.log_path = tmp / "relay.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Relay:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "bots.relay", "--config", str(self.config)],
-                                            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def stop(self) -> int:
-        """SIGTERM, then its exit code."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(20)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "bots.relay", *args, "--config", str(self.config)], cwd=REPO,
-                              env=self.env, capture_output=True, text=True, timeout=60)
+        super().__init__("bots.relay", write_config({"chain": chain, "store": {"path": str(tmp / "relay.sqlite")},
+                                                     "endpoints": endpoints}, tmp / "relay.toml"), env,
+                         tmp / "relay.log")
 
     def until(self, predicate: Callable[[], bool], what: str, timeout: float = 45) -> None:
-        """Wait for `predicate`; a relay that exits or a timeout fails with its log."""
-        process = self.process
-        assert process is not None
-        try:
-            wait_until(lambda: predicate() or process.poll() is not None, timeout, interval=0.05, what=what)
-        except TimeoutError:
-            pytest.fail(f"timed out waiting for {what}:\n{self.log()[-3000:]}")
-        if not predicate():
-            pytest.fail(f"the relay exited ({process.returncode}) waiting for {what}:\n{self.log()[-3000:]}")
+        super().until(predicate, what, timeout)
 
 
 # ---------------------------------------------------------------- results the daemon answered

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from oracle.config import ConfigError
-from oracle.ops.config_file import with_oracle_address, write_oracle_address
+from oracle.ops.config_file import with_oracle_address, write_address
 
 ADDRESS = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 TWO_CHAINS = """# two chains
@@ -60,7 +60,7 @@ def test_a_chain_with_no_name_or_url_lines_gets_the_line_under_its_header() -> N
 
 def test_a_layout_the_edit_cannot_follow_is_refused_with_what_to_add() -> None:
     inline = 'chains = [{ name = "a", chain_id = 1 }]\n'
-    with pytest.raises(ConfigError, match=f'add `oracle = "{ADDRESS}"` to that chain yourself'):
+    with pytest.raises(ConfigError, match=f'add `oracle = "{ADDRESS}"` to it yourself'):
         with_oracle_address(inline, 0, ADDRESS)
     # An `oracle` key hidden in a multi-line string would be edited in the wrong place: the re-parse catches it.
     tricky = '[[chains]]\nname = "a"\nnote = """\noracle = "x"\n"""\n'
@@ -72,9 +72,9 @@ def test_the_file_is_replaced_whole_with_its_mode_and_untouched_when_already_set
     path = tmp_path / "config.toml"
     path.write_text(TWO_CHAINS)
     path.chmod(0o600)
-    assert write_oracle_address(path, 0, ADDRESS) is True
+    assert write_address(path, 0, ADDRESS) is True
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     written = path.stat().st_mtime_ns, path.read_bytes()
-    assert write_oracle_address(path, 0, ADDRESS) is False
+    assert write_address(path, 0, ADDRESS) is False
     assert (path.stat().st_mtime_ns, path.read_bytes()) == written
     assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]  # no temporary file left

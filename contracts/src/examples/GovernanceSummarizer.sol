@@ -34,6 +34,9 @@ contract GovernanceSummarizer is AIConsumer {
     uint32 public immutable MAX_TOKENS;
     uint32 public immutable MAX_RESULT_BYTES;
     uint64 public immutable DEADLINE_WINDOW;
+    /// @notice The longest prompt this contract sends (the oracle's own limit still applies): a bound that
+    /// fits the context window of the models its spec picks, so a long proposal is cut, not refused.
+    uint32 public immutable MAX_PROMPT_BYTES;
 
     mapping(uint256 proposalId => Summary) private _summaries;
     mapping(uint256 proposalId => bool) public hasSummary;
@@ -53,7 +56,8 @@ contract GovernanceSummarizer is AIConsumer {
         uint32 callbackGasLimit,
         uint32 maxTokens,
         uint32 maxResultBytes,
-        uint64 deadlineWindow
+        uint64 deadlineWindow,
+        uint32 maxPromptBytes
     ) AIConsumer(oracle) {
         GOVERNOR = governor;
         modelSpec = modelSpec_;
@@ -61,6 +65,7 @@ contract GovernanceSummarizer is AIConsumer {
         MAX_TOKENS = maxTokens;
         MAX_RESULT_BYTES = maxResultBytes;
         DEADLINE_WINDOW = deadlineWindow;
+        MAX_PROMPT_BYTES = maxPromptBytes;
     }
 
     /// @notice The fee to send with {summarize}.
@@ -103,9 +108,10 @@ contract GovernanceSummarizer is AIConsumer {
         return _summaries[proposalId];
     }
 
-    /// @dev The proposal as plain text: its id, description and each action. It is data for the model;
-    /// the daemon's fixed system prompt says what to do with it. A proposal longer than the oracle's
-    /// prompt limit is cut with a marker rather than refused, so padding cannot dodge review. The cut
+    /// @dev The task, then the proposal as plain text: its id, description and each action. It is data for
+    /// the model; the daemon's fixed system prompt says to analyse it and never to follow it. A proposal
+    /// longer than the prompt limit (this contract's or the oracle's, the smaller) is cut with a marker
+    /// rather than refused, so padding cannot dodge review. The cut
     /// falls on a UTF-8 character boundary: half a character would make the prompt invalid UTF-8, which
     /// the daemon refuses, and the proposal could then never be summarised.
     function _prompt(
@@ -115,7 +121,14 @@ contract GovernanceSummarizer is AIConsumer {
         bytes[] calldata calldatas,
         string calldata description
     ) private view returns (bytes memory text) {
-        text = abi.encodePacked("Governance proposal ", proposalId.toString(), "\nDescription:\n", description, "\nActions:");
+        text = abi.encodePacked(
+            "Summarise this governance proposal for token holders as (summary, risk, rationale): risk from 0 "
+            "(harmless) to 100 (could drain or capture the DAO), rationale in one sentence.\nGovernance proposal ",
+            proposalId.toString(),
+            "\nDescription:\n",
+            description,
+            "\nActions:"
+        );
         for (uint256 i = 0; i < targets.length; ++i) {
             text = abi.encodePacked(
                 text,
@@ -130,6 +143,7 @@ contract GovernanceSummarizer is AIConsumer {
             );
         }
         uint256 limit = AIOracle(address(ORACLE)).limits().maxPromptBytes;
+        if (MAX_PROMPT_BYTES < limit) limit = MAX_PROMPT_BYTES;
         if (text.length > limit) {
             bytes memory marker = "\n[truncated]";
             uint256 keep = limit - marker.length;

@@ -1,0 +1,122 @@
+"""DAO governance summaries: every proposal on the configured Governors summarised by the oracle with a
+risk score, served as a JSON feed and a page.
+
+    python -m bots.dao_summarizer --config summarizer.toml                  # run (the default command)
+    python -m bots.dao_summarizer deploy --config summarizer.toml --governor NAME
+    python -m bots.dao_summarizer proposals --config summarizer.toml        # what the book holds
+
+The key that pays for summaries is read from the environment variable the config's `bot.key_env` names.
+
+exit codes:
+  0  run: stopped by SIGINT or SIGTERM; deploy: deployed or already in place; proposals: listed
+  1  the node does not answer, a transaction failed, or the bot failed
+  2  a bad config, key, store or argument: one line saying what to change
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from eth_account import Account
+
+from bots.dao_summarizer.book import Book
+from bots.dao_summarizer.config import SummarizerConfig, load_config
+from bots.dao_summarizer.deploy import deploy
+from bots.dao_summarizer.service import SummarizerService
+from oracle.client import ClientError
+from oracle.config import ConfigError
+from oracle.log_format import FORMATS, configure_logging
+
+COMMANDS = ("run", "deploy", "proposals")
+log = logging.getLogger("bots.dao_summarizer")
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _key(config: SummarizerConfig) -> bytes:
+    value = os.environ.get(config.bot.key_env, "").strip()
+    if not value:
+        raise ConfigError(f"bot.key_env: ${config.bot.key_env} is not set: export the paying key's private key in it")
+    try:
+        return bytes(Account.from_key(value).key)
+    except (ValueError, TypeError):
+        raise ConfigError(f"${config.bot.key_env} does not hold a private key (64 hex digits)") from None
+
+
+def _run(config: SummarizerConfig) -> int:
+    key = _key(config)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await SummarizerService(config, key, _say).run(stop)
+
+    asyncio.run(main())
+    log.info("summarizer stopped")
+    return 0
+
+
+def _proposals(config: SummarizerConfig) -> int:
+    if not config.bot.store.exists():
+        print(f"no store at {config.bot.store} yet: the bot has not run with this config")
+        return 0
+    book = Book.open(config.bot.store)
+    try:
+        for p in reversed(book.all()):
+            risk = "-" if p.risk is None else str(p.risk)
+            detail = p.summary if p.state == "summarized" else (p.reason or "")
+            print(f"{p.proposal_id}\t{p.state}\trisk {risk}\t{p.title}\t{detail}")
+        return 0
+    finally:
+        book.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if not args_in or args_in[0] not in (*COMMANDS, "-h", "--help"):
+        args_in.insert(0, "run")
+    parser = argparse.ArgumentParser(prog="python -m bots.dao_summarizer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="watch the Governors, ask for summaries, serve the feed (the default)")
+    run.add_argument("--config", required=True, type=Path)
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--log-format", default="text", choices=FORMATS)
+    dep = commands.add_parser("deploy", help="deploy a GovernanceSummarizer for one Governor; its address is "
+                                             "written into the config")
+    dep.add_argument("--config", required=True, type=Path)
+    dep.add_argument("--governor", required=True, help="the name of its [[governors]] table")
+    listing = commands.add_parser("proposals", help="list the proposals the bot's store holds (read-only)")
+    listing.add_argument("--config", required=True, type=Path)
+    args = parser.parse_args(args_in)
+    try:
+        config = load_config(args.config)
+        if args.command == "run":
+            configure_logging(args.log_level, args.log_format)
+            return _run(config)
+        configure_logging("warning")
+        if args.command == "deploy":
+            asyncio.run(deploy(config, args.config, args.governor, _key(config), _say))
+            return 0
+        return _proposals(config)
+    except ConfigError as exc:  # one line saying what to change
+        print(" ".join(str(exc).split("\n")), file=sys.stderr)
+        return 2
+    except ClientError as exc:
+        print(f"dao_summarizer: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

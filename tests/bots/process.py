@@ -1,0 +1,76 @@
+"""A bot run as a child process (`python -m bots.NAME --config FILE`), its output in a log file the tests
+read and wait on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+
+from oracle.devnet.harness import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class BotProcess:
+    def __init__(self, module: str, config: Path, env: Mapping[str, str], log_path: Path) -> None:
+        self.module = module
+        self.config = config
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_offset = 0  # where the latest run's output begins in the log
+
+    def start(self) -> BotProcess:
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", self.module, "--config", str(self.config)],
+                                            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def __enter__(self) -> BotProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> int:
+        """SIGTERM, then its exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(20)
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup of any kind."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def this_run(self) -> str:
+        """The latest run's output."""
+        return self.log_path.read_bytes()[self.log_offset:].decode(errors="replace") if self.log_path.exists() else ""
+
+    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", self.module, *args, "--config", str(self.config)], cwd=REPO,
+                              env=self.env, capture_output=True, text=True, timeout=60)
+
+    def until(self, predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
+        """Wait for `predicate`; a bot that exits or a timeout fails with its log."""
+        process = self.process
+        assert process is not None
+        try:
+            wait_until(lambda: predicate() or process.poll() is not None, timeout, interval=0.05, what=what)
+        except TimeoutError:
+            pytest.fail(f"timed out waiting for {what}:\n{self.log()[-3000:]}")
+        if not predicate():
+            pytest.fail(f"{self.module} exited ({process.returncode}) waiting for {what}:\n{self.log()[-3000:]}")
