@@ -172,3 +172,58 @@ def test_sigterm_while_it_starts_stops_what_was_started() -> None:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
+
+
+def test_the_bots_run_from_the_commands_make_dev_prints(make_dev: tuple[subprocess.Popen[str], Output],
+                                                        tmp_path: Path) -> None:
+    """The README's path for the bots: `make dev`, then each printed bot command as it is, in a shell."""
+    process, out = make_dev
+    wait_until(lambda: any(line.startswith("ready") for line in out.lines) or process.poll() is not None,
+               timeout=240, what="make dev to be ready")
+    assert process.poll() is None, out.text()
+    commands = {m.group(2): m.group(1) for m in
+                re.finditer(r"^\s+(\w+=0x[0-9a-f]{64} \S+ -m (bots\.\w+) --config \S+)$", out.text(), re.M)}
+    assert set(commands) == {"bots.dao_summarizer", "bots.trading_agent"}, out.text()
+    rpc = out.field(r"^rpc\s+(http://\S+)")
+    w3 = Web3(Web3.HTTPProvider(rpc))
+    bots_key = out.field(r"^\s+bots\s+0x[0-9a-fA-F]{40}\s+(0x[0-9a-f]{64})")
+    governor = w3.eth.contract(address=Web3.to_checksum_address(out.field(r"^\s+DevGovernor\s+(0x[0-9a-fA-F]{40})")),
+                               abi=abi("DevGovernor"))
+    votes = Web3.to_checksum_address(out.field(r"^\s+DevVotes\s+(0x[0-9a-fA-F]{40})"))
+
+    running: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+    try:
+        for module, command in commands.items():
+            log = tmp_path / f"{module}.log"
+            with log.open("wb") as sink:
+                child = subprocess.Popen(["bash", "-c", f"exec {command}"], stdout=sink, stderr=subprocess.STDOUT,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            running[module] = (child, log)
+
+        def said(module: str, text: str) -> bool:
+            child, log = running[module]
+            assert child.poll() is None, log.read_text()
+            return text in log.read_text()
+
+        wait_until(lambda: said("bots.dao_summarizer", "feed at http://"), 60, what="the summarizer's feed")
+        feed_url = running["bots.dao_summarizer"][1].read_text().split("feed at ")[1].split()[0]
+        account = w3.eth.account.from_key(bots_key)
+        mint = w3.eth.contract(address=votes, abi=abi("DevVotes")).encode_abi("mint", args=[account.address, 1])
+        description = "# From the README\nMint one vote, proposed while make dev runs."
+        tx = governor.functions.propose([votes], [0], [bytes.fromhex(mint[2:])], description).build_transaction(
+            {"from": account.address, "nonce": w3.eth.get_transaction_count(account.address, "pending")})
+        w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction))
+
+        def in_feed() -> bool:
+            return any(e["description"] == description
+                       for e in json.loads(_get(feed_url + "feed.json"))["proposals"])
+        wait_until(in_feed, 90, what="the new proposal's summary in the feed")
+        wait_until(lambda: said("bots.trading_agent", "ETH score"), 90, what="the agent's first decision")
+        for child, log in running.values():
+            child.send_signal(signal.SIGTERM)
+            assert child.wait(30) == 0, log.read_text()
+    finally:
+        for child, _log in running.values():
+            if child.poll() is None:
+                child.kill()
+                child.wait(10)

@@ -29,6 +29,7 @@ from eth_utils import keccak
 from oracle.config import parse_config
 from oracle.daemon import Daemon
 from oracle.devnet.answer import ask, requested_events
+from oracle.devnet.dev_bots import DevBot, write_bot_configs
 from oracle.devnet.facilitator import Facilitator
 from oracle.devnet.harness import (
     PAID_MODEL,
@@ -48,6 +49,8 @@ from oracle.protocol import RequestParams, ResultSpec, ResultType, Status
 from oracle.store import Store, request_key
 
 API_TOKEN_ENV = "ORACLE_API_TOKEN"
+_BOT_ROLES = {"dao_summarizer": "summarise the local Governor's proposals (feed URL printed at start)",
+              "trading_agent": "score ETH with the RiskSentinel, act on the ExampleVault (context in eth_context.txt)"}
 
 Say = Callable[[str], None]
 PAID_PRICE = 2_500  # TestUSD base units (6 decimals) per call to the paywalled model
@@ -167,6 +170,7 @@ class DevServers:
     config_path: Path
     store_path: Path
     raw_config: dict[str, Any]
+    bots: list[DevBot]
 
     @classmethod
     def start(cls, stack: LocalStack, workdir: Path, model_choice: ModelChoice) -> DevServers:
@@ -187,7 +191,8 @@ class DevServers:
         raw["models"] = [model.entry, paid_model(stack, paid.base_url, PAID_PRICE)]
         raw["x402"] = x402_section(stack)
         raw["api"] = {"operator": {"port": 0}, "public": {"enabled": True, "port": 0}, "token_env": API_TOKEN_ENV}
-        return cls(stack, facilitator, model, paid, write_config(raw, workdir / "config.toml"), store_path, raw)
+        return cls(stack, facilitator, model, paid, write_config(raw, workdir / "config.toml"), store_path, raw,
+                   write_bot_configs(stack, workdir))
 
     def info(self, api_urls: Mapping[str, str]) -> WorkbenchInfo:
         stack, keys = self.stack, self.stack.keys
@@ -198,7 +203,8 @@ class DevServers:
             [(f"deployment local: {self.model.entry['model']} ({self.model.entry['provider']})", self.model.base_url),
              (f"model {PAID_MODEL} behind an x402 paywall, {PAID_PRICE} TestUSD units a call", self.paid.base_url),
              ("x402 facilitator settling on this chain", self.facilitator.url)],
-            api_urls, API_TOKEN_ENV, os.environ.get(API_TOKEN_ENV, ""))
+            api_urls, API_TOKEN_ENV, os.environ.get(API_TOKEN_ENV, ""),
+            bots=[(_BOT_ROLES[b.name], b.command()) for b in self.bots])
 
     def stop(self) -> None:
         self.paid.stop()

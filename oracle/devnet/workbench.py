@@ -34,6 +34,7 @@ class WorkbenchInfo:
     api_token_env: str
     api_token: str  # a token made for this run: the operator's mutating routes take it
     requester_env: str = "ORACLE_REQUESTER_KEY"
+    bots: Sequence[tuple[str, str]] = ()  # (what it does, the command that runs it)
 
 
 def describe(info: WorkbenchInfo) -> list[str]:
@@ -53,6 +54,9 @@ def describe(info: WorkbenchInfo) -> list[str]:
                      f"({info.api_token_env} for this run)")
     if "public" in info.api_urls:
         lines.append(f"public       {info.api_urls['public']}/v1/receipts/HASH  receipts by the hash on-chain")
+    for i, (what, command) in enumerate(info.bots):
+        lines.append(f"{'bots' if i == 0 else '':<13}{what}:")
+        lines.append(f"               {command}")
     agent = next((k for k in info.keys if k.role == "agents"), info.keys[-1])
     lines.append(f"try          {info.requester_env}=0x{agent.private_key.hex()} \\")
     lines.append(f"               {_oracle_command()} request --config {info.config_path} --prompt 'Is the sky blue?' "
