@@ -116,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClientError as exc:
         print(f"dao_summarizer: {exc}", file=sys.stderr)
         return 1
+    except (OSError, TimeoutError) as exc:  # the node went away while running: say so, no traceback
+        print(f"dao_summarizer: the node stopped answering ({type(exc).__name__}: {exc}); start the bot again "
+              f"once it is back: it resumes where it stopped", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
