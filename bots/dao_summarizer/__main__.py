@@ -15,7 +15,6 @@ exit codes:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -26,13 +25,14 @@ from pathlib import Path
 
 from eth_account import Account
 
+from bots.command_line import parser_with_run, with_default_run
 from bots.dao_summarizer.book import Book
 from bots.dao_summarizer.config import SummarizerConfig, load_config
 from bots.dao_summarizer.deploy import deploy
 from bots.dao_summarizer.service import SummarizerService
 from oracle.client import ClientError
 from oracle.config import ConfigError
-from oracle.log_format import FORMATS, configure_logging
+from oracle.log_format import configure_logging
 
 COMMANDS = ("run", "deploy", "proposals")
 log = logging.getLogger("bots.dao_summarizer")
@@ -83,16 +83,9 @@ def _proposals(config: SummarizerConfig) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_in = list(sys.argv[1:] if argv is None else argv)
-    if not args_in or args_in[0] not in (*COMMANDS, "-h", "--help"):
-        args_in.insert(0, "run")
-    parser = argparse.ArgumentParser(prog="python -m bots.dao_summarizer", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="watch the Governors, ask for summaries, serve the feed (the default)")
-    run.add_argument("--config", required=True, type=Path)
-    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    run.add_argument("--log-format", default="text", choices=FORMATS)
+    args_in = with_default_run(argv, COMMANDS)
+    parser, commands = parser_with_run("python -m bots.dao_summarizer", __doc__,
+                                       "watch the Governors, ask for summaries, serve the feed (the default)")
     dep = commands.add_parser("deploy", help="deploy a GovernanceSummarizer for one Governor; its address is "
                                              "written into the config")
     dep.add_argument("--config", required=True, type=Path)

@@ -26,8 +26,8 @@ from bots.dao_summarizer.book import ASKED, FAILED, NEW, SUMMARIZED, Book, Propo
 from bots.dao_summarizer.config import SummarizerConfig
 from bots.dao_summarizer.feed import digest, write_feed
 from bots.dao_summarizer.proposals import Asker, Watched, check, model_hex, watched
-from oracle.client import CursorMismatch, OracleClient, ResultFilter, Retracted, Settled, SqliteCursor
-from oracle.config import ConfigError
+from bots.following import open_following
+from oracle.client import OracleClient, ResultFilter, Retracted, Settled, SqliteCursor
 
 log = logging.getLogger("bots.dao_summarizer")
 Say = Callable[[str], None]
@@ -47,14 +47,7 @@ class SummarizerService:
         async with contextlib.AsyncExitStack() as held:
             book = Book.open(config.bot.store)
             held.callback(book.close)
-            cursor = SqliteCursor(config.bot.store)
-            held.callback(cursor.close)
-            client = await OracleClient.connect(chain.rpc_url, ws_url=chain.ws_url, oracle=chain.oracle)
-            held.push_async_callback(client.close)
-            try:
-                cursor.load(client.chain_id, chain.oracle)
-            except CursorMismatch as exc:
-                raise ConfigError(f"store {config.bot.store}: {exc}") from None
+            client, cursor = await open_following(held, chain, config.bot.store)
             governors = [watched(client.w3, g) for g in config.governors]
             await check(client.w3, governors)
             head = await client.w3.eth.block_number

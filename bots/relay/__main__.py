@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bots.command_line import parser_with_run, with_default_run
 from bots.relay.config import RelayConfig, load_config
 from bots.relay.dead_letters import describe, resend
 from bots.relay.outbox import Message, Outbox
@@ -29,7 +30,7 @@ from bots.relay.service import RelayService
 from bots.relay.signing import load_keys
 from oracle.client import ClientError
 from oracle.config import ConfigError
-from oracle.log_format import FORMATS, configure_logging
+from oracle.log_format import configure_logging
 
 COMMANDS = ("run", "dead-letters")
 log = logging.getLogger("bots.relay")
@@ -82,16 +83,9 @@ def _dead_letters(config: RelayConfig, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_in = list(sys.argv[1:] if argv is None else argv)
-    if not args_in or args_in[0] not in (*COMMANDS, "-h", "--help"):
-        args_in.insert(0, "run")
-    parser = argparse.ArgumentParser(prog="python -m bots.relay", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="follow the oracle and push results (the default)")
-    run.add_argument("--config", required=True, type=Path, help="the relay's TOML config")
-    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    run.add_argument("--log-format", default="text", choices=FORMATS)
+    args_in = with_default_run(argv, COMMANDS)
+    parser, commands = parser_with_run("python -m bots.relay", __doc__,
+                                       "follow the oracle and push results (the default)")
     dead = commands.add_parser(
         "dead-letters", help="list dead messages, or send them again",
         description="List dead messages (id, endpoint, webhook id, attempts, last status, the event, the error), "

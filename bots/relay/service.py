@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from bots.following import open_following
 from bots.relay.config import EndpointSettings, RelayConfig
 from bots.relay.deliver import EndpointWorker, Sender
 from bots.relay.outbox import Outbox
 from bots.relay.payload import Payload, payload_of
-from oracle.client import CursorMismatch, OracleClient, ResultFilter, SqliteCursor
-from oracle.config import ConfigError
+from oracle.client import OracleClient, ResultFilter, SqliteCursor
 
 log = logging.getLogger("bots.relay")
 
@@ -58,14 +58,7 @@ class RelayService:
         async with contextlib.AsyncExitStack() as held:
             outbox = Outbox.open(self.config.store.path)
             held.callback(outbox.close)
-            cursor = SqliteCursor(self.config.store.path)
-            held.callback(cursor.close)
-            client = await OracleClient.connect(chain.rpc_url, ws_url=chain.ws_url, oracle=chain.oracle)
-            held.push_async_callback(client.close)
-            try:
-                cursor.load(client.chain_id, chain.oracle)
-            except CursorMismatch as exc:
-                raise ConfigError(f"store {self.config.store.path}: {exc}") from None
+            client, cursor = await open_following(held, chain, self.config.store.path)
             start = chain.from_block if chain.from_block is not None else outbox.start_block()
             if start is None:
                 start = await client.w3.eth.block_number

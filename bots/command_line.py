@@ -1,0 +1,32 @@
+"""The bots' command lines: `python -m bots.NAME [COMMAND] --config FILE`, where `run` is the default
+command and takes the log options."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from oracle.log_format import FORMATS
+
+
+def with_default_run(argv: Sequence[str] | None, commands: Sequence[str]) -> list[str]:
+    """The arguments, with `run` put first when no command is named."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in (*commands, "-h", "--help"):
+        args.insert(0, "run")
+    return args
+
+
+def parser_with_run(prog: str, doc: str | None, run_help: str) -> tuple[argparse.ArgumentParser, Any]:
+    """A parser whose `run` subcommand takes --config, --log-level and --log-format; returns it and its
+    subparsers, for the bot's other commands."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help=run_help)
+    run.add_argument("--config", required=True, type=Path, help="the bot's TOML config")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--log-format", default="text", choices=FORMATS)
+    return parser, commands
