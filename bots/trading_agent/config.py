@@ -1,0 +1,178 @@
+"""The trading agent's config file (TOML), checked at start-up: the chain and oracle, the agent's key,
+store, schedule and bounds, and the assets it trades, each with its RiskSentinel and vault.
+
+    [chain]
+    rpc_url = "http://127.0.0.1:8545"
+    oracle = "0x..."
+
+    [agent]
+    key_env = "TRADING_AGENT_KEY"
+    position_wei = "1000000000000000000"
+
+    [[assets]]
+    name = "ETH"
+    sentinel = "0x..."
+    vault = "0x..."
+    context = "ETH market: ..."
+
+Every bad setting is refused in one line naming the setting and what to change
+(`assets[0] (ETH).context: ...`). What only the chain can say (the sentinel's owner and pause
+threshold) is checked once connected (`bots.trading_agent.sentinel`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from oracle.config import Address, ConfigError, read_toml
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _url(value: str, schemes: tuple[str, ...]) -> str:
+    if not re.match(rf"^({'|'.join(schemes)})://[^/\s]+", value):
+        raise ValueError(f"must be a URL starting {' or '.join(s + '://' for s in schemes)} with a host, not {value!r}")
+    return value
+
+
+class ChainSettings(_Strict):
+    rpc_url: str
+    ws_url: str | None = None
+    oracle: Address
+    confirmations: int = Field(1, ge=0, le=1_000, description="blocks deep before a score is acted on")
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _rpc(cls, value: str) -> str:
+        return _url(value, ("http", "https"))
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws(cls, value: str | None) -> str | None:
+        return None if value is None else _url(value, ("ws", "wss"))
+
+
+class AgentSettings(_Strict):
+    key_env: str = Field(description="the environment variable holding the key that owns the sentinels")
+    store: Path = Path("trading_agent.sqlite")
+    interval: float = Field(60.0, ge=1, le=86_400, description="seconds between risk checks")
+    max_score_age: float = Field(600.0, ge=1, description="seconds: an older score is ignored")
+    reduce_above: int = Field(50, ge=0, le=100)
+    close_above: int = Field(70, ge=0, le=100)
+    reopen_below: int = Field(30, ge=0, le=100)
+    position_wei: int = Field(gt=0, description="the full position per asset, in wei")
+
+    @field_validator("key_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not _ENV_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not an environment variable name: name the variable that holds the "
+                             f"key (letters, digits, _), not the key itself")
+        return value
+
+    @field_validator("position_wei", mode="before")
+    @classmethod
+    def _wei(cls, value: Any) -> Any:
+        # TOML integers stop at 2^63, so a position in wei may be written as a string of digits
+        if isinstance(value, str):
+            if not value.isdigit():
+                raise ValueError(f"must be a whole number of wei, as digits (\"1000000000000000000\"), not {value!r}")
+            return int(value)
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AgentSettings:
+        if not self.reopen_below < self.reduce_above < self.close_above:
+            raise ValueError(f"bounds must be ordered reopen_below < reduce_above < close_above, not "
+                             f"{self.reopen_below}, {self.reduce_above}, {self.close_above}: change them so each "
+                             f"is above the one before")
+        return self
+
+
+class AssetSettings(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="letters, digits, _ . -")
+    sentinel: Address
+    vault: Address
+    context: str | None = Field(None, min_length=1, description="the text the risk score is asked about")
+    context_file: Path | None = Field(None, description="a file holding the context, read at every check")
+
+    @model_validator(mode="after")
+    def _one_context(self) -> AssetSettings:
+        if (self.context is None) == (self.context_file is None):
+            raise ValueError("give exactly one of context (the text) or context_file (a file read at every check)")
+        return self
+
+    def read_context(self) -> bytes:
+        """The text to ask about now; ConfigError when the file cannot be read or is empty."""
+        if self.context is not None:
+            return self.context.encode()
+        assert self.context_file is not None
+        try:
+            text = self.context_file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{self.name}: context_file {self.context_file}: {exc.strerror}: write the context "
+                              f"there or give its right path") from None
+        if not text.strip():
+            raise ConfigError(f"{self.name}: context_file {self.context_file} is empty: write the context there")
+        return text
+
+
+class TradingConfig(_Strict):
+    chain: ChainSettings
+    agent: AgentSettings
+    assets: list[AssetSettings] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> TradingConfig:
+        for field in ("name", "sentinel"):
+            seen: set[str] = set()
+            for asset in self.assets:
+                value = str(getattr(asset, field))
+                if value.lower() in seen:
+                    raise ValueError(f"assets: two have {field} {value!r}: give each asset its own")
+                seen.add(value.lower())
+        return self
+
+    def asset_of(self, sentinel: str) -> AssetSettings | None:
+        return next((a for a in self.assets if a.sentinel.lower() == sentinel.lower()), None)
+
+
+def _where(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    """`assets[1] (ETH).vault`: the path to a setting, with the name of the asset it is in."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int) and loc[0] == "assets" and out == f"assets[{part}]":
+            entries = data.get("assets")
+            if isinstance(entries, list) and part < len(entries) and isinstance(entries[part], dict) \
+                    and isinstance(entries[part].get("name"), str):
+                out += f" ({entries[part]['name']})"
+    return out or "config"
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown setting: remove it or check its spelling"
+    if error["type"] == "missing":
+        return "missing: add it"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> TradingConfig:
+    try:
+        return TradingConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{_where(e['loc'], data)}: {_message(e)}" for e in exc.errors()]
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+def load_config(path: Path) -> TradingConfig:
+    return parse_config(read_toml(path), f"config {path}")
