@@ -97,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         if args.command == "run":
             configure_logging(args.log_level, args.log_format)
+            logging.getLogger("web3.providers").setLevel(logging.WARNING)  # a line at each disconnect otherwise
             return _run(config)
         configure_logging("warning")
         return _decisions(config)
