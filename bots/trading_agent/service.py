@@ -166,7 +166,9 @@ class TradingAgent:
         if known is not None:
             if known.outcome == PENDING:
                 say((await self._act(known)).line())
-            log.debug("%s: request 0x%s decided before", asset.name, settled.request_id.hex())
+            else:  # given again after a crash, or included again after a reorg
+                say(f"{asset.name} request 0x{settled.request_id.hex()}: its result in block {settled.block_number} "
+                    f"was decided on before ({known.action}); not decided again")
             return
         decision, state = await self._decide(asset, settled)
         self.book.record(decision, state)

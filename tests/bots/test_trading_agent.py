@@ -3,9 +3,10 @@ scores that the real daemon answers on anvil through the local model server (a c
 `[[score:N]]` is scored N): a score above reduce_above halves the deposit, with the receipt hash the
 sentinel emitted; one at the sentinel's threshold pauses the vault and is recorded as not acted, the
 vault left paused; a score between the bounds after a reduce holds, one below reopen_below reopens; a
-stale score is ignored; SIGKILLs mid-run leave exactly one decision per result the sentinel took, and
-the deposit where the book says; on a chain other than the local one nothing is sent; bad config is one
-line and exit 2."""
+stale score is ignored; SIGKILLs mid-run leave exactly one decision per request, and one between a
+withdrawal being sent and mined withdraws once; on another chain (answered by the test) decisions are
+on paper, and a reorg is recorded without deciding the result twice; bad config is one line and exit
+2, a node that does not answer exit 1."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from typing import Any
 import pytest
 
 from bots.trading_agent.book import Book, Decision
+from oracle.chain.calldata import fulfill_calldata
 from oracle.devnet import LocalStack
-from oracle.devnet.answer import fulfill, success_response
+from oracle.devnet.answer import send_raw_call, signer_for, success_response
 from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, wait_until, write_config
 from oracle.devnet.model_server import ModelServer
 from oracle.devnet.stack import StackSettings
@@ -352,27 +354,66 @@ class Requests:
         return self.ids() <= settled
 
 
-def test_on_another_chain_decisions_are_on_paper_and_nothing_is_sent(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def other_chain() -> Iterator[LocalStack]:
+    """anvil under another chain id, with no daemon: the test answers the sentinel's requests itself."""
     with LocalStack(StackSettings(chain_id=1337)) as stack:
-        pair = deploy_pair(stack)
-        with Agent(stack, tmp_path, pair, score=60) as agent:
-            agent.until(lambda: "risk check asked" in agent.log(), "a risk check")
-            (request,) = Requests(stack, pair).events()
-            fulfill(stack, request, success_response(request, 60))
-            agent.until(lambda: bool(agent.decided(lambda d: True)), "a decision")
-            assert agent.stop() == 0
-        (decision,) = agent.decisions()
-        assert (decision.score, decision.action, decision.tx_hash) == (60, "reduce", "")
-        assert decision.outcome == f"paper: target {POSITION // 2} wei, nothing sent"
-        assert deposit_of(stack, pair) == 0  # not even opened
-        assert agent.log().count("paper mode: chain 1337 is not the local chain") == 1
+        yield stack
+
+
+def answer_with(stack: LocalStack, pair: Pair, score: int) -> bytes:
+    """The sentinel's one open request answered with `score`; the calldata sent, to send again."""
+    (request,) = Requests(stack, pair).events()
+    response = success_response(request, score)
+    data = fulfill_calldata(response, request.commitment, signer_for(stack).sign_response(response))
+    send_raw_call(stack, stack.addresses["AIOracle"], data, stack.keys.signer)
+    return data
+
+
+def test_on_another_chain_decisions_are_on_paper_and_nothing_is_sent(other_chain: LocalStack, tmp_path: Path) -> None:
+    pair = deploy_pair(other_chain)
+    with Agent(other_chain, tmp_path, pair, score=60) as agent:
+        agent.until(lambda: "risk check asked" in agent.log(), "a risk check")
+        answer_with(other_chain, pair, 60)
+        agent.until(lambda: bool(agent.decided(lambda d: True)), "a decision")
+        assert agent.stop() == 0
+    (decision,) = agent.decisions()
+    assert (decision.score, decision.action, decision.tx_hash) == (60, "reduce", "")
+    assert decision.outcome == f"paper: target {POSITION // 2} wei, nothing sent"
+    assert deposit_of(other_chain, pair) == 0  # not even opened
+    assert agent.log().count("paper mode: chain 1337 is not the local chain") == 1
+
+
+def test_a_reorg_is_recorded_and_the_result_included_again_is_not_decided_twice(other_chain: LocalStack,
+                                                                               tmp_path: Path) -> None:
+    pair = deploy_pair(other_chain)
+    with Agent(other_chain, tmp_path, pair, score=60) as agent:
+        agent.until(lambda: "risk check asked" in agent.log(), "a risk check")
+        snapshot = anvil_rpc(other_chain, "evm_snapshot", [])
+        data = answer_with(other_chain, pair, 60)
+        agent.until(lambda: bool(agent.decided(lambda d: True)), "a decision")
+        anvil_rpc(other_chain, "evm_revert", [snapshot])
+        anvil_rpc(other_chain, "anvil_mine", [3])  # a longer chain without the answer
+        send_raw_call(other_chain, other_chain.addresses["AIOracle"], data, other_chain.keys.signer)  # and again
+        agent.until(lambda: "was removed by a reorg" in agent.log(), "the retraction")
+        (scored,) = sentinel_events(other_chain, pair, "RiskScored")  # the answer as it stands now
+        agent.until(lambda: f"block {scored['blockNumber']} was decided on before (reduce); not decided again"
+                    in agent.log(), "the result included again")
+        listed = agent.command("decisions")
+        assert agent.stop() == 0
+    (decision,) = agent.decisions()
+    assert (decision.request_id, decision.action) == (bytes(scored["args"]["requestId"]), "reduce")
+    assert agent.log().count("-> reduce:") == 1
+    assert listed.returncode == 0 and "retracted" in listed.stdout and decision.line() in listed.stdout
 
 
 BAD_CONFIG: dict[str, tuple[Callable[[Agent], object], str]] = {  # case: (change, the line says)
     "bounds above the threshold": (lambda a: a.agent.update(close_above=85, reduce_above=75),
                                    "agent.close_above 85 is not below the pauseThreshold 80 of assets (ETH).sentinel"),
     "a key that does not own the sentinel": (lambda a: a.env.update({KEY_ENV: a.stack.keys.agents.private_key.hex()}),
-                                             "is owned by"),
+                                             "is owned by 0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65, not by "
+                                             "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc (the key in "
+                                             "TRADING_AGENT_KEY)"),
     "no context": (lambda a: a.asset.pop("context_file"),
                    "assets[0] (ETH): give exactly one of context (the text) or context_file"),
     "a context file that is not there": (lambda a: a.asset.update(context_file=str(a.tmp / "nowhere.txt")),
