@@ -105,8 +105,9 @@ class TradingAgent:
                      "cursor stands), %d confirmation(s), a check every %g s", ", ".join(self.sentinels),
                      self.wallet.address, client.chain_id, chain.oracle, start, chain.confirmations, agent.interval)
             scheduler = AsyncIOScheduler()
+            # a check late behind a slow one runs once, late, rather than being skipped or piling up
             scheduler.add_job(self._check_all, "interval", seconds=agent.interval, max_instances=1, coalesce=True,
-                              next_run_time=datetime.datetime.now(datetime.UTC))
+                              misfire_grace_time=None, next_run_time=datetime.datetime.now(datetime.UTC))
             scheduler.start()
             held.callback(scheduler.shutdown, wait=False)
             following = asyncio.create_task(self._follow(start, cursor, stop))
