@@ -24,7 +24,9 @@ from typing import Any
 import pytest
 
 from bots.trading_agent.book import Book, Decision
+from bots.trading_agent.rule import Action, Bounds, PositionState, decide, target_wei
 from oracle.chain.calldata import fulfill_calldata
+from oracle.config import ConfigError
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import send_raw_call, signer_for, success_response
 from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, wait_until, write_config
@@ -125,13 +127,12 @@ class Agent:
         return self.log_path.read_text(errors="replace")
 
     def decisions(self) -> list[Decision]:
-        if not self.store.exists():
+        try:
+            book = Book.open_read_only(self.store)
+        except ConfigError:  # not there yet, or being created
             return []
-        book = Book.open_read_only(self.store)
         try:
             return book.decisions()
-        except sqlite3.Error:
-            return []
         finally:
             book.close()
 
@@ -405,6 +406,22 @@ def test_a_reorg_is_recorded_and_the_result_included_again_is_not_decided_twice(
     assert (decision.request_id, decision.action) == (bytes(scored["args"]["requestId"]), "reduce")
     assert agent.log().count("-> reduce:") == 1
     assert listed.returncode == 0 and "retracted" in listed.stdout and decision.line() in listed.stdout
+
+
+RULE = [  # (state, score) -> (action, state after), with reopen_below 30, reduce_above 50, close_above 70
+    ("open", 49, "hold", "open"), ("open", 50, "reduce", "reduced"), ("open", 70, "close", "closed"),
+    ("reduced", 69, "hold", "reduced"), ("reduced", 31, "hold", "reduced"), ("reduced", 30, "reopen", "open"),
+    ("reduced", 90, "close", "closed"), ("closed", 69, "hold", "closed"), ("closed", 50, "hold", "closed"),
+    ("closed", 30, "reopen", "open"), ("closed", 70, "close", "closed"), ("open", 0, "hold", "open"),
+]
+
+
+@pytest.mark.parametrize(("state", "score", "action", "after"), RULE)
+def test_the_rule_trades_only_across_a_bound_and_holds_between_them(state: str, score: int, action: str,
+                                                                    after: str) -> None:
+    assert decide(PositionState(state), score, Bounds(30, 50, 70)) == (Action(action), PositionState(after))
+    assert target_wei(PositionState(after), POSITION) == {"open": POSITION, "reduced": POSITION // 2,
+                                                          "closed": 0}[after]
 
 
 BAD_CONFIG: dict[str, tuple[Callable[[Agent], object], str]] = {  # case: (change, the line says)
