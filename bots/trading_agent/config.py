@@ -118,10 +118,10 @@ class AssetSettings(_Strict):
         try:
             text = self.context_file.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"{self.name}: context_file {self.context_file}: {exc.strerror}: write the context "
-                              f"there or give its right path") from None
+            raise ConfigError(f"context_file {self.context_file}: {exc.strerror}: write the context there or give "
+                              f"its right path") from None
         if not text.strip():
-            raise ConfigError(f"{self.name}: context_file {self.context_file} is empty: write the context there")
+            raise ConfigError(f"context_file {self.context_file} is empty: write the context there")
         return text
 
 
@@ -132,7 +132,7 @@ class TradingConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> TradingConfig:
-        for field in ("name", "sentinel"):
+        for field in ("name", "sentinel", "vault"):  # one position per vault: two assets would fight over it
             seen: set[str] = set()
             for asset in self.assets:
                 value = str(getattr(asset, field))

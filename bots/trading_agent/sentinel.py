@@ -42,15 +42,16 @@ class Reading:
 
 
 class Sentinel:
-    def __init__(self, w3: AsyncWeb3[Any], asset: AssetSettings, oracle: AsyncContract) -> None:
+    def __init__(self, w3: AsyncWeb3[Any], asset: AssetSettings, oracle: AsyncContract, index: int) -> None:
         self.asset = asset
+        self.where = f"assets[{index}] ({asset.name})"  # as the config's own errors name it
         self.w3 = w3
         self.contract = w3.eth.contract(address=to_checksum_address(asset.sentinel), abi=abi("RiskSentinel"))
         self.oracle = oracle
 
     async def check(self, config: TradingConfig, owner: str) -> int:
         """Refuse a sentinel the agent cannot use (ConfigError); its pause threshold."""
-        where = f"assets ({self.asset.name}).sentinel {self.asset.sentinel}"
+        where = f"{self.where}.sentinel {self.asset.sentinel}"
         if not await self.w3.eth.get_code(self.contract.address):
             raise ConfigError(f"{where}: no contract there: give the address of the asset's RiskSentinel")
         try:
@@ -71,7 +72,7 @@ class Sentinel:
                 raise ConfigError(f"agent.{name} {bound} is not below the pauseThreshold {threshold} of {where}: "
                                   f"the sentinel pauses the vault at {threshold}, so lower {name} below {threshold}")
         if guarded.lower() != self.asset.vault.lower():
-            raise ConfigError(f"assets ({self.asset.name}).vault {self.asset.vault} is not the vault the sentinel "
+            raise ConfigError(f"{self.where}.vault {self.asset.vault} is not the vault the sentinel "
                               f"guards ({guarded}): set vault to {guarded}")
         return threshold
 

@@ -85,12 +85,16 @@ class TradingAgent:
                 raise ConfigError(f"agent.store {agent.store}: {exc}") from None
             self.book, self.client = book, client
             self.wallet = AgentWallet(client.w3, self.key, client.chain_id)
-            self.sentinels = {a.name: Sentinel(client.w3, a, client.oracle) for a in self.config.assets}
+            self.sentinels = {a.name: Sentinel(client.w3, a, client.oracle, i)
+                              for i, a in enumerate(self.config.assets)}
             self.vaults = {a.name: Vault(client.w3, a.vault, a.name) for a in self.config.assets}
             for sentinel in self.sentinels.values():
                 await sentinel.check(self.config, self.wallet.address)
-            for asset in self.config.assets:
-                asset.read_context()  # a context file that cannot be read is refused now, not at the first check
+            for sentinel in self.sentinels.values():  # a context file that cannot be read: now, not at a check
+                try:
+                    sentinel.asset.read_context()
+                except ConfigError as exc:
+                    raise ConfigError(f"{sentinel.where}.{exc}") from None
             self.live = client.chain_id in LOCAL_CHAIN_IDS
             if not self.live:
                 say(f"paper mode: chain {client.chain_id} is not the local chain; decisions are recorded and printed, "

@@ -426,7 +426,8 @@ def test_the_rule_trades_only_across_a_bound_and_holds_between_them(state: str, 
 
 BAD_CONFIG: dict[str, tuple[Callable[[Agent], object], str]] = {  # case: (change, the line says)
     "bounds above the threshold": (lambda a: a.agent.update(close_above=85, reduce_above=75),
-                                   "agent.close_above 85 is not below the pauseThreshold 80 of assets (ETH).sentinel"),
+                                   "agent.close_above 85 is not below the pauseThreshold 80 of assets[0] (ETH)."
+                                   "sentinel"),
     "a key that does not own the sentinel": (lambda a: a.env.update({KEY_ENV: a.stack.keys.agents.private_key.hex()}),
                                              "is owned by 0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65, not by "
                                              "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc (the key in "
@@ -434,7 +435,7 @@ BAD_CONFIG: dict[str, tuple[Callable[[Agent], object], str]] = {  # case: (chang
     "no context": (lambda a: a.asset.pop("context_file"),
                    "assets[0] (ETH): give exactly one of context (the text) or context_file"),
     "a context file that is not there": (lambda a: a.asset.update(context_file=str(a.tmp / "nowhere.txt")),
-                                         "nowhere.txt: No such file or directory"),
+                                         "assets[0] (ETH).context_file "),
     "unordered bounds": (lambda a: a.agent.update(reopen_below=60),
                          "agent: bounds must be ordered reopen_below < reduce_above < close_above, not 60, 50, 70"),
     "unknown key": (lambda a: a.agent.update(intervall=5), "agent.intervall: unknown setting"),
@@ -456,6 +457,8 @@ def test_bad_config_is_one_line_saying_what_to_change_and_exit_2(chain: LocalSta
                                          text=True)
     for case, process in running.items():
         out, err = process.communicate(timeout=60)
+        if case == "a context file that is not there":
+            assert "nowhere.txt: No such file or directory: write the context there" in err
         expected = BAD_CONFIG[case][1]
         assert process.returncode == 2, (case, out, err)
         assert len(err.splitlines()) == 1 and expected in err, (case, err)
