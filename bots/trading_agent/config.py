@@ -22,45 +22,16 @@ threshold) is checked once connected (`bots.trading_agent.sentinel`).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from oracle.config import Address, ConfigError, read_toml
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from bots.settings import ChainSettings, Strict, env_name, load
+from oracle.config import Address, ConfigError
 
 
-def _url(value: str, schemes: tuple[str, ...]) -> str:
-    if not re.match(rf"^({'|'.join(schemes)})://[^/\s]+", value):
-        raise ValueError(f"must be a URL starting {' or '.join(s + '://' for s in schemes)} with a host, not {value!r}")
-    return value
-
-
-class ChainSettings(_Strict):
-    rpc_url: str
-    ws_url: str | None = None
-    oracle: Address
-    confirmations: int = Field(1, ge=0, le=1_000, description="blocks deep before a score is acted on")
-
-    @field_validator("rpc_url")
-    @classmethod
-    def _rpc(cls, value: str) -> str:
-        return _url(value, ("http", "https"))
-
-    @field_validator("ws_url")
-    @classmethod
-    def _ws(cls, value: str | None) -> str | None:
-        return None if value is None else _url(value, ("ws", "wss"))
-
-
-class AgentSettings(_Strict):
+class AgentSettings(Strict):
     key_env: str = Field(description="the environment variable holding the key that owns the sentinels")
     store: Path = Path("trading_agent.sqlite")
     interval: float = Field(60.0, ge=1, le=86_400, description="seconds between risk checks")
@@ -73,10 +44,7 @@ class AgentSettings(_Strict):
     @field_validator("key_env")
     @classmethod
     def _env_name(cls, value: str) -> str:
-        if not _ENV_NAME.fullmatch(value):
-            raise ValueError(f"{value!r} is not an environment variable name: name the variable that holds the "
-                             f"key (letters, digits, _), not the key itself")
-        return value
+        return env_name(value, "key")
 
     @field_validator("position_wei", mode="before")
     @classmethod
@@ -97,7 +65,7 @@ class AgentSettings(_Strict):
         return self
 
 
-class AssetSettings(_Strict):
+class AssetSettings(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="letters, digits, _ . -")
     sentinel: Address
     vault: Address
@@ -125,7 +93,7 @@ class AssetSettings(_Strict):
         return text
 
 
-class TradingConfig(_Strict):
+class TradingConfig(Strict):
     chain: ChainSettings
     agent: AgentSettings
     assets: list[AssetSettings] = Field(min_length=1)
@@ -145,34 +113,5 @@ class TradingConfig(_Strict):
         return next((a for a in self.assets if a.sentinel.lower() == sentinel.lower()), None)
 
 
-def _where(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
-    """`assets[1] (ETH).vault`: the path to a setting, with the name of the asset it is in."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-        if isinstance(part, int) and loc[0] == "assets" and out == f"assets[{part}]":
-            entries = data.get("assets")
-            if isinstance(entries, list) and part < len(entries) and isinstance(entries[part], dict) \
-                    and isinstance(entries[part].get("name"), str):
-                out += f" ({entries[part]['name']})"
-    return out or "config"
-
-
-def _message(error: Any) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown setting: remove it or check its spelling"
-    if error["type"] == "missing":
-        return "missing: add it"
-    return str(error["msg"]).removeprefix("Value error, ")
-
-
-def parse_config(data: dict[str, Any], source: str = "config") -> TradingConfig:
-    try:
-        return TradingConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = [f"{_where(e['loc'], data)}: {_message(e)}" for e in exc.errors()]
-        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
-
-
 def load_config(path: Path) -> TradingConfig:
-    return parse_config(read_toml(path), f"config {path}")
+    return load(TradingConfig, path)

@@ -99,7 +99,7 @@ class TradingAgent:
             if not self.live:
                 say(f"paper mode: chain {client.chain_id} is not the local chain; decisions are recorded and printed, "
                     f"no deposit or withdrawal is sent")
-            start = book.start_block()
+            start = chain.from_block if chain.from_block is not None else book.start_block()
             if start is None:
                 start = await client.w3.eth.block_number
             book.set_start_block(start)
