@@ -1,0 +1,42 @@
+"""The agent's key, loaded from the environment, and its one way to send: a transaction at a time, so a
+risk check sent on the schedule and a withdrawal sent while following never take the same nonce."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from eth_account import Account
+from web3 import AsyncWeb3
+from web3.types import TxReceipt
+
+from oracle.client import send_call
+from oracle.config import ConfigError
+
+
+def load_key(env: str) -> bytes:
+    """The private key in variable `env`; ConfigError saying what to set (never showing the value)."""
+    value = os.environ.get(env, "").strip()
+    if not value:
+        raise ConfigError(f"environment variable {env} (agent.key_env) is not set: export it with the private key "
+                          f"of the account that owns the sentinels")
+    try:
+        key = bytes.fromhex(value.removeprefix("0x"))
+        Account.from_key(key)
+    except ValueError:
+        raise ConfigError(f"{env} (agent.key_env) is not a private key: it must be 32 bytes of hex "
+                          f"(0x and 64 hex digits)") from None
+    return key
+
+
+class AgentWallet:
+    def __init__(self, w3: AsyncWeb3[Any], key: bytes, chain_id: int) -> None:
+        self.w3, self.key, self.chain_id = w3, key, chain_id
+        self.address: str = Account.from_key(key).address
+        self._sending = asyncio.Lock()
+
+    async def send(self, call: Any, *, value: int = 0, what: str) -> TxReceipt:
+        """Send `call` from the agent's key and wait for it to be mined (ClientError on a revert)."""
+        async with self._sending:
+            return await send_call(self.w3, call, self.key, value=value, what=what, chain_id=self.chain_id)
