@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-from eth_account import Account
 
 from bots.command_line import parser_with_run, with_default_run
 from bots.dao_summarizer.book import Book
 from bots.dao_summarizer.config import SummarizerConfig, load_config
 from bots.dao_summarizer.deploy import deploy
 from bots.dao_summarizer.service import SummarizerService
+from bots.keys import load_key
 from oracle.client import ClientError
 from oracle.config import ConfigError
 from oracle.log_format import configure_logging
@@ -43,13 +41,7 @@ def _say(line: str) -> None:
 
 
 def _key(config: SummarizerConfig) -> bytes:
-    value = os.environ.get(config.bot.key_env, "").strip()
-    if not value:
-        raise ConfigError(f"bot.key_env: ${config.bot.key_env} is not set: export the paying key's private key in it")
-    try:
-        return bytes(Account.from_key(value).key)
-    except (ValueError, TypeError):
-        raise ConfigError(f"${config.bot.key_env} does not hold a private key (64 hex digits)") from None
+    return load_key(config.bot.key_env, "bot.key_env", "the account that pays for the summaries")
 
 
 def _run(config: SummarizerConfig) -> int:

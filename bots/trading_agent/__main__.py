@@ -15,7 +15,6 @@ exit codes:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime
 import logging
@@ -27,20 +26,21 @@ from pathlib import Path
 import aiohttp
 from web3.exceptions import Web3Exception
 
+from bots.command_line import parser_with_run, with_default_run
+from bots.keys import load_key
 from bots.trading_agent.book import Book
 from bots.trading_agent.config import TradingConfig, load_config
 from bots.trading_agent.service import TradingAgent
-from bots.trading_agent.wallet import load_key
 from oracle.client import ClientError
 from oracle.config import ConfigError
-from oracle.log_format import FORMATS, configure_logging
+from oracle.log_format import configure_logging
 
 COMMANDS = ("run", "decisions")
 log = logging.getLogger("bots.trading_agent")
 
 
 def _run(config: TradingConfig) -> int:
-    key = load_key(config.agent.key_env)
+    key = load_key(config.agent.key_env, "agent.key_env", "the account that owns the sentinels")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -76,16 +76,9 @@ def _decisions(config: TradingConfig) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_in = list(sys.argv[1:] if argv is None else argv)
-    if not args_in or args_in[0] not in (*COMMANDS, "-h", "--help"):
-        args_in.insert(0, "run")
-    parser = argparse.ArgumentParser(prog="python -m bots.trading_agent", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="ask for risk checks and trade by them (the default)")
-    run.add_argument("--config", required=True, type=Path, help="the agent's TOML config")
-    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    run.add_argument("--log-format", default="text", choices=FORMATS)
+    args_in = with_default_run(argv, COMMANDS)
+    parser, commands = parser_with_run("python -m bots.trading_agent", __doc__,
+                                       "ask for risk checks and trade by them (the default)")
     listing = commands.add_parser(
         "decisions", help="list the decisions recorded (read-only)",
         description="List every decision recorded, oldest first (time, block, request id, then the line the "
@@ -97,7 +90,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         if args.command == "run":
             configure_logging(args.log_level, args.log_format)
-            logging.getLogger("web3.providers").setLevel(logging.WARNING)  # a line at each disconnect otherwise
             return _run(config)
         configure_logging("warning")
         return _decisions(config)

@@ -24,13 +24,14 @@ import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from web3.exceptions import Web3Exception
 
+from bots.following import open_following
 from bots.trading_agent.book import PENDING, Book, Decision, Retraction
 from bots.trading_agent.config import AssetSettings, TradingConfig
 from bots.trading_agent.rule import Bounds, PositionState, decide, target_wei
 from bots.trading_agent.sentinel import Sentinel
 from bots.trading_agent.vault import Vault
 from bots.trading_agent.wallet import AgentWallet
-from oracle.client import ClientError, CursorMismatch, OracleClient, ResultFilter, Retracted, Settled, SqliteCursor
+from oracle.client import ClientError, ResultFilter, Retracted, Settled, SqliteCursor
 from oracle.config import ConfigError
 from oracle.protocol import ReasonCode
 
@@ -75,14 +76,7 @@ class TradingAgent:
         async with contextlib.AsyncExitStack() as held:
             book = Book.open(agent.store)
             held.callback(book.close)
-            cursor = SqliteCursor(agent.store)
-            held.callback(cursor.close)
-            client = await OracleClient.connect(chain.rpc_url, ws_url=chain.ws_url, oracle=chain.oracle)
-            held.push_async_callback(client.close)
-            try:
-                cursor.load(client.chain_id, chain.oracle)
-            except CursorMismatch as exc:
-                raise ConfigError(f"agent.store {agent.store}: {exc}") from None
+            client, cursor = await open_following(held, chain, agent.store)
             self.book, self.client = book, client
             self.wallet = AgentWallet(client.w3, self.key, client.chain_id)
             self.sentinels = {a.name: Sentinel(client.w3, a, client.oracle, i)

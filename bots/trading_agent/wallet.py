@@ -4,7 +4,6 @@ risk check sent on the schedule and a withdrawal sent while following never take
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 from eth_account import Account
@@ -12,22 +11,6 @@ from web3 import AsyncWeb3
 from web3.types import TxReceipt
 
 from oracle.client import send_call
-from oracle.config import ConfigError
-
-
-def load_key(env: str) -> bytes:
-    """The private key in variable `env`; ConfigError saying what to set (never showing the value)."""
-    value = os.environ.get(env, "").strip()
-    if not value:
-        raise ConfigError(f"environment variable {env} (agent.key_env) is not set: export it with the private key "
-                          f"of the account that owns the sentinels")
-    try:
-        key = bytes.fromhex(value.removeprefix("0x"))
-        Account.from_key(key)
-    except ValueError:
-        raise ConfigError(f"{env} (agent.key_env) is not a private key: it must be 32 bytes of hex "
-                          f"(0x and 64 hex digits)") from None
-    return key
 
 
 class AgentWallet:

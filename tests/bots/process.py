@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -26,14 +27,14 @@ class BotProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_offset = 0  # where the latest run's output begins in the log
 
-    def start(self) -> BotProcess:
+    def start(self) -> Self:
         self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", self.module, "--config", str(self.config)],
                                             cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         return self
 
-    def __enter__(self) -> BotProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

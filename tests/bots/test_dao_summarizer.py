@@ -238,9 +238,9 @@ def test_bad_input_is_one_line_and_exit_2(env: Env, tmp_path: Path) -> None:
     assert "deploy --config FILE --governor dev" in no_summarizer.stderr
     bot.env.pop(KEY_ENV)
     no_key = bot.command("deploy", "--governor", "dev")
-    assert no_key.returncode == 2 and f"${KEY_ENV} is not set" in no_key.stderr
+    assert no_key.returncode == 2 and f"{KEY_ENV} (bot.key_env) is not set" in no_key.stderr
     bot.env[KEY_ENV] = "0x1234"
-    assert "does not hold a private key" in bot.command("deploy", "--governor", "dev").stderr
+    assert "is not a private key" in bot.command("deploy", "--governor", "dev").stderr
     bot.env[KEY_ENV] = env.stack.keys.bots.private_key.hex()
     unknown = bot.command("deploy", "--governor", "elsewhere")
     assert unknown.returncode == 2 and "no governor named 'elsewhere'" in unknown.stderr and "dev" in unknown.stderr

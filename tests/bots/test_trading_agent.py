@@ -11,7 +11,6 @@ on paper, and a reorg is recorded without deciding the result twice; bad config 
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -33,9 +32,9 @@ from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, wait_un
 from oracle.devnet.model_server import ModelServer
 from oracle.devnet.stack import StackSettings
 from oracle.events import REQUESTED_TOPIC, RequestedEvent, decode_requested
+from tests.bots.process import REPO, BotProcess
 from tests.daemon.helpers import anvil_rpc
 
-REPO = Path(__file__).resolve().parents[2]
 KEY_ENV = "TRADING_AGENT_KEY"
 POSITION = 10**18
 THRESHOLD = 80  # the sentinel pauses its vault at this score
@@ -66,7 +65,7 @@ def sentinel_events(stack: LocalStack, pair: Pair, name: str) -> list[Any]:
     return list(event().get_logs(from_block=0))
 
 
-class Agent:
+class Agent(BotProcess):
     """`python -m bots.trading_agent` as a child process, its output in a log file; the context it asks
     about is a file the test rewrites."""
 
@@ -82,12 +81,9 @@ class Agent:
                                       "position_wei": str(POSITION), **agent}
         self.asset: dict[str, Any] = {"name": "ETH", "sentinel": pair.sentinel, "vault": pair.vault,
                                       "context_file": str(self.context)}
-        self.config = tmp / "trading_agent.toml"
+        super().__init__("bots.trading_agent", tmp / "trading_agent.toml", {KEY_ENV: stack.keys.bots.private_key.hex()},
+                         tmp / "agent.log")
         self.write()
-        self.env = {**os.environ, KEY_ENV: stack.keys.bots.private_key.hex()}
-        self.log_path = tmp / "agent.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self._mark = 0  # where the last start's output begins in the log
 
     def write(self) -> None:
         write_config({"chain": self.chain, "agent": self.agent, "assets": [self.asset]}, self.config)
@@ -95,36 +91,10 @@ class Agent:
     def set_score(self, score: int) -> None:
         self.context.write_text(f"ETH market: funding rates, liquidations, depth. [[score:{score}]]")
 
-    def start(self) -> Agent:
-        with self.log_path.open("ab") as log:
-            self._mark = log.tell()
-            self.process = subprocess.Popen([sys.executable, "-m", "bots.trading_agent", "--config", str(self.config)],
-                                            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        return self
-
-    def __enter__(self) -> Agent:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
     def stop(self) -> int:
         """SIGTERM once this start is running (one still importing has no handler yet), then its exit code."""
-        self.until(lambda: "trading agent running" in self.log_path.read_text(errors="replace")[self._mark:],
-                   "the agent to run")
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(30)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        self.until(lambda: "trading agent running" in self.this_run(), "the agent to run")
+        return super().stop()
 
     def decisions(self) -> list[Decision]:
         try:
@@ -143,21 +113,6 @@ class Agent:
     def has_decision_on(self, score: int, after: int) -> bool:
         """Whether a decision on `score` is written among those after the first `after`."""
         return any(d.score == score for d in self.decisions()[after:])
-
-    def until(self, predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-        """Wait for `predicate`; an agent that exits or a timeout fails with its log."""
-        process = self.process
-        assert process is not None
-        try:
-            wait_until(lambda: predicate() or process.poll() is not None, timeout, interval=0.1, what=what)
-        except TimeoutError:
-            pytest.fail(f"timed out waiting for {what}:\n{self.log()[-3000:]}")
-        if not predicate():
-            pytest.fail(f"the agent exited ({process.returncode}) waiting for {what}:\n{self.log()[-3000:]}")
-
-    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "bots.trading_agent", *args, "--config", str(self.config)],
-                              cwd=REPO, env=self.env, capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
