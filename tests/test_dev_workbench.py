@@ -196,7 +196,7 @@ def test_the_bots_run_from_the_commands_make_dev_prints(make_dev: tuple[subproce
         for module, command in commands.items():
             log = tmp_path / f"{module}.log"
             with log.open("wb") as sink:
-                child = subprocess.Popen(["bash", "-c", f"exec {command}"], stdout=sink, stderr=subprocess.STDOUT,
+                child = subprocess.Popen(["bash", "-c", command], stdout=sink, stderr=subprocess.STDOUT,
                                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
             running[module] = (child, log)
 
