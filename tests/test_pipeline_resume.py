@@ -23,6 +23,7 @@ from oracle.pipeline import Pipeline
 from oracle.protocol import RequestParams, ResultSpec, ResultType
 from oracle.router import Catalog, ModelRouter
 from oracle.store import RequestState, Store, request_key
+from tests.daemon.helpers import anvil_rpc
 
 
 async def test_a_signed_answer_stands_when_its_request_is_re_included(stack: LocalStack, tmp_path: Path) -> None:
@@ -32,6 +33,7 @@ async def test_a_signed_answer_stands_when_its_request_is_re_included(stack: Loc
         config = load_config(write_config(dev_config(stack, model.base_url, tmp_path / "oracle.sqlite"),
                                           tmp_path / "config.toml"))
         chain = config.chains[0]
+        anvil_rpc(stack, "anvil_mine", [1])  # a time jump an earlier test left pending lands before "now"
         now = stack.w3.eth.get_block("latest")["timestamp"]
         event = ask(stack, RequestParams(stack.addresses["TypedResultsConsumer"], 500_000, now + 300, 64, 0, 1,
                                          "dev-model-2026-01-01", b"Rate the proposal.",

@@ -105,7 +105,8 @@ class OracleClient:
         if fee is None:
             fee = await self.quote(params.model_spec, params.max_tokens, params.callback_gas_limit)
         receipt = await send_call(self.w3, self.oracle.functions.request(params.to_abi()), key, value=fee,
-                                  what="the request", chain_id=self.chain_id)
+                                  what="the request", chain_id=self.chain_id,
+                                  refused="the oracle refuses this request")
         for event in self.oracle.events.Requested().process_receipt(receipt):
             request_id = bytes(event["args"]["requestId"])
             self._asked[request_id] = _Asked(params, receipt["blockNumber"])

@@ -31,9 +31,10 @@ def describe_revert(exc: Exception) -> str:
 
 
 async def send_call(w3: AsyncWeb3[Any], call: Any, key: bytes, *, value: int = 0, what: str = "the call",
-                    chain_id: int | None = None) -> TxReceipt:
-    """Simulate `call` from `key` (a revert is raised as ClientError naming the error, nothing sent), send
-    it, and return its receipt once mined; a mined revert is a ClientError too."""
+                    chain_id: int | None = None, refused: str | None = None) -> TxReceipt:
+    """Simulate `call` from `key` (a revert is raised as ClientError naming the error after `refused`,
+    default "`what` is refused", nothing sent), send it, and return its receipt once mined; a mined revert
+    is a ClientError too."""
     account = Account.from_key(key)
     fields: TxParams = {"from": account.address, "value": Wei(value)}
     if chain_id is not None:
@@ -41,7 +42,7 @@ async def send_call(w3: AsyncWeb3[Any], call: Any, key: bytes, *, value: int = 0
     try:
         tx = await call.build_transaction(fields)
     except (ContractCustomError, ContractLogicError) as exc:
-        raise ClientError(f"{what} is refused: {describe_revert(exc)}") from None
+        raise ClientError(f"{refused or what + ' is refused'}: {describe_revert(exc)}") from None
     except Web3Exception as exc:  # a value that does not fit its ABI type, e.g. a negative uint
         raise ClientError(f"{what} does not encode: {exc}") from None
     tx["nonce"] = await w3.eth.get_transaction_count(account.address, "pending")
