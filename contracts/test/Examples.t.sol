@@ -329,7 +329,7 @@ contract OffchainResultTest is OracleTestBase {
     function test_signed_result_for_an_unexpected_question_is_refused() public {
         OffchainResult memory r = _result(address(typed));
         bytes memory sig = signOffchain(SIGNER_KEY, r);
-        vm.expectRevert(abi.encodeWithSelector(TypedResultsConsumer.UnexpectedQuery.selector, r.queryHash));
+        vm.expectRevert(abi.encodeWithSelector(AIConsumer.UnexpectedQuery.selector, r.queryHash));
         typed.acceptSignedResult(r, sig);
     }
 
