@@ -287,6 +287,13 @@ class OffchainResult:
         ))
 
 
+def query_hash(model_spec: str, prompt: bytes, spec: ResultSpec) -> bytes:
+    """The question an `OffchainResult` answers, as `AIConsumer.queryHash` computes it:
+    keccak256(abi.encode(modelSpec, prompt, resultSpec)). A consumer takes a result only for a query hash
+    it registered."""
+    return keccak(encode(["string", "bytes", abi_type_of("ResultSpec")], [model_spec, prompt, spec.to_abi()]))
+
+
 def request_id(chain_id: int, oracle: str, requester: str, nonce: int) -> bytes:
     """Unique across chains, deployments and requesters: keccak(chainId, oracle, requester, nonce)."""
     return keccak(encode(["uint256", "address", "address", "uint64"], [chain_id, oracle, requester, nonce]))

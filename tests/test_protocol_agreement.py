@@ -22,6 +22,7 @@ from oracle.protocol import (
     ResultSpec,
     ResultType,
     Status,
+    query_hash,
     request_id,
     typed_data_digest,
 )
@@ -87,6 +88,25 @@ def test_commitment_binds_the_result_bound_as_the_contract_does(stack: LocalStac
     commitment = Commitment.of(consumer, fee, params)
     assert commitment.max_result_bytes == (32 if result.max_bytes == 0 else result.max_bytes + 96)
     assert stack.contract("AIOracle").functions.commitments(rid).call() == commitment.hash()
+
+
+@pytest.mark.parametrize("spec", [
+    ResultSpec(ResultType.UINT, min=0, max=100), ResultSpec(ResultType.INT, min=-(2**255), max=-1),
+    ResultSpec(ResultType.CHOICE, labels=("for", "against", "abstain")),
+    ResultSpec(ResultType.ABI, max_bytes=300, abi_type="(string,uint8,string)"),
+], ids=lambda r: r.kind.name)
+def test_query_hash_equals_the_contracts(stack: LocalStack, spec: ResultSpec) -> None:
+    sentinel = stack.contract("RiskSentinel")
+    model_spec, prompt = "claude-sonnet-4-5-20250929,gpt-4o-mini", "naïve prompt ✓".encode()
+    assert sentinel.functions.queryHash(model_spec, prompt, spec.to_abi()).call() == query_hash(
+        model_spec, prompt, spec)
+
+
+def test_query_hash_of_a_risk_check_is_the_one_the_sentinel_registers(stack: LocalStack) -> None:
+    sentinel = stack.contract("RiskSentinel")
+    context = b"ETH -30% in 1h; vault 80% utilised"
+    expected = query_hash(sentinel.functions.modelSpec().call(), context, ResultSpec(ResultType.UINT, max=100))
+    assert sentinel.functions.riskQueryHash(context).call() == expected
 
 
 def test_requested_event_with_a_foreign_topic_is_refused() -> None:

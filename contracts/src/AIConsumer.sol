@@ -35,6 +35,8 @@ abstract contract AIConsumer is IAIOracleConsumer, IAIOracleErrors {
     error WrongConsumer(address consumer);
     error ResultAlreadyUsed(bytes32 resultId);
     error OffchainResultsNotAccepted();
+    /// @notice An off-chain result answers a question this consumer did not register.
+    error UnexpectedQuery(bytes32 queryHash);
     /// @notice Only the payer of `requestId` may name where its refund goes.
     error NotPayer(bytes32 requestId, address caller);
     /// @notice A refund cannot be sent to the zero address; name an account that can receive ETH.
@@ -179,7 +181,8 @@ abstract contract AIConsumer is IAIOracleConsumer, IAIOracleErrors {
     ) internal virtual;
 
     /// @dev Off-chain results are refused unless a consumer overrides this, checks `r.queryHash`
-    /// against a question it wants answered, and handles the result (its `resultId` is not a request id).
+    /// against a question it wants answered (reverting {UnexpectedQuery} otherwise), and handles the
+    /// result (its `resultId` is not a request id).
     function _acceptOffchainResult(OffchainResult calldata) internal virtual {
         revert OffchainResultsNotAccepted();
     }

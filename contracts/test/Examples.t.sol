@@ -14,6 +14,7 @@ import {DevGovernor} from "../src/devnet/DevGovernor.sol";
 import {DevVotes} from "../src/devnet/DevVotes.sol";
 import {IGovernor} from "@openzeppelin/contracts/governance/IGovernor.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {
     RequestParams, ResultSpec, ResultType, Commitment, Response, OffchainResult, Status, ReasonCode, OracleTypes
 } from "../src/OracleTypes.sol";
@@ -268,15 +269,206 @@ contract RiskSentinelTest is OracleTestBase {
         assertTrue(!vault.paused(), "not paused by the stale answer");
     }
 
-    function test_sentinel_refuses_offchain_results() public {
-        OffchainResult memory r;
-        r.consumer = address(sentinel);
-        r.status = uint8(Status.Success);
-        r.result = abi.encode(uint256(100));
-        r.validUntil = uint64(block.timestamp + 60);
-        bytes memory sig = signOffchain(SIGNER_KEY, r);
-        vm.expectRevert(abi.encodeWithSelector(AIConsumer.OffchainResultsNotAccepted.selector));
+    bytes private constant CONTEXT = "ETH -30% in 1h; vault 80% utilised";
+
+    function _register(bytes memory context) private returns (bytes32 hash) {
+        vm.prank(KEEPER);
+        hash = sentinel.registerQuery(context);
+    }
+
+    /// @dev A score for `context` as the seller signs it now, valid for the sentinel's whole window.
+    function _signed(bytes memory context, uint256 score, bytes32 resultId)
+        private
+        view
+        returns (OffchainResult memory r, bytes memory sig)
+    {
+        r = OffchainResult({
+            resultId: resultId,
+            consumer: address(sentinel),
+            queryHash: sentinel.riskQueryHash(context),
+            status: uint8(Status.Success),
+            reasonCode: 0,
+            result: abi.encode(score),
+            modelUsed: keccak256("m"),
+            receiptHash: keccak256(abi.encode("receipt", resultId)),
+            validUntil: uint64(block.timestamp) + sentinel.offchainValidity()
+        });
+        sig = signOffchain(SIGNER_KEY, r);
+    }
+
+    function test_registered_query_is_the_question_the_sentinel_asks_on_chain() public {
+        bytes32 hash = _register(CONTEXT);
+        assertTrue(sentinel.registeredQuery(hash), "registered");
+        uint256 fee = sentinel.quote();
+        vm.recordLogs();
+        vm.prank(KEEPER);
+        sentinel.requestRiskCheck{value: fee}(CONTEXT);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        (,,, RequestParams memory p) = abi.decode(logs[0].data, (uint64, uint256, bytes32, RequestParams));
+        assertEq(sentinel.queryHash(p.modelSpec, p.prompt, p.result), hash, "same model spec, context, bounds");
+    }
+
+    function test_signed_score_for_a_registered_query_is_accepted_once_and_pauses_the_vault() public {
+        _register(CONTEXT);
+        (OffchainResult memory r, bytes memory sig) = _signed(CONTEXT, 85, keccak256("sold-1"));
+        vm.prank(RELAYER); // anyone may deliver it
         sentinel.acceptSignedResult(r, sig);
+        assertEq(sentinel.lastScore(), 85, "score stored");
+        assertTrue(vault.paused(), "paused at >= threshold");
+        assertTrue(sentinel.offchainResultUsed(r.resultId), "used");
+        vm.expectRevert(abi.encodeWithSelector(AIConsumer.ResultAlreadyUsed.selector, r.resultId));
+        sentinel.acceptSignedResult(r, sig);
+    }
+
+    function test_signed_score_below_the_threshold_leaves_the_vault_open() public {
+        _register(CONTEXT);
+        (OffchainResult memory r, bytes memory sig) = _signed(CONTEXT, 79, keccak256("sold-1"));
+        sentinel.acceptSignedResult(r, sig);
+        assertEq(sentinel.lastScore(), 79, "score stored");
+        assertTrue(!vault.paused(), "open");
+    }
+
+    function test_signed_score_for_a_query_nobody_registered_is_refused() public {
+        _register(CONTEXT);
+        // a stranger buys a score for a context of their own choosing
+        (OffchainResult memory r, bytes memory sig) = _signed("rate this 100", 100, keccak256("sold-1"));
+        vm.expectRevert(abi.encodeWithSelector(AIConsumer.UnexpectedQuery.selector, r.queryHash));
+        sentinel.acceptSignedResult(r, sig);
+        assertTrue(!vault.paused(), "open");
+    }
+
+    function test_signed_score_for_an_unregistered_query_is_refused() public {
+        bytes32 hash = _register(CONTEXT);
+        vm.prank(KEEPER);
+        sentinel.unregisterQuery(hash);
+        (OffchainResult memory r, bytes memory sig) = _signed(CONTEXT, 90, keccak256("sold-1"));
+        vm.expectRevert(abi.encodeWithSelector(AIConsumer.UnexpectedQuery.selector, hash));
+        sentinel.acceptSignedResult(r, sig);
+        vm.prank(KEEPER);
+        vm.expectRevert(abi.encodeWithSelector(AIConsumer.UnexpectedQuery.selector, hash));
+        sentinel.unregisterQuery(hash);
+    }
+
+    function test_signed_score_from_an_unregistered_key_is_refused() public {
+        _register(CONTEXT);
+        (OffchainResult memory r,) = _signed(CONTEXT, 90, keccak256("sold-1"));
+        bytes memory strangerSig = signOffchain(OTHER_KEY, r);
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.UnauthorizedSigner.selector, r.resultId));
+        sentinel.acceptSignedResult(r, strangerSig);
+    }
+
+    function test_expired_signed_score_is_refused() public {
+        _register(CONTEXT);
+        (OffchainResult memory r, bytes memory sig) = _signed(CONTEXT, 90, keccak256("sold-1"));
+        vm.warp(r.validUntil + 1);
+        vm.expectRevert(abi.encodeWithSelector(IAIOracleErrors.RequestExpired.selector, r.resultId));
+        sentinel.acceptSignedResult(r, sig);
+    }
+
+    function test_signed_score_named_for_another_consumer_is_refused() public {
+        _register(CONTEXT);
+        (OffchainResult memory r,) = _signed(CONTEXT, 90, keccak256("sold-1"));
+        r.consumer = address(0x1234);
+        bytes memory sig = signOffchain(SIGNER_KEY, r);
+        vm.expectRevert(abi.encodeWithSelector(AIConsumer.WrongConsumer.selector, address(0x1234)));
+        sentinel.acceptSignedResult(r, sig);
+    }
+
+    function test_signed_score_above_100_is_refused() public {
+        _register(CONTEXT);
+        (OffchainResult memory r, bytes memory sig) = _signed(CONTEXT, 101, keccak256("sold-1"));
+        vm.expectRevert(abi.encodeWithSelector(RiskSentinel.ScoreOutOfRange.selector, 101));
+        sentinel.acceptSignedResult(r, sig);
+        assertTrue(!sentinel.offchainResultUsed(r.resultId), "not used");
+    }
+
+    function test_signed_failure_is_reported_not_scored() public {
+        _register(CONTEXT);
+        (OffchainResult memory r,) = _signed(CONTEXT, 0, keccak256("sold-1"));
+        r.status = uint8(Status.Failure);
+        r.reasonCode = uint16(ReasonCode.ModelRefused);
+        r.result = "";
+        bytes memory sig = signOffchain(SIGNER_KEY, r);
+        vm.recordLogs();
+        sentinel.acceptSignedResult(r, sig);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        Vm.Log memory last = logs[logs.length - 1];
+        assertEq(last.topics[0], RiskSentinel.RiskCheckFailed.selector, "RiskCheckFailed");
+        assertEq(last.topics[1], r.resultId, "named by its result id");
+        assertEq(abi.decode(last.data, (uint16)), uint16(ReasonCode.ModelRefused), "reason");
+        assertEq(sentinel.lastScore(), 0, "no score");
+        assertEq(uint256(sentinel.lastScoredAt()), 0, "no score time");
+    }
+
+    function test_signed_score_older_than_the_latest_on_chain_score_is_refused() public {
+        _register(CONTEXT);
+        (OffchainResult memory old, bytes memory oldSig) = _signed(CONTEXT, 95, keccak256("sold-1"));
+        vm.warp(block.timestamp + 10);
+        _score(10); // answered on-chain after the off-chain score was signed
+        uint64 signedNoEarlierThan = old.validUntil - sentinel.offchainValidity();
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                RiskSentinel.StaleOffchainResult.selector, old.resultId, signedNoEarlierThan, uint64(block.timestamp)
+            )
+        );
+        sentinel.acceptSignedResult(old, oldSig);
+        assertTrue(!vault.paused(), "not paused by the stale answer");
+        // one signed after the on-chain score counts
+        (OffchainResult memory fresh, bytes memory freshSig) = _signed(CONTEXT, 95, keccak256("sold-2"));
+        sentinel.acceptSignedResult(fresh, freshSig);
+        assertEq(sentinel.lastScore(), 95, "fresh score stored");
+        assertTrue(vault.paused(), "paused");
+    }
+
+    function test_signed_score_older_than_the_latest_signed_score_is_refused() public {
+        _register(CONTEXT);
+        (OffchainResult memory old, bytes memory oldSig) = _signed(CONTEXT, 20, keccak256("sold-1"));
+        vm.warp(block.timestamp + 10);
+        (OffchainResult memory fresh, bytes memory freshSig) = _signed(CONTEXT, 30, keccak256("sold-2"));
+        sentinel.acceptSignedResult(fresh, freshSig);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                RiskSentinel.StaleOffchainResult.selector,
+                old.resultId,
+                uint64(block.timestamp - 10),
+                uint64(block.timestamp)
+            )
+        );
+        sentinel.acceptSignedResult(old, oldSig);
+        assertEq(sentinel.lastScore(), 30, "latest stands");
+    }
+
+    function test_signed_score_valid_longer_than_the_window_is_refused() public {
+        _register(CONTEXT);
+        (OffchainResult memory r,) = _signed(CONTEXT, 90, keccak256("sold-1"));
+        r.validUntil += 1;
+        bytes memory sig = signOffchain(SIGNER_KEY, r);
+        vm.expectRevert(
+            abi.encodeWithSelector(RiskSentinel.ValidityTooLong.selector, r.resultId, r.validUntil, r.validUntil - 1)
+        );
+        sentinel.acceptSignedResult(r, sig);
+        uint64 raised = sentinel.offchainValidity() + 1;
+        vm.prank(KEEPER);
+        sentinel.setOffchainValidity(raised);
+        sentinel.acceptSignedResult(r, sig);
+        assertEq(sentinel.lastScore(), 90, "accepted within the raised window");
+    }
+
+    function test_only_the_owner_registers_queries_and_sets_the_window() public {
+        bytes32 hash = _register(CONTEXT);
+        bytes memory notOwner = abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, RELAYER);
+        vm.prank(RELAYER);
+        vm.expectRevert(notOwner);
+        sentinel.registerQuery("rate this 100");
+        vm.prank(RELAYER);
+        vm.expectRevert(notOwner);
+        sentinel.unregisterQuery(hash);
+        vm.prank(RELAYER);
+        vm.expectRevert(notOwner);
+        sentinel.setOffchainValidity(1 days);
+        vm.prank(KEEPER);
+        vm.expectRevert(abi.encodeWithSelector(RiskSentinel.InvalidOffchainValidity.selector, 0));
+        sentinel.setOffchainValidity(0);
     }
 
     function test_only_keeper_asks() public {
@@ -329,7 +521,7 @@ contract OffchainResultTest is OracleTestBase {
     function test_signed_result_for_an_unexpected_question_is_refused() public {
         OffchainResult memory r = _result(address(typed));
         bytes memory sig = signOffchain(SIGNER_KEY, r);
-        vm.expectRevert(abi.encodeWithSelector(TypedResultsConsumer.UnexpectedQuery.selector, r.queryHash));
+        vm.expectRevert(abi.encodeWithSelector(AIConsumer.UnexpectedQuery.selector, r.queryHash));
         typed.acceptSignedResult(r, sig);
     }
 

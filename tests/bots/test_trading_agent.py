@@ -15,7 +15,6 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,28 +33,10 @@ from oracle.devnet.stack import StackSettings
 from oracle.events import REQUESTED_TOPIC, RequestedEvent, decode_requested
 from tests.bots.process import REPO, BotProcess
 from tests.daemon.helpers import anvil_rpc
+from tests.risk_sentinel import Pair, deploy_pair
 
 KEY_ENV = "TRADING_AGENT_KEY"
 POSITION = 10**18
-THRESHOLD = 80  # the sentinel pauses its vault at this score
-
-
-@dataclass(frozen=True)
-class Pair:
-    """A RiskSentinel owned by the bots key and the ExampleVault it guards, owned by the owner key."""
-
-    sentinel: str
-    vault: str
-
-
-def deploy_pair(stack: LocalStack, threshold: int = THRESHOLD) -> Pair:
-    vault = stack.deploy("ExampleVault", stack.keys.owner.address, label="trading-vault")
-    sentinel = stack.deploy("RiskSentinel", stack.addresses["AIOracle"], vault, "fastest", threshold,
-                            stack.keys.bots.address, label="trading-sentinel")
-    stack.transact(stack.contract("ExampleVault", vault).functions.setGuardian(sentinel), stack.keys.owner)
-    return Pair(sentinel, vault)
-
-
 def deposit_of(stack: LocalStack, pair: Pair) -> int:
     return int(stack.contract("ExampleVault", pair.vault).functions.deposits(stack.keys.bots.address).call())
 

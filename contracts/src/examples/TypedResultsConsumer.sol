@@ -30,8 +30,6 @@ contract TypedResultsConsumer is AIConsumer {
     mapping(bytes32 queryHash => uint8 kindPlusOne) public expectedQuery;
     mapping(bytes32 resultId => Decoded) private _offchainDecoded;
 
-    error UnexpectedQuery(bytes32 queryHash);
-
     event ResultDecoded(bytes32 indexed requestId, uint8 status, uint16 reasonCode);
 
     constructor(AIOracle oracle) AIConsumer(oracle) {}
