@@ -131,7 +131,8 @@ class SummarizerService:
     async def _follow(self, client: OracleClient, cursor: SqliteCursor, governors: Sequence[Watched], start: int,
                       stop: asyncio.Event) -> None:
         where = ResultFilter(consumers=frozenset(w.summarizer.address for w in governors))
-        items = client.results(where, from_block=start, confirmations=self.config.chain.confirmations, cursor=cursor)
+        items = client.results(where, from_block=start, confirmations=self.config.chain.confirmations, cursor=cursor,
+                               take_on_close=False)  # stopped mid-item: given again, and applying it twice is harmless
         try:
             async for item in items:
                 async with self.lock:

@@ -91,7 +91,8 @@ class RelayService:
 
     async def _follow(self, client: OracleClient, outbox: Outbox, cursor: SqliteCursor,
                       workers: dict[str, EndpointWorker], start: int, stop: asyncio.Event) -> None:
-        items = client.results(from_block=start, confirmations=self.config.chain.confirmations, cursor=cursor)
+        items = client.results(from_block=start, confirmations=self.config.chain.confirmations, cursor=cursor,
+                               take_on_close=False)  # stopped mid-item: given again; the outbox drops the repeat
         try:
             async for item in items:
                 payload = payload_of(item, datetime.datetime.now(datetime.UTC))

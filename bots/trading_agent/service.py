@@ -135,7 +135,7 @@ class TradingAgent:
     async def _follow(self, start: int, cursor: SqliteCursor, stop: asyncio.Event) -> None:
         where = ResultFilter(consumers=frozenset(a.sentinel for a in self.config.assets))
         items = self.client.results(where, from_block=start, confirmations=self.config.chain.confirmations,
-                                    cursor=cursor)
+                                    cursor=cursor, take_on_close=False)  # stopped mid-item: given again
         try:
             async for item in items:
                 while True:  # the same item until it is decided: it is taken only when the next is asked for

@@ -7,11 +7,12 @@ read is checked against the node: another hash there is a reorg, followed down t
 that still stands; what was given above it is retracted (newest first) and those blocks are read again,
 so a result that is included again is given again.
 
-An item counts as taken when the caller asks for the next one or closes the iterator (`aclose()`): the
-cursor is saved then (a request's settlement is closed in the cursor only as it is given, and the range
-read is marked done only once all its items were taken). After a crash the item the caller was
-handling is given again (it was never marked taken) and nothing else is: items carry a stable
-`event_id` for the caller to drop a repeat it already acted on.
+An item counts as taken when the caller asks for the next one, and, unless `take_on_close` is off, when
+it closes the iterator (`aclose()`): the cursor is saved then (a request's settlement is closed in the
+cursor only as it is given, and the range read is marked done only once all its items were taken). With
+`take_on_close` off, a caller stopped or failing while it handles an item gets that item again next
+time. After a crash the item the caller was handling is given again (it was never marked taken) and
+nothing else is: items carry a stable `event_id` for the caller to drop a repeat it already acted on.
 
 An expiry is given in the first block read (at depth) whose time is past the request's deadline while
 nothing settled it; a fulfilment that comes later (the contract takes one until the request is
@@ -82,8 +83,9 @@ class _Log:
 class Follower:
     def __init__(self, w3: AsyncWeb3[Any], oracle: AsyncContract, chain_id: int, where: ResultFilter,
                  confirmations: int, store: CursorStore, from_block: int, ws_url: str | None = None,
-                 poll_interval: float = 1.0) -> None:
+                 poll_interval: float = 1.0, take_on_close: bool = True) -> None:
         self.w3, self.chain_id = w3, chain_id
+        self.take_on_close = take_on_close
         self.address = oracle.address
         self.where = where
         self.confirmations = confirmations
@@ -105,8 +107,11 @@ class Follower:
                     async for item in self._step():
                         try:
                             yield item
-                        finally:  # the caller asked for the next, or closed the iterator: it took this one
-                            self.store.save(self.cursor)
+                        except GeneratorExit:  # closed with this item in hand: taken only if the caller says so
+                            if self.take_on_close:
+                                self.store.save(self.cursor)
+                            raise
+                        self.store.save(self.cursor)  # the caller asked for the next: it took this one
                 except _NODE_ERRORS as exc:
                     log.info("results: the node did not answer (%s); trying again", exc)
                     self._behind = False

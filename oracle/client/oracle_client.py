@@ -127,16 +127,19 @@ class OracleClient:
 
     async def results(self, where: ResultFilter | None = None, *, from_block: int | None = None,
                       confirmations: int = 0, cursor: CursorStore | None = None,
-                      poll_interval: float = 1.0) -> AsyncGenerator[Settled | Retracted]:
+                      poll_interval: float = 1.0, take_on_close: bool = True) -> AsyncGenerator[Settled | Retracted]:
         """Every request that settles — fulfilled (success or failure), cancelled, or expired unanswered —
         once `confirmations` blocks deep, as a typed value; a `Retracted` when a reorg removes one given
         before. Follows from `from_block` (default: the head now) or from where `cursor` stands; see
-        `oracle.client.follow` for how it follows, resumes and what a crash repeats."""
+        `oracle.client.follow` for how it follows, resumes and what a crash repeats. With `take_on_close`
+        off, closing the iterator leaves the item in hand untaken, to be given again: for a caller that
+        may be stopped (or fail) while it handles one."""
         if confirmations < 0:
             raise ClientError(f"confirmations must be 0 or more, not {confirmations}")
         start = from_block if from_block is not None else await self.w3.eth.block_number
         follower = Follower(self.w3, self.oracle, self.chain_id, where or ResultFilter(), confirmations,
-                            cursor if cursor is not None else MemoryCursor(), start, self.ws_url, poll_interval)
+                            cursor if cursor is not None else MemoryCursor(), start, self.ws_url, poll_interval,
+                            take_on_close)
         items = follower.items()
         try:
             async for item in items:
