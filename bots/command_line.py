@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,3 +31,9 @@ def parser_with_run(prog: str, doc: str | None, run_help: str) -> tuple[argparse
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.add_argument("--log-format", default="text", choices=FORMATS)
     return parser, commands
+
+
+def terminal_safe(line: str) -> str:
+    """`line` with control characters (escape sequences, newlines) shown as `\\xNN`: a proposal title
+    or a model's answer printed by a bot cannot move the cursor, retitle the terminal or break the line."""
+    return "".join(c if unicodedata.category(c)[0] != "C" or c == "\t" else repr(c)[1:-1] for c in line)

@@ -30,6 +30,9 @@ def url(value: str, schemes: tuple[str, ...]) -> str:
 
 
 def env_name(value: str, holds: str) -> str:
+    if re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", value):  # the secret itself: never echoed back
+        raise ValueError(f"this holds what looks like a {holds} itself: put the {holds} in an environment variable "
+                         f"and name the variable here (letters, digits, _)")
     if not _ENV_NAME.fullmatch(value):
         raise ValueError(f"{value!r} is not an environment variable name: name the variable that holds the "
                          f"{holds} (letters, digits, _), not the {holds} itself")

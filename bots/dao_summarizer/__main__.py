@@ -22,13 +22,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bots.command_line import parser_with_run, with_default_run
+from bots.command_line import parser_with_run, terminal_safe, with_default_run
 from bots.dao_summarizer.book import Book
 from bots.dao_summarizer.config import SummarizerConfig, load_config
 from bots.dao_summarizer.deploy import deploy
 from bots.dao_summarizer.service import SummarizerService
 from bots.keys import load_key
-from oracle.client import ClientError
+from oracle.client import NODE_ERRORS, ClientError
 from oracle.config import ConfigError
 from oracle.log_format import configure_logging
 
@@ -37,7 +37,7 @@ log = logging.getLogger("bots.dao_summarizer")
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)
+    print(terminal_safe(line), flush=True)
 
 
 def _key(config: SummarizerConfig) -> bytes:
@@ -63,12 +63,12 @@ def _proposals(config: SummarizerConfig) -> int:
     if not config.bot.store.exists():
         print(f"no store at {config.bot.store} yet: the bot has not run with this config")
         return 0
-    book = Book.open(config.bot.store)
+    book = Book.open_read_only(config.bot.store)
     try:
         for p in reversed(book.all()):
             risk = "-" if p.risk is None else str(p.risk)
             detail = p.summary if p.state == "summarized" else (p.reason or "")
-            print(f"{p.proposal_id}\t{p.state}\trisk {risk}\t{p.title}\t{detail}")
+            print(terminal_safe(f"{p.proposal_id}\t{p.state}\trisk {risk}\t{p.title}\t{detail}"))
         return 0
     finally:
         book.close()
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClientError as exc:
         print(f"dao_summarizer: {exc}", file=sys.stderr)
         return 1
-    except (OSError, TimeoutError) as exc:  # the node went away while running: say so, no traceback
+    except NODE_ERRORS as exc:  # the node went away or failed while running: say so, no traceback
         print(f"dao_summarizer: the node stopped answering ({type(exc).__name__}: {exc}); start the bot again "
               f"once it is back: it resumes where it stopped", file=sys.stderr)
         return 1

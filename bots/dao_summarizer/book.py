@@ -9,7 +9,7 @@ A proposal's state moves only along `TRANSITIONS`:
                    +--failure--> failed +--(a reorg retracts the answer)--> asked
                                    |
                                    +--re-ask (once, larger fee)--> asked
-                                   +--(asked twice already)--> given_up
+                                   +--(asked twice already)--> given_up --(a reorg retracts)--> asked
 
 `summarized` can also be reached from `new` or `failed` when the chain already holds a summary (asked
 by someone else, or by this bot before a crash it did not record).
@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from oracle.config import ConfigError
+
 NEW, ASKED, SUMMARIZED, FAILED, GIVEN_UP = "new", "asked", "summarized", "failed", "given_up"
 TRANSITIONS: dict[str, frozenset[str]] = {
     NEW: frozenset({ASKED, SUMMARIZED, FAILED}),
     ASKED: frozenset({SUMMARIZED, FAILED, ASKED}),
     FAILED: frozenset({ASKED, SUMMARIZED, GIVEN_UP}),
     SUMMARIZED: frozenset({ASKED}),
-    GIVEN_UP: frozenset({SUMMARIZED}),
+    GIVEN_UP: frozenset({SUMMARIZED, ASKED}),
 }
 
 _SCHEMA = """
@@ -110,10 +112,24 @@ class Book:
 
     @classmethod
     def open(cls, path: Path) -> Book:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA busy_timeout=5000")
-        db.executescript(_SCHEMA)
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"bot.store {path}: not a SQLite file the bot can open ({exc}): check that its folder "
+                              f"exists and is writable") from None
+        return cls(db)
+
+    @classmethod
+    def open_read_only(cls, path: Path) -> Book:
+        """For listing while the bot may be running: nothing is created or written."""
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            db.execute("SELECT 1 FROM proposals LIMIT 1")
+        except sqlite3.Error as exc:
+            raise ConfigError(f"bot.store {path}: not the summarizer's store ({exc}): check bot.store") from None
         return cls(db)
 
     def close(self) -> None:

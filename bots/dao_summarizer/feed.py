@@ -33,6 +33,7 @@ def write_feed(book: Book, path: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(body)
+        os.chmod(tmp, 0o644)  # a feed is for others to read (mkstemp makes it the owner's only)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

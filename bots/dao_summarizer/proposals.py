@@ -26,7 +26,7 @@ from web3.logs import DISCARD
 from bots.dao_summarizer.book import FAILED, NEW, Book, Proposal
 from bots.dao_summarizer.config import GovernorSettings
 from oracle.abi import abi
-from oracle.client import ClientError, send_call
+from oracle.client import ClientError, send_call, wait_mined
 from oracle.config import ConfigError
 
 log = logging.getLogger("bots.dao_summarizer")
@@ -115,6 +115,7 @@ class Asker:
 
     async def _ask(self, p: Proposal, retry: bool) -> None:
         w = self.governors[p.governor.lower()]
+        await wait_mined(self.w3, self.address)  # an ask sent before a crash is among the asks read next
         if await self._already_summarized(w, p):
             return
         asks = await self._asks_on_chain(w, p)
@@ -122,12 +123,12 @@ class Asker:
             self.book.asked(p, asks[-1])
             self.say(f"{w.name}: proposal {p.proposal_id}: found its ask 0x{asks[-1].hex()} on-chain")
             return
+        if retry and p.request_id is not None and asks and asks[-1] != p.request_id:
+            self.book.asked(p, asks[-1])  # a re-ask sent before a crash: wait for its answer
+            return
         if retry and len(asks) >= ASKS_PER_PROPOSAL:
             self.book.given_up(p, f"{len(asks)} asks failed; the last: {p.reason}")
             self.say(f"{w.name}: proposal {p.proposal_id}: given up after {len(asks)} failed asks ({p.reason})")
-            return
-        if retry and p.request_id is not None and asks and asks[-1] != p.request_id:
-            self.book.asked(p, asks[-1])  # a re-ask sent before a crash: wait for its answer
             return
         quote = int(await w.summarizer.functions.quote().call())
         fee = int(quote * self.fee_factor) if retry else quote

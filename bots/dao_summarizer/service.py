@@ -27,7 +27,7 @@ from bots.dao_summarizer.config import SummarizerConfig
 from bots.dao_summarizer.feed import digest, write_feed
 from bots.dao_summarizer.proposals import Asker, Watched, check, model_hex, watched
 from bots.following import open_following
-from oracle.client import OracleClient, ResultFilter, Retracted, Settled, SqliteCursor
+from oracle.client import NODE_ERRORS, ClientError, OracleClient, ResultFilter, Retracted, Settled, SqliteCursor
 
 log = logging.getLogger("bots.dao_summarizer")
 Say = Callable[[str], None]
@@ -62,6 +62,7 @@ class SummarizerService:
             self._schedule(scheduler, stop)
             scheduler.start()
             held.callback(scheduler.shutdown, wait=False)
+            await self._digest_if_missed()
             self.say(f"watching {', '.join(f'{w.name} (Governor {w.governor.address})' for w in governors)} "
                      f"on chain {client.chain_id}; oracle {chain.oracle}")
             async with self.lock:  # proposals created while the bot was down, before any answer is applied
@@ -78,35 +79,55 @@ class SummarizerService:
         bot = self.config.bot
         now = datetime.datetime.now(datetime.UTC)
         scheduler.add_job(self._job(self._scan_and_ask, stop), "interval", seconds=bot.scan_interval, id="scan",
-                          next_run_time=now, max_instances=1, coalesce=True)
+                          next_run_time=now, max_instances=2, coalesce=True)
         scheduler.add_job(self._job(self._ask_failed_again, stop), "interval", seconds=bot.retry_interval,
-                          id="retry", next_run_time=now, max_instances=1, coalesce=True)
+                          id="retry", next_run_time=now, max_instances=2, coalesce=True)
         scheduler.add_job(self._job(self._digest, stop), CronTrigger(hour=bot.digest_time.hour,
                                                                      minute=bot.digest_time.minute,
                                                                      timezone=datetime.UTC),
-                          id="digest", max_instances=1, coalesce=True)
+                          id="digest", max_instances=2, coalesce=True)
 
     def _job(self, work: Callable[[], Any], stop: asyncio.Event) -> Callable[[], Any]:
+        running = False
+
         async def run() -> None:
-            if stop.is_set():
+            nonlocal running
+            if stop.is_set() or running:  # a run still going (an ask waiting to be mined): this one is not needed
                 return
+            running = True
             try:
                 await work()
-            except (OSError, TimeoutError) as exc:  # the node is away: the next run tries again
+            except (ClientError, *NODE_ERRORS) as exc:  # the node is away or refused: the next run tries again
                 log.warning("%s: %s (tried again at the next run)", getattr(work, "__name__", "job"), exc)
             except Exception as exc:
                 self.failure = exc
                 stop.set()
+            finally:
+                running = False
         return run
 
     async def _scan_and_ask(self) -> None:
         async with self.lock:
             await self.asker.scan()
-            await self.asker.ask_new()
+            await self.asker.ask_new()  # may find summaries already on-chain: the feed follows
+        self._write_feed()
 
     async def _ask_failed_again(self) -> None:
         async with self.lock:
             await self.asker.ask_failed_again()
+        self._write_feed()
+
+    def _write_feed(self) -> None:
+        if self.config.bot.feed_file is not None:
+            write_feed(self.book, self.config.bot.feed_file)
+
+    async def _digest_if_missed(self) -> None:
+        """A bot down at the digest's time makes it when it starts."""
+        now = datetime.datetime.now(datetime.UTC)
+        due = datetime.datetime.combine(now.date(), self.config.bot.digest_time, datetime.UTC)
+        latest = self.book.latest_digest()
+        if now >= due and (latest is None or latest.get("day") != now.date().isoformat()):
+            await self._digest()
 
     async def _digest(self) -> None:
         doc = digest(self.book, datetime.datetime.now(datetime.UTC))
@@ -137,8 +158,7 @@ class SummarizerService:
             async for item in items:
                 async with self.lock:
                     await self._apply(item)
-                if self.config.bot.feed_file is not None:
-                    write_feed(self.book, self.config.bot.feed_file)
+                self._write_feed()
         except Exception as exc:  # a fault of the bot's own: stop the jobs too, and say why on exit
             self.failure = exc
             stop.set()
@@ -159,6 +179,8 @@ class SummarizerService:
             return
         if p.state == SUMMARIZED:
             return  # the first summary stands (the contract keeps it too)
+        if p.state == FAILED and p.request_id == item.request_id:
+            return  # this failure is in the book already (given again after a stop)
         if item.status == "success" and item.value is not None:
             summary, risk, rationale = item.value
             w = self.asker.watched_by_summarizer(item.consumer)

@@ -23,15 +23,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import aiohttp
-from web3.exceptions import Web3Exception
-
 from bots.command_line import parser_with_run, with_default_run
 from bots.keys import load_key
 from bots.trading_agent.book import Book
 from bots.trading_agent.config import TradingConfig, load_config
 from bots.trading_agent.service import TradingAgent
-from oracle.client import ClientError
+from oracle.client import NODE_ERRORS, ClientError
 from oracle.config import ConfigError
 from oracle.log_format import configure_logging
 
@@ -51,7 +48,7 @@ def _run(config: TradingConfig) -> int:
 
     try:
         asyncio.run(main())
-    except (ClientError, TimeoutError, OSError, aiohttp.ClientError, Web3Exception) as exc:
+    except (ClientError, *NODE_ERRORS) as exc:
         print(f"trading agent: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     log.info("trading agent stopped")

@@ -20,9 +20,7 @@ import logging
 import time
 from dataclasses import replace
 
-import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from web3.exceptions import Web3Exception
 
 from bots.following import open_following
 from bots.trading_agent.book import PENDING, Book, Decision, Retraction
@@ -31,14 +29,13 @@ from bots.trading_agent.rule import Bounds, PositionState, decide, target_wei
 from bots.trading_agent.sentinel import Sentinel
 from bots.trading_agent.vault import Vault
 from bots.trading_agent.wallet import AgentWallet
-from oracle.client import ClientError, ResultFilter, Retracted, Settled, SqliteCursor
+from oracle.client import NODE_ERRORS, ClientError, ResultFilter, Retracted, Settled, SqliteCursor
 from oracle.config import ConfigError
 from oracle.protocol import ReasonCode
 
 log = logging.getLogger("bots.trading_agent")
 
 LOCAL_CHAIN_IDS = frozenset({31337})  # anvil's, and the local stack's
-NODE_ERRORS = (TimeoutError, OSError, aiohttp.ClientError, Web3Exception)
 RETRY_SECONDS = 2.0  # between attempts at an item while the node does not answer
 
 

@@ -39,6 +39,7 @@ class Vault:
         owner unpauses it, and the agent never does)."""
         if await self.paused():
             return Acted(NOT_ACTED_PAUSED, "")
+        await wallet.wait_mined()  # a deposit or withdrawal sent before a crash is in the deposit read next
         held = await self.deposit_of(wallet.address)
         if held == target:
             return Acted(f"at target: {target} wei", "")

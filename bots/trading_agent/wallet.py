@@ -10,7 +10,7 @@ from eth_account import Account
 from web3 import AsyncWeb3
 from web3.types import TxReceipt
 
-from oracle.client import send_call
+from oracle.client import send_call, wait_mined
 
 
 class AgentWallet:
@@ -23,3 +23,8 @@ class AgentWallet:
         """Send `call` from the agent's key and wait for it to be mined (ClientError on a revert)."""
         async with self._sending:
             return await send_call(self.w3, call, self.key, value=value, what=what, chain_id=self.chain_id)
+
+    async def wait_mined(self) -> None:
+        """Every transaction this key sent is mined: one sent before a crash counts in what the chain says."""
+        async with self._sending:
+            await wait_mined(self.w3, self.address)

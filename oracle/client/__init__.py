@@ -4,7 +4,8 @@ settlement (`OracleClient.results`), fetch receipts checked against the chain.""
 from oracle.client.cursor import CursorMismatch, MemoryCursor, ResultsCursor, SqliteCursor
 from oracle.client.oracle_client import OracleClient, OracleResult, ReceiptMismatch
 from oracle.client.settled import ResultFilter, Retracted, Settled
-from oracle.client.transact import ClientError, describe_revert, send_call
+from oracle.client.transact import NODE_ERRORS, ClientError, describe_revert, send_call, wait_mined
 
-__all__ = ["ClientError", "CursorMismatch", "MemoryCursor", "OracleClient", "OracleResult", "ReceiptMismatch",
-           "ResultFilter", "ResultsCursor", "Retracted", "Settled", "SqliteCursor", "describe_revert", "send_call"]
+__all__ = ["NODE_ERRORS", "ClientError", "CursorMismatch", "MemoryCursor", "OracleClient", "OracleResult",
+           "ReceiptMismatch", "ResultFilter", "ResultsCursor", "Retracted", "Settled", "SqliteCursor",
+           "describe_revert", "send_call", "wait_mined"]

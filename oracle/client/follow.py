@@ -37,6 +37,7 @@ from web3.exceptions import Web3Exception, Web3RPCError
 from oracle.client.cursor import CursorStore, OpenRequest, ResultsCursor
 from oracle.client.responses import Responses
 from oracle.client.settled import ResultFilter, Retracted, Settled, reason_of
+from oracle.client.transact import NODE_ERRORS
 from oracle.events import (
     CANCELLED_TOPIC,
     FULFILLED_TOPIC,
@@ -57,7 +58,6 @@ REORG_WINDOW = 128  # blocks below the last one read that a reorg is looked for 
 LOOKBACK = 50_000  # blocks before a settlement its Requested event is looked for in, when not followed
 _IDS_PER_QUERY = 200  # request ids in one eth_getLogs topic filter
 _TOPICS = ["0x" + t.hex() for t in (REQUESTED_TOPIC, FULFILLED_TOPIC, CANCELLED_TOPIC)]
-_NODE_ERRORS = (TimeoutError, aiohttp.ClientError, Web3Exception, OSError)
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class Follower:
                                 self.store.save(self.cursor)
                             raise
                         self.store.save(self.cursor)  # the caller asked for the next: it took this one
-                except _NODE_ERRORS as exc:
+                except NODE_ERRORS as exc:
                     log.info("results: the node did not answer (%s); trying again", exc)
                     self._behind = False
                 self.store.save(self.cursor)
@@ -139,7 +139,7 @@ class Follower:
         end = min(safe, start + self._range - 1)
         try:
             logs = await self._logs(start, end, [_TOPICS])
-        except _NODE_ERRORS as exc:
+        except NODE_ERRORS as exc:
             if self._range == 1:
                 raise
             self._range = max(1, self._range // 2)

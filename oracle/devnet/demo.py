@@ -29,7 +29,7 @@ from eth_utils import keccak
 from oracle.config import parse_config
 from oracle.daemon import Daemon
 from oracle.devnet.answer import ask, requested_events
-from oracle.devnet.dev_bots import DevBot, write_bot_configs
+from oracle.devnet.dev_bots import CONTEXT_FILE, DevBot, write_bot_configs
 from oracle.devnet.facilitator import Facilitator
 from oracle.devnet.harness import (
     PAID_MODEL,
@@ -50,7 +50,7 @@ from oracle.store import Store, request_key
 
 API_TOKEN_ENV = "ORACLE_API_TOKEN"
 _BOT_ROLES = {"dao_summarizer": "summarise the local Governor's proposals (feed URL printed at start)",
-              "trading_agent": "score ETH with the RiskSentinel, act on the ExampleVault (context in eth_context.txt)"}
+              "trading_agent": "score ETH with the RiskSentinel, act on the ExampleVault (context: {context})"}
 
 Say = Callable[[str], None]
 PAID_PRICE = 2_500  # TestUSD base units (6 decimals) per call to the paywalled model
@@ -204,7 +204,8 @@ class DevServers:
              (f"model {PAID_MODEL} behind an x402 paywall, {PAID_PRICE} TestUSD units a call", self.paid.base_url),
              ("x402 facilitator settling on this chain", self.facilitator.url)],
             api_urls, API_TOKEN_ENV, os.environ.get(API_TOKEN_ENV, ""),
-            bots=[(_BOT_ROLES[b.name], b.command()) for b in self.bots])
+            bots=[(_BOT_ROLES[b.name].format(context=self.config_path.parent / CONTEXT_FILE), b.command())
+                  for b in self.bots])
 
     def stop(self) -> None:
         self.paid.stop()

@@ -11,6 +11,7 @@ from pathlib import Path
 from oracle.devnet.harness import write_config
 from oracle.devnet.stack import LocalStack
 
+CONTEXT_FILE = "eth_context.txt"
 SUMMARIZER_KEY_ENV = "DAO_SUMMARIZER_KEY"
 AGENT_KEY_ENV = "TRADING_AGENT_KEY"
 # The context the agent sends: on this chain the local model's score follows `[[score:N]]`, so editing
@@ -40,7 +41,7 @@ def write_bot_configs(stack: LocalStack, workdir: Path) -> list[DevBot]:
         "governors": [{"name": "local", "governor": stack.addresses["DevGovernor"],
                        "summarizer": stack.addresses["GovernanceSummarizer"], "from_block": 0}],
     }, workdir / "dao_summarizer.toml")
-    context = workdir / "eth_context.txt"
+    context = workdir / CONTEXT_FILE
     context.write_text(DEV_CONTEXT)
     agent = write_config({
         "chain": chain,
@@ -50,6 +51,8 @@ def write_bot_configs(stack: LocalStack, workdir: Path) -> list[DevBot]:
         "assets": [{"name": "ETH", "sentinel": stack.addresses["RiskSentinel"],
                     "vault": stack.addresses["ExampleVault"], "context_file": str(context)}],
     }, workdir / "trading_agent.toml")
-    bots_key = stack.keys.bots.private_key  # owns the RiskSentinel and holds the Governor's votes
-    return [DevBot("dao_summarizer", summarizer, SUMMARIZER_KEY_ENV, bots_key),
-            DevBot("trading_agent", agent, AGENT_KEY_ENV, bots_key)]
+    # Each bot its own key, so two processes never race for one account's nonces: the agent the bots key
+    # (it owns the RiskSentinel), the summarizer the agents key (asking for a summary takes no votes; the
+    # bots key, which holds the Governor's votes, is left for proposing).
+    return [DevBot("dao_summarizer", summarizer, SUMMARIZER_KEY_ENV, stack.keys.agents.private_key),
+            DevBot("trading_agent", agent, AGENT_KEY_ENV, stack.keys.bots.private_key)]

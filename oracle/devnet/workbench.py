@@ -57,6 +57,8 @@ def describe(info: WorkbenchInfo) -> list[str]:
     for i, (what, command) in enumerate(info.bots):
         lines.append(f"{'bots' if i == 0 else '':<13}{what}:")
         lines.append(f"               {command}")
+    if info.bots:
+        lines.append("             (stop them before this: their configs and stores go when it stops)")
     agent = next((k for k in info.keys if k.role == "agents"), info.keys[-1])
     lines.append(f"try          {info.requester_env}=0x{agent.private_key.hex()} \\")
     lines.append(f"               {_oracle_command()} request --config {info.config_path} --prompt 'Is the sky blue?' "

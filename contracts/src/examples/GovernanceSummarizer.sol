@@ -27,6 +27,9 @@ contract GovernanceSummarizer is AIConsumer {
     }
 
     string public constant RESULT_ABI_TYPE = "(string,uint8,string)";
+    bytes private constant TRUNCATED = "\n[truncated]";
+    /// @notice The smallest prompt limit a summarizer takes: room for the task line and a few actions.
+    uint32 public constant MIN_PROMPT_BYTES = 512;
 
     IGovernor public immutable GOVERNOR;
     string public modelSpec;
@@ -43,6 +46,7 @@ contract GovernanceSummarizer is AIConsumer {
     mapping(bytes32 requestId => uint256 proposalId) public proposalOf;
 
     error UnknownProposal(uint256 proposalId);
+    error PromptLimitTooSmall(uint32 maxPromptBytes, uint32 minimum);
     error AlreadySummarized(uint256 proposalId);
 
     event SummaryRequested(uint256 indexed proposalId, bytes32 indexed requestId);
@@ -65,6 +69,7 @@ contract GovernanceSummarizer is AIConsumer {
         MAX_TOKENS = maxTokens;
         MAX_RESULT_BYTES = maxResultBytes;
         DEADLINE_WINDOW = deadlineWindow;
+        if (maxPromptBytes < MIN_PROMPT_BYTES) revert PromptLimitTooSmall(maxPromptBytes, MIN_PROMPT_BYTES);
         MAX_PROMPT_BYTES = maxPromptBytes;
     }
 
@@ -108,12 +113,12 @@ contract GovernanceSummarizer is AIConsumer {
         return _summaries[proposalId];
     }
 
-    /// @dev The task, then the proposal as plain text: its id, description and each action. It is data for
-    /// the model; the daemon's fixed system prompt says to analyse it and never to follow it. A proposal
-    /// longer than the prompt limit (this contract's or the oracle's, the smaller) is cut with a marker
-    /// rather than refused, so padding cannot dodge review. The cut
-    /// falls on a UTF-8 character boundary: half a character would make the prompt invalid UTF-8, which
-    /// the daemon refuses, and the proposal could then never be summarised.
+    /// @dev The task, the proposal's id and actions, then its description, as plain text. It is data for
+    /// the model; the daemon's fixed system prompt says to analyse it and never to follow it. The actions
+    /// come before the description and only the description is cut (on a UTF-8 character boundary, with a
+    /// marker) to fit the prompt limit (this contract's or the oracle's, the smaller): a long description
+    /// can neither push the real actions out of what the model reads nor get the proposal refused, so
+    /// padding cannot dodge review. Actions too long to fit even alone are cut with the same marker.
     function _prompt(
         uint256 proposalId,
         address[] calldata targets,
@@ -125,8 +130,6 @@ contract GovernanceSummarizer is AIConsumer {
             "Summarise this governance proposal for token holders as (summary, risk, rationale): risk from 0 "
             "(harmless) to 100 (could drain or capture the DAO), rationale in one sentence.\nGovernance proposal ",
             proposalId.toString(),
-            "\nDescription:\n",
-            description,
             "\nActions:"
         );
         for (uint256 i = 0; i < targets.length; ++i) {
@@ -142,18 +145,28 @@ contract GovernanceSummarizer is AIConsumer {
                 Strings.toHexString(calldatas[i])
             );
         }
+        text = abi.encodePacked(text, "\nDescription:\n");
         uint256 limit = AIOracle(address(ORACLE)).limits().maxPromptBytes;
         if (MAX_PROMPT_BYTES < limit) limit = MAX_PROMPT_BYTES;
-        if (text.length > limit) {
-            bytes memory marker = "\n[truncated]";
-            uint256 keep = limit - marker.length;
-            // Back off continuation bytes (10xxxxxx) so the kept text ends with a whole character.
-            while (keep > 0 && uint8(text[keep]) & 0xC0 == 0x80) --keep;
-            assembly ("memory-safe") {
-                mstore(text, keep)
-            }
-            text = bytes.concat(text, marker);
+        bytes memory marker = TRUNCATED;
+        if (text.length + marker.length > limit) {
+            // the actions alone do not fit: they are ASCII, so any cut is on a character boundary
+            return _cut(text, limit - marker.length, marker);
         }
+        uint256 room = limit - text.length;
+        bytes calldata body = bytes(description);
+        if (body.length <= room) return bytes.concat(text, body);
+        uint256 keep = room - marker.length;
+        // Back off continuation bytes (10xxxxxx) so the kept text ends with a whole character.
+        while (keep > 0 && uint8(body[keep]) & 0xC0 == 0x80) --keep;
+        return bytes.concat(text, body[:keep], marker);
+    }
+
+    function _cut(bytes memory text, uint256 keep, bytes memory marker) private pure returns (bytes memory) {
+        assembly ("memory-safe") {
+            mstore(text, keep)
+        }
+        return bytes.concat(text, marker);
     }
 
     function _onOracleResult(
