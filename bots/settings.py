@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from oracle.config import Address, ConfigError, read_toml
 
@@ -19,7 +19,17 @@ Model = TypeVar("Model", bound=BaseModel)
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def _from_config_dir(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("config_dir")
+    return value if value.is_absolute() or base is None else Path(base) / value
+
+
+# A file a config names: a relative path is from the config file's folder, not from wherever the bot was
+# started, so a restart from another directory finds the same store.
+ConfigPath = Annotated[Path, AfterValidator(_from_config_dir)]
 
 
 def url(value: str, schemes: tuple[str, ...]) -> str:
@@ -82,14 +92,15 @@ def _message(error: Any) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
-def parse(model: type[Model], data: dict[str, Any], source: str = "config") -> Model:
-    """`data` checked as `model`; ConfigError with one line per problem otherwise."""
+def parse(model: type[Model], data: dict[str, Any], source: str = "config", config_dir: Path | None = None) -> Model:
+    """`data` checked as `model` (relative paths from `config_dir`); ConfigError with one line per problem
+    otherwise."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={"config_dir": config_dir})
     except ValidationError as exc:
         problems = [f"{_where(e['loc'], data)}: {_message(e)}" for e in exc.errors()]
         raise ConfigError(f"{source}: " + "; ".join(problems)) from None
 
 
 def load(model: type[Model], path: Path) -> Model:
-    return parse(model, read_toml(path), f"config {path}")
+    return parse(model, read_toml(path), f"config {path}", path.resolve().parent)

@@ -26,14 +26,14 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from bots.settings import ChainSettings, Strict, env_name, load
+from bots.settings import ChainSettings, ConfigPath, Strict, env_name, load
 from oracle.config import Address
 
 
 class BotSettings(Strict):
     key_env: str = "DAO_SUMMARIZER_KEY"
-    store: Path = Path("dao_summarizer.sqlite")
-    feed_file: Path | None = Field(None, description="also write the feed here as JSON after each change")
+    store: ConfigPath = Path("dao_summarizer.sqlite")
+    feed_file: ConfigPath | None = Field(None, description="also write the feed here as JSON after each change")
     scan_interval: float = Field(12.0, gt=0, le=3_600, description="seconds between looks for new proposals")
     retry_interval: float = Field(60.0, gt=0, le=86_400, description="seconds between looks for failed summaries")
     retry_fee_factor: float = Field(2.0, ge=1, le=100, description="the one re-ask pays this many times the quote")

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from bots.settings import ChainSettings, Strict, env_name, load, parse, url
+from bots.settings import ChainSettings, ConfigPath, Strict, env_name, load, parse, url
 from oracle.client import ResultFilter
 from oracle.config import Address
 from oracle.protocol import ResultType
@@ -36,7 +36,7 @@ RESULT_TYPES = tuple(t.name.lower() for t in ResultType)
 
 
 class StoreSettings(Strict):
-    path: Path = Path("relay.sqlite")
+    path: ConfigPath = Path("relay.sqlite")
 
 
 class EndpointFilter(Strict):

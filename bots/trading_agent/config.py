@@ -27,13 +27,13 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from bots.settings import ChainSettings, Strict, env_name, load
+from bots.settings import ChainSettings, ConfigPath, Strict, env_name, load
 from oracle.config import Address, ConfigError
 
 
 class AgentSettings(Strict):
     key_env: str = Field(description="the environment variable holding the key that owns the sentinels")
-    store: Path = Path("trading_agent.sqlite")
+    store: ConfigPath = Path("trading_agent.sqlite")
     interval: float = Field(60.0, ge=1, le=86_400, description="seconds between risk checks")
     max_score_age: float = Field(600.0, ge=1, description="seconds: an older score is ignored")
     reduce_above: int = Field(50, ge=0, le=100)
@@ -70,7 +70,7 @@ class AssetSettings(Strict):
     sentinel: Address
     vault: Address
     context: str | None = Field(None, min_length=1, description="the text the risk score is asked about")
-    context_file: Path | None = Field(None, description="a file holding the context, read at every check")
+    context_file: ConfigPath | None = Field(None, description="a file holding the context, read at every check")
 
     @model_validator(mode="after")
     def _one_context(self) -> AssetSettings:
