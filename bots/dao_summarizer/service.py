@@ -97,6 +97,8 @@ class SummarizerService:
             running = True
             try:
                 await work()
+            except asyncio.CancelledError:  # stopped mid-run: what it did is in the book, the rest is redone
+                log.info("stopped during %s", getattr(work, "__name__", "a job"))
             except (ClientError, *NODE_ERRORS) as exc:  # the node is away or refused: the next run tries again
                 log.warning("%s: %s (tried again at the next run)", getattr(work, "__name__", "job"), exc)
             except Exception as exc:

@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS retractions (
     UNIQUE (request_id, event, block_hash)
 );
 CREATE TABLE IF NOT EXISTS agent_start (block INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS checks (asset TEXT PRIMARY KEY, asked_at REAL NOT NULL);
 """
 _COLUMNS = ("request_id, asset, score, model, receipt_hash, action, outcome, target_wei, tx_hash, block_number, "
             "decided_at")
@@ -138,6 +139,17 @@ class Book:
         """Kept so an agent stopped before its first pass finished starts from the same block again."""
         self.conn.execute("INSERT INTO agent_start (block) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM agent_start)",
                           (block,))
+
+    # ------------------------------------------------------------ risk checks
+
+    def checked(self, asset: str, at: float) -> None:
+        self.conn.execute("INSERT INTO checks (asset, asked_at) VALUES (?, ?) ON CONFLICT (asset) "
+                          "DO UPDATE SET asked_at = excluded.asked_at", (asset, at))
+
+    def last_check(self) -> float | None:
+        """When the latest risk check of any asset was sent (they are sent together)."""
+        row = self.conn.execute("SELECT MAX(asked_at) FROM checks").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     # ------------------------------------------------------------ positions
 

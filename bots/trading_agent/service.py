@@ -100,11 +100,18 @@ class TradingAgent:
                      "cursor stands), %d confirmation(s), a check every %g s", ", ".join(self.sentinels),
                      self.wallet.address, client.chain_id, chain.oracle, start, chain.confirmations, agent.interval)
             scheduler = AsyncIOScheduler()
-            # a check late behind a slow one runs once, late, rather than being skipped or piling up
+            # a check late behind a slow one runs once, late, rather than being skipped or piling up; a
+            # restart keeps the rhythm (each check costs a fee, and the sentinel keeps only the latest)
+            last = book.last_check()
+            first = time.time() if last is None else max(time.time(), last + agent.interval)
             scheduler.add_job(self._check_all, "interval", seconds=agent.interval, max_instances=1, coalesce=True,
-                              misfire_grace_time=None, next_run_time=datetime.datetime.now(datetime.UTC))
+                              misfire_grace_time=None,
+                              next_run_time=datetime.datetime.fromtimestamp(first, datetime.UTC))
             scheduler.start()
             held.callback(scheduler.shutdown, wait=False)
+            if first > time.time() + 1:
+                say(f"next risk check at {datetime.datetime.fromtimestamp(first, datetime.UTC):%Y-%m-%dT%H:%M:%SZ}"
+                    f" ({agent.interval:g} s after the last one sent)")
             following = asyncio.create_task(self._follow(start, cursor, stop))
             try:
                 await stop.wait()
@@ -118,12 +125,19 @@ class TradingAgent:
     # ------------------------------------------------------------ asking
 
     async def _check_all(self) -> None:
+        try:
+            await self._check_each()
+        except asyncio.CancelledError:  # stopped while a check was on its way: its result is followed next run
+            log.info("stopped while a risk check was being sent")
+
+    async def _check_each(self) -> None:
         for asset in self.config.assets:
             try:
                 asked = await self.sentinels[asset.name].ask(self.wallet, asset.read_context())
             except (ConfigError, ClientError, *NODE_ERRORS) as exc:
                 log.error("%s: risk check not sent: %s", asset.name, exc)
                 continue
+            self.book.checked(asset.name, time.time())
             say(f"{asset.name} risk check asked: request 0x{asked.request_id.hex()} (fee {asked.fee} wei, "
                 f"tx 0x{asked.tx_hash.hex()})")
 

@@ -202,12 +202,11 @@ def test_sigkill_mid_run_leaves_one_decision_per_result_and_the_deposit_where_th
             # acting finished, or while the next check is on its way
             agent.until(partial(agent.has_decision_on, score, seen), f"a decision on a score of {score}")
             agent.kill()
-        agent.agent["interval"] = 3600  # one more check, at start, then none: let everything settle
+        agent.agent["interval"] = 3600  # no more checks (the last was a second ago): let everything settle
         agent.write()
         requested = Requests(chain, pair)
-        before = len(requested.ids())
         agent.start()
-        agent.until(lambda: len(requested.ids()) > before and requested.all_settled()
+        agent.until(lambda: requested.all_settled()
                     and len(agent.decided(lambda d: True)) == len(requested.ids()), "a decision on every request")
         assert agent.stop() == 0
     finally:
@@ -234,6 +233,23 @@ def test_sigkill_mid_run_leaves_one_decision_per_result_and_the_deposit_where_th
     (position,) = book.execute("SELECT state FROM positions WHERE asset='ETH'").fetchone()
     book.close()
     assert deposit_of(chain, pair) == state[position]
+
+
+def test_a_restart_keeps_the_rhythm_of_risk_checks(chain: LocalStack, tmp_path: Path) -> None:
+    """Each check costs a fee: a restart sends the next one an interval after the last, not at once."""
+    pair = deploy_pair(chain)
+    agent = Agent(chain, tmp_path, pair, score=40)
+    try:
+        agent.start()
+        agent.until(lambda: "risk check asked" in agent.log(), "the first check")
+        assert agent.stop() == 0
+        agent.start()
+        agent.until(lambda: "next risk check at" in agent.this_run(), "the restart's schedule")
+        assert agent.stop() == 0
+    finally:
+        agent.__exit__()
+    assert agent.log().count("risk check asked") == 1
+    assert len(Requests(chain, pair).ids()) == 1  # counted on-chain: one check sent, by the first run
 
 
 def test_a_crash_after_the_withdrawal_is_sent_finishes_the_decision_without_withdrawing_again(
