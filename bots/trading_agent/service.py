@@ -194,9 +194,12 @@ class TradingAgent:
         if s.status != "success":
             return replace(base, action="no score", outcome=no_score_reason(s)), None
         reading = await self.sentinels[asset.name].reading(s.request_id, s.transaction)
-        if reading is None or reading.score is None:
+        if reading is None:
             return replace(base, action="ignored", outcome="superseded (the sentinel takes only the answer to its "
                                                            "latest request)"), None
+        if reading.score is None:  # the oracle answered, but the sentinel counted it a failed check
+            return replace(base, action="no score",
+                           outcome=f"the sentinel reported the check failed (reason {reading.reason_code})"), None
         base = replace(base, score=reading.score, receipt_hash="0x" + (reading.receipt_hash or b"").hex())
         age = await self._age(s.block_number)
         if age > self.config.agent.max_score_age:
