@@ -4,12 +4,16 @@ command and takes the log options."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from oracle.client import NODE_ERRORS, ClientError
+from oracle.config import ConfigError
 from oracle.log_format import FORMATS
 
 
@@ -37,3 +41,32 @@ def terminal_safe(line: str) -> str:
     """`line` with control characters (escape sequences, newlines) shown as `\\xNN`: a proposal title
     or a model's answer printed by a bot cannot move the cursor, retitle the terminal or break the line."""
     return "".join(c if unicodedata.category(c)[0] != "C" or c == "\t" else repr(c)[1:-1] for c in line)
+
+
+def exit_code(work: Callable[[], int], bot: str) -> int:
+    """Run a command; a config, key or argument problem is one line and exit 2, a node that does not
+    answer or a refused transaction one line and exit 1, never a traceback."""
+    try:
+        return work()
+    except ConfigError as exc:  # one line saying what to change
+        print(" ".join(str(exc).split()), file=sys.stderr)
+        return 2
+    except ClientError as exc:
+        print(f"{bot}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    except NODE_ERRORS as exc:
+        print(f"{bot}: the node stopped answering ({type(exc).__name__}: {' '.join(str(exc).split())}); start "
+              f"again once it is back: it resumes where it stopped", file=sys.stderr)
+        return 1
+
+
+def run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """`run(stop)` in a new event loop, `stop` set by SIGINT or SIGTERM."""
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(stop)
+
+    asyncio.run(main())

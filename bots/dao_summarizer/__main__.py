@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bots.command_line import parser_with_run, terminal_safe, with_default_run
+from bots.command_line import exit_code, parser_with_run, run_until_signalled, terminal_safe, with_default_run
 from bots.dao_summarizer.book import Book
 from bots.dao_summarizer.config import SummarizerConfig, load_config
 from bots.dao_summarizer.deploy import deploy
 from bots.dao_summarizer.service import SummarizerService
 from bots.keys import load_key
-from oracle.client import NODE_ERRORS, ClientError
-from oracle.config import ConfigError
 from oracle.log_format import configure_logging
 
 COMMANDS = ("run", "deploy", "proposals")
@@ -45,16 +42,7 @@ def _key(config: SummarizerConfig) -> bytes:
 
 
 def _run(config: SummarizerConfig) -> int:
-    key = _key(config)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await SummarizerService(config, key, _say).run(stop)
-
-    asyncio.run(main())
+    run_until_signalled(SummarizerService(config, _key(config), _say).run)
     log.info("summarizer stopped")
     return 0
 
@@ -85,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     listing = commands.add_parser("proposals", help="list the proposals the bot's store holds (read-only)")
     listing.add_argument("--config", required=True, type=Path)
     args = parser.parse_args(args_in)
-    try:
+
+    def command() -> int:
         config = load_config(args.config)
         if args.command == "run":
             configure_logging(args.log_level, args.log_format)
@@ -95,17 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(deploy(config, args.config, args.governor, _key(config), _say))
             return 0
         return _proposals(config)
-    except ConfigError as exc:  # one line saying what to change
-        print(" ".join(str(exc).split("\n")), file=sys.stderr)
-        return 2
-    except ClientError as exc:
-        print(f"dao_summarizer: {exc}", file=sys.stderr)
-        return 1
-    except NODE_ERRORS as exc:  # the node went away or failed while running: say so, no traceback
-        print(f"dao_summarizer: the node stopped answering ({type(exc).__name__}: {exc}); start the bot again "
-              f"once it is back: it resumes where it stopped", file=sys.stderr)
-        return 1
-
+    return exit_code(command, "dao_summarizer")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oracle.config import ConfigError
+from bots.store import open_store, open_store_read_only
 
 NEW, ASKED, SUMMARIZED, FAILED, GIVEN_UP = "new", "asked", "summarized", "failed", "given_up"
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -112,25 +112,12 @@ class Book:
 
     @classmethod
     def open(cls, path: Path) -> Book:
-        try:
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"bot.store {path}: not a SQLite file the bot can open ({exc}): check that its folder "
-                              f"exists and is writable") from None
-        return cls(db)
+        return cls(open_store(path, _SCHEMA, "bot.store", "summarizer"))
 
     @classmethod
     def open_read_only(cls, path: Path) -> Book:
         """For listing while the bot may be running: nothing is created or written."""
-        try:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-            db.execute("SELECT 1 FROM proposals LIMIT 1")
-        except sqlite3.Error as exc:
-            raise ConfigError(f"bot.store {path}: not the summarizer's store ({exc}): check bot.store") from None
-        return cls(db)
+        return cls(open_store_read_only(path, "proposals", "bot.store", "summarizer"))
 
     def close(self) -> None:
         self.db.close()

@@ -17,18 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bots.command_line import parser_with_run, with_default_run
+from bots.command_line import exit_code, parser_with_run, run_until_signalled, with_default_run
 from bots.relay.config import RelayConfig, load_config
 from bots.relay.dead_letters import describe, resend
 from bots.relay.outbox import Message, Outbox
 from bots.relay.service import RelayService
 from bots.relay.signing import load_keys
-from oracle.client import ClientError
 from oracle.config import ConfigError
 from oracle.log_format import configure_logging
 
@@ -38,19 +36,7 @@ log = logging.getLogger("bots.relay")
 
 def _run(config: RelayConfig) -> int:
     keys = {e.name: load_keys(e.name, e.secret_env) for e in config.endpoints}  # all of them, before anything
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await RelayService(config, keys).run(stop)
-
-    try:
-        asyncio.run(main())
-    except ClientError as exc:
-        print(f"relay: {exc}", file=sys.stderr)
-        return 1
+    run_until_signalled(RelayService(config, keys).run)
     log.info("relay stopped")
     return 0
 
@@ -96,17 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     which.add_argument("--resend", type=int, nargs="+", metavar="ID", help="send these dead messages again")
     which.add_argument("--all", action="store_true", help="send every dead message again")
     args = parser.parse_args(args_in)
-    try:
+
+    def command() -> int:
         config = load_config(args.config)
         if args.command == "run":
             configure_logging(args.log_level, args.log_format)
             return _run(config)
         configure_logging("warning")
         return _dead_letters(config, args)
-    except ConfigError as exc:  # one line saying what to change
-        print(" ".join(str(exc).split("\n")), file=sys.stderr)
-        return 2
-
+    return exit_code(command, "relay")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bots.relay.payload import Payload
-from oracle.config import ConfigError
+from bots.store import open_store
 from oracle.store.states import ForbiddenTransition, Machine
 
 
@@ -102,15 +102,7 @@ class Outbox:
 
     @classmethod
     def open(cls, path: Path) -> Outbox:
-        try:
-            conn = sqlite3.connect(str(path), isolation_level=None, timeout=10.0)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"store.path {path}: not a SQLite file the relay can open ({exc}): check that its "
-                              f"folder exists and is writable") from None
-        return cls(conn)
+        return cls(open_store(path, _SCHEMA, "store.path", "relay"))
 
     def close(self) -> None:
         self.conn.close()

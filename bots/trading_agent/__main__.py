@@ -15,21 +15,17 @@ exit codes:
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bots.command_line import parser_with_run, with_default_run
+from bots.command_line import exit_code, parser_with_run, run_until_signalled, with_default_run
 from bots.keys import load_key
 from bots.trading_agent.book import Book
 from bots.trading_agent.config import TradingConfig, load_config
 from bots.trading_agent.service import TradingAgent
-from oracle.client import NODE_ERRORS, ClientError
-from oracle.config import ConfigError
 from oracle.log_format import configure_logging
 
 COMMANDS = ("run", "decisions")
@@ -38,19 +34,7 @@ log = logging.getLogger("bots.trading_agent")
 
 def _run(config: TradingConfig) -> int:
     key = load_key(config.agent.key_env, "agent.key_env", "the account that owns the sentinels")
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await TradingAgent(config, key).run(stop)
-
-    try:
-        asyncio.run(main())
-    except (ClientError, *NODE_ERRORS) as exc:
-        print(f"trading agent: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
+    run_until_signalled(TradingAgent(config, key).run)
     log.info("trading agent stopped")
     return 0
 
@@ -83,17 +67,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "running meanwhile.")
     listing.add_argument("--config", required=True, type=Path, help="the agent's TOML config")
     args = parser.parse_args(args_in)
-    try:
+
+    def command() -> int:
         config = load_config(args.config)
         if args.command == "run":
             configure_logging(args.log_level, args.log_format)
             return _run(config)
         configure_logging("warning")
         return _decisions(config)
-    except ConfigError as exc:  # one line saying what to change
-        print(" ".join(str(exc).split("\n")), file=sys.stderr)
-        return 2
-
+    return exit_code(command, "trading agent")
 
 if __name__ == "__main__":
     sys.exit(main())

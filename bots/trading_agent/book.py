@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bots.store import open_store, open_store_read_only
 from bots.trading_agent.rule import PositionState
-from oracle.config import ConfigError
 
 PENDING = "pending"  # the outcome of a decision whose acting is not finished
 
@@ -104,27 +104,12 @@ class Book:
 
     @classmethod
     def open(cls, path: Path) -> Book:
-        try:
-            conn = sqlite3.connect(str(path), isolation_level=None, timeout=10.0)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"agent.store {path}: not a SQLite file the agent can open ({exc}): check that its "
-                              f"folder exists and is writable") from None
-        return cls(conn)
+        return cls(open_store(path, _SCHEMA, "agent.store", "agent"))
 
     @classmethod
     def open_read_only(cls, path: Path) -> Book:
         """For listing while the agent may be running: nothing is created or written."""
-        if not path.exists():
-            raise ConfigError(f"agent.store {path} does not exist: the agent has not run with this config yet")
-        try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
-            conn.execute("SELECT 1 FROM decisions LIMIT 1")
-        except sqlite3.Error as exc:
-            raise ConfigError(f"agent.store {path}: not the agent's store ({exc}): check agent.store") from None
-        return cls(conn)
+        return cls(open_store_read_only(path, "decisions", "agent.store", "agent"))
 
     def close(self) -> None:
         self.conn.close()
