@@ -3,19 +3,46 @@ read and wait on."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
 import pytest
 
-from oracle.devnet.harness import wait_until
+from oracle.devnet import LocalStack
+from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, wait_until, write_config
+from oracle.devnet.model_server import ModelServer
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Answering:
+    """A chain of its own with the daemon answering through the local model server."""
+
+    stack: LocalStack
+    model: ModelServer
+    daemon: DaemonProcess
+
+
+@contextlib.contextmanager
+def answering_stack(tmp: Path) -> Iterator[Answering]:
+    with LocalStack() as stack:
+        model = ModelServer().start()
+        daemon = DaemonProcess(write_config(dev_config(stack, model.base_url, tmp / "oracle.sqlite"),
+                                            tmp / "config.toml"), {SIGNER_ENV: stack.keys.signer.private_key.hex()})
+        try:
+            daemon.start().wait_ready()
+            yield Answering(stack, model, daemon)
+        finally:
+            daemon.stop()
+            model.stop()
 
 
 class BotProcess:

@@ -27,12 +27,11 @@ from aiohttp import web
 
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import ask
-from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, write_config
+from oracle.devnet.harness import write_config
 from oracle.devnet.loopback import LoopbackServer
-from oracle.devnet.model_server import ModelServer
 from oracle.events import RequestedEvent
 from oracle.protocol import ResultSpec, ResultType
-from tests.bots.process import REPO, BotProcess
+from tests.bots.process import REPO, BotProcess, answering_stack
 from tests.daemon.helpers import anvil_rpc, ask_params, wait_delivered
 
 SECRET = "whsec_" + base64.b64encode(b"relay test key, 32 bytes long!!!").decode()
@@ -168,27 +167,19 @@ SPECS = [ResultSpec(ResultType.UINT, min=0, max=100), ResultSpec(ResultType.TEXT
 
 @pytest.fixture(scope="module")
 def answered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Answered]:
-    tmp = tmp_path_factory.mktemp("relay-daemon")
-    with LocalStack() as stack:
-        model = ModelServer().start()
-        daemon = DaemonProcess(write_config(dev_config(stack, model.base_url, tmp / "oracle.sqlite"),
-                                            tmp / "config.toml"), {SIGNER_ENV: stack.keys.signer.private_key.hex()})
-        try:
-            daemon.start().wait_ready()
-            on = _On(stack)
-            start = stack.w3.eth.block_number + 1
-            events = [ask(stack, ask_params(on, spec, prompt=f"question {i}")) for i, spec in enumerate(SPECS)]
-            for event in events:
-                wait_delivered(on, event.request_id)
-            last = ask(stack, ask_params(on, ResultSpec(ResultType.BOOL), prompt="the last question"))
-            wait_delivered(on, last.request_id)
-            anvil_rpc(stack, "anvil_mine", [1])  # the last result one block deep: the relay's default depth
-            chain = {"rpc_url": stack.rpc_url, "ws_url": stack.ws_url, "oracle": stack.addresses["AIOracle"],
-                     "from_block": start}
-            yield Answered(stack, chain, [*events, last])
-        finally:
-            daemon.stop()
-            model.stop()
+    with answering_stack(tmp_path_factory.mktemp("relay-daemon")) as answering:
+        stack = answering.stack
+        on = _On(stack)
+        start = stack.w3.eth.block_number + 1
+        events = [ask(stack, ask_params(on, spec, prompt=f"question {i}")) for i, spec in enumerate(SPECS)]
+        for event in events:
+            wait_delivered(on, event.request_id)
+        last = ask(stack, ask_params(on, ResultSpec(ResultType.BOOL), prompt="the last question"))
+        wait_delivered(on, last.request_id)
+        anvil_rpc(stack, "anvil_mine", [1])  # the last result one block deep: the relay's default depth
+        chain = {"rpc_url": stack.rpc_url, "ws_url": stack.ws_url, "oracle": stack.addresses["AIOracle"],
+                 "from_block": start}
+        yield Answered(stack, chain, [*events, last])
 
 
 # ---------------------------------------------------------------- the tests

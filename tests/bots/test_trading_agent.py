@@ -27,11 +27,10 @@ from oracle.chain.calldata import fulfill_calldata
 from oracle.config import ConfigError
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import send_raw_call, signer_for, success_response
-from oracle.devnet.harness import SIGNER_ENV, DaemonProcess, dev_config, wait_until, write_config
-from oracle.devnet.model_server import ModelServer
+from oracle.devnet.harness import wait_until, write_config
 from oracle.devnet.stack import StackSettings
 from oracle.events import REQUESTED_TOPIC, RequestedEvent, decode_requested
-from tests.bots.process import REPO, BotProcess
+from tests.bots.process import REPO, BotProcess, answering_stack
 from tests.daemon.helpers import anvil_rpc
 from tests.risk_sentinel import Pair, deploy_pair
 
@@ -99,17 +98,8 @@ class Agent(BotProcess):
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """anvil with the oracle deployed and the daemon answering through the local model server."""
-    tmp = tmp_path_factory.mktemp("trading-daemon")
-    with LocalStack() as stack:
-        model = ModelServer().start()
-        daemon = DaemonProcess(write_config(dev_config(stack, model.base_url, tmp / "oracle.sqlite"),
-                                            tmp / "config.toml"), {SIGNER_ENV: stack.keys.signer.private_key.hex()})
-        try:
-            daemon.start().wait_ready()
-            yield stack
-        finally:
-            daemon.stop()
-            model.stop()
+    with answering_stack(tmp_path_factory.mktemp("trading-daemon")) as answering:
+        yield answering.stack
 
 
 # ---------------------------------------------------------------- the tests
