@@ -46,8 +46,10 @@ def answering_stack(tmp: Path) -> Iterator[Answering]:
 
 
 class BotProcess:
-    def __init__(self, module: str, config: Path, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, module: str, config: Path, env: Mapping[str, str], log_path: Path,
+                 running: str | None = None) -> None:
         self.module = module
+        self.running = running  # what the bot prints once its signal handlers are in place
         self.config = config
         self.env = {**os.environ, **env}
         self.log_path = log_path
@@ -70,7 +72,10 @@ class BotProcess:
             self.process.wait(10)
 
     def stop(self) -> int:
-        """SIGTERM, then its exit code."""
+        """SIGTERM once this run is up (one still starting has no handler yet), then its exit code."""
+        running = self.running
+        if running is not None:
+            self.until(lambda: running in self.this_run(), f"{self.module} to be running")
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(20)

@@ -56,7 +56,7 @@ class Summarizer(BotProcess):
                "governors": [{"name": "dev", "governor": stack.addresses["DevGovernor"],
                               "from_block": stack.w3.eth.block_number + 1}]}
         super().__init__("bots.dao_summarizer", write_config(raw, tmp / "summarizer.toml"),
-                         {KEY_ENV: stack.keys.bots.private_key.hex()}, tmp / "summarizer.log")
+                         {KEY_ENV: stack.keys.bots.private_key.hex()}, tmp / "summarizer.log", running="watching")
 
     def deploy(self) -> str:
         done = self.command("deploy", "--governor", "dev")

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +133,7 @@ class Relay(BotProcess):
                  env: Mapping[str, str]) -> None:
         super().__init__("bots.relay", write_config({"chain": chain, "store": {"path": str(tmp / "relay.sqlite")},
                                                      "endpoints": endpoints}, tmp / "relay.toml"), env,
-                         tmp / "relay.log")
+                         tmp / "relay.log", running="relay running")
 
     def until(self, predicate: Callable[[], bool], what: str, timeout: float = 45) -> None:
         super().until(predicate, what, timeout)
@@ -270,6 +271,55 @@ def test_a_refused_message_is_dead_at_once_while_later_ones_go_and_is_resent_onc
     assert sorted(a.request_id for a in taken.values()) == sorted(answered.request_ids)
     verify(SECRET, taken[dead_id].headers, taken[dead_id].body)
     assert "dead after 1 attempt(s): answered 400" in relay.log()
+
+
+def test_sigkills_lose_nothing_and_a_repeat_keeps_its_id_and_body(answered: Answered, tmp_path: Path) -> None:
+    """SIGKILLed after its first deliveries and again at once after a restart: every result is delivered,
+    and a message sent twice (its 2xx lost with the process) carries the same id and body."""
+    receiver = Receiver().start()
+    relay = Relay(tmp_path, answered.chain, [endpoint("hooks", receiver.url, "HOOKS_SECRET")],
+                  {"HOOKS_SECRET": SECRET})
+    try:
+        relay.start()
+        relay.until(lambda: len(receiver.taken()) >= 2, "the first deliveries")
+        relay.kill()
+        relay.start()
+        relay.until(lambda: "relay running" in relay.this_run(), "the restarted relay")
+        relay.kill()  # killed again, whatever it was doing
+        relay.start()
+        relay.until(lambda: len(receiver.taken()) == len(answered.events), "every result taken")
+        assert relay.stop() == 0
+    finally:
+        relay.__exit__()
+        receiver.stop()
+    taken = receiver.taken()
+    assert sorted(a.request_id for a in taken.values()) == sorted(answered.request_ids)
+    for arrival in receiver.arrivals():
+        assert arrival.body == taken[arrival.webhook_id].body
+        verify(SECRET, arrival.headers, arrival.body)
+
+
+def test_a_redirect_is_not_followed_and_a_message_retried_past_its_window_is_dead(answered: Answered,
+                                                                                 tmp_path: Path) -> None:
+    moved = Receiver(lambda _a, _seen: 302).start()
+    down = Receiver(lambda _a, _seen: 503).start()
+    endpoints = [endpoint("moved", moved.url, "MOVED_SECRET"),
+                 endpoint("down", down.url, "DOWN_SECRET", max_retry_hours=0.0005)]  # 1.8 s of retries
+    with Relay(tmp_path, answered.chain, endpoints, {"MOVED_SECRET": SECRET, "DOWN_SECRET": SECRET}) as relay:
+        try:
+            def dead() -> list[str]:
+                return [line for line in relay.command("dead-letters").stdout.splitlines()
+                        if not line.startswith("\t")]
+            relay.until(lambda: len(dead()) == 2 * len(answered.events), "every message dead at both")
+            assert relay.stop() == 0
+        finally:
+            moved.stop()
+            down.stop()
+    assert all(a.answered == 302 for a in moved.arrivals())
+    assert len(moved.arrivals()) == len(answered.events)  # a 3xx is not retried, nor followed
+    per_message = Counter(a.webhook_id for a in down.arrivals())
+    assert len(per_message) == len(answered.events) and all(n >= 2 for n in per_message.values())  # retried
+    assert relay.log().count("dead after") == 2 * len(answered.events)
 
 
 def test_a_filter_sends_only_the_results_it_matches(answered: Answered, tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ class Agent(BotProcess):
         self.asset: dict[str, Any] = {"name": "ETH", "sentinel": pair.sentinel, "vault": pair.vault,
                                       "context_file": str(self.context)}
         super().__init__("bots.trading_agent", tmp / "trading_agent.toml", {KEY_ENV: stack.keys.bots.private_key.hex()},
-                         tmp / "agent.log")
+                         tmp / "agent.log", running="trading agent running")
         self.write()
 
     def write(self) -> None:
@@ -70,11 +70,6 @@ class Agent(BotProcess):
 
     def set_score(self, score: int) -> None:
         self.context.write_text(f"ETH market: funding rates, liquidations, depth. [[score:{score}]]")
-
-    def stop(self) -> int:
-        """SIGTERM once this start is running (one still importing has no handler yet), then its exit code."""
-        self.until(lambda: "trading agent running" in self.this_run(), "the agent to run")
-        return super().stop()
 
     def decisions(self) -> list[Decision]:
         try:
