@@ -12,6 +12,7 @@ from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
 from oracle.abi.errors import decode_revert
+from oracle.chain.signer import signer_of
 from oracle.devnet import LocalStack
 from oracle.devnet.answer import signer_for
 from oracle.protocol import (
@@ -54,8 +55,7 @@ def _signed_score(stack: LocalStack, sentinel: Contract, context: bytes, score: 
         model_used=model_used(["dev-model"]), receipt_hash=keccak(text=f"receipt:{name}"),
         valid_until=now + sentinel.functions.offchainValidity().call(),
     )
-    digest = typed_data_digest(stack.chain_id, stack.addresses["AIOracle"], result.struct_hash())
-    return result, signer_for(stack).sign_digest(digest)
+    return result, signer_for(stack).sign_offchain(result)
 
 
 def _refusal(stack: LocalStack, sentinel: Contract, result: OffchainResult, signature: bytes) -> str:
@@ -73,6 +73,9 @@ def test_signed_score_for_a_registered_query_is_accepted_once(stack: LocalStack,
 
     (accepted,) = sentinel.events.OffchainResultAccepted().process_receipt(receipt, errors=DISCARD)
     assert accepted["args"]["signer"] == stack.keys.signer.address
+    # what a buyer checks before handing it on: the same signer, recovered in Python
+    digest = typed_data_digest(stack.chain_id, stack.addresses["AIOracle"], result.struct_hash())
+    assert signer_of(digest, signature) == stack.keys.signer.address
     (scored,) = sentinel.events.RiskScored().process_receipt(receipt, errors=DISCARD)
     assert (scored["args"]["requestId"], scored["args"]["score"], scored["args"]["receiptHash"]) == (
         result.result_id, 85, result.receipt_hash)
