@@ -186,7 +186,7 @@ def test_the_bots_run_from_the_commands_make_dev_prints(make_dev: tuple[subproce
     assert set(commands) == {"bots.dao_summarizer", "bots.trading_agent"}, out.text()
     rpc = out.field(r"^rpc\s+(http://\S+)")
     w3 = Web3(Web3.HTTPProvider(rpc))
-    bots_key = out.field(r"^\s+bots\s+0x[0-9a-fA-F]{40}\s+(0x[0-9a-f]{64})")
+    agents_key = out.field(r"^\s+agents\s+0x[0-9a-fA-F]{40}\s+(0x[0-9a-f]{64})")  # the bots use the others
     governor = w3.eth.contract(address=Web3.to_checksum_address(out.field(r"^\s+DevGovernor\s+(0x[0-9a-fA-F]{40})")),
                                abi=abi("DevGovernor"))
     votes = Web3.to_checksum_address(out.field(r"^\s+DevVotes\s+(0x[0-9a-fA-F]{40})"))
@@ -207,7 +207,7 @@ def test_the_bots_run_from_the_commands_make_dev_prints(make_dev: tuple[subproce
 
         wait_until(lambda: said("bots.dao_summarizer", "feed at http://"), 60, what="the summarizer's feed")
         feed_url = running["bots.dao_summarizer"][1].read_text().split("feed at ")[1].split()[0]
-        account = w3.eth.account.from_key(bots_key)
+        account = w3.eth.account.from_key(agents_key)
         mint = w3.eth.contract(address=votes, abi=abi("DevVotes")).encode_abi("mint", args=[account.address, 1])
         description = "# From the README\nMint one vote, proposed while make dev runs."
         tx = governor.functions.propose([votes], [0], [bytes.fromhex(mint[2:])], description).build_transaction(

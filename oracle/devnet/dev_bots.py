@@ -51,8 +51,8 @@ def write_bot_configs(stack: LocalStack, workdir: Path) -> list[DevBot]:
         "assets": [{"name": "ETH", "sentinel": stack.addresses["RiskSentinel"],
                     "vault": stack.addresses["ExampleVault"], "context_file": str(context)}],
     }, workdir / "trading_agent.toml")
-    # Each bot its own key, so two processes never race for one account's nonces: the agent the bots key
-    # (it owns the RiskSentinel), the summarizer the agents key (asking for a summary takes no votes; the
-    # bots key, which holds the Governor's votes, is left for proposing).
-    return [DevBot("dao_summarizer", summarizer, SUMMARIZER_KEY_ENV, stack.keys.agents.private_key),
+    # Each sender its own key, so no two race for one account's nonces: the agent the bots key (it owns
+    # the RiskSentinel), the summarizer the owner key (idle once the demo is done), and the agents key is
+    # left to the developer (the local Governor takes proposals from any account).
+    return [DevBot("dao_summarizer", summarizer, SUMMARIZER_KEY_ENV, stack.keys.owner.private_key),
             DevBot("trading_agent", agent, AGENT_KEY_ENV, stack.keys.bots.private_key)]
