@@ -6,9 +6,10 @@ poller (new blocks' transaction lists, then a slower sweep of receipts and of wh
 holds), and `SettlementSender` joins them for one call: send, await the receipt, send again when the
 node forgets the transaction (a reorg dropped it) while any copy sent may still be mined.
 
-Nonces are never waited on: one the node says is taken moves the allocator past the node's count, and
-one the node lacks below the allocator's (a send that never arrived, a transaction a reorg dropped) is
-filled with an empty transfer to the key itself, so what is queued behind it is mined.
+Nonces are never waited on: one the node says is taken moves the allocator past the node's count; one
+the node lacks below those handed out (a send that never arrived, a transaction a reorg dropped) is
+handed out again, so the settlement sent again after a reorg takes it, and if nothing takes it by the
+next sweep it is filled with an empty transfer to the key itself, so what is queued behind it is mined.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ log = logging.getLogger(__name__)
 FILL_GAS = 21_000
 POLL_SECONDS = 0.05  # how often the head is looked at while a transaction is awaited
 SWEEP_SECONDS = 0.5  # how often receipts, held transactions and nonce gaps are checked one by one
+SWEEP_AFTER_SECONDS = 1.0  # a transaction's receipt is looked for one by one only once it is this old
+MAX_BLOCKS_PER_LOOK = 256  # beyond, the sweep finds the receipts
 FEE_TTL_SECONDS = 1.0
 MAX_FILLS_PER_SWEEP = 64
+GAP_SWEEPS_BEFORE_FILLING = 5  # past the sweeps in which a settlement the node forgot is sent again
 
 
 class SendRefused(Exception):
@@ -47,7 +51,8 @@ class NonceAllocator:
     """The key's next nonces, handed out in order under one lock.
 
     Seeded from the node's pending count, and re-read from it whenever nothing of ours is on its way
-    (the node is then the whole truth: anything it lacks was dropped and nobody waits for it).
+    (the node is then the whole truth: anything it lacks was dropped and nobody waits for it). A nonce
+    handed out again may meet one the node queues: the node calls it taken and the sender moves on.
     """
 
     def __init__(self, client: ChainClient, address: str) -> None:
@@ -55,6 +60,7 @@ class NonceAllocator:
         self._address = address
         self._lock = asyncio.Lock()
         self._next: int | None = None
+        self._high = 0  # one past the highest nonce handed out
         self.unsent: set[int] = set()  # handed out, not yet acknowledged by the node
         self.acks = 0  # sends answered (or given up on) so far
         self.awaited = 0  # transactions sent and not yet mined, kept by the confirmer
@@ -65,9 +71,10 @@ class NonceAllocator:
     async def take(self) -> int:
         async with self._lock:
             if self._next is None or (not self.unsent and not self.awaited):
-                self._next = await self.pending_count()
+                self._next = self._high = await self.pending_count()
             nonce = self._next
             self._next += 1
+            self._high = max(self._high, self._next)
             self.unsent.add(nonce)
             return nonce
 
@@ -79,6 +86,16 @@ class NonceAllocator:
         """The node says a nonce handed out is taken (by a transaction sent from this key elsewhere)."""
         async with self._lock:
             self._next = max(self._next or 0, await self.pending_count())
+            self._high = max(self._high, self._next)
+
+    def hand_out_again(self, nonce: int) -> None:
+        """`nonce` is missing on the node: the next one handed out."""
+        if self._next is not None:
+            self._next = min(self._next, nonce)
+
+    def filled(self, nonce: int) -> None:
+        if self._next is not None:
+            self._next = max(self._next, nonce + 1)
 
     async def missing(self) -> int | None:
         """The lowest nonce handed out that the node lacks and that no send is on its way to, if any.
@@ -88,7 +105,7 @@ class NonceAllocator:
         """
         acks = self.acks
         pending = await self.pending_count()
-        if acks == self.acks and self._next is not None and pending < self._next and pending not in self.unsent:
+        if acks == self.acks and self._next is not None and pending < self._high and pending not in self.unsent:
             return pending
         return None
 
@@ -188,7 +205,7 @@ class Confirmer:
     """One poller for every awaited transaction: each new block's transaction list is read once, and
     the receipts of awaited ones in it are fetched; a slower sweep fetches the rest one by one (for
     reorgs), marks a settlement forgotten when the node holds none of its copies twice running, and
-    fills a nonce the node lacks."""
+    repairs a nonce the node lacks."""
 
     def __init__(self, client: ChainClient, broadcaster: Broadcaster) -> None:
         self._client = client
@@ -196,6 +213,8 @@ class Confirmer:
         self._watches: set[_Watch] = set()
         self._wake = asyncio.Event()
         self._head: tuple[int, str] | None = None
+        self._gap: int | None = None  # the nonce the node lacked at the last sweep, handed out again
+        self._gap_sweeps = 0  # sweeps in a row it was lacking
 
     def watch(self, watch: _Watch) -> None:
         self._watches.add(watch)
@@ -212,7 +231,6 @@ class Confirmer:
             if not self._watches:
                 self._wake.clear()
                 await self._wake.wait()
-                self._head = None
             try:
                 await self._look_at_head()
                 if time.monotonic() - swept >= SWEEP_SECONDS:
@@ -229,11 +247,11 @@ class Confirmer:
         self._head = (number, block_hash)
         if (number, block_hash) == last:
             return
-        if last is None or number <= last[0]:  # the first look, or a reorg: the sweep looks at the rest
-            await self._found(head["transactions"])
-            return
+        # The blocks since the last look (kept while idle: a transaction is mined after it); after a
+        # reorg, the head only: the sweep finds the rest.
+        first = number if last is None or number <= last[0] else max(last[0] + 1, number - MAX_BLOCKS_PER_LOOK + 1)
         skipped = await asyncio.gather(*(self._client.call("eth_getBlockByNumber", [hex(n), False])
-                                         for n in range(last[0] + 1, number)))
+                                         for n in range(first, number)))
         blocks = [head, *skipped]
         await self._found([tx for block in blocks if block for tx in block["transactions"]])
 
@@ -247,32 +265,43 @@ class Confirmer:
                 watch.changed.set()
 
     async def _sweep(self) -> None:
-        due = [w for w in list(self._watches) if time.monotonic() - w.sent_at >= SWEEP_SECONDS]
+        due = [w for w in list(self._watches) if time.monotonic() - w.sent_at >= SWEEP_AFTER_SECONDS]
         asks = [(w, h) for w in due for h in w.hashes]
         answers = await asyncio.gather(*(self._client.call("eth_getTransactionReceipt", [h]) for _, h in asks),
                                        *(self._client.call("eth_getTransactionByHash", [h]) for _, h in asks))
-        receipts, held = answers[:len(asks)], answers[len(asks):]
+        held_unmined: set[int] = set()  # ids of the watches with a copy the node holds unmined
+        for (watch, tx_hash), receipt, tx in zip(asks, answers[:len(asks)], answers[len(asks):], strict=True):
+            if receipt is not None:
+                watch.receipts[tx_hash] = receipt
+            elif tx is not None:
+                held_unmined.add(id(watch))
         for watch in due:
-            held_unmined = False
-            for (w, tx_hash), receipt, tx in zip(asks, receipts, held, strict=True):
-                if w is not watch:
-                    continue
-                if receipt is not None:
-                    watch.receipts[tx_hash] = receipt
-                elif tx is not None:
-                    held_unmined = True
-            watch.unheld_sweeps = 0 if held_unmined else watch.unheld_sweeps + 1
+            watch.unheld_sweeps = 0 if id(watch) in held_unmined else watch.unheld_sweeps + 1
             if watch.receipts or watch.unheld_sweeps >= 2:
                 watch.forgotten = watch.unheld_sweeps >= 2
                 watch.changed.set()
-        await self._fill_gap()
+        await self._repair_gap(resending=any(w.forgotten for w in self._watches))
 
-    async def _fill_gap(self) -> None:
-        """Fill what the node lacks, lowest first: once one is filled, the count stops at the next gap."""
+    async def _repair_gap(self, resending: bool) -> None:
+        """A nonce the node lacks is handed out again; one nothing took within the sweeps a forgotten
+        settlement needs to be sent again is filled, lowest first (the node's count then stops at the
+        next gap, if any)."""
+        nonces = self._broadcaster.nonces
+        missing = await nonces.missing()
+        if missing is None or missing != self._gap:
+            self._gap, self._gap_sweeps = missing, 1
+            if missing is not None:
+                nonces.hand_out_again(missing)
+            return
+        self._gap_sweeps += 1
+        if resending or self._gap_sweeps < GAP_SWEEPS_BEFORE_FILLING:
+            return
         for _ in range(MAX_FILLS_PER_SWEEP):
-            missing = await self._broadcaster.nonces.missing()
             if missing is None or not await self._broadcaster.fill(missing):
-                return
+                break
+            nonces.filled(missing)
+            missing = await nonces.missing()
+        self._gap = None
 
 
 class SettlementTimeout(Exception):
