@@ -96,6 +96,7 @@ class Facilitator(LoopbackServer):
         self._rpc_url = rpc_url
         self._key = key
         self._pending: dict[str, tuple[str, str]] = {}  # nonce -> (transaction, network) reported pending
+        self._unconfirmed: dict[str, list[str]] = {}  # signature -> transactions sent, not mined in time
         self._core = x402FacilitatorSync()  # checks payments (blocking reads, in a worker thread)
         register_exact_evm_facilitator(self._core, _CheckingSigner("0x" + key.hex(), rpc_url), networks=networks)
         self._checks = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="facilitator-check")
@@ -172,10 +173,14 @@ class Facilitator(LoopbackServer):
         """The SDK's exact-EVM settlement (check, call `transferWithAuthorization`, check the receipt and
         its Transfer event), with the transaction sent and awaited on the event loop."""
         network = str(requirements.network)
-        checked = await self._check(payload, requirements)
-        if not checked.is_valid:
-            return SettleResponse(success=False, error_reason=checked.invalid_reason, network=network,
-                                  payer=checked.payer, transaction="")
+        # Asked again after `settlement_pending`: the transactions already sent are awaited, as the SDK
+        # reconciles against its broadcast one, rather than checked (their authorization may be used).
+        sent = self._unconfirmed.pop(str(payload.payload.get("signature") or ""), [])
+        if not sent:
+            checked = await self._check(payload, requirements)
+            if not checked.is_valid:
+                return SettleResponse(success=False, error_reason=checked.invalid_reason, network=network,
+                                      payer=checked.payer, transaction="")
         evm_payload = ExactEIP3009Payload.from_dict(payload.payload)
         payer = evm_payload.authorization.from_address
         try:
@@ -195,13 +200,15 @@ class Facilitator(LoopbackServer):
         token = normalize_address(requirements.asset)
         assert self._sender is not None
         try:
-            receipt = await self._sender.transact(token, data, gas)
+            receipt = await self._sender.transact(token, data, gas, sent)
         except SendRefused as exc:
             return SettleResponse(success=False, error_reason=parse_eip3009_transfer_error(exc), error_message=str(exc),
                                   network=network, payer=payer, transaction="")
         except SettlementTimeout as exc:
+            if evm_payload.signature:
+                self._unconfirmed[evm_payload.signature] = exc.hashes
             return SettleResponse(success=False, error_reason=ERR_SETTLEMENT_PENDING, error_message=str(exc),
-                                  transaction=exc.tx_hash, network=network, payer=payer)
+                                  transaction=exc.hashes[-1], network=network, payer=payer)
         tx_hash = str(receipt["transactionHash"])
         if int(receipt["status"], 16) != 1:
             return SettleResponse(success=False, error_reason=ERR_TRANSACTION_FAILED, transaction=tx_hash,

@@ -305,9 +305,9 @@ class Confirmer:
 
 
 class SettlementTimeout(Exception):
-    def __init__(self, tx_hash: str, seconds: float) -> None:
-        super().__init__(f"settlement {tx_hash} not mined within {seconds:g} s")
-        self.tx_hash = tx_hash
+    def __init__(self, hashes: list[str], seconds: float) -> None:
+        super().__init__(f"settlement {hashes[-1]} not mined within {seconds:g} s")
+        self.hashes = hashes  # every copy sent, the latest last
 
 
 class SettlementSender:
@@ -315,7 +315,7 @@ class SettlementSender:
     the copy that was mined (status 1 preferred); any number of calls run at once.
 
     Raises `SendRefused` when the node refuses it for good, `SettlementTimeout` when no copy is mined in
-    time.
+    time; given the copies a timed-out call sent (`sent`), a call awaits them rather than send anew.
     """
 
     def __init__(self, client: ChainClient, key: bytes, timeout: float = 20.0) -> None:
@@ -339,9 +339,12 @@ class SettlementSender:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def transact(self, to: str, data: bytes, gas: int) -> dict[str, Any]:
+    async def transact(self, to: str, data: bytes, gas: int, sent: Sequence[str] = ()) -> dict[str, Any]:
         assert self._broadcaster is not None and self._confirmer is not None, "start() first"
-        watch = _Watch([await self._broadcaster.send(to, data, gas)])
+        if sent:  # perhaps mined long ago: looked for one by one at the next sweep
+            watch = _Watch(list(sent), sent_at=time.monotonic() - SWEEP_AFTER_SECONDS)
+        else:
+            watch = _Watch([await self._broadcaster.send(to, data, gas)])
         self._confirmer.watch(watch)
         try:
             async with asyncio.timeout(self._timeout):
@@ -356,6 +359,6 @@ class SettlementSender:
                         watch.hashes.append(await self._broadcaster.send(to, data, gas))
                         watch.forgotten, watch.unheld_sweeps, watch.sent_at = False, 0, time.monotonic()
         except TimeoutError:
-            raise SettlementTimeout(watch.hashes[-1], self._timeout) from None
+            raise SettlementTimeout(watch.hashes, self._timeout) from None
         finally:
             self._confirmer.unwatch(watch)

@@ -189,3 +189,21 @@ async def test_settlements_the_node_drops_are_sent_again_under_the_nonces_it_lac
     ours = [tx for tx in block["transactions"] if not isinstance(tx, bytes) and tx["from"] == key]
     assert [tx["nonce"] for tx in ours] == list(range(first_nonce, first_nonce + len(ours)))  # no gap left
     assert {tx["hash"] for tx in ours} == {tx["hash"] for tx in txs}  # the gap taken by settlements, not filled
+
+
+async def test_a_settlement_asked_again_after_it_was_pending_is_answered_from_the_transaction_sent(
+        stack: LocalStack, manual_mining: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("oracle.devnet.facilitator.CONFIRMATION_TIMEOUT", 0.5)
+    impatient = Facilitator(stack.rpc_url, stack.keys.facilitator.private_key, [f"eip155:{stack.chain_id}"]).start()
+    try:
+        payments = _payments(stack, 1)
+        before, first_block = _balances(stack), stack.w3.eth.block_number + 1
+        async with aiohttp.ClientSession() as session:
+            pending = await _settle(session, impatient, stack, payments[0])
+            assert pending["success"] is False and pending["errorReason"] == "settlement_pending"
+            _mine(stack)  # mined after the answer: the authorization is used now
+            answer = await _settle(session, impatient, stack, payments[0])
+    finally:
+        impatient.stop()
+    assert answer["success"] is True and answer["transaction"] == pending["transaction"]
+    _assert_each_paid_once(stack, [answer], payments, first_block, before)
