@@ -8,8 +8,8 @@ node forgets the transaction (a reorg dropped it) while any copy sent may still 
 
 Nonces are never waited on: one the node says is taken moves the allocator past the node's count; one
 the node lacks below those handed out (a send that never arrived, a transaction a reorg dropped) is
-handed out again, so the settlement sent again after a reorg takes it, and if nothing takes it by the
-next sweep it is filled with an empty transfer to the key itself, so what is queued behind it is mined.
+handed out again, so the settlement sent again after a reorg takes it, and if nothing takes it within a
+few sweeps it is filled with an empty transfer to the key itself, so what is queued behind it is mined.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ MAX_BLOCKS_PER_LOOK = 256  # beyond, the sweep finds the receipts
 FEE_TTL_SECONDS = 1.0
 MAX_FILLS_PER_SWEEP = 64
 GAP_SWEEPS_BEFORE_FILLING = 5  # past the sweeps in which a settlement the node forgot is sent again
+SEND_ATTEMPTS = 8  # a nonce taken or a price under the base fee is repaired at once, this many times at most
 
 
 class SendRefused(Exception):
@@ -143,7 +144,7 @@ class Broadcaster:
         A send the node never answered is not an error: its hash is watched like any other, and if the
         node does not hold it the confirmer reports it forgotten and it is sent again.
         """
-        while True:
+        for _ in range(SEND_ATTEMPTS):
             price = await self.gas_price()
             nonce = await self.nonces.take()
             tx_hash, raw = self.sign(to, data, nonce, gas, price)
@@ -154,6 +155,7 @@ class Broadcaster:
                 refusal = classify_refusal(exc.message, exc.code)
                 if refusal is Refusal.NONE:
                     return tx_hash
+                refused = exc
                 if refusal in (Refusal.NONCE_USED, Refusal.REPLACEMENT):
                     log.info("facilitator nonce %d taken, sending under a fresh one", nonce)
                     await self.nonces.skip_taken()
@@ -167,6 +169,7 @@ class Broadcaster:
                 return tx_hash
             self.nonces.acknowledged(nonce)
             return tx_hash
+        raise SendRefused(refused)
 
     async def fill(self, nonce: int) -> bool:
         """An empty transfer to the key itself under `nonce`, so the transactions after it are mined."""
