@@ -1,10 +1,16 @@
 """A local x402 facilitator on aiohttp: `/verify`, `/settle` and `/supported`, settling on the local chain.
 
-Built on the SDK's facilitator (`x402FacilitatorSync` with the exact EVM scheme) and its web3 signer,
-with the facilitator's own dev key, taking nonces from the node so a reorg cannot wedge it. The SDK's
-calls block (web3 over HTTP), so each runs in a worker thread, keeping the event loop free. Knobs for
-tests: `down` (every call answered 503), `fail_settle` (settlement refused, nothing sent), `pending`
-(settled on-chain, but reported as `settlement_pending`). `books` counts what was asked and settled.
+Payments are checked by the SDK's facilitator (`x402FacilitatorSync` with the exact EVM scheme, v2 and
+v1), whose web3 calls block, so a check runs in a worker thread; it is a local computation and a few
+reads. Settling is done on the event loop by `SettlementSender`: the `transferWithAuthorization` call is
+signed with the facilitator's key under a nonce of its own, sent, and its receipt awaited alongside
+every other settlement's, so hundreds settle at once. `/settle` answers success only once the transfer
+is mined with status 1 and its Transfer event is the one authorized, with the SDK's error reasons
+otherwise, as the SDK's own settle does.
+
+Knobs for tests: `down` (every call answered 503), `fail_settle` (settlement refused, nothing sent),
+`pending` (settled on-chain, but reported as `settlement_pending`). `books` counts what was asked and
+settled.
 """
 
 from __future__ import annotations
@@ -13,84 +19,59 @@ import argparse
 import asyncio
 import re
 import sys
-import threading
-import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
-from eth_typing import HexStr
+from eth_abi import encode
+from eth_utils import keccak
 from pydantic import BaseModel
-from web3.exceptions import TimeExhausted, TransactionNotFound
 from x402 import x402FacilitatorSync
 from x402.mechanisms.evm import FacilitatorWeb3Signer
+from x402.mechanisms.evm.constants import (
+    ERR_FACTORY_NOT_ALLOWED,
+    ERR_SETTLEMENT_PENDING,
+    ERR_TRANSACTION_FAILED,
+    ERR_TRANSFER_EVENT_MISMATCH,
+    TRANSFER_WITH_AUTHORIZATION_BYTES_ABI,
+    TRANSFER_WITH_AUTHORIZATION_VRS_ABI,
+)
+from x402.mechanisms.evm.data_suffix import append_data_suffix, resolve_data_suffix
+from x402.mechanisms.evm.erc6492 import has_deployment_info, parse_erc6492_signature
+from x402.mechanisms.evm.exact.eip3009_utils import (
+    ParsedEIP3009Authorization,
+    parse_eip3009_authorization,
+    parse_eip3009_transfer_error,
+    verify_eip3009_transfer_event,
+)
 from x402.mechanisms.evm.exact.register import register_exact_evm_facilitator
-from x402.mechanisms.evm.types import TransactionReceipt
-from x402.schemas import SettleResponse
+from x402.mechanisms.evm.types import ExactEIP3009Payload
+from x402.mechanisms.evm.utils import hex_to_bytes, normalize_address
+from x402.schemas import PaymentPayload, PaymentRequirements, SettleResponse, VerifyResponse
 from x402.schemas.helpers import parse_payment_payload, parse_payment_requirements
 
+from oracle.chain.rpc import ChainClient
 from oracle.config import ConfigError, key_from_env
 from oracle.devnet.loopback import LoopbackServer
+from oracle.devnet.settlement import SendRefused, SettlementSender, SettlementTimeout
+
+SETTLE_GAS = 200_000  # transferWithAuthorization from an EOA uses well under half of it
+SETTLE_GAS_CONTRACT_WALLET = 500_000  # a contract wallet's signature check (the SDK signer's fixed limit)
+CONFIRMATION_TIMEOUT = 20.0
+CHECK_THREADS = 32  # each check mostly waits on a few node reads
 
 
-class _ChainNonceSigner(FacilitatorWeb3Signer):
-    """The SDK's signer, made to survive reorgs as a facilitator on a real chain must.
+class _CheckingSigner(FacilitatorWeb3Signer):
+    """The SDK's web3 signer, used here for its reads only (checks; nothing is sent through it). web3's
+    validation layer asks the node for its chain id before every call, doubling a check's round trips
+    and quadrupling its time; the scheme takes the chain id from the payment's network instead."""
 
-    The SDK counts nonces itself, so a settlement a reorg drops would leave a gap nothing fills and
-    every later settlement would wait on it for good: here each nonce comes from the node, and
-    building, signing and sending one transaction happens under one lock (milliseconds; the wait for
-    the receipt is outside it). A settlement the node forgets while it is awaited (its block reorganised
-    away) is sent again, under the nonce the node gives now (often the same one): the authorization it
-    carries is still unused. Every copy sent is awaited, as a later reorg may bring an earlier one back.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._submit = threading.Lock()
-        self._calls: dict[str, tuple[Any, ...]] = {}  # tx hash -> the write_contract call that sent it
-
-    def _reserve_nonce(self) -> int:
-        return int(self._w3.eth.get_transaction_count(self._account.address, "pending"))
-
-    def write_contract(self, address: str, abi: list[dict[str, Any]], function_name: str, *args: Any,
-                       data_suffix: str | None = None) -> str:
-        with self._submit:
-            tx_hash = str(super().write_contract(address, abi, function_name, *args, data_suffix=data_suffix))
-        self._calls[tx_hash] = (address, abi, function_name, args, data_suffix)
-        return tx_hash
-
-    def send_transaction(self, to: str, data: bytes) -> str:
-        with self._submit:
-            return str(super().send_transaction(to, data))
-
-    def wait_for_transaction_receipt(self, tx_hash: str) -> TransactionReceipt:
-        sent = [HexStr(tx_hash if tx_hash.startswith("0x") else "0x" + tx_hash)]
-        deadline = time.monotonic() + self._confirmation_timeout_seconds
-        forgotten = 0
-        while time.monotonic() < deadline:
-            for awaited in sent:  # a copy sent earlier may come back with a later reorg
-                try:
-                    receipt = self._w3.eth.get_transaction_receipt(awaited)
-                except TransactionNotFound:
-                    continue
-                return TransactionReceipt(status=int(receipt["status"]), block_number=int(receipt["blockNumber"]),
-                                          tx_hash=awaited, logs=list(receipt.get("logs") or []))
-            forgotten = forgotten + 1 if not any(self._held(h) for h in sent) else 0
-            call = self._calls.get(sent[0])
-            if forgotten >= 2 and call is not None:  # none mined or held, seen twice a quarter second apart
-                address, abi, function_name, args, data_suffix = call
-                sent.append(HexStr(self.write_contract(address, abi, function_name, *args, data_suffix=data_suffix)))
-                forgotten = 0
-            time.sleep(0.25)
-        raise TimeExhausted(f"settlement {sent[-1]} not mined within {self._confirmation_timeout_seconds} s")
-
-    def _held(self, tx_hash: HexStr) -> bool:
-        try:
-            self._w3.eth.get_transaction(tx_hash)
-        except TransactionNotFound:
-            return False
-        return True
+    def __init__(self, private_key: str, rpc_url: str) -> None:
+        super().__init__(private_key, rpc_url)
+        self._w3.middleware_onion.remove("validation")
 
 
 @dataclass
@@ -112,11 +93,28 @@ class Facilitator(LoopbackServer):
         self.knobs = knobs or FacilitatorKnobs()
         self.books = FacilitatorBooks()
         self.networks = networks
+        self._rpc_url = rpc_url
+        self._key = key
         self._pending: dict[str, tuple[str, str]] = {}  # nonce -> (transaction, network) reported pending
-        self._core = x402FacilitatorSync()
-        register_exact_evm_facilitator(self._core, _ChainNonceSigner("0x" + key.hex(), rpc_url,
-                                                                      confirmation_timeout_seconds=20),
-                                       networks=networks)
+        self._unconfirmed: dict[str, list[str]] = {}  # signature -> transactions sent, not mined in time
+        self._core = x402FacilitatorSync()  # checks payments (blocking reads, in a worker thread)
+        register_exact_evm_facilitator(self._core, _CheckingSigner("0x" + key.hex(), rpc_url), networks=networks)
+        self._checks = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="facilitator-check")
+        self._session: aiohttp.ClientSession | None = None
+        self._sender: SettlementSender | None = None
+
+    async def opened(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self._sender = SettlementSender(ChainClient(self._session, self._rpc_url, name="facilitator"), self._key,
+                                        timeout=CONFIRMATION_TIMEOUT)
+        await self._sender.start()
+
+    async def closing(self) -> None:
+        if self._sender is not None:
+            await self._sender.close()
+        if self._session is not None:
+            await self._session.close()
+        self._checks.shutdown(wait=False, cancel_futures=True)
 
     @property
     def url(self) -> str:
@@ -139,7 +137,7 @@ class Facilitator(LoopbackServer):
         if self.knobs.down:
             return web.json_response({"error": "facilitator unavailable"}, status=503)
         payload, requirements = await self._parse(request)
-        result = await asyncio.to_thread(self._core.verify, payload, requirements)
+        result = await self._check(payload, requirements)
         return _json(result)
 
     async def _settle(self, request: web.Request) -> web.Response:
@@ -157,7 +155,7 @@ class Facilitator(LoopbackServer):
                                     error_message="settlement refused by the facilitator", transaction="",
                                     network=requirements.network)
         else:
-            result = await asyncio.to_thread(self._core.settle, payload, requirements)
+            result = await self._settle_on_chain(payload, requirements)
             if result.success:
                 self.books.settled.append(result.transaction)
                 if self.knobs.pending:  # it did settle; the answer only says it is not final
@@ -167,10 +165,85 @@ class Facilitator(LoopbackServer):
                                             payer=result.payer)
         return _json(result)
 
+    async def _check(self, payload: Any, requirements: Any) -> VerifyResponse:
+        """The SDK's check of a payment (signature, terms, balance, a simulated transfer)."""
+        return await asyncio.get_running_loop().run_in_executor(self._checks, self._core.verify, payload, requirements)
+
+    async def _settle_on_chain(self, payload: Any, requirements: Any) -> SettleResponse:
+        """The SDK's exact-EVM settlement (check, call `transferWithAuthorization`, check the receipt and
+        its Transfer event), with the transaction sent and awaited on the event loop."""
+        network = str(requirements.network)
+        # Asked again after `settlement_pending`: the transactions already sent are awaited, as the SDK
+        # reconciles against its broadcast one, rather than checked (their authorization may be used).
+        sent = self._unconfirmed.pop(str(payload.payload.get("signature") or ""), [])
+        if not sent:
+            checked = await self._check(payload, requirements)
+            if not checked.is_valid:
+                return SettleResponse(success=False, error_reason=checked.invalid_reason, network=network,
+                                      payer=checked.payer, transaction="")
+        evm_payload = ExactEIP3009Payload.from_dict(payload.payload)
+        payer = evm_payload.authorization.from_address
+        try:
+            signature = parse_erc6492_signature(hex_to_bytes(evm_payload.signature or ""))
+            authorization = parse_eip3009_authorization(evm_payload.authorization)
+        except Exception as exc:  # the SDK's own settle answers a malformed payload the same way
+            return SettleResponse(success=False, error_reason=ERR_TRANSACTION_FAILED, error_message=str(exc),
+                                  network=network, payer=payer, transaction="")
+        if has_deployment_info(signature):  # no wallet factory is allowed, as in the SDK's default
+            return SettleResponse(success=False, error_reason=ERR_FACTORY_NOT_ALLOWED, network=network, payer=payer,
+                                  transaction="")
+        data, gas = _transfer_call(authorization, signature.inner_signature)
+        if isinstance(payload, PaymentPayload) and isinstance(requirements, PaymentRequirements):
+            suffix = resolve_data_suffix(None, payload, requirements)
+            if suffix:
+                data = hex_to_bytes(append_data_suffix("0x" + data.hex(), suffix))
+        token = normalize_address(requirements.asset)
+        assert self._sender is not None
+        try:
+            receipt = await self._sender.transact(token, data, gas, sent)
+        except SendRefused as exc:
+            return SettleResponse(success=False, error_reason=parse_eip3009_transfer_error(exc), error_message=str(exc),
+                                  network=network, payer=payer, transaction="")
+        except SettlementTimeout as exc:
+            if evm_payload.signature:
+                self._unconfirmed[evm_payload.signature] = exc.hashes
+            return SettleResponse(success=False, error_reason=ERR_SETTLEMENT_PENDING, error_message=str(exc),
+                                  transaction=exc.hashes[-1], network=network, payer=payer)
+        tx_hash = str(receipt["transactionHash"])
+        if int(receipt["status"], 16) != 1:
+            return SettleResponse(success=False, error_reason=ERR_TRANSACTION_FAILED, transaction=tx_hash,
+                                  network=network, payer=payer)
+        if not verify_eip3009_transfer_event(receipt.get("logs") or [], token, from_address=authorization.from_address,
+                                             to=authorization.to, value=authorization.value):
+            return SettleResponse(success=False, error_reason=ERR_TRANSFER_EVENT_MISMATCH, transaction=tx_hash,
+                                  network=network, payer=payer)
+        return SettleResponse(success=True, transaction=tx_hash, network=network, payer=payer)
+
     async def _supported(self, request: web.Request) -> web.Response:
         self.books.calls["supported"] += 1
         supported = self._core.get_supported()
         return _json(supported)
+
+
+def _selector(abi: list[dict[str, Any]]) -> tuple[bytes, list[str]]:
+    types = [str(arg["type"]) for arg in abi[0]["inputs"]]
+    return keccak(text=f"{abi[0]['name']}({','.join(types)})")[:4], types
+
+
+_WITH_VRS = _selector(TRANSFER_WITH_AUTHORIZATION_VRS_ABI)
+_WITH_BYTES = _selector(TRANSFER_WITH_AUTHORIZATION_BYTES_ABI)
+
+
+def _transfer_call(auth: ParsedEIP3009Authorization, signature: bytes) -> tuple[bytes, int]:
+    """`transferWithAuthorization` calldata and its gas limit: the (v, r, s) overload for an EOA's
+    65-byte signature, the bytes overload otherwise, as the SDK chooses."""
+    head = [auth.from_address, auth.to, auth.value, auth.valid_after, auth.valid_before, auth.nonce]
+    if len(signature) == 65:
+        v = signature[64] + 27 if signature[64] in (0, 1) else signature[64]
+        selector, types = _WITH_VRS
+        return selector + encode(types, [*head, v, signature[:32], signature[32:64]]), SETTLE_GAS
+    selector, types = _WITH_BYTES
+    return selector + encode(types, [*head, signature]), SETTLE_GAS_CONTRACT_WALLET
 
 
 def _json(model: BaseModel) -> web.Response:
