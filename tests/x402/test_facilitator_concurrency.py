@@ -9,8 +9,7 @@ receipt before it was sent.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -22,6 +21,7 @@ from x402.schemas import PaymentPayload, PaymentRequirements
 
 from oracle.devnet import LocalStack
 from oracle.devnet.facilitator import Facilitator
+from oracle.devnet.harness import until
 from oracle.x402 import PaymentWallet
 
 AMOUNT = 1_000
@@ -72,13 +72,6 @@ async def _settle(session: aiohttp.ClientSession, facilitator: Facilitator, stac
         return answer
 
 
-async def _until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
-        await asyncio.sleep(0.02)
-
-
 def _pending_nonce(stack: LocalStack) -> int:
     return stack.w3.eth.get_transaction_count(stack.keys.facilitator.address, "pending")
 
@@ -125,7 +118,7 @@ async def test_fifty_concurrent_settlements_are_sent_at_once_and_each_is_mined_o
     before, first_block, first_nonce = _balances(stack), stack.w3.eth.block_number + 1, _pending_nonce(stack)
     async with aiohttp.ClientSession() as session:
         settling = [asyncio.create_task(_settle(session, facilitator, stack, p)) for p in payments]
-        await _until(lambda: _pending_nonce(stack) == first_nonce + 50, "all fifty in the node's pool")
+        await until(lambda: _pending_nonce(stack) == first_nonce + 50, 30.0, what="all fifty in the node's pool")
         assert not any(t.done() for t in settling)  # none answered before its transfer is mined
         _mine(stack)
         answers = await asyncio.gather(*settling)
@@ -142,7 +135,7 @@ async def test_a_nonce_taken_by_another_sender_of_the_key_is_skipped_without_wai
     before, first_block, first_nonce = _balances(stack), stack.w3.eth.block_number + 1, _pending_nonce(stack)
     async with aiohttp.ClientSession() as session:
         settling = [asyncio.create_task(_settle(session, facilitator, stack, p)) for p in first]
-        await _until(lambda: _pending_nonce(stack) == first_nonce + 5, "the first five in the node's pool")
+        await until(lambda: _pending_nonce(stack) == first_nonce + 5, 30.0, what="the first five in the node's pool")
         # The key's next nonce taken from outside, priced above what the facilitator pays, so the
         # node keeps it rather than the facilitator's transaction under the same nonce.
         key = Account.from_key(stack.keys.facilitator.private_key)
@@ -150,7 +143,7 @@ async def test_a_nonce_taken_by_another_sender_of_the_key_is_skipped_without_wai
                                         "gasPrice": 100 * stack.w3.eth.gas_price, "nonce": first_nonce + 5})
         outside_hash = stack.w3.eth.send_raw_transaction(outside.raw_transaction)
         settling += [asyncio.create_task(_settle(session, facilitator, stack, p)) for p in second]
-        await _until(lambda: _pending_nonce(stack) == first_nonce + 11, "the other five in the pool after it")
+        await until(lambda: _pending_nonce(stack) == first_nonce + 11, 30.0, what="the other five in the pool after it")
         _mine(stack)
         answers = await asyncio.gather(*settling)
     txs = _assert_each_paid_once(stack, answers, first + second, first_block, before)
@@ -174,13 +167,14 @@ async def test_settlements_the_node_drops_are_sent_again_under_the_nonces_it_lac
 
     async with aiohttp.ClientSession() as session:
         settling = [asyncio.create_task(_settle(session, facilitator, stack, p)) for p in payments]
-        await _until(lambda: _pending_nonce(stack) == first_nonce + 5, "all five in the node's pool")
+        await until(lambda: _pending_nonce(stack) == first_nonce + 5, 30.0, what="all five in the node's pool")
         dropped = pool()["pending"][str(first_nonce)]["hash"]
         stack.w3.provider.make_request("anvil_dropTransaction", [dropped])  # type: ignore[arg-type]
         assert _pending_nonce(stack) == first_nonce
         # Repaired with nothing mined: every settlement held again, nothing queued behind a gap.
-        await _until(lambda: not (held := pool())["queued"] and sum(
-            tx["to"] == token.lower() for tx in held["pending"].values()) == 5, "every settlement held again")
+        await until(lambda: not (held := pool())["queued"] and sum(
+            tx["to"] == token.lower() for tx in held["pending"].values()) == 5, 30.0,
+            what="every settlement held again")
         _mine(stack)
         answers = await asyncio.gather(*settling)
     txs = _assert_each_paid_once(stack, answers, payments, first_block, before)
