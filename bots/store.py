@@ -4,7 +4,9 @@ cannot be opened is a ConfigError naming the setting."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from oracle.config import ConfigError
@@ -33,3 +35,15 @@ def open_store_read_only(path: Path, table: str, setting: str, bot: str) -> sqli
     except sqlite3.Error as exc:
         raise ConfigError(f"{setting} {path}: not the {bot}'s store ({exc}): check {setting}") from None
     return conn
+
+
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction (BEGIN IMMEDIATE), committed on leaving, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

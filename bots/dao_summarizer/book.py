@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bots.store import open_store, open_store_read_only
+from bots.store import immediate, open_store, open_store_read_only
 
 NEW, ASKED, SUMMARIZED, FAILED, GIVEN_UP = "new", "asked", "summarized", "failed", "given_up"
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -132,7 +132,7 @@ class Book:
         """Record the proposals found up to `next_block` (one transaction, so a crash repeats the scan and
         finds them again); returns the ones not seen before."""
         added: list[Proposal] = []
-        with self._transaction():
+        with immediate(self.db):
             for p in proposals:
                 cur = self.db.execute(
                     "INSERT OR IGNORE INTO proposals (governor, proposal_id, summarizer, block, proposer, description, "
@@ -197,7 +197,7 @@ class Book:
                    answer_event=None, summarized_at=None, reason=None)
 
     def _move(self, p: Proposal, state: str, **fields: Any) -> None:
-        with self._transaction():
+        with immediate(self.db):
             row = self.db.execute("SELECT state FROM proposals WHERE governor = ? AND proposal_id = ?",
                                   (p.governor.lower(), str(p.proposal_id))).fetchone()
             if row is None:
@@ -217,9 +217,6 @@ class Book:
         row = self.db.execute("SELECT doc FROM digests ORDER BY day DESC LIMIT 1").fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
-    def _transaction(self) -> Any:
-        return _Transaction(self.db)
-
     @staticmethod
     def _proposal(row: Any) -> Proposal:
         (governor, proposal_id, summarizer, block, proposer, description, actions, state, request_id, summary, risk,
@@ -229,14 +226,3 @@ class Book:
                         [int(v) for v in acts["values"]], [bytes.fromhex(c) for c in acts["calldatas"]], state,
                         _bytes(request_id), summary, risk, rationale, model, _bytes(receipt_hash), reason,
                         summarized_at)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, _value: object, _tb: object) -> None:
-        self.db.execute("ROLLBACK" if kind is not None else "COMMIT")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bots.relay.payload import Payload
-from bots.store import open_store
+from bots.store import immediate, open_store
 from oracle.store.states import ForbiddenTransition, Machine
 
 
@@ -123,8 +123,7 @@ class Outbox:
     def add(self, payload: Payload, endpoints: list[str], now: float) -> list[str]:
         """One row per endpoint, in one commit; the endpoints it was new for (a repeat adds nothing)."""
         added = []
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self.conn):
             for endpoint in endpoints:
                 cursor = self.conn.execute(
                     "INSERT OR IGNORE INTO outbox (endpoint, webhook_id, event_id, kind, body, state, created_at, "
@@ -132,16 +131,11 @@ class Outbox:
                     (endpoint, payload.webhook_id, payload.event_id, payload.kind, payload.body, M.PENDING, now, now))
                 if cursor.rowcount:
                     added.append(endpoint)
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
         return added
 
     def record(self, message: Message, attempt: Attempt, to: MessageState, next_attempt_at: float) -> Message:
         """The outcome of one attempt: the one place a message's state is written."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self.conn):
             row = self.conn.execute("SELECT state FROM outbox WHERE id=?", (message.id,)).fetchone()
             if row is None:
                 raise ForbiddenTransition(f"webhook message: no message {message.id} in the outbox")
@@ -150,10 +144,6 @@ class Outbox:
                 "UPDATE outbox SET state=?, attempts=attempts+1, first_attempt_at=COALESCE(first_attempt_at, ?), "
                 "last_attempt_at=?, next_attempt_at=?, last_status=?, last_error=? WHERE id=?",
                 (to, attempt.started, attempt.started, next_attempt_at, attempt.status, attempt.error, message.id))
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
         updated = self.get(message.id)
         assert updated is not None
         return updated

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bots.store import open_store, open_store_read_only
+from bots.store import immediate, open_store, open_store_read_only
 from bots.trading_agent.rule import PositionState
 
 PENDING = "pending"  # the outcome of a decision whose acting is not finished
@@ -149,8 +149,7 @@ class Book:
     def record(self, decision: Decision, state: PositionState | None) -> bool:
         """The decision and the asset's new state (None: unchanged), in one commit; False when a decision
         on this request is already recorded (nothing is written then)."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self.conn):
             cursor = self.conn.execute(
                 f"INSERT OR IGNORE INTO decisions ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (decision.request_id, decision.asset, decision.score, decision.model, decision.receipt_hash,
@@ -159,10 +158,6 @@ class Book:
             if cursor.rowcount and state is not None:
                 self.conn.execute("INSERT OR REPLACE INTO positions VALUES (?,?,?)",
                                   (decision.asset, state, decision.decided_at))
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
         return bool(cursor.rowcount)
 
     def finish(self, request_id: bytes, outcome: str, tx_hash: str) -> Decision:
