@@ -108,6 +108,10 @@ MAX_TEMPERATURE: int = PROTOCOL["constants"]["MAX_TEMPERATURE"]
 RESULT_ENCODING_OVERHEAD: int = PROTOCOL["constants"]["RESULT_ENCODING_OVERHEAD"]
 WORD_RESULT_BYTES: int = PROTOCOL["constants"]["WORD_RESULT_BYTES"]
 _SIZED_KINDS = frozenset({ResultType.TEXT, ResultType.JSON, ResultType.ABI})
+# What each kind's JSON form (`ResultSpec.to_json`) holds besides its type.
+_KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    "text": ("max_bytes",), "bool": (), "uint": ("min", "max"), "int": ("min", "max"),
+    "choice": ("labels",), "json": ("max_bytes",), "abi": ("abi_type", "max_bytes")}
 
 
 def abi_type_of(struct: str) -> str:
@@ -178,6 +182,54 @@ class ResultSpec:
             lo, hi = _to_int(lo), _to_int(hi)
         # An unknown kind can only come from a contract other than ours; keep the raw number visible.
         return cls(ResultType(kind), max_bytes, lo, hi, tuple(labels), abi_type)
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as HTTP callers write it: `{"type": "uint", "min": 0, "max": 100}`, only the fields
+        its kind reads."""
+        doc: dict[str, Any] = {"type": self.kind.name.lower()}
+        if self.kind in _SIZED_KINDS:
+            doc["max_bytes"] = self.max_bytes
+        if self.kind in (ResultType.UINT, ResultType.INT):
+            doc.update(min=self.min, max=self.max)
+        if self.kind == ResultType.CHOICE:
+            doc["labels"] = list(self.labels)
+        if self.kind == ResultType.ABI:
+            doc["abi_type"] = self.abi_type
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Any) -> ResultSpec:
+        """The inverse of `to_json`; ValueError saying what to write for anything else (untrusted input)."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("type"), str):
+            raise ValueError('a result is an object with a "type": one of ' + ", ".join(_KIND_FIELDS))
+        name = doc["type"].lower()
+        if name not in _KIND_FIELDS:
+            raise ValueError(f"result type {doc['type'][:40]!r} is not one of {', '.join(_KIND_FIELDS)}")
+        kind = ResultType[name.upper()]
+        fields = _KIND_FIELDS[name]
+        unknown = sorted(set(doc) - {"type", *fields})
+        if unknown:
+            raise ValueError(f"a {name} result takes {', '.join(fields) or 'no other field'}, not {unknown[0]!r}")
+        missing = [f for f in fields if f not in doc]
+        if missing:
+            raise ValueError(f"a {name} result needs {', '.join(missing)}")
+        for f in ("max_bytes", "min", "max"):
+            if f in doc and (not isinstance(doc[f], int) or isinstance(doc[f], bool)):
+                raise ValueError(f"result.{f} must be an integer")
+        if "labels" in doc and not (isinstance(doc["labels"], list)
+                                    and all(isinstance(x, str) for x in doc["labels"])):
+            raise ValueError("result.labels must be a list of strings")
+        if "abi_type" in doc and not isinstance(doc["abi_type"], str):
+            raise ValueError("result.abi_type must be a string such as '(string,uint8)'")
+        spec = cls(kind, doc.get("max_bytes", 0), doc.get("min", 0), doc.get("max", 0),
+                   tuple(doc.get("labels", ())), doc.get("abi_type", ""))
+        if kind in (ResultType.UINT, ResultType.INT) and spec.min > spec.max:
+            raise ValueError(f"result.min {spec.min} is above result.max {spec.max}")
+        if kind == ResultType.UINT and spec.min < 0:
+            raise ValueError("a uint result cannot have a negative min: use type int")
+        if spec.max_bytes < 0:
+            raise ValueError("result.max_bytes cannot be negative")
+        return spec
 
 
 @dataclass(frozen=True)
