@@ -397,6 +397,46 @@ class X402Settings(_Strict):
     budget: X402Budget
 
 
+class GatewaySettings(_Strict):
+    """Agents pay per call over x402 on the public listener: `/v1/chat/completions` and `/v1/analyze`.
+
+    A call's price is the larger of `price` and its worst case at the eligible deployments' prices (max
+    tokens, per-call prices included), plus `margin_percent`; it is verified before the model runs and
+    settled after a successful answer."""
+
+    network: str = Field(pattern=r"^eip155:[0-9]+$", description="CAIP-2 network agents pay on, e.g. eip155:8453")
+    rpc_url: HttpUrl = Field(description="a node of that network: payers' balances are read there")
+    asset: Address = Field(description="the EIP-3009 token agents pay with (USDC, or TestUSD on the local stack)")
+    asset_name: str = Field("USD Coin", min_length=1, description="the token's EIP-712 domain name")
+    asset_version: str = Field("2", min_length=1, description="the token's EIP-712 domain version")
+    pay_to: Address = Field(description="the operator's address that receives payments")
+    facilitator_url: HttpUrl = Field(description="x402 facilitator that verifies and settles payments")
+    price: int = Field(1_000, ge=1, le=10**12, description="least a call costs, base units (micro-USD)")
+    margin_percent: int = Field(20, ge=0, le=1_000, description="added to a call's worst-case model cost")
+    validity_seconds: int = Field(120, ge=30, le=3_600, description=(
+        "the requirements' maxTimeoutSeconds: how long a signed payment may stay unsettled"))
+    answer_timeout: float = Field(30.0, gt=0, le=600, description="seconds a paid call may take to answer")
+    max_tokens: int = Field(4_096, ge=1, le=10**6, description="the most answer tokens a call may ask for")
+    analysis_validity: int = Field(300, ge=10, le=86_400, description=(
+        "seconds a signed analysis stays valid (its validUntil); a consumer may accept less"))
+    rate_per_minute: int = Field(120, ge=1, le=10**6, description="paid calls one payer may make per minute")
+    daily_cap: int = Field(10**8, ge=1, description="base units one payer may spend per UTC day")
+    settle_failure_cooldown: float = Field(600.0, ge=0, description=(
+        "seconds a payer whose payment failed to settle is refused"))
+
+    @model_validator(mode="after")
+    def _time_to_settle(self) -> GatewaySettings:
+        if self.answer_timeout + 20 > self.validity_seconds:
+            raise ValueError(f"answer_timeout ({self.answer_timeout:g} s) leaves no time to settle within "
+                             f"validity_seconds ({self.validity_seconds} s): keep it at least 20 s shorter")
+        return self
+
+    def charge(self, worst_case: int) -> int:
+        """What a call whose models may cost `worst_case` is sold for: never below cost plus margin."""
+        base = max(self.price, worst_case)
+        return -(-base * (100 + self.margin_percent) // 100)
+
+
 class StoreSettings(_Strict):
     path: Path = Path("oracle.sqlite")
 
@@ -435,6 +475,15 @@ class Config(_Strict):
     router: RouterSettings = RouterSettings()
     x402: X402Settings | None = None
     api: ApiSettings = ApiSettings()
+    gateway: GatewaySettings | None = Field(None, description=(
+        "agents' paid gateway on the public listener (api.public); absent: the public listener serves receipts "
+        "and models only"))
+
+    @model_validator(mode="after")
+    def _gateway_listens(self) -> Config:
+        if self.gateway is not None and not self.api.public.enabled:
+            raise ValueError("gateway: it is served on the public listener: set api.public.enabled = true")
+        return self
 
     def chain_named(self, name: str | None) -> tuple[int, ChainSettings]:
         """The chain called `name` (None: the only one) and its place in the list, for commands' `--chain`."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from oracle.api import ActionRefused, ApiServer, ChainLive
+from oracle.api.gateway import Gateway
 from oracle.chain.clock import ChainClock
 from oracle.chain.fee_schedule import fee_shortfalls, patiently, smallest_response_gas
 from oracle.chain.oracle_check import check_oracle
@@ -36,6 +38,7 @@ from oracle.router import Catalog, ModelRouter
 from oracle.store import Requests, RequestState, Store, StoreLock
 from oracle.views import NotFound
 from oracle.x402 import PayingClient, PaymentWallet
+from oracle.x402.gate import PaymentGate
 from oracle.x402.network import PaymentNetworks
 from oracle.x402.reconciler import Reconciler
 
@@ -62,6 +65,7 @@ class Daemon:
         self._paying: PayingClient | None = None
         self._reconciler: Reconciler | None = None
         self._store: Store | None = None
+        self._gate: PaymentGate | None = None
         self.api_urls: dict[str, str] = {}  # listener name -> base URL, once they listen
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -81,6 +85,7 @@ class Daemon:
         self._store = store
         scheduler = AsyncIOScheduler()
         api: ApiServer | None = None
+        gateway: Gateway | None = None
         try:
             connector = aiohttp.TCPConnector(limit=256, limit_per_host=128)
             async with aiohttp.ClientSession(connector=connector) as session:
@@ -100,8 +105,15 @@ class Daemon:
                 for rt in self.runtimes:
                     scheduler.add_job(_log_stats, "interval", seconds=30, args=[rt, store.requests])
                 scheduler.add_job(_log_health, "interval", seconds=60, args=[router])
+                if config.gateway is not None:
+                    gate = self._gate = PaymentGate(config.gateway, session, store.sales)
+                    await gate.start()
+                    scheduler.add_job(_forget_answers, "interval", seconds=60, args=[store])
+                    gateway = Gateway(config.gateway, router, gate, store.sales,
+                                      {c.chain_id: ResponseSigner(key, c.chain_id, c.require_oracle())
+                                       for c in config.chains})
                 if config.api.operator.enabled or config.api.public.enabled:
-                    api = ApiServer(self, config, config.store.path)
+                    api = ApiServer(self, config, config.store.path, gateway)
                     await api.start()
                     router.on_call = api.metrics.observe_call
                     self.api_urls = api.urls
@@ -122,6 +134,9 @@ class Daemon:
             if api is not None:
                 with contextlib.suppress(Exception):
                     await api.stop()
+            if self._gate is not None:
+                with contextlib.suppress(Exception):
+                    await self._gate.stop()
             with contextlib.suppress(Exception):
                 scheduler.shutdown(wait=False)
             store.close()
@@ -330,3 +345,9 @@ def _log_stats(rt: ChainRuntime, requests: Requests) -> None:
 def _log_health(router: ModelRouter) -> None:
     for deployment, figures in router.health.report().items():
         log.info("deployment %s: %s", deployment, " ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+async def _forget_answers(store: Store) -> None:
+    """Answers kept for payment identifiers go ten minutes after their authorization's validBefore."""
+    store.sales.forget_answers(time.time())
+    await store.commit()

@@ -461,3 +461,12 @@ def _parse_option(raw: bytes, start: int, end: int) -> tuple[str, str]:
     if end == value_start:
         raise InvalidModelSpec(raw, end, "empty option value")
     return raw[start:i].decode(), raw[value_start:end].decode()
+
+
+ACCOUNT_MESSAGE_TITLE = "Oracle gateway: read account"
+
+
+def account_message(address: str, nonce: str, expires: int) -> str:
+    """The EIP-191 message a payer signs to read its gateway account (`GET /v1/account/{address}`): fresh
+    (a nonce used once, an expiry at most ten minutes away), for one address."""
+    return f"{ACCOUNT_MESSAGE_TITLE}\nAddress: {address}\nNonce: {nonce}\nExpires: {expires}"

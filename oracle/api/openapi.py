@@ -123,8 +123,8 @@ def operator_document() -> dict[str, Any]:
     return document
 
 
-def public_document() -> dict[str, Any]:
-    paths = {
+def public_document(gateway: bool = False) -> dict[str, Any]:
+    paths: dict[str, Any] = {
         "/v1/receipts/{hash}": {"get": {
             "summary": "A receipt: the canonical JSON whose keccak-256 is the receipt hash a fulfilment carries",
             "parameters": [_param("hash", "path", "the receipt hash, 64 hex digits, 0x optional")],
@@ -133,4 +133,87 @@ def public_document() -> dict[str, Any]:
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"},
                                                                                          "OpenAPI 3.1")}}},
     }
-    return _document("oracle public API", "The public listener: what anyone may read.", paths, {})
+    schemas: dict[str, Any] = {}
+    if gateway:
+        paths.update(_gateway_paths())
+        schemas.update(_GATEWAY_SCHEMAS)
+    return _document("oracle public API", "The public listener: what anyone may read"
+                     + ("; and for agents, calls paid per call over x402 v2 (PAYMENT-SIGNATURE header; an unpaid "
+                        "call gets 402 with PAYMENT-REQUIRED)" if gateway else "") + ".", paths, schemas)
+
+
+_PAID = {
+    "402": _json({"$ref": "#/components/schemas/Error"}, "payment required or refused: the PAYMENT-REQUIRED "
+                 "header holds the x402 v2 requirements; the error says why a payment sent was refused"),
+    "409": _json({"$ref": "#/components/schemas/Error"}, "a payment identifier reused with another payment or body"),
+    "429": _json({"$ref": "#/components/schemas/Error"}, "the payer's rate limit or daily cap (Retry-After)"),
+    "502": _json({"$ref": "#/components/schemas/Failed"}, "no model answered; nothing is settled"),
+}
+_NUMBER = {"type": "integer"}
+_TEXT = {"type": "string"}
+_GATEWAY_SCHEMAS: dict[str, Any] = {
+    "Failed": {"type": "object", "required": ["error", "reason"], "additionalProperties": False,
+               "properties": {"error": _TEXT, "reason": _TEXT}},
+    "ChatRequest": {"type": "object", "required": ["model", "messages"], "additionalProperties": False,
+                    "properties": {
+                        "model": {"type": "string", "description": "a model spec as on-chain: an exact id, a "
+                                  "fallback list, cheapest / fastest / best, options such as ;max_price="},
+                        "messages": {"type": "array", "items": {
+                            "type": "object", "required": ["role", "content"],
+                            "properties": {"role": {"enum": ["system", "user", "assistant"]}, "content": _TEXT}}},
+                        "max_tokens": _NUMBER, "temperature": {"type": "number"}, "seed": _NUMBER,
+                        "response_format": {"type": "object"}, "stream": {"const": False}, "n": {"const": 1}}},
+    "ChatCompletion": {"type": "object", "required": ["id", "object", "created", "model", "choices", "usage"],
+                       "properties": {
+                           "id": _TEXT, "object": {"const": "chat.completion"}, "created": _NUMBER, "model": _TEXT,
+                           "choices": {"type": "array"},
+                           "usage": {"type": "object", "required": ["prompt_tokens", "completion_tokens",
+                                                                    "total_tokens", "cost"],
+                                     "properties": {"cost": {"type": "number", "description": "USD paid"}}},
+                           "oracle": {"type": "object"}}},
+    "AnalyzeRequest": {"type": "object", "required": ["chain_id", "model", "prompt", "result", "consumer"],
+                       "additionalProperties": False,
+                       "properties": {"chain_id": _NUMBER, "model": _TEXT, "prompt": _TEXT,
+                                      "result": {"type": "object", "description": 'e.g. {"type": "uint", "min": 0, '
+                                                 '"max": 100}'},
+                                      "consumer": _TEXT, "max_tokens": _NUMBER, "temperature": _NUMBER,
+                                      "seed": _NUMBER}},
+    "Analysis": {"type": "object", "required": ["result_id", "chain_id", "oracle", "consumer", "query_hash", "status",
+                                                "reason_code", "value", "result", "model_used", "receipt_hash",
+                                                "valid_until", "signer", "signature"],
+                 "properties": {"value": {"description": "the typed value"},
+                                "signature": {"type": "string", "description": "EIP-712 over OffchainResult"}}},
+    "Models": {"type": "object", "required": ["object", "data", "payment"],
+               "properties": {"data": {"type": "array", "items": {"type": "object"}}, "payment": {"type": "object"}}},
+    "Account": {"type": "object", "required": ["address", "calls", "spent", "settled", "last_seen"],
+                "properties": {"address": _TEXT, "calls": _NUMBER, "spent": _NUMBER, "settled": _NUMBER,
+                               "last_seen": {"type": ["number", "null"]}}},
+}
+
+
+def _gateway_paths() -> dict[str, Any]:
+    def ref(name: str, description: str) -> dict[str, Any]:
+        return _json({"$ref": f"#/components/schemas/{name}"}, description)
+
+    return {
+        "/v1/models": {"get": {"summary": "What can be bought, at the gateway's prices (base units per million "
+                                          "tokens, per call)", "responses": {"200": ref("Models", "the models")}}},
+        "/v1/chat/completions": {"post": {
+            "summary": "OpenAI-compatible chat completion, routed like on-chain requests, paid over x402",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/ChatRequest"}}}},
+            "responses": {"200": ref("ChatCompletion", "the answer; usage.cost is what was paid"), **_errors(400),
+                          **_PAID}}},
+        "/v1/analyze": {"post": {
+            "summary": "A typed answer signed as an OffchainResult for one consumer contract, paid over x402",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/AnalyzeRequest"}}}},
+            "responses": {"200": ref("Analysis", "the signed answer"), **_errors(400), **_PAID}}},
+        "/v1/account/{address}": {"get": {
+            "summary": "A payer's calls, spend and last call: send X-Oracle-Message (base64 of the signed "
+                       "message) and X-Oracle-Signature (its EIP-191 signature by the address)",
+            "parameters": [_param("address", "path", "the payer's address")],
+            "responses": {"200": ref("Account", "the account"),
+                          "401": _json({"$ref": "#/components/schemas/Error"},
+                                       "no, a stale, a replayed or a wrong signed message"), **_errors(400)}}},
+    }

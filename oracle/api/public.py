@@ -2,6 +2,7 @@
 
     GET /v1/receipts/{hash}   the canonical receipt JSON whose keccak is the receipt hash on-chain
     GET /openapi.json
+and, with a `[gateway]`, the agents' paid routes (`oracle.api.gateway`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import re
 
 from aiohttp import web
 
+from oracle.api.gateway import Gateway
 from oracle.api.http import MAX_BODY, json_errors, query, reply
 from oracle.api.openapi import public_document
 from oracle.store import Store
@@ -18,10 +20,10 @@ from oracle.views import BadQuery, NotFound
 _HASH = re.compile(r"(0x)?[0-9a-fA-F]{64}")
 
 
-def public_app(store: Store) -> web.Application:
+def public_app(store: Store, gateway: Gateway | None = None) -> web.Application:
     """`store` is a reader of the daemon's store."""
     app = web.Application(middlewares=[json_errors("public")], client_max_size=MAX_BODY)
-    document = public_document()
+    document = public_document(gateway=gateway is not None)
 
     async def receipt(request: web.Request) -> web.Response:
         query(request)
@@ -40,4 +42,6 @@ def public_app(store: Store) -> web.Application:
 
     app.router.add_get("/v1/receipts/{hash}", receipt)
     app.router.add_get("/openapi.json", openapi)
+    if gateway is not None:
+        gateway.add_routes(app)
     return app

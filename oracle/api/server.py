@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from oracle.api.control import Control
+from oracle.api.gateway import Gateway
 from oracle.api.metrics import Metrics
 from oracle.api.operator import operator_app
 from oracle.api.public import public_app
@@ -31,8 +32,9 @@ def _bad_http_is_one_line(record: logging.LogRecord) -> bool:
 
 
 class ApiServer:
-    def __init__(self, control: Control, config: Config, store_path: Path) -> None:
+    def __init__(self, control: Control, config: Config, store_path: Path, gateway: Gateway | None = None) -> None:
         self.config = config
+        self.gateway = gateway  # served on the public listener
         self.store = Store.open_reader(store_path)  # reads see committed writes only, never hold the writer up
         self.metrics = Metrics(control, self.store, config)
         self.control = control
@@ -48,7 +50,7 @@ class ApiServer:
                 self.urls["operator"] = await self._listen("operator", api.operator, operator_app(
                     self.control, self.store, self.config, self.metrics, token))
             if api.public.enabled:
-                self.urls["public"] = await self._listen("public", api.public, public_app(self.store))
+                self.urls["public"] = await self._listen("public", api.public, public_app(self.store, self.gateway))
         except BaseException:
             await self.stop()
             raise

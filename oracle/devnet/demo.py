@@ -36,6 +36,7 @@ from oracle.devnet.harness import (
     PAYMENT_ENV,
     SIGNER_ENV,
     dev_config,
+    gateway_section,
     paid_model,
     write_config,
     x402_section,
@@ -191,6 +192,7 @@ class DevServers:
         raw["models"] = [model.entry, paid_model(stack, paid.base_url, PAID_PRICE)]
         raw["x402"] = x402_section(stack)
         raw["api"] = {"operator": {"port": 0}, "public": {"enabled": True, "port": 0}, "token_env": API_TOKEN_ENV}
+        raw["gateway"] = gateway_section(stack, facilitator.url)
         return cls(stack, facilitator, model, paid, write_config(raw, workdir / "config.toml"), store_path, raw,
                    write_bot_configs(stack, workdir))
 
@@ -204,7 +206,7 @@ class DevServers:
              (f"model {PAID_MODEL} behind an x402 paywall, {PAID_PRICE} TestUSD units a call", self.paid.base_url),
              ("x402 facilitator settling on this chain", self.facilitator.url)],
             api_urls, API_TOKEN_ENV, os.environ.get(API_TOKEN_ENV, ""),
-            bots=[(_BOT_ROLES[b.name].format(context=self.config_path.parent / CONTEXT_FILE), b.command())
+            gateway=True, bots=[(_BOT_ROLES[b.name].format(context=self.config_path.parent / CONTEXT_FILE), b.command())
                   for b in self.bots])
 
     def stop(self) -> None:

@@ -79,6 +79,18 @@ def x402_section(stack: LocalStack, **overrides: Any) -> dict[str, Any]:
     return section
 
 
+def gateway_section(stack: LocalStack, facilitator_url: str, **overrides: Any) -> dict[str, Any]:
+    """The daemon's [gateway] table for the local stack: agents pay in TestUSD to the owner's address,
+    through the local facilitator."""
+    section: dict[str, Any] = {
+        "network": f"eip155:{stack.chain_id}", "rpc_url": stack.rpc_url, "asset": stack.addresses["TestUSD"],
+        "asset_name": "Test USD", "asset_version": "2", "pay_to": stack.keys.owner.address,
+        "facilitator_url": facilitator_url, "price": 1_000, "margin_percent": 20,
+    }
+    section.update(overrides)
+    return section
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"

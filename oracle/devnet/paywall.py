@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
-import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from x402 import x402ResourceServer
@@ -49,49 +46,14 @@ from x402.schemas import (
     PaymentRequirements,
     ResourceInfo,
     SettleResponse,
-    SupportedResponse,
-    VerifyResponse,
 )
 from x402.schemas.v1 import PaymentPayloadV1, PaymentRequiredV1, PaymentRequirementsV1
 
 from oracle.devnet.tags import tag_of
+from oracle.x402.facilitator import FacilitatorHttp
 from oracle.x402.identifier import PAYMENT_IDENTIFIER, declaration, identifier_of
 
 PATHS = ("/v1/chat/completions", "/v1/messages")
-
-
-class FacilitatorHttp:
-    """The SDK's facilitator-client protocol over aiohttp (the SDK's own client needs httpx)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
-
-    async def _post(self, path: str, payload: Any, requirements: Any) -> dict[str, Any]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        body = {"x402Version": payload.x402_version,
-                "paymentPayload": payload.model_dump(mode="json", by_alias=True, exclude_none=True),
-                "paymentRequirements": requirements.model_dump(mode="json", by_alias=True, exclude_none=True)}
-        async with self._session.post(f"{self.url}{path}", json=body) as resp:
-            if resp.status != 200:
-                raise ValueError(f"facilitator {path} failed ({resp.status}): {(await resp.text())[:200]}")
-            doc: dict[str, Any] = await resp.json()
-            return doc
-
-    async def verify(self, payload: Any, requirements: Any) -> VerifyResponse:
-        return VerifyResponse.model_validate(await self._post("/verify", payload, requirements))
-
-    async def settle(self, payload: Any, requirements: Any) -> SettleResponse:
-        return SettleResponse.model_validate(await self._post("/settle", payload, requirements))
-
-    def get_supported(self) -> SupportedResponse:
-        with urllib.request.urlopen(f"{self.url}/supported", timeout=10) as resp:  # once, at start-up
-            return SupportedResponse.model_validate(json.loads(resp.read()))
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
 
 @dataclass

@@ -37,6 +37,7 @@ class StackSettings:
         cls: (10**15 * (2 if cls == PolicyClass.BEST else 1), 3 * 10**9, 10**10) for cls in PolicyClass
     })
     test_usd_for_payment_wallet: int = 1_000_000 * 10**6
+    test_usd_for_agents: int = 1_000 * 10**6  # what the agents key pays the gateway with
     votes_for_bots: int = 1_000 * 10**18
 
 
@@ -128,6 +129,7 @@ class LocalStack:
         self.deploy("TestUSD", k.owner.address)
         self.transact(self.contract("TestUSD").functions.mint(k.payment_wallet.address,
                                                                s.test_usd_for_payment_wallet), k.owner)
+        self.transact(self.contract("TestUSD").functions.mint(k.agents.address, s.test_usd_for_agents), k.owner)
 
         votes_address = self.deploy("DevVotes", k.owner.address)
         votes = self.contract("DevVotes")

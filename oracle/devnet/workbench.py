@@ -35,6 +35,7 @@ class WorkbenchInfo:
     api_token: str  # a token made for this run: the operator's mutating routes take it
     requester_env: str = "ORACLE_REQUESTER_KEY"
     bots: Sequence[tuple[str, str]] = ()  # (what it does, the command that runs it)
+    gateway: bool = False  # the public listener serves the agents' paid gateway
 
 
 def describe(info: WorkbenchInfo) -> list[str]:
@@ -54,6 +55,9 @@ def describe(info: WorkbenchInfo) -> list[str]:
                      f"({info.api_token_env} for this run)")
     if "public" in info.api_urls:
         lines.append(f"public       {info.api_urls['public']}/v1/receipts/HASH  receipts by the hash on-chain")
+        if info.gateway:
+            lines.append(f"gateway      {info.api_urls['public']}/v1  chat/completions, analyze, models, account: "
+                         f"paid per call over x402 in TestUSD (the agents key holds some)")
     for i, (what, command) in enumerate(info.bots):
         lines.append(f"{'bots' if i == 0 else '':<13}{what}:")
         lines.append(f"               {command}")

@@ -21,12 +21,13 @@ from oracle.store.payments import Payment, Payments
 from oracle.store.queries import Queries
 from oracle.store.requests import Requests, StoredRequest, request_key
 from oracle.store.routing import Attempt, Routing
-from oracle.store.states import ForbiddenTransition, PaymentState, RequestState, TxState
+from oracle.store.sales import Account, Sale, Sales
+from oracle.store.states import ForbiddenTransition, PaymentState, RequestState, SalePayment, TxState
 from oracle.store.txs import StoredTx, Transactions
 
-__all__ = ["Attempt", "Blocks", "ForbiddenTransition", "Payment", "PaymentState", "Payments", "Queries",
-           "RequestState", "Requests", "Routing", "Store", "StoreInUse", "StoreLock", "StoreUnreadable",
-           "StoredRequest", "StoredTx", "Transactions", "TxState", "request_key"]
+__all__ = ["Account", "Attempt", "Blocks", "ForbiddenTransition", "Payment", "PaymentState", "Payments", "Queries",
+           "RequestState", "Requests", "Routing", "Sale", "SalePayment", "Sales", "Store", "StoreInUse", "StoreLock",
+           "StoreUnreadable", "StoredRequest", "StoredTx", "Transactions", "TxState", "request_key"]
 
 
 class StoreUnreadable(RuntimeError):
@@ -42,6 +43,7 @@ class Store:
         self.blocks = Blocks(self.db)
         self.txs = Transactions(self.db, self.requests)
         self.queries = Queries(self.db)
+        self.sales = Sales(self.db)
 
     @classmethod
     def open(cls, path: Path | str) -> Store:

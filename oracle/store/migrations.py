@@ -122,10 +122,21 @@ def _m9_receipts_by_hash(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX receipts_by_hash ON receipts (hash)")
 
 
+def _m10_sales(db: sqlite_utils.Database) -> None:
+    """Payments agents make to the gateway, one per EIP-3009 nonce (a nonce buys one call): the answer
+    kept for a payment identifier, the settlement, and per payer the calls and spend of each day."""
+    db.execute("CREATE TABLE sales (nonce TEXT PRIMARY KEY, payer TEXT NOT NULL, amount INTEGER NOT NULL, "
+               "route TEXT NOT NULL, state TEXT NOT NULL, identifier TEXT UNIQUE, fingerprint TEXT, "
+               "valid_before INTEGER NOT NULL, created_at REAL NOT NULL, header TEXT NOT NULL, status INTEGER, "
+               "body BLOB, headers TEXT, settle_tx TEXT, error TEXT NOT NULL DEFAULT '')")
+    db.execute("CREATE INDEX sales_by_payer ON sales (payer, created_at)")
+    db.execute("CREATE INDEX sales_by_state ON sales (state, valid_before)")
+
+
 MIGRATIONS: Sequence[Callable[[sqlite_utils.Database], None]] = (_m1_core, _m2_router, _m3_payments, _m4_tx_day,
                                                                  _m5_payment_finality, _m6_settled_hash,
                                                                  _m7_work_order, _m8_request_history,
-                                                                 _m9_receipts_by_hash)
+                                                                 _m9_receipts_by_hash, _m10_sales)
 
 
 def migrate(conn: sqlite3.Connection, upto: int | None = None) -> None:

@@ -55,6 +55,16 @@ class PaymentState(enum.StrEnum):
     EXPIRED = "expired"  # known never to move money (never signed, or its authorization ran out unused)
 
 
+class SalePayment(enum.StrEnum):
+    """A payment an agent made to the gateway for one call (keyed by its EIP-3009 nonce)."""
+
+    VERIFIED = "verified"  # the facilitator verified it; the model is being asked; its amount is reserved
+    ANSWERED = "answered"  # the call was answered: its answer is kept, its settlement is under way
+    SETTLED = "settled"  # the facilitator settled it on-chain
+    FAILED = "failed"  # it did not settle: the payer is refused for a while
+    RELEASED = "released"  # the call failed: nothing is settled, the authorization stays the payer's
+
+
 class ForbiddenTransition(Exception):
     """A state write its machine's table does not allow: a bug in the caller, never the chain's doing."""
 
@@ -127,7 +137,13 @@ PAYMENT = Machine("payment", PaymentState, frozenset({P.RESERVED, P.REJECTED}), 
     ([P.RESERVED, P.SIGNED, P.SENT, P.UNKNOWN], [P.EXPIRED]),
 ), terminal=frozenset({P.REJECTED, P.EXPIRED}))
 
-MACHINES: tuple[Machine[Any], ...] = (REQUEST, TX, PAYMENT)
+G = SalePayment
+SALE = Machine("sale", SalePayment, frozenset({G.VERIFIED}), _edges(
+    ([G.VERIFIED], [G.ANSWERED, G.RELEASED]),
+    ([G.ANSWERED], [G.SETTLED, G.FAILED]),
+), terminal=frozenset({G.SETTLED, G.FAILED, G.RELEASED}))
+
+MACHINES: tuple[Machine[Any], ...] = (REQUEST, TX, PAYMENT, SALE)
 
 # Payments that count against budgets: all but those known not to have moved money.
 PAYMENT_SPENDING = (P.RESERVED, P.SIGNED, P.SENT, P.SETTLED, P.UNKNOWN)
