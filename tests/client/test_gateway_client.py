@@ -1,12 +1,15 @@
 """A signed analysis bought from the gateway is checked before the agent gets it (`verify_analysis`):
 an answer signed by the trusted signer for the question asked is taken, with its value decoded from the
 signed bytes and the arguments `acceptSignedResult` takes; any field changed, a wrong signer, an expired
-or malformed answer is refused with what did not match. (The gateway's own calls are tested against the real
+or malformed answer is refused with what did not match. A client holds its payment ledger alone, and a
+gateway that does not answer is an error that pays nothing. (Paid calls are tested against the real
 gateway.)"""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,12 +20,17 @@ from oracle.client import (
     AnalysisQuery,
     AnswerRefused,
     ClientError,
+    GatewayClient,
+    GatewayError,
     SignedAnalysis,
     verify_analysis,
 )
+from oracle.config import X402Pin
 from oracle.devnet.keys import anvil_key
 from oracle.protocol import OffchainResult, ReasonCode, ResultSpec, ResultType, Status, model_used
 from oracle.results import encode_result
+from oracle.store import Store
+from oracle.x402 import LedgerInUse
 
 NOW = 1_800_000_000
 CHAIN_ID = 31337
@@ -172,3 +180,33 @@ def test_an_answer_that_is_not_an_object_is_refused() -> None:
 def test_refusals_are_client_errors() -> None:
     assert issubclass(AnswerRefused, ClientError)
 
+
+PIN = X402Pin(network=f"eip155:{CHAIN_ID}", asset="0x" + "11" * 20, pay_to="0x" + "22" * 20)
+
+
+def _client(ledger: Path, url: str = "http://127.0.0.1:9") -> GatewayClient:
+    return GatewayClient.open(url, anvil_key(5), ledger, pin=PIN, max_payment=5_000, budget_total=100_000,
+                              rpc_url="http://127.0.0.1:9")
+
+
+async def test_a_ledger_is_held_by_one_client_at_a_time(tmp_path: Path) -> None:
+    ledger = tmp_path / "agent-payments.sqlite"
+    async with _client(ledger):
+        with pytest.raises(LedgerInUse, match=r"agent-payments.sqlite is in use by another process \(pid \d+\)"):
+            _client(ledger)
+    async with _client(ledger):  # released on close
+        pass
+
+
+async def test_a_gateway_that_does_not_answer_is_an_error_that_pays_nothing(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    async with _client(tmp_path / "ledger.sqlite", url) as gateway:
+        with pytest.raises(GatewayError) as failed:
+            await gateway.chat([{"role": "user", "content": "hello"}], key="call-1")
+    assert failed.value.status == 0
+    assert str(failed.value).startswith(f"/v1/chat/completions: the gateway at {url} did not answer (")
+    store = Store.open(tmp_path / "ledger.sqlite")
+    assert store.payments.payments() == []
+    store.close()
