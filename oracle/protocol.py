@@ -21,6 +21,7 @@ from enum import IntEnum
 from importlib.resources import files
 from typing import Any
 
+import coincurve
 from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
 
@@ -363,6 +364,16 @@ def domain_separator(chain_id: int, oracle: str) -> bytes:
 def typed_data_digest(chain_id: int, oracle: str, struct_hash: bytes) -> bytes:
     """EIP-712 digest under the oracle's domain: keccak(0x1901 || domainSeparator || structHash)."""
     return keccak(b"\x19\x01" + domain_separator(chain_id, oracle) + struct_hash)
+
+
+def signer_of(digest: bytes, signature: bytes) -> str:
+    """The address whose key made `signature` (r || s || v, v = 27/28) over `digest`: how a buyer of an
+    off-chain result checks it was signed by the oracle's registered signer before handing it on."""
+    if len(signature) != 65 or signature[64] not in (27, 28):
+        raise ValueError("a signature is 65 bytes, r || s || v with v 27 or 28")
+    public = coincurve.PublicKey.from_signature_and_message(signature[:64] + bytes([signature[64] - 27]), digest,
+                                                            hasher=None)
+    return to_checksum_address(keccak(public.format(compressed=False)[1:])[-20:])
 
 
 def model_used(model_ids: Sequence[str]) -> bytes:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import coincurve
 from eth_utils import keccak, to_checksum_address
 
-from oracle.protocol import OffchainResult, Response, typed_data_digest
+# signer_of lives beside typed_data_digest so the client (which may not import chain/) checks signatures too
+from oracle.protocol import OffchainResult, Response, signer_of, typed_data_digest
+
+__all__ = ["ResponseSigner", "signer_of"]
 
 
 class ResponseSigner:
@@ -39,12 +42,3 @@ class ResponseSigner:
         `verifyOffchainResult`: this deployment's domain, a registered signer)."""
         return self.sign_digest(typed_data_digest(self.chain_id, self.oracle, result.struct_hash()))
 
-
-def signer_of(digest: bytes, signature: bytes) -> str:
-    """The address whose key made `signature` (r || s || v, v = 27/28) over `digest`: how a buyer of an
-    off-chain result checks it was signed by the oracle's registered signer before handing it on."""
-    if len(signature) != 65 or signature[64] not in (27, 28):
-        raise ValueError("a signature is 65 bytes, r || s || v with v 27 or 28")
-    public = coincurve.PublicKey.from_signature_and_message(signature[:64] + bytes([signature[64] - 27]), digest,
-                                                            hasher=None)
-    return to_checksum_address(keccak(public.format(compressed=False)[1:])[-20:])

@@ -7,6 +7,7 @@ reconciler resolves payments whose fate is unknown from the token's own records.
 """
 
 from oracle.x402.client import Paid, PaidReply, PayingClient, PaymentContext
+from oracle.x402.ledger import Ledger, LedgerInUse
 from oracle.x402.wallet import PaymentWallet
 
-__all__ = ["Paid", "PaidReply", "PayingClient", "PaymentContext", "PaymentWallet"]
+__all__ = ["Ledger", "LedgerInUse", "Paid", "PaidReply", "PayingClient", "PaymentContext", "PaymentWallet"]
