@@ -94,6 +94,16 @@ async def test_an_ensemble_is_refused_for_a_chat(servers: Servers, store: Store)
     assert "ensembles combine" in answer.detail and sum(s.books.total for s in members) == 0
 
 
+async def test_a_chat_too_long_for_the_context_window_asks_no_model(servers: Servers, store: Store) -> None:
+    server = servers()
+    small = deployment("a", server, context_window=4_096, max_output=256)
+    turns = tuple(("user" if i % 2 == 0 else "assistant", "x" * 1_000) for i in range(12))  # 12,000 bytes
+    async with router_for([small], store) as router:
+        answer = await router.answer(chat_request(turns), _later())
+    assert (answer.status, answer.reason) == (Status.FAILURE, ReasonCode.PROMPT_TOO_LARGE)
+    assert server.books.total == 0
+
+
 def test_a_chat_needs_known_roles_and_a_turn_besides_system() -> None:
     with pytest.raises(ValueError, match=r"messages\[1\]\.role: 'tool'"):
         ChatTurns((("user", "Hi"), ("tool", "42")))
