@@ -5,7 +5,9 @@
     POST /v1beta/models/{model}:generateContent    Google Gemini             (base_url: `root_url`)
 
 It answers with JSON that follows the request's JSON schema, chosen deterministically from the
-prompt, and keeps books the tests read: calls and answers per `X-Oracle-Request` and per `[[tag:NAME]]`
+prompt (the last user turn). A free chat — no schema, and a user turn that is not the router's typed
+message (a JSON object with a `result_type`) — is answered in plain text: `You said: ` and that turn.
+It keeps books the tests read: calls and answers per `X-Oracle-Request` and per `[[tag:NAME]]`
 in the prompt, replaying (not re-answering) a repeated `Idempotency-Key`. Each reply follows the
 provider's documented shape, for success and for every failure below.
 
@@ -190,7 +192,7 @@ class ModelServer(LoopbackServer):
         def parse(doc: dict[str, Any]) -> _Asked:
             fmt = doc.get("response_format")
             schema = fmt["json_schema"]["schema"] if isinstance(fmt, dict) else None
-            user = next(m["content"] for m in doc["messages"] if m.get("role") == "user")
+            user = [m["content"] for m in doc["messages"] if m.get("role") == "user"][-1]
             return _Asked("openai", doc["model"], user, schema)
 
         return await self._serve(request, parse)
@@ -201,7 +203,7 @@ class ModelServer(LoopbackServer):
                 raise KeyError("anthropic-version header and max_tokens are required")
             fmt = doc.get("output_config", {}).get("format")
             schema = fmt["schema"] if isinstance(fmt, dict) else None
-            user = next(m["content"] for m in doc["messages"] if m.get("role") == "user")
+            user = [m["content"] for m in doc["messages"] if m.get("role") == "user"][-1]
             return _Asked("anthropic", doc["model"], user, schema)
 
         return await self._serve(request, parse)
@@ -214,7 +216,7 @@ class ModelServer(LoopbackServer):
         def parse(doc: dict[str, Any]) -> _Asked:
             config = doc.get("generationConfig", {})
             schema = config.get("responseJsonSchema")
-            user = doc["contents"][-1]["parts"][0]["text"]
+            user = doc["contents"][-1]["parts"][-1]["text"]
             return _Asked("gemini", call.removesuffix(":generateContent"), user, schema)
 
         return await self._serve(request, parse)
@@ -276,6 +278,8 @@ class ModelServer(LoopbackServer):
         value: Any = None
         if scenario in ("refuse", "filter", "malformed", "truncate"):
             content = '{"value": "not what the schema asked for"'
+        elif asked.schema is None and not _typed(asked.user):
+            value = content = f"You said: {asked.user}"
         else:
             value = value_for((asked.schema or {}).get("properties", {}).get("value", {"type": "string"}), seed,
                               long=scenario == "long")
@@ -293,6 +297,16 @@ class ModelServer(LoopbackServer):
                 if tag is not None:
                     self.books.tags_answered[tag] += 1
         return web.Response(status=200, body=body, content_type="application/json")
+
+
+def _typed(user: str) -> bool:
+    """Is `user` the router's message for a typed request, which is answered {"value": ...} even when
+    the deployment takes no schema?"""
+    try:
+        doc = json.loads(user)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and "result_type" in doc
 
 
 def _steered(value: Any, score: int) -> Any:

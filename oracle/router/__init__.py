@@ -1,4 +1,5 @@
-"""Turning a request's model spec into a model's typed answer: `await router.answer(...) -> Answer`.
+"""Turning a request's model spec into a model's typed answer: `await router.answer(...) -> Answer`
+(or, for the gateway's chats, into the model's text).
 
 The router never touches the chain; the pipeline never touches a provider. `catalog` holds what is
 offered, `decision` chooses (a pure function), `model_router` calls and falls back, `health` keeps
@@ -7,6 +8,6 @@ latency, error rates and breakers, `adapters/` speak each provider's wire format
 
 from oracle.router.catalog import Catalog
 from oracle.router.model_router import ModelRouter
-from oracle.router.types import Answer, RouteLog, Router, RouteRequest
+from oracle.router.types import Answer, ChatTurns, RouteLog, Router, RouteRequest
 
-__all__ = ["Answer", "Catalog", "ModelRouter", "RouteLog", "RouteRequest", "Router"]
+__all__ = ["Answer", "Catalog", "ChatTurns", "ModelRouter", "RouteLog", "RouteRequest", "Router"]

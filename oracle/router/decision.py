@@ -28,7 +28,8 @@ from oracle.router.catalog import CAPABILITY_BITS, Catalog, Entry
 
 # Estimating a prompt's tokens before asking: bytes / 3 is on the safe side for common tokenizers. The
 # bytes are those of the message as sent (`prompts.sent_bytes`: system prompt, user message with the
-# prompt JSON-escaped, answer schema); a provider's chat framing adds fewer than 200 tokens.
+# prompt JSON-escaped, answer schema; a gateway chat's by `prompts.chat_sent_bytes`); a provider's chat
+# framing adds fewer than 200 tokens.
 BYTES_PER_TOKEN = 3
 PROMPT_OVERHEAD_TOKENS = 200
 # Health figures count once a deployment has this many calls; before that the catalog's prior is used.

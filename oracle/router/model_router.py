@@ -3,6 +3,9 @@
     router = ModelRouter(Catalog(config.models), session, store.routing, config.router)
     answer = await router.answer(route_request, deadline)
 
+A gateway chat (`RouteRequest.chat`) is routed the same way, but its own turns are sent and the
+model's text is its answer, as is (JSON when it asked for a schema, which deployments must then take).
+
 The decision (`decision.py`) orders the deployments; this module walks that plan:
 - a deployment is tried once per slot of the attempt budget; transient errors (408, 429, 5xx,
   timeouts, an error inside an HTTP 200) are retried on it `retries` times with exponential backoff,
@@ -23,6 +26,7 @@ finished calls from the store and re-sends an unfinished one under the same idem
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import time
@@ -33,8 +37,8 @@ from typing import Any
 import aiohttp
 
 from oracle.config import RouterSettings
-from oracle.protocol import ReasonCode, RequestParams, ResultSpec, Status
-from oracle.results import ResultError, answer_to_result, json_schema
+from oracle.protocol import ReasonCode, RequestParams, ResultSpec, ResultType, Status
+from oracle.results import ResultError, answer_to_result, json_schema, load_untrusted_json
 from oracle.router.adapters import FORMATS, Call, ProviderReply, send
 from oracle.router.adapters.base import (
     BUDGET,
@@ -50,7 +54,7 @@ from oracle.router.catalog import Catalog, Entry
 from oracle.router.decision import Decision, DecisionInput, HealthPoint, decide
 from oracle.router.ensemble import combine
 from oracle.router.health import Health
-from oracle.router.prompts import sent_bytes, system_prompt, user_message
+from oracle.router.prompts import chat_sent_bytes, sent_bytes, system_prompt, user_message
 from oracle.router.types import Answer, RouteLog, RouteRequest
 from oracle.store import Attempt
 from oracle.x402 import PayingClient, PaymentContext
@@ -111,11 +115,35 @@ class ModelRouter:
     def estimate_cost(self, params: RequestParams) -> int | None:
         """The least the request's model spec can cost (its cheapest eligible plan), before health."""
         sent = sent_bytes(params.prompt.decode("utf-8", "replace"), params.result, self.instructions(params.result)[1])
-        inputs = DecisionInput(b"", params.model_spec, params.result.kind, sent, params.max_tokens, UNLIMITED, 2**62)
-        decision = decide(inputs, self.catalog, {})
+        decision = self._eligible(params.model_spec, sent, params.max_tokens, params.result.kind)
         if decision.refusal != ReasonCode.NONE:
             return None
         return sum(sorted(decision.estimates)[:decision.ensemble])
+
+    def worst_case(self, model_spec: str, sent: int, max_tokens: int,
+                   kind: ResultType) -> tuple[int, list[tuple[Entry, int]]] | str:
+        """What a call may cost before it is made, for a price quoted up front (the gateway's): the
+        deployments the spec may use, each with its worst case in micro-USD (`sent` bytes and
+        `max_tokens` at its prices, plus its per-call price), and the most of them; or why none may.
+
+            quote = router.worst_case("cheapest", chat_sent_bytes(turns, schema), 512, ResultType.TEXT)
+        """
+        decision = self._eligible(model_spec, sent, max_tokens, kind)
+        if decision.refusal != ReasonCode.NONE:
+            return decision.detail
+        return max(decision.estimates), list(zip(decision.plan, decision.estimates, strict=True))
+
+    def _eligible(self, model_spec: str, sent: int, max_tokens: int, kind: ResultType) -> Decision:
+        """The decision by the spec and the catalog's hard filters alone: any fee, time and health."""
+        return decide(DecisionInput(b"", model_spec, kind, sent, max_tokens, UNLIMITED, 2**62), self.catalog, {})
+
+    def _asked(self, request: RouteRequest) -> tuple[ResultType, int]:
+        """The result kind a request's deployments must answer, and the bytes each is sent."""
+        chat = request.chat
+        if chat is not None:
+            return chat.kind, chat_sent_bytes(chat.messages, chat.schema)
+        p = request.params
+        return p.result.kind, sent_bytes(request.prompt, p.result, self.instructions(p.result)[1])
 
     def decision_for(self, request: RouteRequest, deadline: float) -> tuple[Decision, dict[str, Any]]:
         """The stored decision of a resumed request (same catalog), else a new one, recorded."""
@@ -126,8 +154,8 @@ class ModelRouter:
             health: Mapping[str, HealthPoint] = {d: HealthPoint(*v) for d, v in record["health"].items()}
         else:
             p = request.params
-            sent = sent_bytes(request.prompt, p.result, self.instructions(p.result)[1])
-            inputs = DecisionInput(request.request_id, p.model_spec, p.result.kind, sent, p.max_tokens,
+            kind, sent = self._asked(request)
+            inputs = DecisionInput(request.request_id, p.model_spec, kind, sent, p.max_tokens,
                                    request.allowance, max(0, int((deadline - self.clock()) * 1000)))
             health = self.health.snapshot()
         decision = decide(inputs, self.catalog, health)
@@ -217,9 +245,13 @@ class _Run:
         self.not_before: dict[str, float] = {}  # deployment -> when its Retry-After allows another call
         self.in_use: dict[int, str] = {}  # ensemble member -> provider it is using or used
         params = request.params
-        system, schema = router.instructions(params.result)
-        self.call = Call(system, user_message(request.prompt, params.result), schema, params.max_tokens,
-                         params.temperature, params.seed, {})
+        if request.chat is None:
+            system, schema = router.instructions(params.result)
+            self.call = Call(system, user_message(request.prompt, params.result), schema, params.max_tokens,
+                             params.temperature, params.seed, {})
+        else:  # the gateway's caller pays for and reads the answer: its own turns, as given
+            self.call = Call("", "", dict(request.chat.schema or {}), params.max_tokens, params.temperature,
+                             params.seed, {}, request.chat.messages)
 
     async def walk(self, member: int) -> _Outcome:
         plan = self.decision.plan
@@ -285,7 +317,7 @@ class _Run:
             reply = await self._call(e)
             if reply.outcome == "ok":
                 try:
-                    result = answer_to_result(self.request.params.result, reply.text)
+                    result = self._result(reply.text)
                 except ResultError as exc:
                     if malformed_again and (self._replayable(e) or self._fits(e)):
                         malformed_again = False
@@ -323,6 +355,19 @@ class _Run:
             backoff *= 2
             await asyncio.sleep(wait)
 
+    def _result(self, text: str) -> bytes:
+        """The answer in an "ok" reply: a typed value ABI-encoded, or a chat's text as is (which must be
+        JSON when the chat gave a schema); ResultError when it is malformed."""
+        chat = self.request.chat
+        if chat is None:
+            return answer_to_result(self.request.params.result, text)
+        if chat.schema:
+            try:
+                load_untrusted_json(text)
+            except ValueError as exc:
+                raise ResultError(f"the answer is not the JSON the schema asks for: {exc}"[:300]) from None
+        return text.encode()
+
     def _may_retry(self, e: Entry) -> bool:
         return self._replayable(e) or self.r.health.allow(e.id)
 
@@ -358,10 +403,9 @@ class _Run:
                 self.next_id += 1
                 store.start_attempt(request.key, attempt_id, e.id)
                 await store.commit()  # on record before the provider sees it
-            call = Call(self.call.system, self.call.user, self.call.schema, self.call.max_tokens,
-                        self.call.temperature, self.call.seed,
-                        {"X-Oracle-Request": request.key,
-                         "Idempotency-Key": f"{request.key}/{request.params_hash.hex()[:16]}/{e.id}/{attempt_id}"})
+            call = dataclasses.replace(self.call, headers={
+                "X-Oracle-Request": request.key,
+                "Idempotency-Key": f"{request.key}/{request.params_hash.hex()[:16]}/{e.id}/{attempt_id}"})
             timeout = min(e.deployment.timeout, max(0.1, self.deadline - self.r.clock() - 0.5))
             payment = PaymentContext(request.key, request.requester, attempt_id, request.allowance, call_max=worst)
             reply = await send(self.r.session, FORMATS[e.deployment.api], e.deployment, call, timeout,

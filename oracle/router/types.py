@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from oracle.protocol import ReasonCode, RequestParams, Status
+from oracle.protocol import ReasonCode, RequestParams, ResultType, Status
 from oracle.store import Attempt
+
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class ChatTurns:
+    """A conversation asked as given, for the OpenAI-compatible gateway: the caller's own turns go to the
+    model instead of the fixed system prompt and the escaped data, and its text comes back as is.
+
+    `schema` is the JSON schema the answer must follow (OpenAI's `response_format` json_schema); None
+    or empty asks for free text.
+    """
+
+    messages: tuple[tuple[str, str], ...]  # (role, content), role one of CHAT_ROLES
+    schema: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        for i, (role, _) in enumerate(self.messages):
+            if role not in CHAT_ROLES:
+                raise ValueError(f"messages[{i}].role: {role!r} is not one of {', '.join(CHAT_ROLES)}")
+        # Anthropic and Gemini take system turns apart from the conversation, which cannot be empty.
+        if all(role == "system" for role, _ in self.messages):
+            raise ValueError("messages: a chat needs at least one user or assistant turn")
+
+    @property
+    def kind(self) -> ResultType:
+        """JSON when the answer follows a schema (deployments need json_schema), else free TEXT."""
+        return ResultType.JSON if self.schema else ResultType.TEXT
 
 
 @dataclass(frozen=True)
@@ -18,13 +47,14 @@ class RouteRequest:
     prompt: str  # the prompt as text (the pipeline refuses prompts that are not UTF-8)
     params_hash: bytes  # what exactly is asked: part of each attempt's idempotency key
     allowance: int  # micro-USD the escrowed fee leaves for the model(s) once gas is paid
+    chat: ChatTurns | None = None  # a gateway chat: these turns are sent, and the answer is the model's text
 
 
 @dataclass
 class Answer:
     status: Status
     reason: ReasonCode
-    result: bytes  # ABI-encoded typed value; empty on failure
+    result: bytes  # ABI-encoded typed value (a chat's: the model's text, UTF-8); empty on failure
     model_ids: tuple[str, ...]  # the model(s) whose answer this is (or was last tried)
     detail: str = ""
     receipt: dict[str, Any] = field(default_factory=dict)  # catalog, health, candidates, attempts

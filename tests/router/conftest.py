@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 from oracle.config import ModelDeployment, RouterSettings
 from oracle.devnet.model_server import Knobs, ModelServer
 from oracle.protocol import RequestParams, ResultSpec, ResultType
-from oracle.router import Catalog, ModelRouter, RouteRequest
+from oracle.router import Catalog, ChatTurns, ModelRouter, RouteRequest
+from oracle.router.prompts import chat_prompt
 from oracle.store import Store
 
 UINT = ResultSpec(ResultType.UINT, min=0, max=100)
@@ -47,6 +49,19 @@ def route_request(prompt: str = "How risky is this vault?", spec: str = "cheapes
     request_id = hashlib.sha256(f"{prompt}/{spec}/{n}".encode()).digest()
     return RouteRequest(f"31337:0xoracle:0x{request_id.hex()}", request_id, "0x" + "22" * 20, params, prompt,
                         params.hash(), allowance)
+
+
+def chat_request(messages: tuple[tuple[str, str], ...] = (("user", "What is 2+2?"),),
+                 schema: dict[str, Any] | None = None, spec: str = "cheapest", allowance: int = 10**9, n: int = 0,
+                 max_tokens: int = 256) -> RouteRequest:
+    """A chat as the gateway asks it: its turns' canonical JSON as the prompt, a text or JSON result."""
+    prompt = chat_prompt(messages)
+    result = ResultSpec(ResultType.JSON if schema else ResultType.TEXT, max_bytes=4_096)
+    params = RequestParams("0x" + "11" * 20, 0, 2**40, max_tokens, 0, 42, spec, prompt, result)
+    key = json.dumps([prompt.decode(), schema, spec, n, allowance, max_tokens])
+    request_id = hashlib.sha256(key.encode()).digest()
+    return RouteRequest(f"gateway:0x{request_id.hex()}", request_id, "0x" + "22" * 20, params, prompt.decode(),
+                        params.hash(), allowance, ChatTurns(messages, schema))
 
 
 @pytest.fixture

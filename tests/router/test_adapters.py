@@ -18,7 +18,7 @@ from oracle.router.adapters.anthropic import AnthropicMessages
 from oracle.router.adapters.base import CONTENT_POLICY, CONTEXT_LENGTH, FATAL, TRANSIENT, UNAVAILABLE, retry_after
 from oracle.router.adapters.gemini import GeminiGenerateContent
 from oracle.router.adapters.openai import OpenAIChat, parse_chat
-from tests.router.conftest import deployment
+from tests.router.conftest import dep, deployment
 
 SCHEMA = {"type": "object", "properties": {"value": {"type": "integer", "minimum": 0, "maximum": 100}},
           "required": ["value"], "additionalProperties": False}
@@ -106,6 +106,49 @@ async def test_max_tokens_is_capped_by_the_deployment_and_optional_fields_follow
     await _send(server, "openai", "hello", max_output=100, capabilities=[])
     body = server.books.requests[-1]
     assert body["max_tokens"] == 100 and "seed" not in body and "response_format" not in body
+
+
+# ---------------------------------------------------------------- a gateway chat's turns
+
+# Two system turns (one late), and two user turns in a row: what OpenAI takes and the others do not.
+CHAT = (("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello!"), ("user", "What is 2+2?"),
+        ("user", "Answer in words."), ("system", "No emojis."))
+
+
+def _chat_body(api: str, schema: dict[str, Any] | None = None,
+               messages: tuple[tuple[str, str], ...] = CHAT) -> dict[str, Any]:
+    call = Call("", "", schema or {}, 300, 70, 42, {}, messages)
+    _, _, body = FORMATS[api].request(dep("d", api=api), call)
+    parsed: dict[str, Any] = json.loads(body)
+    return parsed
+
+
+def test_openai_sends_a_chat_s_turns_as_given() -> None:
+    body = _chat_body("openai")
+    assert body["messages"] == [{"role": role, "content": content} for role, content in CHAT]
+    assert "response_format" not in body  # free text: no format, though the deployment could take one
+    assert _chat_body("openai", SCHEMA)["response_format"]["json_schema"]["schema"] == SCHEMA
+
+
+def test_anthropic_takes_a_chat_s_system_turns_apart_and_alternating_roles() -> None:
+    body = _chat_body("anthropic")
+    assert body["system"] == "Be brief.\n\nNo emojis."
+    assert body["messages"] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                                {"role": "user", "content": "What is 2+2?\n\nAnswer in words."}]
+    assert "output_config" not in body
+    assert _chat_body("anthropic", SCHEMA)["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA}}
+    assert "system" not in _chat_body("anthropic", messages=(("user", "Hi"),))
+
+
+def test_gemini_takes_a_chat_s_system_turns_apart_and_calls_the_assistant_model() -> None:
+    body = _chat_body("gemini")
+    assert body["systemInstruction"] == {"parts": [{"text": "Be brief."}, {"text": "No emojis."}]}
+    assert body["contents"] == [{"role": "user", "parts": [{"text": "Hi"}]},
+                                {"role": "model", "parts": [{"text": "Hello!"}]},
+                                {"role": "user", "parts": [{"text": "What is 2+2?"}, {"text": "Answer in words."}]}]
+    assert "responseMimeType" not in body["generationConfig"]
+    assert _chat_body("gemini", SCHEMA)["generationConfig"]["responseJsonSchema"] == SCHEMA
+    assert "systemInstruction" not in _chat_body("gemini", messages=(("user", "Hi"),))
 
 
 # ---------------------------------------------------------------- replies, per scenario and format

@@ -1,10 +1,12 @@
 """Anthropic Messages: POST `{base_url}/v1/messages`.
 
-The system prompt is the top-level `system`; `max_tokens` is required; temperature is 0..1; there is
-no seed. JSON output uses `output_config.format` with a JSON schema. The reply's content blocks hold
-the text; `stop_reason` gives the outcome: end_turn / stop_sequence -> ok, max_tokens -> truncated,
-refusal (the safety classifiers stopped it) -> filtered. Usage counts cache reads and writes apart
-from `input_tokens`; they are added back so "input" means every prompt token, as for the others.
+The system prompt is the top-level `system` (a chat's system turns joined there, its other turns
+merged so that the roles alternate, as the API requires); `max_tokens` is required; temperature is
+0..1; there is no seed. JSON output uses `output_config.format` with a JSON schema (none for a
+free-text chat). The reply's content blocks hold the text; `stop_reason` gives the outcome:
+end_turn / stop_sequence -> ok, max_tokens -> truncated, refusal (the safety classifiers stopped
+it) -> filtered. Usage counts cache reads and writes apart from `input_tokens`; they are added
+back so "input" means every prompt token, as for the others.
 Errors are `{"type": "error", "error": {"type", "message"}}`: overloaded_error is 529, a prompt too
 long is a 400 invalid_request_error, request_too_large a 413.
 """
@@ -19,12 +21,14 @@ from oracle.router.adapters.base import (
     TRANSIENT,
     Call,
     ProviderReply,
+    alternating,
     answer_text,
     api_key,
     body_bytes,
     count,
     error_body,
     json_object,
+    system_texts,
 )
 
 API_VERSION = "2023-06-01"
@@ -33,14 +37,18 @@ _STOP = {"end_turn": "ok", "stop_sequence": "ok", "max_tokens": "truncated", "re
 
 class AnthropicMessages:
     def request(self, d: ModelDeployment, call: Call) -> tuple[str, dict[str, str], bytes]:
-        doc: dict[str, Any] = {
-            "model": d.model,
-            "max_tokens": min(call.max_tokens, d.max_output),
-            "system": call.system,
-            "messages": [{"role": "user", "content": call.user}],
-            "temperature": min(call.temperature, 100) / 100,
-        }
-        if "json_schema" in d.capabilities:
+        doc: dict[str, Any] = {"model": d.model, "max_tokens": min(call.max_tokens, d.max_output)}
+        if call.messages:
+            system = system_texts(call.messages)
+            if system:
+                doc["system"] = "\n\n".join(system)
+            doc["messages"] = [{"role": role, "content": "\n\n".join(texts)}
+                               for role, texts in alternating(call.messages)]
+        else:
+            doc["system"] = call.system
+            doc["messages"] = [{"role": "user", "content": call.user}]
+        doc["temperature"] = min(call.temperature, 100) / 100
+        if "json_schema" in d.capabilities and call.schema:
             doc["output_config"] = {"format": {"type": "json_schema", "schema": call.schema}}
         headers = {"Content-Type": "application/json", "anthropic-version": API_VERSION, **call.headers}
         if d.payer == "api_key":

@@ -45,7 +45,12 @@ _POLICY_MARKERS = ("content_policy", "content policy", "content_filter", "conten
 
 @dataclass(frozen=True)
 class Call:
-    """One question, provider-neutral. Temperature is in hundredths, as requests carry it."""
+    """One question, provider-neutral. Temperature is in hundredths, as requests carry it.
+
+    A typed request asks `system` and `user` and always has a schema; a gateway chat gives its own
+    `messages` (role, content) instead, and a schema only when its caller asked for one: an empty
+    schema asks for free text, with no response format sent.
+    """
 
     system: str
     user: str
@@ -54,6 +59,26 @@ class Call:
     temperature: int
     seed: int
     headers: Mapping[str, str]  # X-Oracle-Request and Idempotency-Key
+    messages: tuple[tuple[str, str], ...] = ()  # a chat's turns, sent instead of system and user
+
+
+def system_texts(messages: tuple[tuple[str, str], ...]) -> list[str]:
+    """A chat's system turns, for APIs that take the system text apart from the conversation."""
+    return [content for role, content in messages if role == "system"]
+
+
+def alternating(messages: tuple[tuple[str, str], ...]) -> list[tuple[str, list[str]]]:
+    """A chat's user and assistant turns, consecutive turns of one role merged into one (role, texts):
+    Anthropic requires the roles to alternate, and Gemini expects it."""
+    merged: list[tuple[str, list[str]]] = []
+    for role, content in messages:
+        if role == "system":
+            continue
+        if merged and merged[-1][0] == role:
+            merged[-1][1].append(content)
+        else:
+            merged.append((role, [content]))
+    return merged
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Google Gemini: POST `{base_url}/v1beta/models/{model}:generateContent`.
 
-The system prompt is `systemInstruction`; `generationConfig` carries maxOutputTokens, temperature
-(0..2), seed, and JSON output (`responseMimeType` application/json with `responseJsonSchema`). The
+The system prompt is `systemInstruction` (a chat's system turns, one part each; its other turns
+are `contents` with roles user and model, consecutive ones of a role merged); `generationConfig`
+carries maxOutputTokens, temperature (0..2), seed, and JSON output (`responseMimeType`
+application/json with `responseJsonSchema`; none for a free-text chat). The
 outcome comes from `candidates[0].finishReason` (STOP -> ok, MAX_TOKENS -> truncated, SAFETY and
 the other block reasons -> filtered) or from `promptFeedback.blockReason` when no candidate came
 back. Usage: promptTokenCount (cached included), candidatesTokenCount plus thoughtsTokenCount as
@@ -19,14 +21,17 @@ from oracle.router.adapters.base import (
     TRANSIENT,
     Call,
     ProviderReply,
+    alternating,
     answer_text,
     api_key,
     body_bytes,
     count,
     error_body,
     json_object,
+    system_texts,
 )
 
+_ROLES = {"user": "user", "assistant": "model"}
 _FINISH = {"STOP": "ok", "MAX_TOKENS": "truncated", "SAFETY": "filtered", "RECITATION": "filtered",
            "BLOCKLIST": "filtered", "PROHIBITED_CONTENT": "filtered", "SPII": "filtered",
            "IMAGE_SAFETY": "filtered", "LANGUAGE": "refused"}
@@ -38,12 +43,20 @@ class GeminiGenerateContent:
                                   "temperature": min(call.temperature, 200) / 100}
         if "seed" in d.capabilities:
             config["seed"] = call.seed
-        if "json_schema" in d.capabilities:
+        if "json_schema" in d.capabilities and call.schema:
             config["responseMimeType"] = "application/json"
             config["responseJsonSchema"] = call.schema
-        doc = {"systemInstruction": {"parts": [{"text": call.system}]},
-               "contents": [{"role": "user", "parts": [{"text": call.user}]}],
-               "generationConfig": config}
+        doc: dict[str, Any] = {}
+        if call.messages:
+            system = system_texts(call.messages)
+            if system:
+                doc["systemInstruction"] = {"parts": [{"text": text} for text in system]}
+            doc["contents"] = [{"role": _ROLES[role], "parts": [{"text": text} for text in texts]}
+                               for role, texts in alternating(call.messages)]
+        else:
+            doc["systemInstruction"] = {"parts": [{"text": call.system}]}
+            doc["contents"] = [{"role": "user", "parts": [{"text": call.user}]}]
+        doc["generationConfig"] = config
         headers = {"Content-Type": "application/json", **call.headers}
         if d.payer == "api_key":
             headers["x-goog-api-key"] = api_key(d)

@@ -1,8 +1,9 @@
 """OpenAI chat completions: OpenAI, OpenRouter, GateRouter, DeepSeek, vLLM, Ollama, llama.cpp.
 
-POST `{base_url}/chat/completions` with the system and user messages, `max_tokens`, `temperature`
-(0..2), `seed`, and a strict `json_schema` response format (or `json_object` with the schema beside it,
-as llama-cpp-python's server takes it: the deployment's `schema_format`). The reply's `finish_reason`
+POST `{base_url}/chat/completions` with the system and user messages (a chat's turns as given),
+`max_tokens`, `temperature` (0..2), `seed`, and a strict `json_schema` response format (or `json_object`
+with the schema beside it, as llama-cpp-python's server takes it: the deployment's `schema_format`;
+none for a free-text chat). The reply's `finish_reason`
 gives the outcome (stop, length, content_filter); `message.refusal` is the model declining. Errors are
 `{"error": {"message", "type", "code"}}`, context-length errors as 400 `context_length_exceeded`.
 OpenRouter reports what a call cost in `usage.cost` (dollars); it is used instead of catalog prices.
@@ -33,15 +34,16 @@ _FINISH = {"stop": "ok", "length": "truncated", "content_filter": "filtered"}
 
 class OpenAIChat:
     def request(self, d: ModelDeployment, call: Call) -> tuple[str, dict[str, str], bytes]:
+        turns = call.messages or (("system", call.system), ("user", call.user))
         doc: dict[str, Any] = {
             "model": d.model,
-            "messages": [{"role": "system", "content": call.system}, {"role": "user", "content": call.user}],
+            "messages": [{"role": role, "content": content} for role, content in turns],
             "max_tokens": min(call.max_tokens, d.max_output),
             "temperature": min(call.temperature, 200) / 100,
         }
         if "seed" in d.capabilities:
             doc["seed"] = call.seed
-        if "json_schema" in d.capabilities:
+        if "json_schema" in d.capabilities and call.schema:
             doc["response_format"] = _response_format(d, call.schema)
         headers = {"Content-Type": "application/json", **call.headers}
         if d.payer == "api_key":
