@@ -44,7 +44,7 @@ from oracle.protocol import (
 )
 from oracle.results import decode_result, json_schema
 from oracle.router import ModelRouter
-from oracle.router.prompts import chat_sent_bytes, sent_bytes
+from oracle.router.prompts import chat_prompt, chat_sent_bytes, sent_bytes
 from oracle.router.receipts import canonical_json, receipt_hash
 from oracle.router.types import Answer, ChatTurns, RouteRequest
 from oracle.store import Sales
@@ -110,13 +110,14 @@ class Gateway:
     async def chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         body = chat_body(raw, self.settings.max_tokens)
-        kind = ResultType.JSON if body.schema is not None else ResultType.TEXT
         turns = ChatTurns(body.messages, body.schema)
-        priced = self._price(body.model, chat_sent_bytes(turns), body.max_tokens, kind)
+        kind = turns.kind
+        priced = self._price(body.model, chat_sent_bytes(turns.messages, turns.schema), body.max_tokens, kind)
 
         async def serve(a: Admission) -> dict[str, Any]:
             params = RequestParams(a.payer, 0, int(a.valid_before), body.max_tokens, body.temperature, body.seed,
-                                   body.model, _turns_json(body), ResultSpec(kind, max_bytes=body.max_tokens * 16))
+                                   body.model, chat_prompt(turns.messages),
+                                   ResultSpec(kind, max_bytes=body.max_tokens * 16))
             answer = await self._answer(a, params, priced.worst, turns)
             return _completion(a, body, answer)
 
@@ -283,12 +284,6 @@ class Gateway:
 
 def _with_margin(price: int, margin: int) -> int:
     return -(-price * (100 + margin) // 100)
-
-
-def _turns_json(body: ChatBody) -> bytes:
-    """The messages as the request's prompt bytes (what its receipt records and its attempts are keyed by)."""
-    return json.dumps([{"role": r, "content": c} for r, c in body.messages], separators=(",", ":"),
-                      ensure_ascii=False).encode()
 
 
 def _completion(a: Admission, body: ChatBody, answer: Answer) -> dict[str, Any]:

@@ -99,9 +99,11 @@ class Sales(Area):
         """Verified calls whose answer never came (the daemon stopped while the model was asked)."""
         return [_sale(r) for r in self._db.all("SELECT * FROM sales WHERE state=?", (G.VERIFIED.value,))]
 
-    def spent_since(self, payer: str, since: float) -> int:
+    def spent_since(self, payer: str, since: float, in_flight: bool = False) -> int:
+        """What `payer` spent since `since` (answered calls); with `in_flight`, calls being answered too."""
+        states = (*_SPENT, G.VERIFIED.value) if in_flight else _SPENT
         row = self._db.one(f"SELECT COALESCE(SUM(amount), 0) AS s FROM sales WHERE payer=? AND created_at>=? "
-                           f"AND state IN ({','.join('?' * len(_SPENT))})", (payer, since, *_SPENT))
+                           f"AND state IN ({','.join('?' * len(states))})", (payer, since, *states))
         return int(row["s"]) if row is not None else 0
 
     def account(self, payer: str) -> Account:

@@ -97,6 +97,7 @@ class PaymentGate:
         self._node = ChainClient(session, str(settings.rpc_url), 10.0)
         self._requirements: dict[int, PaymentRequirements] = {}
         self.reserved: collections.Counter[str] = collections.Counter()  # payer -> verified, unsettled amount
+        self._admitting: collections.Counter[str] = collections.Counter()  # payer -> being checked, not yet claimed
         self._cooldown: dict[str, float] = {}  # payer -> refused until (a settlement of theirs failed)
         self._recent: dict[str, collections.deque[float]] = {}  # payer -> times of calls in the last minute
         self._in_flight: dict[str, asyncio.Future[None]] = {}  # payment identifier -> done when answered
@@ -189,7 +190,11 @@ class PaymentGate:
             return limit
         requirements = self.requirements(value)
         self.reserved[payer] += value  # at once: concurrent calls of this payer see it while we read the balance
+        self._admitting[payer] += value  # and the daily cap sees it until the sale is on record
+        admitting = True
         admitted = False
+        stamp = self.clock()
+        self._recent.setdefault(payer, collections.deque()).append(stamp)  # counted now: concurrent calls see it
         done: asyncio.Future[None] | None = None
         if identifier is not None:
             done = self._in_flight[identifier] = asyncio.get_running_loop().create_future()
@@ -204,17 +209,25 @@ class PaymentGate:
                 return Refusal(402, f"the payment could not be verified now ({type(exc).__name__}): try again")
             if not verified.is_valid:
                 return Refusal(402, f"the facilitator refused the payment: {verified.verify.invalid_reason}")
-            if self.sales.claim(nonce, payer, value, route, identifier, fingerprint if identifier else None,
-                                valid_before, header, self.clock()) is not None:
+            taken = self.sales.claim(nonce, payer, value, route, identifier, fingerprint if identifier else None,
+                                     valid_before, header, self.clock())
+            self._admitting[payer] -= value
+            admitting = False
+            if taken is not None:
                 return Refusal(402, "this payment was already used for a call: sign a new one")
             await self.sales.commit()  # on record before the model is asked: one payment, one call
-            self._recent.setdefault(payer, collections.deque()).append(self.clock())
             admitted = True
             return Admission(payload, requirements, header, payer, nonce, value, valid_before, identifier)
         finally:
             if not admitted:
                 self._unreserve(payer, value)
                 self._done(identifier, done)
+                with contextlib.suppress(ValueError):
+                    self._recent[payer].remove(stamp)
+            if admitting:
+                self._admitting[payer] -= value
+            if self._admitting[payer] <= 0:
+                del self._admitting[payer]
 
     async def deliver(self, a: Admission, status: int, body: bytes, headers: dict[str, str]) -> None:
         """The call was answered: keep the answer (for its identifier), then settle off the caller's path."""
@@ -282,7 +295,7 @@ class PaymentGate:
             return Refusal(429, f"{payer} made {len(recent)} paid calls in the last minute, the most allowed: "
                                 f"try again in {wait} s", wait)
         day_start = now - now % DAY
-        spent = self.sales.spent_since(payer, day_start) + self.reserved[payer]
+        spent = self.sales.spent_since(payer, day_start, in_flight=True) + self._admitting[payer]
         if spent + amount > self.settings.daily_cap:
             wait = int(day_start + DAY - now) + 1
             return Refusal(429, f"{payer} has spent {spent} of its daily cap of {self.settings.daily_cap} today "

@@ -34,8 +34,8 @@ from oracle.devnet.model_server import ModelServer
 from oracle.x402.identifier import PAYMENT_IDENTIFIER, with_identifier
 from oracle.x402.signer import WalletSigner
 
-RATE_PER_MINUTE = 40
-DAILY_CAP = 200_000  # base units: what one payer may spend a day here
+RATE_PER_MINUTE = 10  # paid calls one payer may make a minute here
+DAILY_CAP = 6_000  # base units one payer may spend a day here: five calls at the least price
 
 
 @dataclass
@@ -67,11 +67,11 @@ def http(url: str, body: Any = None, headers: dict[str, str] | None = None, meth
         return Reply(e.code, dict(e.headers), e.read())
 
 
-def sign_payment(required: PaymentRequired, payer: DevKey, *, identifier: str | None = None,
-                 **changes: Any) -> str:
+def sign_payment(required: PaymentRequired, payer: DevKey, identifier: str | None = None,
+                 changes: dict[str, Any] | None = None) -> str:
     """A PAYMENT-SIGNATURE header paying the 402's requirements (with `changes` made to them first, to
     sign what the gateway must refuse: another amount, asset, network, timeout)."""
-    requirements: PaymentRequirements = required.accepts[0].model_copy(update=changes, deep=True)
+    requirements: PaymentRequirements = required.accepts[0].model_copy(update=changes or {}, deep=True)
     inner = ExactEvmScheme(WalletSigner(payer.private_key)).create_payment_payload(requirements)
     extensions = None
     if identifier is not None:

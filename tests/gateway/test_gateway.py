@@ -16,7 +16,7 @@ from oracle.chain.signer import signer_of
 from oracle.devnet.harness import wait_until
 from oracle.protocol import OffchainResult, ReasonCode, ResultSpec, ResultType, Status, query_hash, typed_data_digest
 from oracle.results import encode_result
-from tests.gateway.conftest import DAILY_CAP, Gateway, Reply, http, sign_payment, with_authorization
+from tests.gateway.conftest import DAILY_CAP, RATE_PER_MINUTE, Gateway, Reply, http, sign_payment, with_authorization
 from tests.risk_sentinel import deploy_pair
 
 SCORE = ResultSpec(ResultType.UINT, min=0, max=100)
@@ -95,7 +95,7 @@ def test_a_signed_analysis_is_accepted_once_by_a_consumer_that_registered_the_qu
                             doc["valid_until"])
     signature = bytes.fromhex(doc["signature"][2:])
     # in Python: the oracle's signer signed exactly this, for this question and this consumer
-    assert result.query_hash == query_hash(body["model"], context.encode(), SCORE)  # type: ignore[arg-type]
+    assert result.query_hash == query_hash(body["model"], context.encode(), SCORE)
     assert result.result == encode_result(SCORE, 91)
     digest = typed_data_digest(stack.chain_id, stack.addresses["AIOracle"], result.struct_hash())
     assert signer_of(digest, signature) == stack.keys.signer.address
@@ -108,7 +108,8 @@ def test_a_signed_analysis_is_accepted_once_by_a_consumer_that_registered_the_qu
     assert sentinel.functions.lastScore().call() == 91
     with pytest.raises(ContractCustomError) as err:
         sentinel.functions.acceptSignedResult(result.to_abi(), signature).call({"from": stack.keys.agents.address})
-    assert type(decode_revert(bytes.fromhex(str(err.value.data)[2:]))).__name__ == "OffchainResultAlreadyUsed"
+    assert str(decode_revert(bytes.fromhex(str(err.value.data)[2:]))) == (
+        f"ResultAlreadyUsed(resultId=0x{result.result_id.hex()})")
 
 
 def test_a_score_bought_by_a_stranger_for_an_unregistered_question_is_refused(gateway: Gateway) -> None:
@@ -128,7 +129,8 @@ def test_a_score_bought_by_a_stranger_for_an_unregistered_question_is_refused(ga
     with pytest.raises(ContractCustomError) as err:
         sentinel.functions.acceptSignedResult(result.to_abi(), bytes.fromhex(doc["signature"][2:])).call(
             {"from": stranger.address})
-    assert type(decode_revert(bytes.fromhex(str(err.value.data)[2:]))).__name__ == "UnexpectedQuery"
+    assert str(decode_revert(bytes.fromhex(str(err.value.data)[2:]))) == (
+        f"UnexpectedQuery(queryHash=0x{result.query_hash.hex()})")
 
 
 @pytest.mark.parametrize(("name", "changes", "why"), [
@@ -143,7 +145,7 @@ def test_a_payment_off_our_terms_is_refused_before_the_model_is_asked(gateway: G
     agent = gateway.stack.keys.agents
     body = chat(f"[[tag:refused-{name}]]")
     unpaid = http(gateway.url + "/v1/chat/completions", body)
-    header = sign_payment(unpaid.required, agent, **changes)
+    header = sign_payment(unpaid.required, agent, changes=changes)
     got = http(gateway.url + "/v1/chat/completions", body, {"PAYMENT-SIGNATURE": header})
     assert got.status == 402 and why in got.json()["error"], got.body
     assert "PAYMENT-REQUIRED" in {k.upper() for k in got.headers}  # the terms, to pay again
@@ -170,7 +172,7 @@ def test_an_expired_or_forged_payment_is_refused(gateway: Gateway) -> None:
 def test_a_model_failure_costs_the_agent_nothing(gateway: Gateway) -> None:
     payer = gateway.payer(7, 50_000)
     start = gateway.stack.w3.eth.block_number
-    got, header = gateway.paid_call("/v1/chat/completions", chat("[[500]] [[tag:failing]]"), payer)
+    got, _ = gateway.paid_call("/v1/chat/completions", chat("[[500]] [[tag:failing]]"), payer)
     assert got.status == 502 and got.json()["reason"] == "PROVIDERS_UNAVAILABLE"
     assert gateway.model.books.tags["failing"] >= 1  # the model was asked, and failed
     # a later paid call of the same payer settles; the failed one never does
@@ -203,15 +205,24 @@ def test_spend_beyond_the_daily_cap_is_refused(gateway: Gateway) -> None:
     payer = gateway.payer(8, 10 * DAILY_CAP)
     spent = 0
     while True:
-        got, _ = gateway.paid_call("/v1/chat/completions", chat("[[tag:cap]]", max_tokens=1_000), payer)
+        got, _ = gateway.paid_call("/v1/chat/completions", chat("[[tag:cap]]"), payer)
         if got.status != 200:
             break
         spent += got.json()["oracle"]["paid"]
-        assert spent <= DAILY_CAP
     assert got.status == 429 and "daily cap" in got.json()["error"] and int(got.headers["Retry-After"]) > 0
-    assert gateway.model.books.tags["cap"] == spent // got_price(gateway, payer)
+    price = int(http(gateway.url + "/v1/chat/completions", chat("[[tag:cap]]")).required.accepts[0].amount)
+    assert spent <= DAILY_CAP < spent + price
+    assert gateway.model.books.tags["cap"] == spent // price  # the refused call never reached the model
 
 
-def got_price(gateway: Gateway, payer: object) -> int:
-    unpaid = http(gateway.url + "/v1/chat/completions", chat("[[tag:cap]]", max_tokens=1_000))
-    return int(unpaid.required.accepts[0].amount)
+def test_calls_beyond_the_rate_limit_are_refused_failed_ones_included(gateway: Gateway) -> None:
+    payer = gateway.payer(9, 10 * DAILY_CAP)
+    start = gateway.stack.w3.eth.block_number
+    for _ in range(RATE_PER_MINUTE):  # each fails at the model ([[400]] stops at once): nothing is charged
+        got, _ = gateway.paid_call("/v1/chat/completions", chat("[[400]] [[tag:rate]]"), payer)
+        assert got.status == 502, got.body
+    got, _ = gateway.paid_call("/v1/chat/completions", chat("[[tag:rate]]"), payer)
+    assert got.status == 429 and "paid calls in the last minute" in got.json()["error"]
+    assert 0 < int(got.headers["Retry-After"]) <= 60
+    assert gateway.model.books.tags["rate"] == RATE_PER_MINUTE
+    assert gateway.transfers(payer.address, start) == []
