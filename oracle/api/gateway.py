@@ -125,7 +125,7 @@ class Gateway:
 
     async def analyze(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
-        body = analyze_body(raw, self.settings.max_tokens)
+        body = analyze_body(raw, self.settings.max_tokens, self.settings.analysis_validity)
         signer = self.signers.get(body.chain_id)
         if signer is None:
             raise BadQuery(f"chain_id {body.chain_id} is not served here: it serves "
@@ -134,7 +134,7 @@ class Gateway:
         priced = self._price(body.model, sent, body.max_tokens, body.result.kind)
 
         async def serve(a: Admission) -> dict[str, Any]:
-            valid_until = int(self.clock()) + self.settings.analysis_validity
+            valid_until = int(self.clock()) + body.valid_for
             params = RequestParams(body.consumer, 0, valid_until, body.max_tokens, body.temperature, body.seed,
                                    body.model, body.prompt.encode(), body.result)
             answer = await self._answer(a, params, priced.worst, None)

@@ -18,7 +18,8 @@ MAX_MESSAGES = 64
 MAX_PROMPT_BYTES = 32 * 1024
 DEFAULT_MAX_TOKENS = 256
 _CHAT_FIELDS = ("model", "messages", "max_tokens", "temperature", "seed", "response_format", "stream", "n")
-_ANALYZE_FIELDS = ("chain_id", "model", "prompt", "result", "consumer", "max_tokens", "temperature", "seed")
+_ANALYZE_FIELDS = ("chain_id", "model", "prompt", "result", "consumer", "max_tokens", "temperature", "seed",
+                   "valid_for")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class AnalyzeBody:
     max_tokens: int
     temperature: int
     seed: int
+    valid_for: int  # seconds the signed answer stays valid (its validUntil - now)
 
 
 def parse_json(raw: bytes, fields: tuple[str, ...], route: str) -> dict[str, Any]:
@@ -86,7 +88,7 @@ def chat_body(raw: bytes, most_tokens: int) -> ChatBody:
                     _seed(doc), _schema(doc.get("response_format")))
 
 
-def analyze_body(raw: bytes, most_tokens: int) -> AnalyzeBody:
+def analyze_body(raw: bytes, most_tokens: int, longest_validity: int) -> AnalyzeBody:
     doc = parse_json(raw, _ANALYZE_FIELDS, "/v1/analyze")
     chain_id = doc.get("chain_id")
     if isinstance(chain_id, bool) or not isinstance(chain_id, int) or chain_id <= 0:
@@ -109,8 +111,12 @@ def analyze_body(raw: bytes, most_tokens: int) -> AnalyzeBody:
     temperature = doc.get("temperature", 0)
     if isinstance(temperature, bool) or not isinstance(temperature, int) or not 0 <= temperature < 2**16:
         raise BadQuery("temperature must be an integer as on-chain requests carry it (hundredths: 70 is 0.7)")
+    valid_for = doc.get("valid_for", longest_validity)
+    if isinstance(valid_for, bool) or not isinstance(valid_for, int) or not 10 <= valid_for <= longest_validity:
+        raise BadQuery(f"valid_for must be an integer from 10 to {longest_validity} seconds: how long the signed "
+                       f"answer stays valid (a consumer refuses one valid for longer than its own window)")
     return AnalyzeBody(chain_id, _model(doc), prompt, spec, to_checksum_address(consumer),
-                       _max_tokens(doc, most_tokens), temperature, _seed(doc))
+                       _max_tokens(doc, most_tokens), temperature, _seed(doc), valid_for)
 
 
 def _model(doc: dict[str, Any]) -> str:

@@ -177,7 +177,7 @@ _GATEWAY_SCHEMAS: dict[str, Any] = {
                                       "result": {"type": "object", "description": 'e.g. {"type": "uint", "min": 0, '
                                                  '"max": 100}'},
                                       "consumer": _TEXT, "max_tokens": _NUMBER, "temperature": _NUMBER,
-                                      "seed": _NUMBER}},
+                                      "seed": _NUMBER, "valid_for": _NUMBER}},
     "Analysis": {"type": "object", "required": ["result_id", "chain_id", "oracle", "consumer", "query_hash", "status",
                                                 "reason_code", "value", "result", "model_used", "receipt_hash",
                                                 "valid_until", "signer", "signature"],
