@@ -56,8 +56,8 @@ def describe(info: WorkbenchInfo) -> list[str]:
     if "public" in info.api_urls:
         lines.append(f"public       {info.api_urls['public']}/v1/receipts/HASH  receipts by the hash on-chain")
         if info.gateway:
-            lines.append(f"gateway      {info.api_urls['public']}/v1  chat/completions, analyze, models, account: "
-                         f"paid per call over x402 in TestUSD (the agents key holds some)")
+            lines.append(f"gateway      {info.api_urls['public']}  /v1/chat/completions /v1/analyze /v1/models "
+                         f"/v1/account/ADDRESS: paid per call over x402 in TestUSD (the agents key holds some)")
     for i, (what, command) in enumerate(info.bots):
         lines.append(f"{'bots' if i == 0 else '':<13}{what}:")
         lines.append(f"               {command}")
