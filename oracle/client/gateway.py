@@ -99,9 +99,10 @@ class ChatReply:
 
 @dataclass(frozen=True)
 class GatewayAccount:
-    """What the gateway has on record for one payer: paid calls (answered, settled or failing to
-    settle) and their sum, what of it settled, the newest call's time (None: never), today's spend (UTC)
-    against the daily cap, and what is reserved for its calls being answered now."""
+    """What the gateway has on record for one payer: its paid calls that were answered (a failed one
+    is not kept), what those settling or settled cost and what of it settled, the newest call's time
+    (None: never), today's spend (UTC) against the daily cap, and what its calls being answered or
+    settled now hold of its balance."""
 
     address: str
     calls: int
