@@ -475,6 +475,8 @@ def _parse_option(raw: bytes, start: int, end: int) -> tuple[str, str]:
 
 
 ACCOUNT_MESSAGE_TITLE = "Oracle gateway: read account"
+ACCOUNT_MESSAGE_HEADER = "X-Oracle-Message"  # base64 of the UTF-8 message account_message builds
+ACCOUNT_SIGNATURE_HEADER = "X-Oracle-Signature"  # its EIP-191 signature: 0x + 65 bytes, r || s || v
 
 
 def account_message(address: str, nonce: str, expires: int) -> str:

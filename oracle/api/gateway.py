@@ -31,7 +31,9 @@ from oracle.api.http import error
 from oracle.chain.signer import ResponseSigner
 from oracle.config import GatewaySettings
 from oracle.protocol import (
+    ACCOUNT_MESSAGE_HEADER,
     ACCOUNT_MESSAGE_TITLE,
+    ACCOUNT_SIGNATURE_HEADER,
     OffchainResult,
     ReasonCode,
     RequestParams,
@@ -51,8 +53,6 @@ from oracle.store import Sales
 from oracle.views import BadQuery
 from oracle.x402.gate import Admission, PaymentGate, Refusal, Replay
 
-ACCOUNT_MESSAGE_HEADER = "X-Oracle-Message"  # base64 of the EIP-191 message (oracle.protocol.account_message)
-ACCOUNT_SIGNATURE_HEADER = "X-Oracle-Signature"  # 0x + 65 bytes, r || s || v
 MAX_MESSAGE_AGE = 600
 _NONCE = re.compile(r"[A-Za-z0-9]{16,64}")
 

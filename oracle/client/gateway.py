@@ -14,6 +14,7 @@ identifiers) the daemon pays its providers with.
         await send_call(w3, sentinel.functions.acceptSignedResult(*analysis.as_call_args()), bot_key)
 
         await gateway.reconcile()   # now and then: settles or expires payments whose fate is unknown
+        account = await gateway.account()   # what the gateway has on record for this payer
 
 Every call has an idempotency key (`key`, a fresh one when not given). Its payment is stored in the
 ledger, signed, before the paid request is sent; the gateway binds the payment's identifier to the
@@ -29,7 +30,10 @@ The payment key is never logged nor part of an error.
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,7 +47,7 @@ from eth_utils import is_address
 from oracle.client.analysis import AnalysisQuery, AnswerRefused, SignedAnalysis, verify_analysis
 from oracle.client.transact import ClientError
 from oracle.config import KeySource, X402Pin, X402Settings
-from oracle.protocol import ResultSpec
+from oracle.protocol import ACCOUNT_MESSAGE_HEADER, ACCOUNT_SIGNATURE_HEADER, ResultSpec, account_message
 from oracle.results import load_untrusted_json
 from oracle.x402 import Paid, PaidReply, PayingClient, PaymentContext, PaymentWallet
 from oracle.x402.ledger import Ledger
@@ -52,6 +56,8 @@ from oracle.x402.reconciler import Reconciler, ReconcileReport
 
 CHAT_ROUTE = "/v1/chat/completions"
 ANALYZE_ROUTE = "/v1/analyze"
+ACCOUNT_ROUTE = "/v1/account/{address}"
+ACCOUNT_MESSAGE_VALIDITY = 300  # seconds a signed account message is good for (the gateway takes at most 600)
 DEFAULT_TIMEOUT = 120.0  # seconds for one call: a model's answer, a settlement
 MAX_KEY_CHARS = 200
 _HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -91,6 +97,23 @@ class ChatReply:
     raw: dict[str, Any]  # the gateway's answer as received
 
 
+@dataclass(frozen=True)
+class GatewayAccount:
+    """What the gateway has on record for one payer: its paid calls that were answered (a failed one
+    is not kept), what those settling or settled cost and what of it settled, the newest call's time
+    (None: never), today's spend (UTC) against the daily cap, and what its calls being answered or
+    settled now hold of its balance."""
+
+    address: str
+    calls: int
+    spent: int
+    settled: int
+    last_seen: float | None
+    spent_today: int
+    daily_cap: int
+    reserved: int
+
+
 class GatewayClient:
     """One gateway, one payment wallet, one ledger file (held while open). Use `open` unless the agent
     already has `X402Settings`; close it (or use `async with`) to release the ledger."""
@@ -102,6 +125,7 @@ class GatewayClient:
         self.settings = settings
         self.timeout = timeout
         self.payer = wallet.address
+        self._wallet = wallet
         self._ledger = Ledger.open(ledger)
         self._own_session = session is None
         self._session = aiohttp.ClientSession() if session is None else session
@@ -175,6 +199,28 @@ class GatewayClient:
         body = {"chain_id": chain_id, "model": model, "prompt": prompt, "result": result.to_json(),
                 "consumer": consumer, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
         return verify_analysis(await self._call(ANALYZE_ROUTE, body, key, max_price), asked)
+
+    async def account(self) -> GatewayAccount:
+        """This payer's account at the gateway (free), read with a fresh message signed by its wallet
+        (`oracle.protocol.account_message`: a random nonce, valid ACCOUNT_MESSAGE_VALIDITY seconds)."""
+        route = ACCOUNT_ROUTE.format(address=self.payer)
+        message = account_message(self.payer, secrets.token_hex(16), int(time.time()) + ACCOUNT_MESSAGE_VALIDITY)
+        headers = {"Accept": "application/json",
+                   ACCOUNT_MESSAGE_HEADER: base64.b64encode(message.encode()).decode(),
+                   ACCOUNT_SIGNATURE_HEADER: "0x" + self._wallet.sign_message(message).hex()}
+        try:
+            async with self._session.get(self.url + route, headers=headers, allow_redirects=False,
+                                         timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
+                reply = PaidReply(resp.status, resp.headers.copy(), await resp.read())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise GatewayError(f"{route}: the gateway at {self.url} did not answer ({type(exc).__name__})", 0) from None
+        if reply.status != 200:
+            raise _http_error(route, "", reply)
+        try:
+            doc = load_untrusted_json(reply.raw)
+        except (ValueError, RecursionError):
+            doc = None
+        return _account(route, doc)
 
     async def reconcile(self) -> ReconcileReport:
         """Resolve this ledger's payments whose fate is unknown from the token's own records (settled or
@@ -252,6 +298,18 @@ def _seconds(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None  # an HTTP date: the gateway sends seconds
+
+
+def _account(route: str, doc: Any) -> GatewayAccount:
+    counts = ("calls", "spent", "settled", "spent_today", "daily_cap", "reserved")
+    if (not isinstance(doc, dict) or not isinstance(doc.get("address"), str)
+            or any(isinstance(doc.get(n), bool) or not isinstance(doc.get(n), int) for n in counts)
+            or not (doc.get("last_seen") is None or isinstance(doc["last_seen"], (int, float)))):
+        raise AnswerRefused(f"{route}: the answer is not an account (address; {', '.join(counts)} integers; "
+                            f"last_seen a time or null)", doc)
+    last_seen = None if doc["last_seen"] is None else float(doc["last_seen"])
+    return GatewayAccount(doc["address"], doc["calls"], doc["spent"], doc["settled"], last_seen, doc["spent_today"],
+                          doc["daily_cap"], doc["reserved"])
 
 
 def _chat_reply(doc: dict[str, Any]) -> ChatReply:

@@ -14,6 +14,7 @@ from typing import Any
 
 import coincurve
 from eth_account import Account
+from eth_account.messages import encode_defunct
 from eth_utils import keccak, to_checksum_address
 from x402.mechanisms.evm.types import TypedDataDomain, TypedDataField
 
@@ -72,6 +73,10 @@ class WalletSigner:
             sig = self._key.sign_recoverable(keccak(b"\x19\x01" + separator + struct), hasher=None)
             return sig[:64] + bytes([sig[64] + 27])
         return self.sign_generic(domain, types, message)
+
+    def sign_message(self, text: str) -> bytes:
+        """An EIP-191 personal_sign of `text` (r || s || v, v 27 or 28)."""
+        return bytes(Account.sign_message(encode_defunct(text=text), self._raw).signature)
 
     def bound_to(self, separator: bytes) -> DomainBoundSigner:
         """This signer, refusing any typed data whose domain separator is not `separator`."""

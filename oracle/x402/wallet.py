@@ -21,6 +21,11 @@ class PaymentWallet:
     def address(self) -> str:
         return self._signer.address
 
+    def sign_message(self, text: str) -> bytes:
+        """`text` signed EIP-191 (personal_sign) by this wallet: proves to a payee that the caller holds
+        the payer's key (the gateway's account page), without handing the key over."""
+        return self._signer.sign_message(text)
+
     @property
     def signer(self) -> WalletSigner:
         """The SDK's signer for this wallet; the key stays inside it."""

@@ -210,3 +210,14 @@ async def test_a_gateway_that_does_not_answer_is_an_error_that_pays_nothing(tmp_
     store = Store.open(tmp_path / "ledger.sqlite")
     assert store.payments.payments() == []
     store.close()
+
+
+async def test_an_account_read_from_a_gateway_that_does_not_answer_is_an_error(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    async with _client(tmp_path / "ledger.sqlite", url) as gateway:
+        with pytest.raises(GatewayError) as failed:
+            await gateway.account()
+    assert failed.value.status == 0
+    assert str(failed.value).startswith(f"/v1/account/{gateway.payer}: the gateway at {url} did not answer (")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
+from eth_account.messages import encode_defunct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from x402.mechanisms.evm.eip712 import build_typed_data_for_signing
@@ -43,3 +44,11 @@ def test_the_wallet_key_is_never_shown_and_is_not_the_signers(tmp_path: Path) ->
     assert PaymentWallet.load(source, anvil_key(1)).address == wallet.address
     with pytest.raises(ConfigError, match="own key"):
         PaymentWallet.load(source, key)
+
+
+def test_a_signed_message_recovers_to_the_wallet() -> None:
+    wallet = PaymentWallet(anvil_key(2))
+    signature = wallet.sign_message("Oracle gateway: read account\nNonce: abc")
+    assert len(signature) == 65
+    assert Account.recover_message(encode_defunct(text="Oracle gateway: read account\nNonce: abc"),
+                                   signature=signature) == wallet.address
