@@ -54,6 +54,8 @@ from oracle.views import BadQuery
 from oracle.x402.gate import Admission, PaymentGate, Refusal, Replay
 
 MAX_MESSAGE_AGE = 600
+CHAT, ANALYZE = "chat", "analyze"  # the paid routes, as sales and metrics name them
+ROUTES = (CHAT, ANALYZE)
 _NONCE = re.compile(r"[A-Za-z0-9]{16,64}")
 
 
@@ -121,7 +123,7 @@ class Gateway:
             answer = await self._answer(a, params, priced.worst, turns)
             return _completion(a, body, answer)
 
-        return await self._paid(request, raw, priced.amount, "chat", "an OpenAI-compatible chat completion", serve)
+        return await self._paid(request, raw, priced.amount, CHAT, "an OpenAI-compatible chat completion", serve)
 
     async def analyze(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -140,7 +142,7 @@ class Gateway:
             answer = await self._answer(a, params, priced.worst, None)
             return self._signed(a, signer, params, answer, valid_until)
 
-        return await self._paid(request, raw, priced.amount, "analyze", "a signed typed answer", serve)
+        return await self._paid(request, raw, priced.amount, ANALYZE, "a signed typed answer", serve)
 
     async def account(self, request: web.Request) -> web.Response:
         address = request.match_info["address"]

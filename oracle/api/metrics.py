@@ -25,10 +25,11 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from oracle.api.control import ChainLive, Control
+from oracle.api.gateway import ROUTES as GATEWAY_ROUTES
 from oracle.chain.rpc import RpcError, RpcUnavailable
 from oracle.config import Config
 from oracle.store import RequestState, Store
-from oracle.store.states import PaymentState
+from oracle.store.states import PaymentState, SalePayment
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,24 @@ class _Live(Collector):
         yield breakers
 
         yield from _x402(m.config, store)
+        if m.config.gateway is not None:
+            yield from _sales(store)
+
+
+def _sales(store: Store) -> Iterator[Metric]:
+    """What agents bought from the gateway, by route and sale state (a released call is not kept)."""
+    sales = GaugeMetricFamily("oracle_gateway_sales", "Paid gateway calls on record by route and state",
+                              labels=["route", "state"])
+    amounts = GaugeMetricFamily("oracle_gateway_sales_amount", "What paid gateway calls were sold for, by route "
+                                "and state, base units", labels=["route", "state"])
+    found = store.queries.sales_by_state()
+    for route in GATEWAY_ROUTES:
+        for state in SalePayment:
+            n, amount = found.get((route, state.value), (0, 0))
+            sales.add_metric([route, state.value], n)
+            amounts.add_metric([route, state.value], amount)
+    yield sales
+    yield amounts
 
 
 def _x402(config: Config, store: Store) -> Iterator[Metric]:

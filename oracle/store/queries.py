@@ -273,6 +273,11 @@ class Queries(Area):
         return {(r["provider"], r["state"]): int(r["n"]) for r in self._db.all(
             "SELECT provider, state, COUNT(*) AS n FROM payments GROUP BY provider, state")}
 
+    def sales_by_state(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(gateway route, state) -> (sales on record, their amount in base units)."""
+        return {(r["route"], r["state"]): (int(r["n"]), int(r["s"])) for r in self._db.all(
+            "SELECT route, state, COUNT(*) AS n, SUM(amount) AS s FROM sales GROUP BY route, state")}
+
     def budget_spent(self, since: float, scopes: Sequence[str]) -> dict[str, int]:
         """Base units counted against each budget scope ("total", "provider:NAME") since `since`, as the
         ledger counts them when it reserves a payment (whole minutes)."""

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from eth_utils import keccak
+from prometheus_client.parser import text_string_to_metric_families
 from web3.exceptions import ContractCustomError
 
 from oracle.abi.errors import decode_revert
@@ -226,3 +227,23 @@ def test_calls_beyond_the_rate_limit_are_refused_failed_ones_included(gateway: G
     assert 0 < int(got.headers["Retry-After"]) <= 60
     assert gateway.model.books.tags["rate"] == RATE_PER_MINUTE
     assert gateway.transfers(payer.address, start) == []
+
+
+def test_the_operator_sees_what_was_sold_and_it_matches_the_chain(gateway: Gateway) -> None:
+    """Last in this file: every sale above, counted by the metrics, equals what reached the operator."""
+    operator = gateway.daemon.api_url("operator")
+
+    def sold() -> dict[tuple[str, str], float]:
+        text = http(operator + "/metrics").body.decode()
+        family = next(f for f in text_string_to_metric_families(text) if f.name == "oracle_gateway_sales_amount")
+        return {(s.labels["route"], s.labels["state"]): s.value for s in family.samples}
+
+    wait_until(lambda: sum(v for (_, state), v in sold().items() if state == "answered") == 0, 30,
+               what="every answered sale to settle")
+    token = gateway.stack.contract("TestUSD")
+    received = sum(int(e["args"]["value"]) for e in token.events.Transfer().get_logs(
+        from_block=0, argument_filters={"to": gateway.stack.keys.owner.address}))
+    amounts = sold()
+    assert amounts[("chat", "settled")] > 0 and amounts[("analyze", "settled")] > 0
+    assert amounts[("chat", "settled")] + amounts[("analyze", "settled")] == received
+    assert amounts[("chat", "failed")] == amounts[("analyze", "failed")] == 0
