@@ -17,7 +17,8 @@ the prompt, which always gets that treatment: `[[refuse]]`, `[[malformed]]`, `[[
 `[[429]]`, `[[200error]]` (an error inside HTTP 200), `[[402]]` (out of credits), `[[401]]`,
 `[[400]]`, `[[timeout]]`. `[[long]]` is no failure: text answers fill the longest string the schema allows.
 `[[score:N]]` is none either: an integer answer (or a tuple's first integer) is N, so a demo or a test
-can steer a risk score.
+can steer a risk score. `[[sleep:MS]]` holds that one call MS milliseconds (at most 60,000) before it is
+answered, on top of the latency knob, so a test can keep calls in flight at once on a shared server.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from oracle.devnet.tags import tag_of
 
 FAULTS = ("500", "429", "timeout")
 _SCORE = re.compile(r"\[\[score:(\d{1,6})]]")
+_SLEEP = re.compile(r"\[\[sleep:(\d{1,5})]]")
 _MARKER = re.compile(
     r"\[\[(refuse|malformed|truncate|filter|context|policy|500|429|200error|402|401|400|timeout|long)]]")
 
@@ -257,6 +259,9 @@ class ModelServer(LoopbackServer):
             fault = self._random.choice(self.knobs.fail_kinds) if roll < self.knobs.fail_rate else None
             if fault:
                 self.books.faults[fault] += 1
+        sleep = _SLEEP.search(asked.user)
+        if sleep is not None:
+            delay += min(int(sleep.group(1)), 60_000) / 1000
         if delay:
             await asyncio.sleep(delay)
         marker = _MARKER.search(asked.user)
