@@ -189,9 +189,9 @@ class PaymentGate:
         if limit is not None:
             return limit
         requirements = self.requirements(value)
-        self.reserved[payer] += value  # at once: concurrent calls of this payer see it while we read the balance
-        self._admitting[payer] += value  # and the daily cap sees it until the sale is on record
+        self._admitting[payer] += value  # the daily cap sees it until the sale is on record
         admitting = True
+        reserving = False
         admitted = False
         stamp = self.clock()
         self._recent.setdefault(payer, collections.deque()).append(stamp)  # counted now: concurrent calls see it
@@ -199,9 +199,11 @@ class PaymentGate:
         if identifier is not None:
             done = self._in_flight[identifier] = asyncio.get_running_loop().create_future()
         try:
-            refused = await self._balance_covers(payer)
+            refused = await self._balance_covers(payer, value)
             if refused is not None:
                 return refused
+            self.reserved[payer] += value  # checked and reserved in one step: later calls of this payer see it
+            reserving = True
             try:
                 verified = await self.server.verify_payment(payload, requirements)
             except Exception as exc:  # the facilitator is down or refused: no service, nothing settled
@@ -220,7 +222,8 @@ class PaymentGate:
             return Admission(payload, requirements, header, payer, nonce, value, valid_before, identifier)
         finally:
             if not admitted:
-                self._unreserve(payer, value)
+                if reserving:
+                    self._unreserve(payer, value)
                 self._done(identifier, done)
                 with contextlib.suppress(ValueError):
                     self._recent[payer].remove(stamp)
@@ -302,17 +305,22 @@ class PaymentGate:
                                 f"(UTC); this call costs {amount}: try again after midnight UTC", wait)
         return None
 
-    async def _balance_covers(self, payer: str) -> Refusal | None:
-        """Does the payer's balance cover every verified, unsettled payment of theirs, this one included?"""
+    async def _balance_covers(self, payer: str, value: int) -> Refusal | None:
+        """Does the payer's balance cover every payment of theirs already reserved, and `value` more?
+
+        Compared with the reservations as they stand once the balance is read, and the caller reserves
+        `value` with no await in between: calls that reached this point together are counted in the order
+        they pass it, and none is refused for one that is refused too."""
         try:
             raw = await self._node.call("eth_call", [{"to": self.settings.asset, "data": "0x" + (
                 _BALANCE_OF + encode(["address"], [payer])).hex()}, "latest"])
             balance = int(raw, 16)
         except (RpcError, RpcUnavailable, ValueError, TypeError) as exc:
             return Refusal(402, f"the payer's balance could not be read now ({type(exc).__name__}): try again")
-        if balance < self.reserved[payer]:
+        need = self.reserved[payer] + value
+        if balance < need:
             return Refusal(402, f"insufficient balance: {payer} holds {balance}, and its calls being answered "
-                                f"with this one need {self.reserved[payer]}")
+                                f"with this one need {need}")
         return None
 
     # ------------------------------------------------------------------------------------ settling

@@ -56,6 +56,11 @@ class Reply:
         return decoded
 
 
+def chat(text: str, **more: Any) -> dict[str, Any]:
+    """A chat body for the cheapest model: `text` as the one user turn (tags and markers go in it)."""
+    return {"model": "cheapest", "messages": [{"role": "user", "content": text}], "max_tokens": 64, **more}
+
+
 def http(url: str, body: Any = None, headers: dict[str, str] | None = None, method: str | None = None) -> Reply:
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     request = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
@@ -101,7 +106,9 @@ class Gateway:
         return int(self.stack.contract("TestUSD").functions.balanceOf(address).call())
 
     def payer(self, index: int, usd: int) -> DevKey:
-        """anvil's dev account `index` (6..9: used by no other role), holding `usd` more TestUSD units."""
+        """anvil's dev account `index` (6 and up: used by no other role), holding `usd` more TestUSD units.
+        Beyond 9 an account holds no ETH, and needs none: the facilitator pays the settling gas."""
+        assert index >= 6, f"dev accounts 0..5 have roles on the local stack, not payer {index}"
         key = DevKey(f"payer {index}", anvil_key(index))
         token = self.stack.contract("TestUSD")
         self.stack.transact(token.functions.mint(key.address, usd), self.stack.keys.owner)

@@ -17,14 +17,19 @@ from oracle.chain.signer import signer_of
 from oracle.devnet.harness import wait_until
 from oracle.protocol import OffchainResult, ReasonCode, ResultSpec, ResultType, Status, query_hash, typed_data_digest
 from oracle.results import encode_result
-from tests.gateway.conftest import DAILY_CAP, RATE_PER_MINUTE, Gateway, Reply, http, sign_payment, with_authorization
+from tests.gateway.conftest import (
+    DAILY_CAP,
+    RATE_PER_MINUTE,
+    Gateway,
+    Reply,
+    chat,
+    http,
+    sign_payment,
+    with_authorization,
+)
 from tests.risk_sentinel import deploy_pair
 
 SCORE = ResultSpec(ResultType.UINT, min=0, max=100)
-
-
-def chat(text: str, **more: object) -> dict[str, object]:
-    return {"model": "cheapest", "messages": [{"role": "user", "content": text}], "max_tokens": 64, **more}
 
 
 def model_calls(gw: Gateway) -> int:
