@@ -98,6 +98,7 @@ class PaymentGate:
         self._requirements: dict[int, PaymentRequirements] = {}
         self.reserved: collections.Counter[str] = collections.Counter()  # payer -> verified, unsettled amount
         self._admitting: collections.Counter[str] = collections.Counter()  # payer -> being checked, not yet claimed
+        self._settled: collections.Counter[str] = collections.Counter()  # payer -> settlements finished (a clock)
         self._cooldown: dict[str, float] = {}  # payer -> refused until (a settlement of theirs failed)
         self._recent: dict[str, collections.deque[float]] = {}  # payer -> times of calls in the last minute
         self._in_flight: dict[str, asyncio.Future[None]] = {}  # payment identifier -> done when answered
@@ -310,13 +311,21 @@ class PaymentGate:
 
         Compared with the reservations as they stand once the balance is read, and the caller reserves
         `value` with no await in between: calls that reached this point together are counted in the order
-        they pass it, and none is refused for one that is refused too."""
-        try:
-            raw = await self._node.call("eth_call", [{"to": self.settings.asset, "data": "0x" + (
-                _BALANCE_OF + encode(["address"], [payer])).hex()}, "latest"])
-            balance = int(raw, 16)
-        except (RpcError, RpcUnavailable, ValueError, TypeError) as exc:
-            return Refusal(402, f"the payer's balance could not be read now ({type(exc).__name__}): try again")
+        they pass it, and none is refused for one that is refused too. A settlement of the payer's that
+        finished during the read may have freed its reservation after the node read the balance from
+        before it: then the balance is read again, so spent money is never counted twice as there."""
+        for _ in range(3):
+            settled = self._settled[payer]
+            try:
+                raw = await self._node.call("eth_call", [{"to": self.settings.asset, "data": "0x" + (
+                    _BALANCE_OF + encode(["address"], [payer])).hex()}, "latest"])
+                balance = int(raw, 16)
+            except (RpcError, RpcUnavailable, ValueError, TypeError) as exc:
+                return Refusal(402, f"the payer's balance could not be read now ({type(exc).__name__}): try again")
+            if self._settled[payer] == settled:
+                break
+        else:
+            return Refusal(402, "the payer's balance keeps moving while it is read: try again")
         need = self.reserved[payer] + value
         if balance < need:
             return Refusal(402, f"insufficient balance: {payer} holds {balance}, and its calls being answered "
@@ -344,6 +353,7 @@ class PaymentGate:
                         why = f"{type(exc).__name__}: {str(exc)[:200]}"
                     if settled is not None and settled.success:
                         self.sales.settled(a.nonce, settled.transaction)
+                        self._settled[a.payer] += 1
                         return
                     if settled is not None and settled.error_reason != "settlement_pending":
                         why = f"{settled.error_reason}: {settled.error_message or ''}".strip(": ")
