@@ -8,12 +8,8 @@ wrong token a 401."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +23,7 @@ from oracle.devnet.answer import ask
 from oracle.devnet.harness import wait_until
 from tests.commands.test_inspection_commands import API_TOKEN, PRICE, UINT, Inspected, inspected
 from tests.daemon.helpers import ask_params, gas_paid_on_chain, wait_delivered
+from tests.http import Reply, send
 
 __all__ = ["inspected"]  # the module-scoped daemon run this file reads (a module of its own, here)
 
@@ -51,31 +48,12 @@ def served(inspected: Inspected) -> Served:
 # ---------------------------------------------------------------- HTTP as a client sends it
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
 def call(url: str, method: str = "GET", token: str | None = None, body: Any = None,
          host: str | None = None) -> Reply:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     if host is not None:
         headers["Host"] = host
-    data = None
-    if body is not None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return Reply(r.status, dict(r.headers), r.read())
-    except urllib.error.HTTPError as e:
-        return Reply(e.code, dict(e.headers), e.read())
+    return send(url, method, body, headers, timeout=30)
 
 
 class Documented:

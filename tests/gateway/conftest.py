@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,20 +31,13 @@ from oracle.devnet.keys import DevKey, anvil_key
 from oracle.devnet.model_server import ModelServer
 from oracle.x402.identifier import PAYMENT_IDENTIFIER, with_identifier
 from oracle.x402.signer import WalletSigner
+from tests import http as http_reply
 
 RATE_PER_MINUTE = 10  # paid calls one payer may make a minute here
 DAILY_CAP = 6_000  # base units one payer may spend a day here: five calls at the least price
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
+class Reply(http_reply.Reply):
     @property
     def required(self) -> PaymentRequired:
         """The 402's requirements, from its PAYMENT-REQUIRED header."""
@@ -62,14 +53,8 @@ def chat(text: str, **more: Any) -> dict[str, Any]:
 
 
 def http(url: str, body: Any = None, headers: dict[str, str] | None = None, method: str | None = None) -> Reply:
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
-                                     headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as r:
-            return Reply(r.status, dict(r.headers), r.read())
-    except urllib.error.HTTPError as e:
-        return Reply(e.code, dict(e.headers), e.read())
+    got = http_reply.send(url, method, body, {"Content-Type": "application/json", **(headers or {})})
+    return Reply(got.status, got.headers, got.body)
 
 
 def sign_payment(required: PaymentRequired, payer: DevKey, identifier: str | None = None,
