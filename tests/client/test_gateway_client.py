@@ -198,10 +198,15 @@ async def test_a_ledger_is_held_by_one_client_at_a_time(tmp_path: Path) -> None:
         pass
 
 
-async def test_a_gateway_that_does_not_answer_is_an_error_that_pays_nothing(tmp_path: Path) -> None:
-    with socket.socket() as s:  # a port nobody listens on
+def _nobody_listens() -> str:
+    """The URL of a loopback port nobody listens on."""
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+async def test_a_gateway_that_does_not_answer_is_an_error_that_pays_nothing(tmp_path: Path) -> None:
+    url = _nobody_listens()
     async with _client(tmp_path / "ledger.sqlite", url) as gateway:
         with pytest.raises(GatewayError) as failed:
             await gateway.chat([{"role": "user", "content": "hello"}], key="call-1")
@@ -213,9 +218,7 @@ async def test_a_gateway_that_does_not_answer_is_an_error_that_pays_nothing(tmp_
 
 
 async def test_an_account_read_from_a_gateway_that_does_not_answer_is_an_error(tmp_path: Path) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    url = _nobody_listens()
     async with _client(tmp_path / "ledger.sqlite", url) as gateway:
         with pytest.raises(GatewayError) as failed:
             await gateway.account()
