@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import client, daemon, gas, router, x402
+from bench import client, daemon, gas, gateway, router, x402
 
 
 def _daemon() -> int:
@@ -23,7 +23,12 @@ def _client() -> int:
     return client.main([])
 
 
-BENCHMARKS = {"gas": gas.main, "router": _router, "x402": _x402, "daemon": _daemon, "client": _client}
+def _gateway() -> int:
+    return gateway.main([])
+
+
+BENCHMARKS = {"gas": gas.main, "router": _router, "x402": _x402, "daemon": _daemon, "client": _client,
+              "gateway": _gateway}
 
 
 def main() -> int:
