@@ -433,8 +433,10 @@ class GatewaySettings(_Strict):
 
     def charge(self, worst_case: int) -> int:
         """What a call whose models may cost `worst_case` is sold for: never below cost plus margin."""
-        base = max(self.price, worst_case)
-        return -(-base * (100 + self.margin_percent) // 100)
+        return self.with_margin(max(self.price, worst_case))
+
+    def with_margin(self, cost: int) -> int:
+        return -(-cost * (100 + self.margin_percent) // 100)
 
 
 class StoreSettings(_Strict):

@@ -479,7 +479,8 @@ ACCOUNT_MESSAGE_HEADER = "X-Oracle-Message"  # base64 of the UTF-8 message accou
 ACCOUNT_SIGNATURE_HEADER = "X-Oracle-Signature"  # its EIP-191 signature: 0x + 65 bytes, r || s || v
 
 
-def account_message(address: str, nonce: str, expires: int) -> str:
+def account_message(address: str, payee: str, nonce: str, expires: int) -> str:
     """The EIP-191 message a payer signs to read its gateway account (`GET /v1/account/{address}`): fresh
-    (a nonce used once, an expiry at most ten minutes away), for one address."""
-    return f"{ACCOUNT_MESSAGE_TITLE}\nAddress: {address}\nNonce: {nonce}\nExpires: {expires}"
+    (a nonce used once, an expiry at most ten minutes away), for one address, at one gateway (named by
+    the address it is paid to, so the message reads no other operator's)."""
+    return f"{ACCOUNT_MESSAGE_TITLE}\nAddress: {address}\nGateway: {payee}\nNonce: {nonce}\nExpires: {expires}"

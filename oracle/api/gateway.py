@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import json
 import re
 import time
@@ -51,20 +52,24 @@ from oracle.router.receipts import canonical_json, receipt_hash
 from oracle.router.types import Answer, ChatTurns, RouteRequest
 from oracle.store import Sales
 from oracle.views import BadQuery
-from oracle.x402.gate import Admission, PaymentGate, Refusal, Replay
+from oracle.x402.gate import Admission, PaymentGate, Replay
+from oracle.x402.payers import DAY, Refusal
 
 MAX_MESSAGE_AGE = 600
 CHAT, ANALYZE = "chat", "analyze"  # the paid routes, as sales and metrics name them
 ROUTES = (CHAT, ANALYZE)
+SETTLED_FIRST = frozenset({ANALYZE})  # routes whose answer waits for its payment's settlement
 _NONCE = re.compile(r"[A-Za-z0-9]{16,64}")
 
 
 class _Failed(Exception):
-    """The call was paid for but not answered: 502 with the reason, and nothing settled."""
+    """The call was paid for but not answered: 502 with the reason, and nothing settled. `cost`: what the
+    model calls it made cost the operator, micro-USD (counted against the payer's daily cap)."""
 
-    def __init__(self, reason: ReasonCode, detail: str) -> None:
+    def __init__(self, reason: ReasonCode, detail: str, cost: int) -> None:
         super().__init__(detail)
         self.reason = reason
+        self.cost = cost
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,10 @@ class Gateway:
         self.sales = sales
         self.signers = signers  # chain id -> the fulfillment signer of that chain's oracle
         self.clock = clock
-        self._account_nonces: dict[str, float] = {}  # nonce -> expiry: a signed message reads once
+        # (address, nonce) of signed messages used, expiring: a message reads once. Bounded by the expiry
+        # window and by signatures checked before a nonce is kept.
+        self._account_nonces: dict[tuple[str, str], float] = {}
+        self._account_expiries: list[tuple[float, tuple[str, str]]] = []  # a heap, to drop the expired
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/models", self.models)
@@ -100,9 +108,9 @@ class Gateway:
                 "id": e.model, "object": "model", "owned_by": e.provider, "deployment": e.id,
                 "context_window": e.context_window, "max_output": e.max_output,
                 "capabilities": list(e.deployment.capabilities),
-                "pricing": {"input_per_million": _with_margin(e.input_price, s.margin_percent),
-                            "output_per_million": _with_margin(e.output_price, s.margin_percent),
-                            "per_call": _with_margin(e.call_price, s.margin_percent),
+                "pricing": {"input_per_million": s.with_margin(e.input_price),
+                            "output_per_million": s.with_margin(e.output_price),
+                            "per_call": s.with_margin(e.call_price),
                             "least_per_call": s.charge(0)}})
         return web.json_response({"object": "list", "data": data,
                                   "payment": {"network": s.network, "asset": s.asset, "pay_to": s.pay_to,
@@ -156,9 +164,10 @@ class Gateway:
         now = self.clock()
         return web.json_response({
             "address": address, "calls": found.calls, "spent": found.spent, "settled": found.settled,
-            "last_seen": found.last_seen, "spent_today": self.sales.spent_since(address, now - now % 86_400),
+            "last_seen": found.last_seen,
+            "spent_today": self.sales.spent_since(address, now - now % DAY, in_flight=True),
             "daily_cap": self.settings.daily_cap, "rate_per_minute": self.settings.rate_per_minute,
-            "reserved": self.gate.reserved.get(address, 0)}, headers={"Cache-Control": "no-store"})
+            "reserved": self.gate.payers.reserved.get(address, 0)}, headers={"Cache-Control": "no-store"})
 
     # ---------------------------------------------------------------------------------- the paid call
 
@@ -187,15 +196,19 @@ class Gateway:
         try:
             doc = await serve(admitted)
         except _Failed as exc:
-            await self.gate.release(admitted, str(exc))
+            await self.gate.release(admitted, str(exc), exc.cost)
             return web.json_response({"error": f"no model answered, and nothing is charged: {exc}"[:1_000],
                                       "reason": exc.reason.name}, status=502, headers={"Cache-Control": "no-store"})
         except BaseException:
-            await self.gate.release(admitted, "the call failed inside the gateway")
+            await self.gate.release(admitted, "the call failed inside the gateway", 0)
             raise
         out = json.dumps(doc, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
-        await self.gate.deliver(admitted, 200, out, headers)
+        # A signed analysis is worth money on-chain: handed over once its payment settled. A chat is
+        # answered at once and settled after.
+        if not await self.gate.deliver(admitted, 200, out, headers, wait=route in SETTLED_FIRST):
+            return error(402, "the payment did not settle (moved or cancelled before it could be), so the answer "
+                              "is not given: pay with an authorization that stays good until it is settled")
         return web.Response(status=200, body=out, headers=headers)
 
     async def _required(self, request: web.Request, amount: int, why: str, description: str,
@@ -205,11 +218,12 @@ class Gateway:
 
     async def _answer(self, a: Admission, params: RequestParams, allowance: int, turns: ChatTurns | None) -> Answer:
         prompt = params.prompt.decode() if turns is None else ""
-        route = RouteRequest(f"gateway:{a.nonce}", self.gate.result_id(a), a.payer, params, prompt, params.hash(),
+        route = RouteRequest(a.route_key, self.gate.result_id(a), a.payer, params, prompt, params.hash(),
                              allowance, chat=turns)
         answer = await self.router.answer(route, self.clock() + self.settings.answer_timeout)
         if answer.status != Status.SUCCESS:
-            raise _Failed(answer.reason, answer.detail or answer.reason.name)
+            cost = sum(int(x.get("cost", 0)) for x in answer.receipt.get("attempts", []))
+            raise _Failed(answer.reason, answer.detail or answer.reason.name, cost)
         return answer
 
     def _signed(self, a: Admission, signer: ResponseSigner, params: RequestParams, answer: Answer,
@@ -248,7 +262,8 @@ class Gateway:
     def _check_signed_message(self, request: web.Request, address: str) -> str | None:
         """None when the request carries a fresh message signed by `address`; else what to send."""
         how = (f"send {ACCOUNT_MESSAGE_HEADER} (base64 of the message oracle.protocol.account_message(address, "
-               f"nonce, expires) builds: '{ACCOUNT_MESSAGE_TITLE}', the address, a fresh nonce of 16-64 letters or "
+               f"payee, nonce, expires) builds: '{ACCOUNT_MESSAGE_TITLE}', the address, the gateway's payee "
+               f"{self.settings.pay_to}, a fresh nonce of 16-64 letters or "
                f"digits, an expiry within {MAX_MESSAGE_AGE} s) and {ACCOUNT_SIGNATURE_HEADER} (its EIP-191 "
                f"signature by that address)")
         encoded = request.headers.get(ACCOUNT_MESSAGE_HEADER)
@@ -261,8 +276,12 @@ class Gateway:
             nonce, expires = lines["Nonce"], int(lines["Expires"])
         except (ValueError, KeyError, UnicodeDecodeError):
             return f"the signed message is malformed: {how}"
-        if not _NONCE.fullmatch(nonce) or message != account_message(lines.get("Address", ""), nonce, expires):
+        if not _NONCE.fullmatch(nonce) or message != account_message(lines.get("Address", ""),
+                                                                     lines.get("Gateway", ""), nonce, expires):
             return f"the signed message is malformed: {how}"
+        if lines["Gateway"].lower() != self.settings.pay_to.lower():
+            return (f"the message is for the gateway paid to {lines['Gateway'][:42]}, not this one "
+                    f"({self.settings.pay_to})")
         if lines["Address"].lower() != address.lower():
             return f"the message is signed for {lines['Address'][:42]}, not {address}"
         now = self.clock()
@@ -276,16 +295,14 @@ class Gateway:
             return "the signature does not verify: sign the message with the account's key (EIP-191 personal_sign)"
         if signed_by.lower() != address.lower():
             return f"the message was not signed by {address}"
-        for old in [n for n, until in self._account_nonces.items() if until <= now]:
-            del self._account_nonces[old]
-        if nonce in self._account_nonces:
+        while self._account_expiries and self._account_expiries[0][0] <= now:
+            self._account_nonces.pop(heapq.heappop(self._account_expiries)[1], None)
+        key = (address, nonce)
+        if key in self._account_nonces:
             return "this signed message was used already: sign a new one with a fresh nonce"
-        self._account_nonces[nonce] = expires
+        self._account_nonces[key] = expires
+        heapq.heappush(self._account_expiries, (expires, key))
         return None
-
-
-def _with_margin(price: int, margin: int) -> int:
-    return -(-price * (100 + margin) // 100)
 
 
 def _completion(a: Admission, body: ChatBody, answer: Answer) -> dict[str, Any]:

@@ -204,7 +204,8 @@ class GatewayClient:
         """This payer's account at the gateway (free), read with a fresh message signed by its wallet
         (`oracle.protocol.account_message`: a random nonce, valid ACCOUNT_MESSAGE_VALIDITY seconds)."""
         route = ACCOUNT_ROUTE.format(address=self.payer)
-        message = account_message(self.payer, secrets.token_hex(16), int(time.time()) + ACCOUNT_MESSAGE_VALIDITY)
+        message = account_message(self.payer, self.pin.pay_to, secrets.token_hex(16),
+                                  int(time.time()) + ACCOUNT_MESSAGE_VALIDITY)
         headers = {"Accept": "application/json",
                    ACCOUNT_MESSAGE_HEADER: base64.b64encode(message.encode()).decode(),
                    ACCOUNT_SIGNATURE_HEADER: "0x" + self._wallet.sign_message(message).hex()}

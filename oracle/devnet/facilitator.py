@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import json
 import re
 import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from eth_abi import encode
+from eth_account import Account
 from eth_utils import keccak
 from pydantic import BaseModel
 from x402 import x402FacilitatorSync
@@ -53,7 +57,7 @@ from x402.mechanisms.evm.utils import hex_to_bytes, normalize_address
 from x402.schemas import PaymentPayload, PaymentRequirements, SettleResponse, VerifyResponse
 from x402.schemas.helpers import parse_payment_payload, parse_payment_requirements
 
-from oracle.chain.rpc import ChainClient
+from oracle.chain.rpc import ChainClient, RpcError
 from oracle.config import ConfigError, key_from_env
 from oracle.devnet.loopback import LoopbackServer
 from oracle.devnet.settlement import SendRefused, SettlementSender, SettlementTimeout
@@ -62,6 +66,7 @@ SETTLE_GAS = 200_000  # transferWithAuthorization from an EOA uses well under ha
 SETTLE_GAS_CONTRACT_WALLET = 500_000  # a contract wallet's signature check (the SDK signer's fixed limit)
 CONFIRMATION_TIMEOUT = 20.0
 CHECK_THREADS = 32  # each check mostly waits on a few node reads
+VERIFIED_FOR = 60.0  # seconds a payment verified here is settled on a simulated transfer, not a full check again
 
 
 class _CheckingSigner(FacilitatorWeb3Signer):
@@ -97,6 +102,10 @@ class Facilitator(LoopbackServer):
         self._key = key
         self._pending: dict[str, tuple[str, str]] = {}  # nonce -> (transaction, network) reported pending
         self._unconfirmed: dict[str, list[str]] = {}  # signature -> transactions sent, not mined in time
+        # (payment, requirements) verified here lately -> when: settled on a simulated transfer alone
+        self._verified: dict[str, float] = {}
+        self._address = Account.from_key(key).address
+        self._client: ChainClient | None = None
         self._core = x402FacilitatorSync()  # checks payments (blocking reads, in a worker thread)
         register_exact_evm_facilitator(self._core, _CheckingSigner("0x" + key.hex(), rpc_url), networks=networks)
         self._checks = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="facilitator-check")
@@ -105,8 +114,8 @@ class Facilitator(LoopbackServer):
 
     async def opened(self) -> None:
         self._session = aiohttp.ClientSession()
-        self._sender = SettlementSender(ChainClient(self._session, self._rpc_url, name="facilitator"), self._key,
-                                        timeout=CONFIRMATION_TIMEOUT)
+        self._client = ChainClient(self._session, self._rpc_url, name="facilitator")
+        self._sender = SettlementSender(self._client, self._key, timeout=CONFIRMATION_TIMEOUT)
         await self._sender.start()
 
     async def closing(self) -> None:
@@ -138,6 +147,8 @@ class Facilitator(LoopbackServer):
             return web.json_response({"error": "facilitator unavailable"}, status=503)
         payload, requirements = await self._parse(request)
         result = await self._check(payload, requirements)
+        if result.is_valid:
+            self._remember_verified(payload, requirements)
         return _json(result)
 
     async def _settle(self, request: web.Request) -> web.Response:
@@ -176,7 +187,9 @@ class Facilitator(LoopbackServer):
         # Asked again after `settlement_pending`: the transactions already sent are awaited, as the SDK
         # reconciles against its broadcast one, rather than checked (their authorization may be used).
         sent = self._unconfirmed.pop(str(payload.payload.get("signature") or ""), [])
-        if not sent:
+        verified_at = self._verified.pop(_fingerprint(payload, requirements), 0.0)
+        recently_verified = verified_at > time.monotonic() - VERIFIED_FOR
+        if not sent and not recently_verified:
             checked = await self._check(payload, requirements)
             if not checked.is_valid:
                 return SettleResponse(success=False, error_reason=checked.invalid_reason, network=network,
@@ -198,7 +211,15 @@ class Facilitator(LoopbackServer):
             if suffix:
                 data = hex_to_bytes(append_data_suffix("0x" + data.hex(), suffix))
         token = normalize_address(requirements.asset)
-        assert self._sender is not None
+        assert self._sender is not None and self._client is not None
+        if not sent and recently_verified:
+            # Verified here moments ago: the token itself says whether the transfer still goes through
+            # (signature, nonce unused, balance, validity), at the cost of one call instead of a full check.
+            try:
+                await self._client.eth_call(token, data, sender=self._address)
+            except RpcError as exc:
+                return SettleResponse(success=False, error_reason=parse_eip3009_transfer_error(exc),
+                                      error_message=str(exc)[:300], network=network, payer=payer, transaction="")
         try:
             receipt = await self._sender.transact(token, data, gas, sent)
         except SendRefused as exc:
@@ -219,10 +240,22 @@ class Facilitator(LoopbackServer):
                                   network=network, payer=payer)
         return SettleResponse(success=True, transaction=tx_hash, network=network, payer=payer)
 
+    def _remember_verified(self, payload: Any, requirements: Any) -> None:
+        now = time.monotonic()
+        if len(self._verified) > 100_000:  # settlements that never came: dropped once stale
+            self._verified = {k: t for k, t in self._verified.items() if t > now - VERIFIED_FOR}
+        self._verified[_fingerprint(payload, requirements)] = now
+
     async def _supported(self, request: web.Request) -> web.Response:
         self.books.calls["supported"] += 1
         supported = self._core.get_supported()
         return _json(supported)
+
+
+def _fingerprint(payload: Any, requirements: Any) -> str:
+    return hashlib.sha256(json.dumps([payload.model_dump(mode="json", by_alias=True),
+                                      requirements.model_dump(mode="json", by_alias=True)],
+                                     sort_keys=True).encode()).hexdigest()
 
 
 def _selector(abi: list[dict[str, Any]]) -> tuple[bytes, list[str]]:

@@ -51,7 +51,7 @@ from oracle.router.adapters.base import (
     UNAVAILABLE,
 )
 from oracle.router.catalog import Catalog, Entry
-from oracle.router.decision import Decision, DecisionInput, HealthPoint, decide
+from oracle.router.decision import PROMPT_OVERHEAD_TOKENS, Decision, DecisionInput, HealthPoint, decide
 from oracle.router.ensemble import combine
 from oracle.router.health import Health
 from oracle.router.prompts import chat_sent_bytes, sent_bytes, system_prompt, user_message
@@ -109,6 +109,8 @@ class ModelRouter:
         """The system prompt and JSON schema for a result type: the same for every request asking it."""
         found = self._instructions.get(spec)
         if found is None:
+            if len(self._instructions) >= 4_096:  # specs come from anyone (the gateway): kept bounded
+                self._instructions.clear()
             found = self._instructions[spec] = (system_prompt(spec), json_schema(spec))
         return found
 
@@ -123,15 +125,21 @@ class ModelRouter:
     def worst_case(self, model_spec: str, sent: int, max_tokens: int,
                    kind: ResultType) -> tuple[int, list[tuple[Entry, int]]] | str:
         """What a call may cost before it is made, for a price quoted up front (the gateway's): the
-        deployments the spec may use, each with its worst case in micro-USD (`sent` bytes and
-        `max_tokens` at its prices, plus its per-call price), and the most of them; or why none may.
+        deployments the spec may use, each with its worst case in micro-USD, and the most the call may
+        cost; or why no deployment may answer it.
+
+        A price quoted to anyone must hold against any text: each deployment's worst case counts one
+        token per byte sent (no tokenizer makes more; the decision's own estimate assumes fewer, as
+        text usually takes), `max_tokens` of answer, and its per-call price. An ensemble of k members
+        may cost k times the dearest, which also leaves each member its share of the allowance.
 
             quote = router.worst_case("cheapest", chat_sent_bytes(turns, schema), 512, ResultType.TEXT)
         """
         decision = self._eligible(model_spec, sent, max_tokens, kind)
         if decision.refusal != ReasonCode.NONE:
             return decision.detail
-        return max(decision.estimates), list(zip(decision.plan, decision.estimates, strict=True))
+        each = [(e, e.estimate(sent + PROMPT_OVERHEAD_TOKENS, max_tokens)) for e in decision.plan]
+        return decision.ensemble * max(cost for _, cost in each), each
 
     def _eligible(self, model_spec: str, sent: int, max_tokens: int, kind: ResultType) -> Decision:
         """The decision by the spec and the catalog's hard filters alone: any fee, time and health."""

@@ -124,11 +124,13 @@ def _m9_receipts_by_hash(db: sqlite_utils.Database) -> None:
 
 def _m10_sales(db: sqlite_utils.Database) -> None:
     """Payments agents make to the gateway, one per EIP-3009 nonce (a nonce buys one call): the answer
-    kept for a payment identifier, the settlement, and per payer the calls and spend of each day."""
+    kept for a payment identifier, the settlement, per payer the calls and spend of each day, and what
+    failed calls cost the operator (`cost`, counted against the payer's daily cap)."""
     db.execute("CREATE TABLE sales (nonce TEXT PRIMARY KEY, payer TEXT NOT NULL, amount INTEGER NOT NULL, "
                "route TEXT NOT NULL, state TEXT NOT NULL, identifier TEXT UNIQUE, fingerprint TEXT, "
                "valid_before INTEGER NOT NULL, created_at REAL NOT NULL, header TEXT NOT NULL, status INTEGER, "
-               "body BLOB, headers TEXT, settle_tx TEXT, error TEXT NOT NULL DEFAULT '')")
+               "body BLOB, headers TEXT, settle_tx TEXT, error TEXT NOT NULL DEFAULT '', "
+               "cost INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL DEFAULT 0, tries INTEGER NOT NULL DEFAULT 0)")
     db.execute("CREATE INDEX sales_by_payer ON sales (payer, created_at)")
     db.execute("CREATE INDEX sales_by_state ON sales (state, valid_before)")
 

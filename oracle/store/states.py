@@ -62,7 +62,7 @@ class SalePayment(enum.StrEnum):
     ANSWERED = "answered"  # the call was answered: its answer is kept, its settlement is under way
     SETTLED = "settled"  # the facilitator settled it on-chain
     FAILED = "failed"  # it did not settle: the payer is refused for a while
-    RELEASED = "released"  # the call failed: nothing is settled, the authorization stays the payer's
+    RELEASED = "released"  # the call failed: nothing settled; its payment may be sent again for the same call
 
 
 class ForbiddenTransition(Exception):
@@ -141,7 +141,8 @@ G = SalePayment
 SALE = Machine("sale", SalePayment, frozenset({G.VERIFIED}), _edges(
     ([G.VERIFIED], [G.ANSWERED, G.RELEASED]),
     ([G.ANSWERED], [G.SETTLED, G.FAILED]),
-), terminal=frozenset({G.SETTLED, G.FAILED, G.RELEASED}))
+    ([G.RELEASED], [G.VERIFIED]),  # its payment sent again for the same call
+), terminal=frozenset({G.SETTLED, G.FAILED}))
 
 MACHINES: tuple[Machine[Any], ...] = (REQUEST, TX, PAYMENT, SALE)
 

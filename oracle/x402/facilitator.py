@@ -19,6 +19,7 @@ class FacilitatorHttp:
         self._session = session
         self._owned = session is None  # closed by close() only if made here
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._supported: SupportedResponse | None = None
 
     async def _post(self, path: str, payload: Any, requirements: Any) -> dict[str, Any]:
         if self._session is None:
@@ -39,9 +40,21 @@ class FacilitatorHttp:
     async def settle(self, payload: Any, requirements: Any) -> SettleResponse:
         return SettleResponse.model_validate(await self._post("/settle", payload, requirements))
 
+    async def load_supported(self) -> None:
+        """Ask the facilitator once what it supports, on the session, following no redirect: the SDK's
+        `initialize()` then reads the answer from `get_supported` without blocking the loop."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        async with self._session.get(f"{self.url}/supported", allow_redirects=False, timeout=self._timeout) as resp:
+            if resp.status != 200:
+                raise ValueError(f"facilitator /supported answered {resp.status}: {(await resp.text())[:200]}")
+            self._supported = SupportedResponse.model_validate(await resp.json())
+
     def get_supported(self) -> SupportedResponse:
-        with urllib.request.urlopen(f"{self.url}/supported", timeout=10) as resp:  # once, at start-up
-            return SupportedResponse.model_validate(json.loads(resp.read()))
+        if self._supported is None:  # a caller that did not load it first (the local paywall): once, at start
+            with urllib.request.urlopen(f"{self.url}/supported", timeout=10) as resp:
+                self._supported = SupportedResponse.model_validate(json.loads(resp.read()))
+        return self._supported
 
     async def close(self) -> None:
         if self._session is not None and self._owned:

@@ -3,29 +3,34 @@
     gate = PaymentGate(settings, session, store.sales)
     await gate.start()
     headers, body = await gate.payment_required(url, amount, "payment required")   # -> HTTP 402
-    admitted = await gate.admit(header, amount, route, fingerprint)   # Admission | Replay | Refusal
+    admitted = await gate.admit(header, amount, route, body_hash)   # Admission | Replay | Refusal
     ... answer the call ...
-    await gate.deliver(admitted, status, body, headers)   # kept, then settled in the background
-    await gate.release(admitted, "why")                    # the call failed: nothing is settled
+    settled = await gate.deliver(admitted, status, body, headers, wait=False)   # kept, then settled
+    await gate.release(admitted, "why", cost)    # the call failed: nothing is settled
 
 A payment is checked on our terms before the facilitator sees it (x402 v2, scheme exact, this network,
-asset and payTo, at least the call's price, time left to settle), then verified by the facilitator,
-and its nonce is claimed in the store (committed) before the model runs, so one payment buys one
-call. While verified and not yet settled its amount is reserved against the payer's on-chain balance:
-concurrent calls cannot promise more than the wallet holds. It is settled after a successful answer,
-off the caller's path; a payer whose settlement failed is refused for `settle_failure_cooldown`.
+asset and payTo, at least the call's price, a validity window that leaves time to answer and settle and
+is no longer than ours), then verified by the facilitator; only then does the payer's address count
+(limits, reservations), so a forged payment cannot move another payer's figures. Its nonce is claimed
+in the store (committed) before the model runs, so one payment buys one call. While verified and not
+settled its amount is held against the payer's on-chain balance: concurrent calls cannot promise more
+than the wallet holds. It is settled after a successful answer: off the caller's path (`wait=False`,
+chat) or before the answer is handed over (`wait=True`, signed analyses, which are worth money
+on-chain). A payer whose payment the facilitator refused to settle is refused for
+`settle_failure_cooldown` (from the store after a restart too).
 
-The payment-identifier extension is declared in every 402. A payment carrying an id binds the id to
-its payload and the call's body: the same id, payload and body get the stored answer again (no second
-settlement; a resend during the first call waits for it), any other reuse HTTP 409. Answers are kept
-until the authorization's validBefore plus ten minutes. A payment without an id that was already used
-is refused (402).
+A call that fails is not settled; its sale is kept as released, with what the models it asked cost the
+operator (counted against the payer's daily cap), and its payment may be sent again for that same call
+(same payload and body) only. The payment-identifier extension is declared in every 402: a payment
+carrying an id binds the id to its payload and the call's body: the same id, payload and body get the
+stored answer again (no second settlement; a resend during the first call waits for it), the id with
+another payload or body HTTP 409. Answers are kept until the authorization's validBefore plus ten
+minutes. A payment already used without an id is refused (402).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import hashlib
 import json
@@ -48,20 +53,16 @@ from oracle.config import GatewaySettings
 from oracle.store import Sale, SalePayment, Sales
 from oracle.x402.facilitator import FacilitatorHttp
 from oracle.x402.identifier import PAYMENT_IDENTIFIER, declaration, identifier_of
+from oracle.x402.payers import DAY, Payers, Refusal
 
 log = logging.getLogger(__name__)
-_BALANCE_OF = keccak(text="balanceOf(address)")[:4]
+_AUTHORIZATION_STATE = keccak(text="authorizationState(address,bytes32)")[:4]
+_DECIMALS = keccak(text="decimals()")[:4]
 SETTLE_MARGIN = 15  # seconds a payment must stay valid after the longest answer, to be settled
-DAY = 86_400
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a paid call is not served: 402 (pay again, differently), 409 (identifier reuse), 429 (limits)."""
-
-    status: int
-    message: str
-    retry_after: int | None = None
+CLOCK_SKEW = 60  # seconds a payer's clock may be ahead of ours
+G = SalePayment
+# A stored answer is given again only for a sale that answered and has not failed to settle.
+_REPLAYABLE = (G.ANSWERED, G.SETTLED)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Admission:
     amount: int
     valid_before: int
     identifier: str | None
+    route_key: str  # what the router records this call's model calls under
 
 
 class PaymentGate:
@@ -94,33 +96,42 @@ class PaymentGate:
         self.facilitator = FacilitatorHttp(str(settings.facilitator_url), session)
         self.server = x402ResourceServer(self.facilitator)
         register_exact_evm_server(self.server, settings.network)
+        self.payers = Payers(settings.rate_per_minute, settings.daily_cap, settings.settle_failure_cooldown, clock)
         self._node = ChainClient(session, str(settings.rpc_url), 10.0)
         self._requirements: dict[int, PaymentRequirements] = {}
-        self.reserved: collections.Counter[str] = collections.Counter()  # payer -> verified, unsettled amount
-        self._admitting: collections.Counter[str] = collections.Counter()  # payer -> being checked, not yet claimed
-        self._settled: collections.Counter[str] = collections.Counter()  # payer -> settlements finished (a clock)
-        self._cooldown: dict[str, float] = {}  # payer -> refused until (a settlement of theirs failed)
-        self._recent: dict[str, collections.deque[float]] = {}  # payer -> times of calls in the last minute
         self._in_flight: dict[str, asyncio.Future[None]] = {}  # payment identifier -> done when answered
-        self._settling: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Task[bool]] = set()
         self._settle_slots = asyncio.Semaphore(64)
 
     async def start(self) -> None:
-        """Ask the facilitator what it supports (once), and take up what a stop left: verified calls
-        that never answered are released, answered ones settled."""
+        """Ask the facilitator what it supports (once) and the asset its decimals, and take up what a stop
+        left: verified calls that never answered are released, answered ones settled, payers whose
+        settlement failed lately refused for the rest of their cooldown."""
+        s = self.settings
         try:
-            await asyncio.to_thread(self.server.initialize)
+            await self.facilitator.load_supported()
+            self.server.initialize()
         except Exception as exc:
-            raise GateUnavailable(f"the facilitator at {self.settings.facilitator_url} did not answer /supported "
+            raise GateUnavailable(f"the facilitator at {s.facilitator_url} did not answer /supported "
                                   f"({type(exc).__name__}: {str(exc)[:200]}): start it, or fix "
                                   f"gateway.facilitator_url") from None
+        try:
+            decimals = int.from_bytes(await self._node.eth_call(s.asset, _DECIMALS), "big")
+        except (RpcError, RpcUnavailable) as exc:
+            raise GateUnavailable(f"gateway.rpc_url {s.rpc_url} could not say the asset's decimals ({exc}): fix "
+                                  f"gateway.rpc_url or gateway.asset") from None
+        if decimals != 6:
+            raise GateUnavailable(f"gateway.asset {s.asset} has {decimals} decimals: prices are in micro-USD, so "
+                                  f"the gateway takes a 6-decimal USD token (USDC)")
         for sale in self.sales.unanswered():
-            self.sales.released(sale.nonce, "the daemon stopped before answering")
+            self.sales.released(sale.nonce, "the daemon stopped before answering", 0)
         for sale in self.sales.unsettled():
             admitted = self._readmit(sale)
             if admitted is not None:
-                self.reserved[admitted.payer] += admitted.amount
+                self.payers.reserve(admitted.payer, admitted.amount)
                 self._settle_later(admitted)
+        for payer, failed_at in self.sales.failed_since(self.clock() - s.settle_failure_cooldown).items():
+            self.payers.refuse(payer, failed_at + s.settle_failure_cooldown)
         self.sales.forget_answers(self.clock())
         await self.sales.commit()
 
@@ -155,17 +166,10 @@ class PaymentGate:
 
     async def admit(self, header: str, amount: int, route: str, body_hash: str) -> Admission | Replay | Refusal:
         """A paid call's payment, checked, verified and claimed; or the stored answer; or the refusal."""
-        try:
-            payload = decode_payment_signature_header(header)
-        except Exception as exc:  # whatever a hostile header makes the SDK's models do
-            return Refusal(402, f"the PAYMENT-SIGNATURE header is not an x402 payment ({type(exc).__name__}): "
-                                f"pay the requirements of this route's 402")
-        if not isinstance(payload, PaymentPayload):
-            return Refusal(402, "this gateway takes x402 v2 payments (the PAYMENT-SIGNATURE header), not v1")
-        auth = _authorization(payload)
-        if isinstance(auth, str):
-            return Refusal(402, auth)
-        payer, nonce, value, valid_before = auth
+        parsed = _parse(header)
+        if isinstance(parsed, Refusal):
+            return parsed
+        payload, (payer, nonce, value, valid_before) = parsed
         fingerprint = hashlib.sha256(json.dumps(payload.model_dump(mode="json", by_alias=True), sort_keys=True)
                                      .encode() + b"\n" + body_hash.encode()).hexdigest()
         identifier = identifier_of(payload.extensions)
@@ -173,38 +177,31 @@ class PaymentGate:
             while (running := self._in_flight.get(identifier)) is not None:
                 await asyncio.shield(running)  # the first send's answer, once it has one
             kept = self.sales.by_identifier(identifier)
-            if kept is not None:
-                if kept.fingerprint != fingerprint:
-                    return Refusal(409, f"payment identifier {identifier} was used for another payment or another "
-                                        f"request body: use a new identifier for a new call")
-                if kept.body is None or kept.state == SalePayment.VERIFIED:
-                    return Refusal(409, f"payment identifier {identifier} has no answer to give back")
+            if kept is not None and kept.fingerprint != fingerprint:
+                return Refusal(409, f"payment identifier {identifier} was used for another payment or another "
+                                    f"request body: use a new identifier for a new call")
+            if kept is not None and kept.state == G.FAILED:
+                return Refusal(402, "that call's payment did not settle, so its answer is not given: pay anew")
+            if kept is not None and kept.state in _REPLAYABLE and kept.body is not None:
                 return Replay(kept.status or 200, kept.body, kept.headers)
-        if self.sales.by_nonce(nonce) is not None:
+        sale = self.sales.by_nonce(nonce)
+        if sale is not None and not (sale.state == G.RELEASED and sale.fingerprint == fingerprint):
+            if sale.state == G.RELEASED:
+                return Refusal(402, "this payment was made for another call, which failed and was not charged: it "
+                                    "may be sent again for that call only; sign a new one for this call")
             return Refusal(402, "this payment was already used for a call: sign a new one (or send the same "
                                 "payment identifier with the same body to get that call's answer again)")
-        terms = self._terms(payload, payer, value, valid_before, amount)
+        terms = self._terms(payload, value, valid_before, amount)
         if terms is not None:
             return Refusal(402, terms)
-        limit = self._limits(payer, amount)
-        if limit is not None:
-            return limit
         requirements = self.requirements(value)
-        self._admitting[payer] += value  # the daily cap sees it until the sale is on record
-        admitting = True
-        reserving = False
-        admitted = False
-        stamp = self.clock()
-        self._recent.setdefault(payer, collections.deque()).append(stamp)  # counted now: concurrent calls see it
         done: asyncio.Future[None] | None = None
         if identifier is not None:
             done = self._in_flight[identifier] = asyncio.get_running_loop().create_future()
+        admitted = claimed = False
+        stamp: float | None = None
+        reserved = False
         try:
-            refused = await self._balance_covers(payer, value)
-            if refused is not None:
-                return refused
-            self.reserved[payer] += value  # checked and reserved in one step: later calls of this payer see it
-            reserving = True
             try:
                 verified = await self.server.verify_payment(payload, requirements)
             except Exception as exc:  # the facilitator is down or refused: no service, nothing settled
@@ -212,43 +209,69 @@ class PaymentGate:
                 return Refusal(402, f"the payment could not be verified now ({type(exc).__name__}): try again")
             if not verified.is_valid:
                 return Refusal(402, f"the facilitator refused the payment: {verified.verify.invalid_reason}")
-            taken = self.sales.claim(nonce, payer, value, route, identifier, fingerprint if identifier else None,
-                                     valid_before, header, self.clock())
-            self._admitting[payer] -= value
-            admitting = False
-            if taken is not None:
+            # From here the payer is known to have signed: its figures may move.
+            now = self.clock()
+            limit = self.payers.check(payer, value, self.sales.spent_since(payer, now - now % DAY, in_flight=True))
+            if limit is not None:
+                return limit
+            stamp = self.payers.admit(payer, value)
+            refused = await self._balance_covers(payer, value)
+            if refused is not None:
+                return refused
+            self.payers.reserve(payer, value)  # checked and reserved in one step: later calls see it
+            reserved = True
+            if self.sales.by_nonce(nonce) is not None and sale is None:  # taken meanwhile by a concurrent call
                 return Refusal(402, "this payment was already used for a call: sign a new one")
+            if sale is not None:
+                self.sales.reclaim(nonce, value, valid_before, now)
+            else:
+                self.sales.claim(nonce, payer, value, route, identifier, fingerprint, valid_before, header, now)
+            claimed = True
+            self.payers.on_record(payer, value)
             await self.sales.commit()  # on record before the model is asked: one payment, one call
             admitted = True
-            return Admission(payload, requirements, header, payer, nonce, value, valid_before, identifier)
+            on_record = self.sales.by_nonce(nonce)
+            assert on_record is not None
+            return Admission(payload, requirements, header, payer, nonce, value, valid_before, identifier,
+                             on_record.route_key)
         finally:
             if not admitted:
-                if reserving:
-                    self._unreserve(payer, value)
+                if claimed:  # cancelled while committing: the sale goes back, so the payment can be sent again
+                    self.sales.released(nonce, "the call was cancelled before it was asked", 0)
+                if reserved:
+                    self.payers.unreserve(payer, value)
+                if stamp is not None:
+                    self.payers.forget(payer, stamp)
+                    if not claimed:
+                        self.payers.on_record(payer, value)
                 self._done(identifier, done)
-                with contextlib.suppress(ValueError):
-                    self._recent[payer].remove(stamp)
-            if admitting:
-                self._admitting[payer] -= value
-            if self._admitting[payer] <= 0:
-                del self._admitting[payer]
 
-    async def deliver(self, a: Admission, status: int, body: bytes, headers: dict[str, str]) -> None:
-        """The call was answered: keep the answer (for its identifier), then settle off the caller's path."""
+    async def deliver(self, a: Admission, status: int, body: bytes, headers: dict[str, str], wait: bool) -> bool:
+        """The call was answered: keep the answer (for its identifier) and settle. With `wait`, return once
+        settled (True) or not (False), holding resends of its identifier until then; else at once (True)."""
         self.sales.answered(a.nonce, status, body, headers)
+        task: asyncio.Task[bool] | None = None
         try:
             await self.sales.commit()
+        finally:
+            task = self._settle_later(a)
+            if not wait:
+                self._done(a.identifier, self._in_flight.get(a.identifier or ""))
+        if not wait:
+            return True
+        try:
+            return await asyncio.shield(task)
         finally:
             self._done(a.identifier, self._in_flight.get(a.identifier or ""))
-        self._settle_later(a)
 
-    async def release(self, a: Admission, why: str) -> None:
-        """The call failed: nothing is settled, the payment is the payer's to use again."""
-        self.sales.released(a.nonce, why)
+    async def release(self, a: Admission, why: str, cost: int) -> None:
+        """The call failed: nothing is settled; `cost` (what the models asked cost the operator) counts
+        against the payer's daily cap, and the payment may be sent again for this same call."""
+        self.sales.released(a.nonce, why, cost)
         try:
             await self.sales.commit()
         finally:
-            self._unreserve(a.payer, a.amount)
+            self.payers.unreserve(a.payer, a.amount)
             self._done(a.identifier, self._in_flight.get(a.identifier or ""))
 
     @staticmethod
@@ -258,7 +281,7 @@ class PaymentGate:
 
     # ------------------------------------------------------------------------------------ checks
 
-    def _terms(self, payload: PaymentPayload, payer: str, value: int, valid_before: int, amount: int) -> str | None:
+    def _terms(self, payload: PaymentPayload, value: int, valid_before: int, amount: int) -> str | None:
         """Our terms, before the facilitator sees the payment: None when they are met, else what to fix."""
         s = self.settings
         accepted = payload.accepted
@@ -283,27 +306,9 @@ class PaymentGate:
         if left < s.answer_timeout + SETTLE_MARGIN:
             return (f"the payment's authorization expires in {left:.0f} s, too soon to answer and settle: "
                     f"sign one valid for at least {s.answer_timeout + SETTLE_MARGIN:.0f} s")
-        return None
-
-    def _limits(self, payer: str, amount: int) -> Refusal | None:
-        now = self.clock()
-        until = self._cooldown.get(payer, 0.0)
-        if until > now:
-            return Refusal(402, f"a settlement of an earlier payment from {payer} failed: this payer is refused "
-                                f"for {until - now:.0f} s more", int(until - now) + 1)
-        recent = self._recent.setdefault(payer, collections.deque())
-        while recent and recent[0] <= now - 60:
-            recent.popleft()
-        if len(recent) >= self.settings.rate_per_minute:
-            wait = int(recent[0] + 60 - now) + 1
-            return Refusal(429, f"{payer} made {len(recent)} paid calls in the last minute, the most allowed: "
-                                f"try again in {wait} s", wait)
-        day_start = now - now % DAY
-        spent = self.sales.spent_since(payer, day_start, in_flight=True) + self._admitting[payer]
-        if spent + amount > self.settings.daily_cap:
-            wait = int(day_start + DAY - now) + 1
-            return Refusal(429, f"{payer} has spent {spent} of its daily cap of {self.settings.daily_cap} today "
-                                f"(UTC); this call costs {amount}: try again after midnight UTC", wait)
+        if left > s.validity_seconds + CLOCK_SKEW:
+            return (f"the payment's authorization is valid for {left:.0f} s, longer than this gateway's "
+                    f"{s.validity_seconds} s (maxTimeoutSeconds): sign one valid for at most that")
         return None
 
     async def _balance_covers(self, payer: str, value: int) -> Refusal | None:
@@ -314,19 +319,17 @@ class PaymentGate:
         they pass it, and none is refused for one that is refused too. A settlement of the payer's that
         finished during the read may have freed its reservation after the node read the balance from
         before it: then the balance is read again, so spent money is never counted twice as there."""
-        for _ in range(3):
-            settled = self._settled[payer]
+        for _ in range(5):
+            clock = self.payers.settlements[payer]
             try:
-                raw = await self._node.call("eth_call", [{"to": self.settings.asset, "data": "0x" + (
-                    _BALANCE_OF + encode(["address"], [payer])).hex()}, "latest"])
-                balance = int(raw, 16)
-            except (RpcError, RpcUnavailable, ValueError, TypeError) as exc:
+                balance = await self._node.token_balance(self.settings.asset, payer)
+            except (RpcError, RpcUnavailable, ValueError) as exc:
                 return Refusal(402, f"the payer's balance could not be read now ({type(exc).__name__}): try again")
-            if self._settled[payer] == settled:
+            if self.payers.settlements[payer] == clock:
                 break
         else:
             return Refusal(402, "the payer's balance keeps moving while it is read: try again")
-        need = self.reserved[payer] + value
+        need = self.payers.reserved[payer] + value
         if balance < need:
             return Refusal(402, f"insufficient balance: {payer} holds {balance}, and its calls being answered "
                                 f"with this one need {need}")
@@ -334,14 +337,19 @@ class PaymentGate:
 
     # ------------------------------------------------------------------------------------ settling
 
-    def _settle_later(self, a: Admission) -> None:
+    def _settle_later(self, a: Admission) -> asyncio.Task[bool]:
         task = asyncio.get_running_loop().create_task(self._settle(a))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
+        return task
 
-    async def _settle(self, a: Admission) -> None:
-        """Settle until it is settled, refused, or its authorization runs out; then free its reservation."""
-        why = ""
+    async def _settle(self, a: Admission) -> bool:
+        """Settle until it is settled, refused, or its authorization runs out; then free its reservation.
+        Before a sale is called failed, the token is asked whether the authorization was used after all
+        (a facilitator that settled and whose answer was lost); only a refusal by the facilitator, not its
+        silence, puts the payer in the cooldown."""
+        why, refused = "", False
+        settled_ok = False
         try:
             async with self._settle_slots:
                 delay = 1.0
@@ -353,40 +361,49 @@ class PaymentGate:
                         why = f"{type(exc).__name__}: {str(exc)[:200]}"
                     if settled is not None and settled.success:
                         self.sales.settled(a.nonce, settled.transaction)
-                        self._settled[a.payer] += 1
-                        return
+                        settled_ok = True
+                        return True
                     if settled is not None and settled.error_reason != "settlement_pending":
                         why = f"{settled.error_reason}: {settled.error_message or ''}".strip(": ")
+                        refused = True
                         break
                     if self.clock() + delay >= a.valid_before:
                         why = why or "still pending when its authorization expired"
                         break
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 15.0)
-            self.sales.failed(a.nonce, why)
-            self._cooldown[a.payer] = self.clock() + self.settings.settle_failure_cooldown
-            log.warning("gateway: payment %s from %s did not settle (%s): the payer is refused for %.0f s",
-                        a.nonce, a.payer, why, self.settings.settle_failure_cooldown,
+            if await self._authorization_used(a):
+                self.sales.settled(a.nonce, "")  # it moved: the transaction is the token's to show
+                settled_ok = True
+                return True
+            self.sales.failed(a.nonce, why, self.clock())
+            if refused:
+                self.payers.refuse(a.payer)
+            log.warning("gateway: payment %s from %s did not settle (%s)%s", a.nonce, a.payer, why,
+                        f": the payer is refused for {self.settings.settle_failure_cooldown:.0f} s" if refused else "",
                         extra={"fields": {"payer": a.payer, "nonce": a.nonce, "reason": why}})
+            return False
         finally:
-            self._unreserve(a.payer, a.amount)
+            if settled_ok:
+                self.payers.settled(a.payer, a.amount)
+            else:
+                self.payers.unreserve(a.payer, a.amount)
             with contextlib.suppress(Exception):
                 await self.sales.commit()
 
-    def _readmit(self, sale: Sale) -> Admission | None:
+    async def _authorization_used(self, a: Admission) -> bool:
+        data = _AUTHORIZATION_STATE + encode(["address", "bytes32"], [a.payer, bytes.fromhex(a.nonce[2:])])
         try:
-            payload = decode_payment_signature_header(sale.header)
-        except Exception:
-            return None
-        if not isinstance(payload, PaymentPayload):
-            return None
-        return Admission(payload, self.requirements(sale.amount), sale.header, sale.payer, sale.nonce, sale.amount,
-                         sale.valid_before, sale.identifier)
+            return int.from_bytes(await self._node.eth_call(self.settings.asset, data), "big") != 0
+        except (RpcError, RpcUnavailable):
+            return False
 
-    def _unreserve(self, payer: str, amount: int) -> None:
-        self.reserved[payer] -= amount
-        if self.reserved[payer] <= 0:
-            del self.reserved[payer]
+    def _readmit(self, sale: Sale) -> Admission | None:
+        parsed = _parse(sale.header)
+        if isinstance(parsed, Refusal):
+            return None
+        return Admission(parsed[0], self.requirements(sale.amount), sale.header, sale.payer, sale.nonce,
+                         sale.amount, sale.valid_before, sale.identifier, sale.route_key)
 
     def _done(self, identifier: str | None, future: asyncio.Future[None] | None) -> None:
         if identifier is not None and future is not None and self._in_flight.get(identifier) is future:
@@ -397,6 +414,21 @@ class PaymentGate:
 
 class GateUnavailable(Exception):
     """The gateway cannot take payments (its facilitator does not answer at start)."""
+
+
+def _parse(header: str) -> tuple[PaymentPayload, tuple[str, str, int, int]] | Refusal:
+    """The payment a PAYMENT-SIGNATURE header holds, with its authorization's figures, or the refusal."""
+    try:
+        payload = decode_payment_signature_header(header)
+    except Exception as exc:  # whatever a hostile header makes the SDK's models do
+        return Refusal(402, f"the PAYMENT-SIGNATURE header is not an x402 payment ({type(exc).__name__}): "
+                            f"pay the requirements of this route's 402")
+    if not isinstance(payload, PaymentPayload):
+        return Refusal(402, "this gateway takes x402 v2 payments (the PAYMENT-SIGNATURE header), not v1")
+    auth = _authorization(payload)
+    if isinstance(auth, str):
+        return Refusal(402, auth)
+    return payload, auth
 
 
 def _authorization(payload: PaymentPayload) -> tuple[str, str, int, int] | str:
@@ -410,6 +442,8 @@ def _authorization(payload: PaymentPayload) -> tuple[str, str, int, int] | str:
         nonce = str(auth["nonce"]).lower()
         value = int(str(auth["value"]))
         valid_before = int(str(auth["validBefore"]))
+        if not 0 <= value < 2**256 or not 0 <= valid_before < 2**63:
+            raise ValueError("range")
         if len(nonce) != 66 or not nonce.startswith("0x"):
             raise ValueError("nonce")
         bytes.fromhex(nonce[2:])

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
 from x402.http.utils import decode_payment_required_header, encode_payment_signature_header
 from x402.mechanisms.evm.exact.client import ExactEvmScheme
 from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
@@ -29,6 +33,7 @@ from oracle.devnet.harness import (
 )
 from oracle.devnet.keys import DevKey, anvil_key
 from oracle.devnet.model_server import ModelServer
+from oracle.protocol import ACCOUNT_MESSAGE_HEADER, ACCOUNT_SIGNATURE_HEADER, account_message
 from oracle.x402.identifier import PAYMENT_IDENTIFIER, with_identifier
 from oracle.x402.signer import WalletSigner
 from tests import http as http_reply
@@ -71,6 +76,16 @@ def sign_payment(required: PaymentRequired, payer: DevKey, identifier: str | Non
                                                           resource=required.resource, extensions=extensions))
 
 
+def signed_headers(address: str, key: DevKey, payee: str, expires: int | None = None) -> dict[str, str]:
+    """The account headers as an agent would build them by hand: a fresh nonce, signed by `key`, for the
+    gateway paid to `payee`."""
+    message = account_message(address, payee, secrets.token_hex(16),
+                              int(time.time()) + 300 if expires is None else expires)
+    signature = Account.sign_message(encode_defunct(text=message), key.private_key).signature
+    return {ACCOUNT_MESSAGE_HEADER: base64.b64encode(message.encode()).decode(),
+            ACCOUNT_SIGNATURE_HEADER: "0x" + bytes(signature).hex()}
+
+
 def with_authorization(header: str, **changes: Any) -> str:
     """The same payment with fields of its authorization changed (its signature no longer matches)."""
     doc = json.loads(base64.b64decode(header))
@@ -106,6 +121,14 @@ class Gateway:
                                                 argument_filters={"from": payer,
                                                                   "to": self.stack.keys.owner.address})
         return [int(e["args"]["value"]) for e in logs]
+
+    def account(self, payer: DevKey) -> dict[str, Any]:
+        """`GET /v1/account/{payer}` with a fresh message the payer signed."""
+        got = http(self.url + f"/v1/account/{payer.address}",
+                   headers=signed_headers(payer.address, payer, self.stack.keys.owner.address))
+        assert got.status == 200, got.body
+        doc: dict[str, Any] = got.json()
+        return doc
 
     def paid_call(self, path: str, body: Any, payer: DevKey, identifier: str | None = None) -> tuple[Reply, str]:
         """An unpaid call, then the same paid: (the paid call's reply, the payment header)."""

@@ -6,9 +6,7 @@ answers is an error that costs nothing."""
 
 from __future__ import annotations
 
-import base64
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -16,8 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from eth_account import Account
-from eth_account.messages import encode_defunct
 from eth_utils import to_checksum_address
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
@@ -25,10 +21,10 @@ from oracle.client import ClientError, GatewayClient, GatewayError, send_call
 from oracle.config import X402Pin
 from oracle.devnet.harness import wait_until
 from oracle.devnet.keys import DevKey
-from oracle.protocol import ACCOUNT_MESSAGE_HEADER, ACCOUNT_SIGNATURE_HEADER, ResultSpec, ResultType, account_message
+from oracle.protocol import ACCOUNT_MESSAGE_HEADER, ResultSpec, ResultType
 from oracle.store import Payment, PaymentState
 from oracle.x402 import Ledger
-from tests.gateway.conftest import DAILY_CAP, Gateway, Reply, http
+from tests.gateway.conftest import DAILY_CAP, Gateway, Reply, http, signed_headers
 from tests.gateway.paying_agent import KEY_ENV
 from tests.risk_sentinel import deploy_pair
 
@@ -65,14 +61,6 @@ def ledger_payment(path: Path, key: str) -> Payment:
 
 def read_account(gw: Gateway, address: str, headers: dict[str, str]) -> Reply:
     return http(gw.url + f"/v1/account/{address}", headers=headers)
-
-
-def signed_headers(address: str, key: DevKey, expires: int | None = None) -> dict[str, str]:
-    """The account headers as an agent would build them by hand: a fresh nonce, signed by `key`."""
-    message = account_message(address, secrets.token_hex(16), int(time.time()) + 300 if expires is None else expires)
-    signature = Account.sign_message(encode_defunct(text=message), key.private_key).signature
-    return {ACCOUNT_MESSAGE_HEADER: base64.b64encode(message.encode()).decode(),
-            ACCOUNT_SIGNATURE_HEADER: "0x" + bytes(signature).hex()}
 
 
 async def test_a_chat_is_paid_once_and_the_ledger_agrees_with_the_token(gateway: Gateway, tmp_path: Path) -> None:
@@ -166,20 +154,24 @@ async def test_the_payer_reads_its_account_with_a_fresh_signed_message(gateway: 
     assert account.daily_cap == DAILY_CAP and account.last_seen is not None and account.last_seen <= time.time()
 
 
-@pytest.mark.parametrize("case", ["expired", "replayed", "another-signer", "no-headers"])
+@pytest.mark.parametrize("case", ["expired", "replayed", "another-signer", "another-gateway", "no-headers"])
 def test_an_account_read_without_a_fresh_message_from_its_owner_is_refused(gateway: Gateway, case: str) -> None:
     owner = gateway.payer(24, 0)
     stranger = gateway.payer(25, 0)
+    payee = gateway.stack.keys.owner.address
     if case == "expired":
-        headers = signed_headers(owner.address, owner, expires=int(time.time()) - 5)
+        headers = signed_headers(owner.address, owner, payee, expires=int(time.time()) - 5)
         says = "expired: sign a new one"
     elif case == "replayed":
-        headers = signed_headers(owner.address, owner)
+        headers = signed_headers(owner.address, owner, payee)
         assert read_account(gateway, owner.address, headers).status == 200
         says = "used already: sign a new one with a fresh nonce"
     elif case == "another-signer":
-        headers = signed_headers(owner.address, stranger)
+        headers = signed_headers(owner.address, stranger, payee)
         says = f"not signed by {owner.address}"
+    elif case == "another-gateway":  # signed for another operator's gateway: not taken here
+        headers = signed_headers(owner.address, owner, stranger.address)
+        says = f"for the gateway paid to {stranger.address}, not this one"
     else:
         headers = {}
         says = f"send {ACCOUNT_MESSAGE_HEADER}"

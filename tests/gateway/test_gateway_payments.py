@@ -185,3 +185,50 @@ def test_a_body_over_64_kib_is_refused_before_its_payment_is_taken(gateway: Gate
     assert gateway.model.books.tags["oversized"] == 1
     paid = ok.json()["oracle"]["paid"]
     wait_until(lambda: gateway.transfers(payer.address, start) == [paid], 30, what="the payment to settle")
+
+
+def test_a_failed_calls_payment_is_good_again_for_that_call_only(gateway: Gateway) -> None:
+    payer = gateway.payer(18, 50_000)
+    start = gateway.stack.w3.eth.block_number
+    body = chat("Asked twice [[tag:released]]")
+    header = sign_payment(http(gateway.url + CHAT, body).required, payer)
+    gateway.model.knobs.force = "400"  # the model fails this call: nothing is charged
+    try:
+        failed = http(gateway.url + CHAT, body, {"PAYMENT-SIGNATURE": header})
+    finally:
+        gateway.model.knobs.force = None
+    assert failed.status == 502, failed.body
+    other = http(gateway.url + CHAT, chat("Another question [[tag:released-other]]"), {"PAYMENT-SIGNATURE": header})
+    assert other.status == 402 and "may be sent again for that call only" in other.json()["error"]
+    again = http(gateway.url + CHAT, body, {"PAYMENT-SIGNATURE": header})  # the same call: taken, answered
+    assert again.status == 200, again.body
+    assert gateway.model.books.tags["released-other"] == 0
+    wait_until(lambda: gateway.transfers(payer.address, start) == [again.json()["oracle"]["paid"]], 30,
+               what="the one settlement")
+
+
+def test_what_a_failed_call_cost_the_operator_counts_against_the_payers_daily_cap(gateway: Gateway) -> None:
+    payer = gateway.payer(19, 50_000)
+    json_answer = {"type": "json_schema", "json_schema": {"name": "answer", "schema": {
+        "type": "object", "properties": {"value": {"type": "integer"}}, "required": ["value"]}}}
+    got, _ = gateway.paid_call(CHAT, chat("[[malformed]] [[tag:costly-failure]]", response_format=json_answer), payer)
+    assert got.status == 502 and got.json()["reason"] == "MALFORMED", got.body
+    assert gateway.model.books.tags["costly-failure"] >= 2  # asked, and asked once more: the tokens were used
+    account = gateway.account(payer)
+    assert account["spent"] == 0 and account["spent_today"] > 0  # not charged; counted against the cap
+
+
+def test_a_signed_analysis_is_handed_over_only_once_its_payment_settled(gateway: Gateway) -> None:
+    payer = gateway.payer(27, 50_000)
+    body = {"chain_id": gateway.stack.chain_id, "model": "fastest", "prompt": "calm [[tag:analysis-unsettled]]",
+            "result": {"type": "uint", "min": 0, "max": 100}, "consumer": gateway.stack.keys.owner.address}
+    knobs = gateway.facilitator.knobs
+    knobs.fail_settle = True
+    try:
+        got, header = gateway.paid_call("/v1/analyze", body, payer, identifier="analysis-unsettled-0001")
+    finally:
+        knobs.fail_settle = False
+    assert got.status == 402 and "did not settle" in got.json()["error"], got.body
+    assert "signature" not in got.json()
+    again = http(gateway.url + "/v1/analyze", body, {"PAYMENT-SIGNATURE": header})  # its stored answer: not given
+    assert again.status == 402 and "signature" not in again.json()

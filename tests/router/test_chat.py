@@ -123,12 +123,20 @@ async def test_worst_case_prices_every_eligible_deployment_at_max_tokens(store: 
     async with router_for(CATALOG, store) as router:
         text = router.worst_case("cheapest", 3_000, 512, ResultType.TEXT)
         json_ = router.worst_case("cheapest", 3_000, 512, ResultType.JSON)
-    # 3,000 bytes are 1,000 tokens, plus 200 of framing; 512 answer tokens
-    tokens = (1_200 * 2_000_000 + 512 * 8_000_000) // 1_000_000 + 7
+    # quoted to anyone, so at one token per byte (3,000), plus 200 of framing; 512 answer tokens
+    tokens = (3_200 * 2_000_000 + 512 * 8_000_000) // 1_000_000 + 7
     assert not isinstance(text, str) and not isinstance(json_, str)
     assert [(e.id, cost) for e, cost in text[1]] == [("no-schema", 1), ("per-call", 5_000), ("tokens", tokens)]
-    assert text[0] == tokens == 6_503
+    assert text[0] == tokens == 10_503
     assert [e.id for e, _ in json_[1]] == ["per-call", "tokens"]  # JSON answers need json_schema
+
+
+async def test_the_worst_case_of_an_ensemble_is_each_member_at_the_dearest(store: Store) -> None:
+    catalog = [dep("a", provider="p1", call_price=100), dep("b", provider="p2", call_price=300),
+               dep("c", provider="p3", call_price=200)]
+    async with router_for(catalog, store) as router:
+        quoted = router.worst_case("ensemble:3", 300, 64, ResultType.UINT)
+    assert not isinstance(quoted, str) and quoted[0] == 3 * max(cost for _, cost in quoted[1])
 
 
 @pytest.mark.parametrize(("spec", "why"), [("no-such-model", "no deployment serves no-such-model"),
@@ -149,5 +157,7 @@ async def test_the_worst_case_quoted_is_the_one_held_against_the_allowance(serve
         quoted = router.worst_case("cheapest", chat_sent_bytes(chat.messages, chat.schema), 256, ResultType.JSON)
         answer = await router.answer(request, _later())
     assert not isinstance(quoted, str) and answer.status == Status.SUCCESS
-    assert [[e.id, cost] for e, cost in quoted[1]] == answer.receipt["decision"]["plan"]
+    plan = answer.receipt["decision"]["plan"]
+    assert [e.id for e, _ in quoted[1]] == [deployment_id for deployment_id, _ in plan]
+    assert all(cost >= held for (_, cost), (_, held) in zip(quoted[1], plan, strict=True))  # never below it
     assert answer.receipt["decision"]["inputs"]["prompt_bytes"] == chat_sent_bytes(chat.messages, chat.schema)
