@@ -37,6 +37,13 @@ def domain_separator(name: str, version: str, chain_id: int, verifying_contract:
     return _domain_separator(name, version, chain_id, verifying_contract.lower())
 
 
+def transfer_digest(authorization: dict[str, Any], separator: bytes) -> bytes:
+    """The EIP-712 digest an EIP-3009 `TransferWithAuthorization` is signed over, in the domain whose
+    separator is `separator` (what the token recovers the payer from)."""
+    struct = keccak(_TRANSFER_TYPEHASH + b"".join(_word(authorization[n], t) for n, t in _TRANSFER_FIELDS))
+    return keccak(b"\x19\x01" + separator + struct)
+
+
 class DomainMismatch(ValueError):
     """Asked to sign for an EIP-712 domain other than the one the payment was checked against."""
 
@@ -67,10 +74,9 @@ class WalletSigner:
                         message: dict[str, Any]) -> bytes:
         fields = [(f.name, f.type) for f in types.get(primary_type, [])]
         if primary_type == "TransferWithAuthorization" and fields == _TRANSFER_FIELDS:
-            struct = keccak(_TRANSFER_TYPEHASH + b"".join(_word(message[n], t) for n, t in _TRANSFER_FIELDS))
             separator = _domain_separator(domain.name, domain.version, int(domain.chain_id),
                                           str(domain.verifying_contract))
-            sig = self._key.sign_recoverable(keccak(b"\x19\x01" + separator + struct), hasher=None)
+            sig = self._key.sign_recoverable(transfer_digest(message, separator), hasher=None)
             return sig[:64] + bytes([sig[64] + 27])
         return self.sign_generic(domain, types, message)
 
