@@ -206,10 +206,19 @@ class Gateway:
         headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
         # A signed analysis is worth money on-chain: handed over once its payment settled. A chat is
         # answered at once and settled after.
-        if not await self.gate.deliver(admitted, 200, out, headers, wait=route in SETTLED_FIRST):
-            return error(402, "the payment did not settle (moved or cancelled before it could be), so the answer "
-                              "is not given: pay with an authorization that stays good until it is settled")
-        return web.Response(status=200, body=out, headers=headers)
+        if route in SETTLED_FIRST:
+            if not await self.gate.deliver(admitted, 200, out, headers, wait=True):
+                return error(402, "the payment did not settle (moved or cancelled before it could be), so the "
+                                  "answer is not given: pay with an authorization that stays good until it is settled")
+            return web.Response(status=200, body=out, headers=headers)
+        await self.gate.deliver(admitted, 200, out, headers, wait=False)
+        response = web.Response(status=200, body=out, headers=headers)
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        finally:
+            self.gate.settle_later(admitted)
+        return response
 
     async def _required(self, request: web.Request, amount: int, why: str, description: str,
                         extra: Mapping[str, str] | None = None) -> web.Response:

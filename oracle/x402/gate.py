@@ -5,7 +5,8 @@
     headers, body = await gate.payment_required(url, amount, "payment required")   # -> HTTP 402
     admitted = await gate.admit(header, amount, route, body_hash)   # Admission | Replay | Refusal
     ... answer the call ...
-    settled = await gate.deliver(admitted, status, body, headers, wait=False)   # kept, then settled
+    settled = await gate.deliver(admitted, status, body, headers, wait=False)   # kept
+    ... send the answer, then: gate.settle_later(admitted)
     await gate.release(admitted, "why", cost)    # the call failed: nothing is settled
 
 A payment is checked on our terms before the facilitator sees it (x402 v2, scheme exact, this network,
@@ -33,10 +34,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +129,7 @@ class PaymentGate:
             admitted = self._readmit(sale)
             if admitted is not None:
                 self.payers.reserve(admitted.payer, admitted.amount)
-                self._settle_later(admitted)
+                self.settle_later(admitted)
         for payer, failed_at in self.sales.failed_since(self.clock() - s.settle_failure_cooldown).items():
             self.payers.refuse(payer, failed_at + s.settle_failure_cooldown)
         self.sales.forget_answers(self.clock())
@@ -170,8 +170,8 @@ class PaymentGate:
         if isinstance(parsed, Refusal):
             return parsed
         payload, (payer, nonce, value, valid_before) = parsed
-        fingerprint = hashlib.sha256(json.dumps(payload.model_dump(mode="json", by_alias=True), sort_keys=True)
-                                     .encode() + b"\n" + body_hash.encode()).hexdigest()
+        # The payment as sent (a resend is the same header, byte for byte) and the call's body.
+        fingerprint = hashlib.sha256(header.strip().encode() + b"\n" + body_hash.encode()).hexdigest()
         identifier = identifier_of(payload.extensions)
         if identifier is not None:
             while (running := self._in_flight.get(identifier)) is not None:
@@ -201,6 +201,8 @@ class PaymentGate:
         admitted = claimed = False
         stamp: float | None = None
         reserved = False
+        # Read while the facilitator verifies (a read moves no figure): one round trip off the call's path.
+        balance = asyncio.ensure_future(self._read_balance(payer))
         try:
             try:
                 verified = await self.server.verify_payment(payload, requirements)
@@ -215,7 +217,7 @@ class PaymentGate:
             if limit is not None:
                 return limit
             stamp = self.payers.admit(payer, value)
-            refused = await self._balance_covers(payer, value)
+            refused = await self._balance_covers(payer, value, balance)
             if refused is not None:
                 return refused
             self.payers.reserve(payer, value)  # checked and reserved in one step: later calls see it
@@ -235,6 +237,7 @@ class PaymentGate:
             return Admission(payload, requirements, header, payer, nonce, value, valid_before, identifier,
                              on_record.route_key)
         finally:
+            balance.cancel()  # done by now, unless the call was refused before it was needed
             if not admitted:
                 if claimed:  # cancelled while committing: the sale goes back, so the payment can be sent again
                     self.sales.released(nonce, "the call was cancelled before it was asked", 0)
@@ -247,20 +250,20 @@ class PaymentGate:
                 self._done(identifier, done)
 
     async def deliver(self, a: Admission, status: int, body: bytes, headers: dict[str, str], wait: bool) -> bool:
-        """The call was answered: keep the answer (for its identifier) and settle. With `wait`, return once
-        settled (True) or not (False), holding resends of its identifier until then; else at once (True)."""
+        """The call was answered: keep the answer (for its identifier). With `wait`, settle and return once
+        settled (True) or not (False), holding resends of its identifier until then; else return at once
+        (True), and the caller starts the settlement (`settle_later`) once the answer is on its way, so the
+        settlement's work does not hold the answer up (a stop in between: the next start settles it)."""
         self.sales.answered(a.nonce, status, body, headers)
-        task: asyncio.Task[bool] | None = None
         try:
             await self.sales.commit()
         finally:
-            task = self._settle_later(a)
             if not wait:
                 self._done(a.identifier, self._in_flight.get(a.identifier or ""))
         if not wait:
             return True
         try:
-            return await asyncio.shield(task)
+            return await asyncio.shield(self.settle_later(a))
         finally:
             self._done(a.identifier, self._in_flight.get(a.identifier or ""))
 
@@ -311,22 +314,32 @@ class PaymentGate:
                     f"{s.validity_seconds} s (maxTimeoutSeconds): sign one valid for at most that")
         return None
 
-    async def _balance_covers(self, payer: str, value: int) -> Refusal | None:
-        """Does the payer's balance cover every payment of theirs already reserved, and `value` more?
+    async def _read_balance(self, payer: str) -> tuple[int, int] | Refusal:
+        """(the payer's settlements clock when the read began, its balance), or why it could not be read."""
+        clock = self.payers.settlements[payer]
+        try:
+            return clock, await self._node.token_balance(self.settings.asset, payer)
+        except (RpcError, RpcUnavailable, ValueError) as exc:
+            return Refusal(402, f"the payer's balance could not be read now ({type(exc).__name__}): try again")
+
+    async def _balance_covers(self, payer: str, value: int,
+                              first: Awaitable[tuple[int, int] | Refusal]) -> Refusal | None:
+        """Does the payer's balance (`first`, a read under way) cover every payment of theirs already
+        reserved, and `value` more?
 
         Compared with the reservations as they stand once the balance is read, and the caller reserves
         `value` with no await in between: calls that reached this point together are counted in the order
         they pass it, and none is refused for one that is refused too. A settlement of the payer's that
         finished during the read may have freed its reservation after the node read the balance from
         before it: then the balance is read again, so spent money is never counted twice as there."""
+        read = await first
         for _ in range(5):
-            clock = self.payers.settlements[payer]
-            try:
-                balance = await self._node.token_balance(self.settings.asset, payer)
-            except (RpcError, RpcUnavailable, ValueError) as exc:
-                return Refusal(402, f"the payer's balance could not be read now ({type(exc).__name__}): try again")
+            if isinstance(read, Refusal):
+                return read
+            clock, balance = read
             if self.payers.settlements[payer] == clock:
                 break
+            read = await self._read_balance(payer)
         else:
             return Refusal(402, "the payer's balance keeps moving while it is read: try again")
         need = self.payers.reserved[payer] + value
@@ -337,7 +350,7 @@ class PaymentGate:
 
     # ------------------------------------------------------------------------------------ settling
 
-    def _settle_later(self, a: Admission) -> asyncio.Task[bool]:
+    def settle_later(self, a: Admission) -> asyncio.Task[bool]:
         task = asyncio.get_running_loop().create_task(self._settle(a))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
