@@ -423,6 +423,9 @@ class GatewaySettings(_Strict):
     daily_cap: int = Field(10**8, ge=1, description="base units one payer may spend per UTC day")
     settle_failure_cooldown: float = Field(600.0, ge=0, description=(
         "seconds a payer whose payment failed to settle is refused"))
+    max_unsettled: int = Field(2_000, ge=1, le=10**6, description=(
+        "answered calls whose settlement is not done, at most: beyond it paid calls get 503 until settlements "
+        "catch up (what the operator has handed over and not yet been paid for stays bounded)"))
 
     @model_validator(mode="after")
     def _time_to_settle(self) -> GatewaySettings:

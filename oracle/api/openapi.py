@@ -148,6 +148,7 @@ _PAID = {
     "409": _json({"$ref": "#/components/schemas/Error"}, "a payment identifier reused with another payment or body"),
     "429": _json({"$ref": "#/components/schemas/Error"}, "the payer's rate limit or daily cap (Retry-After)"),
     "502": _json({"$ref": "#/components/schemas/Failed"}, "no model answered; nothing is settled"),
+    "503": _json({"$ref": "#/components/schemas/Error"}, "settlements are behind: try again (Retry-After)"),
 }
 _NUMBER = {"type": "integer"}
 _TEXT = {"type": "string"}

@@ -60,6 +60,8 @@ _AUTHORIZATION_STATE = keccak(text="authorizationState(address,bytes32)")[:4]
 _DECIMALS = keccak(text="decimals()")[:4]
 SETTLE_MARGIN = 15  # seconds a payment must stay valid after the longest answer, to be settled
 CLOCK_SKEW = 60  # seconds a payer's clock may be ahead of ours
+# Settlements asked of the facilitator at once: each mostly waits for its block, so many overlap.
+SETTLE_SLOTS = 256
 G = SalePayment
 # A stored answer is given again only for a sale that answered and has not failed to settle.
 _REPLAYABLE = (G.ANSWERED, G.SETTLED)
@@ -101,7 +103,7 @@ class PaymentGate:
         self._requirements: dict[int, PaymentRequirements] = {}
         self._in_flight: dict[str, asyncio.Future[None]] = {}  # payment identifier -> done when answered
         self._settling: set[asyncio.Task[bool]] = set()
-        self._settle_slots = asyncio.Semaphore(64)
+        self._settle_slots = asyncio.Semaphore(SETTLE_SLOTS)
 
     async def start(self) -> None:
         """Ask the facilitator what it supports (once) and the asset its decimals, and take up what a stop
@@ -194,6 +196,9 @@ class PaymentGate:
         terms = self._terms(payload, value, valid_before, amount)
         if terms is not None:
             return Refusal(402, terms)
+        if len(self._settling) >= self.settings.max_unsettled:
+            return Refusal(503, f"{len(self._settling)} answered calls are still being settled, the most this "
+                                f"gateway lets stand: try again in a second", 1)
         requirements = self.requirements(value)
         done: asyncio.Future[None] | None = None
         if identifier is not None:

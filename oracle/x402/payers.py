@@ -14,7 +14,8 @@ DAY = 86_400
 
 @dataclass(frozen=True)
 class Refusal:
-    """Why a paid call is not served: 402 (pay again, differently), 409 (identifier reuse), 429 (limits)."""
+    """Why a paid call is not served: 402 (pay again, differently), 409 (identifier reuse), 429 (limits),
+    503 (settlements behind: again shortly)."""
 
     status: int
     message: str

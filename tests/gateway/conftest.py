@@ -6,6 +6,7 @@ refuse; what moved is counted from the token's own events and the model server's
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import time
@@ -138,9 +139,9 @@ class Gateway:
         return http(self.url + path, body, {"PAYMENT-SIGNATURE": header}), header
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    tmp = tmp_path_factory.mktemp("gateway")
+@contextlib.contextmanager
+def running_gateway(tmp: Path, **settings: Any) -> Iterator[Gateway]:
+    """The whole stack with the daemon's gateway configured by `settings` (beyond this file's limits)."""
     with LocalStack() as stack:
         facilitator = Facilitator(stack.rpc_url, stack.keys.facilitator.private_key,
                                   [f"eip155:{stack.chain_id}"]).start()
@@ -148,8 +149,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         config = dev_config(stack, model.base_url, tmp / "oracle.sqlite")
         config["models"] = [dev_model(model.base_url)]
         config["api"] = {"operator": {"port": 0}, "public": {"enabled": True, "port": 0}}
-        config["gateway"] = gateway_section(stack, facilitator.url, rate_per_minute=RATE_PER_MINUTE,
-                                            daily_cap=DAILY_CAP, settle_failure_cooldown=600.0)
+        config["gateway"] = gateway_section(stack, facilitator.url, **{
+            "rate_per_minute": RATE_PER_MINUTE, "daily_cap": DAILY_CAP, "settle_failure_cooldown": 600.0, **settings})
         daemon = DaemonProcess(write_config(config, tmp / "config.toml"),
                                {SIGNER_ENV: stack.keys.signer.private_key.hex()}).start()
         try:
@@ -160,3 +161,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             model.stop()
             facilitator.stop()
             assert code == 0, daemon.log()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    with running_gateway(tmp_path_factory.mktemp("gateway")) as running:
+        yield running
