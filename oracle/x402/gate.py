@@ -61,7 +61,7 @@ _DECIMALS = keccak(text="decimals()")[:4]
 SETTLE_MARGIN = 15  # seconds a payment must stay valid after the longest answer, to be settled
 CLOCK_SKEW = 60  # seconds a payer's clock may be ahead of ours
 # Settlements asked of the facilitator at once: each mostly waits for its block, so many overlap.
-SETTLE_SLOTS = 256
+SETTLE_SLOTS = 64
 G = SalePayment
 # A stored answer is given again only for a sale that answered and has not failed to settle.
 _REPLAYABLE = (G.ANSWERED, G.SETTLED)
@@ -227,10 +227,12 @@ class PaymentGate:
                 return refused
             self.payers.reserve(payer, value)  # checked and reserved in one step: later calls see it
             reserved = True
-            if self.sales.by_nonce(nonce) is not None and sale is None:  # taken meanwhile by a concurrent call
-                return Refusal(402, "this payment was already used for a call: sign a new one")
+            # Taken meanwhile by a concurrent send of the same payment? Checked and claimed with no await between.
             if sale is not None:
-                self.sales.reclaim(nonce, value, valid_before, now)
+                if not self.sales.reclaim(nonce, value, valid_before, now):
+                    return Refusal(402, "this payment was already used for a call: sign a new one")
+            elif self.sales.by_nonce(nonce) is not None:
+                return Refusal(402, "this payment was already used for a call: sign a new one")
             else:
                 self.sales.claim(nonce, payer, value, route, identifier, fingerprint, valid_before, header, now)
             claimed = True
@@ -320,10 +322,11 @@ class PaymentGate:
         return None
 
     async def _read_balance(self, payer: str) -> tuple[int, int] | Refusal:
-        """(the payer's settlements clock when the read began, its balance), or why it could not be read."""
-        clock = self.payers.settlements[payer]
+        """(what the payer's settlements had moved when the read began, its balance), or why it could not
+        be read."""
+        moved = self.payers.settlements[payer]
         try:
-            return clock, await self._node.token_balance(self.settings.asset, payer)
+            return moved, await self._node.token_balance(self.settings.asset, payer)
         except (RpcError, RpcUnavailable, ValueError) as exc:
             return Refusal(402, f"the payer's balance could not be read now ({type(exc).__name__}): try again")
 
@@ -335,20 +338,16 @@ class PaymentGate:
         Compared with the reservations as they stand once the balance is read, and the caller reserves
         `value` with no await in between: calls that reached this point together are counted in the order
         they pass it, and none is refused for one that is refused too. A settlement of the payer's that
-        finished during the read may have freed its reservation after the node read the balance from
-        before it: then the balance is read again, so spent money is never counted twice as there."""
+        finished during the read freed its reservation, while the node may have read the balance from
+        before it: what such settlements moved is taken off the balance read, so money just spent is never
+        counted as still there (at worst a call is refused that the balance would have covered)."""
         read = await first
-        for _ in range(5):
-            if isinstance(read, Refusal):
-                return read
-            clock, balance = read
-            if self.payers.settlements[payer] == clock:
-                break
-            read = await self._read_balance(payer)
-        else:
-            return Refusal(402, "the payer's balance keeps moving while it is read: try again")
+        if isinstance(read, Refusal):
+            return read
+        moved_before, balance = read
+        available = balance - (self.payers.settlements[payer] - moved_before)
         need = self.payers.reserved[payer] + value
-        if balance < need:
+        if available < need:
             return Refusal(402, f"insufficient balance: {payer} holds {balance}, and its calls being answered "
                                 f"with this one need {need}")
         return None

@@ -31,8 +31,8 @@ class Payers:
         self.clock = clock
         self.reserved: collections.Counter[str] = collections.Counter()  # verified, not settled (or released)
         self.admitting: collections.Counter[str] = collections.Counter()  # admitted now, not yet on record
-        # Settlements finished per payer, a clock a balance read compares before and after (one integer per
-        # payer that ever settled: kept, as a payer's clock must never run back).
+        # What settlements moved per payer, base units: a balance read takes off what moved while it ran (one
+        # integer per payer that ever settled: kept, as it must never run back).
         self.settlements: collections.Counter[str] = collections.Counter()
         self._refused_until: dict[str, float] = {}
         self._recent: dict[str, collections.deque[float]] = {}
@@ -85,7 +85,7 @@ class Payers:
         self._drop(self.reserved, payer, value)
 
     def settled(self, payer: str, value: int) -> None:
-        self.settlements[payer] += 1  # before the reservation goes: a balance read overlapping it reads again
+        self.settlements[payer] += value  # with the reservation going: a balance read overlapping it takes it off
         self.unreserve(payer, value)
 
     def refuse(self, payer: str, until: float | None = None) -> None:

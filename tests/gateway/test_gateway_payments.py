@@ -232,3 +232,18 @@ def test_a_signed_analysis_is_handed_over_only_once_its_payment_settled(gateway:
     assert "signature" not in got.json()
     again = http(gateway.url + "/v1/analyze", body, {"PAYMENT-SIGNATURE": header})  # its stored answer: not given
     assert again.status == 402 and "signature" not in again.json()
+
+
+def test_a_failed_calls_payment_sent_again_twice_at_once_buys_one_call(gateway: Gateway) -> None:
+    payer = gateway.payer(28, 50_000)
+    start = gateway.stack.w3.eth.block_number
+    body = chat(f"Asked again twice {HOLD} [[tag:released-twice]]")
+    header = sign_payment(http(gateway.url + CHAT, body).required, payer)
+    gateway.model.knobs.force = "400"
+    try:
+        assert http(gateway.url + CHAT, body, {"PAYMENT-SIGNATURE": header}).status == 502
+    finally:
+        gateway.model.knobs.force = None
+    replies = at_once([partial(http, gateway.url + CHAT, body, {"PAYMENT-SIGNATURE": header}) for _ in range(2)])
+    assert sorted(r.status for r in replies) == [200, 402], [r.body for r in replies]
+    wait_until(lambda: len(gateway.transfers(payer.address, start)) == 1, 30, what="the one settlement")
